@@ -1,0 +1,141 @@
+"""Reading and writing files: clear errors that name file and line, atomic writes."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class InputError(Exception):
+    """Bad user input: names the file and the line/record, and what was wrong."""
+
+    def __init__(self, path: str | os.PathLike | None, where: str | int | None, problem: str):
+        self.path, self.where, self.problem = (str(path) if path else None), where, problem
+        loc = self.path or "<input>"
+        if where is not None:
+            loc += f":{where}" if isinstance(where, int) else f" ({where})"
+        super().__init__(f"{loc}: {problem}")
+
+
+class ConfigError(Exception):
+    """A bad configuration, reported before any work starts."""
+
+
+class SkipCounter:
+    """With ``skip_invalid`` errors are counted (and the first few kept for the report);
+    without it the first error is raised."""
+
+    def __init__(self, skip_invalid: bool = False, keep: int = 20):
+        self.skip_invalid, self.keep = skip_invalid, keep
+        self.count = 0
+        self.examples: list[str] = []
+
+    def __call__(self, err: InputError) -> None:
+        if not self.skip_invalid:
+            raise err
+        self.count += 1
+        if len(self.examples) < self.keep:
+            self.examples.append(str(err))
+
+    def report(self) -> str:
+        if not self.count:
+            return ""
+        lines = [f"skipped {self.count} invalid record(s):"] + ["  " + e for e in self.examples]
+        if self.count > len(self.examples):
+            lines.append(f"  ... and {self.count - len(self.examples)} more")
+        return "\n".join(lines)
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The whole file as UTF-8 text (a BOM is dropped); a clear error otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, None, "file not found")
+    if p.is_dir():
+        raise InputError(p, None, "is a directory, expected a file")
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(p, line, f"not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 file, streaming; blank lines skipped."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, None, "file not found")
+    with open(p, "rb") as f:
+        for no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if no == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(p, no, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+            if line.strip():
+                yield no, line.rstrip("\r\n")
+
+
+def iter_jsonl(path: str | os.PathLike, on_error: Callable[[InputError], None] | None = None) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) per line of a JSON-lines file."""
+    on_error = on_error or SkipCounter(False)
+    lines = iter_lines(path)
+    while True:
+        try:
+            no, line = next(lines)
+        except StopIteration:
+            return
+        except InputError as e:  # bad bytes on one line: report, go on with the next
+            on_error(e)
+            continue
+        try:
+            yield no, json.loads(line)
+        except json.JSONDecodeError as e:
+            on_error(InputError(path, no, f"malformed JSON: {e.msg} at column {e.colno}"))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(path, e.lineno, f"malformed JSON: {e.msg} at column {e.colno}") from None
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Write to a temporary file beside ``path`` and rename it into place on success,
+    so a crash never leaves a half-written output."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
+    n = 0
+    with atomic_write(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_write(path) as f:
+        json.dump(obj, f, ensure_ascii=False, indent=2)
+        f.write("\n")

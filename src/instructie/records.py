@@ -1,0 +1,144 @@
+"""The one data model that flows adapters -> instructions -> model -> parser -> scorer.
+
+Every span carries its surface text and, where known, character offsets into
+``Record.text`` (``end`` exclusive). Offsets are ``None`` only for spans that could
+not be located (e.g. a DuIE object absent from its sentence); such spans still score
+at string level.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+from typing import Any, Iterable
+
+# Main tasks, then InstructUIE's auxiliary tasks.
+MAIN_TASKS = ("NER", "RE", "EE", "RC", "NEG")
+AUX_TASKS = ("ES", "ET", "EP", "EPR", "EET", "EEA")
+TASKS = MAIN_TASKS + AUX_TASKS
+# Which auxiliary tasks a main task's records can be turned into.
+AUX_OF = {"NER": ("ES", "ET"), "RE": ("EP", "EPR"), "EE": ("EET", "EEA")}
+
+
+@dataclass(frozen=True)
+class Entity:
+    label: str
+    text: str
+    start: int | None = None
+    end: int | None = None
+
+    def key(self) -> tuple:
+        return (self.text, self.label)
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A role-filling span: an event argument or a relation's extra slot (DuIE ``inWork``)."""
+    role: str
+    text: str
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass(frozen=True)
+class Relation:
+    head: Entity
+    label: str
+    tail: Entity
+    slots: tuple[Argument, ...] = ()
+
+    def key(self) -> tuple:
+        return (self.head.text, self.label, self.tail.text)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    trigger: Entity  # trigger.label == type
+    arguments: tuple[Argument, ...] = ()
+
+
+@dataclass
+class Record:
+    """One instance of one task on one text.
+
+    ``options`` are the labels the instruction offers (entity types, relations,
+    event types, RC relation names, or for NEG the candidate entities).
+    ``roles`` maps event type -> allowed roles (EE) or relation -> slot roles (DuIE).
+    ``meta`` holds adapter-specific extras the rest of the system may ignore.
+    """
+    id: str
+    dataset: str
+    task: str
+    text: str
+    language: str = "en"
+    entities: list[Entity] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    roles: dict[str, list[str]] = field(default_factory=dict)
+    split: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Record":
+        return cls(
+            id=str(d["id"]),
+            dataset=d["dataset"],
+            task=d["task"],
+            text=d["text"],
+            language=d.get("language", "en"),
+            entities=[Entity(**e) for e in d.get("entities", [])],
+            relations=[relation_from_dict(r) for r in d.get("relations", [])],
+            events=[event_from_dict(e) for e in d.get("events", [])],
+            options=list(d.get("options", [])),
+            roles={k: list(v) for k, v in d.get("roles", {}).items()},
+            split=d.get("split", ""),
+            meta=dict(d.get("meta", {})),
+        )
+
+
+def relation_from_dict(d: dict) -> Relation:
+    return Relation(
+        head=Entity(**d["head"]),
+        label=d["label"],
+        tail=Entity(**d["tail"]),
+        slots=tuple(Argument(**a) for a in d.get("slots", ())),
+    )
+
+
+def event_from_dict(d: dict) -> Event:
+    return Event(
+        type=d["type"],
+        trigger=Entity(**d["trigger"]),
+        arguments=tuple(Argument(**a) for a in d.get("arguments", ())),
+    )
+
+
+def find_all(text: str, needle: str) -> list[int]:
+    """Start offsets of every (possibly overlapping) occurrence of ``needle``."""
+    if not needle:
+        return []
+    out, i = [], text.find(needle)
+    while i >= 0:
+        out.append(i)
+        i = text.find(needle, i + 1)
+    return out
+
+
+def detect_language(text: str) -> str:
+    """'zh' when CJK ideographs make up a noticeable share of the letters, else 'en'."""
+    cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf")
+    letters = sum(1 for ch in text if ch.isalpha())
+    return "zh" if letters and cjk / letters > 0.3 else "en"
+
+
+def unique(items: Iterable) -> list:
+    """Order-preserving de-duplication."""
+    seen, out = set(), []
+    for x in items:
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out

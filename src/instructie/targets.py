@@ -273,10 +273,11 @@ def _parse_into(res, answer, task, options, roles):
 
     if task in ("NER", "ET", "ES", "NEG", "RC", "EP", "EET", "EEA"):
         width = {"ES": 1, "NEG": 1, "RC": 1}.get(task, 2)
-        for fields_ in split_items(answer):
-            if fields_ == [NONE] or fields_ == [""]:
-                res.dropped["empty_item" if fields_ == [""] else "none_in_list"] += 1
+        for raw in _split_items_raw(answer):
+            if len(raw) == 1 and raw[0].strip() in (NONE, ""):  # an escaped \None is a span
+                res.dropped["none_in_list" if raw[0].strip() else "empty_item"] += 1
                 continue
+            fields_ = [_unescape(f) for f in raw]
             if len(fields_) != width or any(not f for f in fields_):
                 res.dropped["wrong_arity" if len(fields_) != width else "empty_field"] += 1
                 continue

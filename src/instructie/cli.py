@@ -1,0 +1,209 @@
+"""The ``instructie`` command: convert, eval, train, pretrain, extract.
+
+Bad input ends with one clear line (file, line/record, problem) and exit code 2,
+never a traceback; ``--skip-invalid`` counts bad records and goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from .io import ConfigError, InputError
+
+
+def _kv(items: list[str]) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise ConfigError(f"--option {it!r}: expected key=value")
+        k, v = it.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def _tasks(s: str | None) -> list[str] | None:
+    return [t.strip().upper() for t in s.split(",") if t.strip()] if s else None
+
+
+# ---------------------------------------------------------------- convert
+def cmd_convert(a) -> int:
+    from data_adapters import get_adapter
+
+    from .instructions import expand_tasks, load_templates, to_instance
+    from .io import SkipCounter, atomic_write
+
+    opts = _kv(a.option)
+    for flag in ("schema", "pid2name"):
+        if getattr(a, flag):
+            opts[flag] = getattr(a, flag)
+    try:
+        read = get_adapter(a.dataset)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    templates = load_templates(a.templates)
+    errors, stats = SkipCounter(a.skip_invalid), Counter()
+    template = a.template if a.template == "random" else int(a.template)
+    counts = Counter()
+    with atomic_write(a.output) as f:
+        recs = read(a.input, split=a.split or "", on_error=errors, stats=stats, **opts)
+        for rec in expand_tasks(recs, _tasks(a.tasks)):
+            inst = to_instance(rec, templates, template=template, seed=a.seed, max_options=a.max_options,
+                               shuffle_options=a.shuffle_options)
+            row = rec.to_dict()
+            row.update(instance_id=inst.id, source=inst.source, target=inst.target)
+            if inst.record.options != rec.options:  # options were sampled to fit: keep what was asked
+                row["prompt_options"] = inst.record.options
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            counts[(rec.dataset, rec.task)] += 1
+    for (ds, task), n in sorted(counts.items()):
+        print(f"{ds}\t{task}\t{n} instances", file=sys.stderr)
+    if stats:
+        print("adapter stats: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items())), file=sys.stderr)
+    if errors.count:
+        print(errors.report(), file=sys.stderr)
+    print(f"wrote {sum(counts.values())} instances to {a.output}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- eval
+def cmd_eval(a) -> int:
+    from .evaluate import evaluate_files
+    from .io import write_json
+
+    report = evaluate_files(a.gold, a.predictions, field=a.field, skip_invalid=a.skip_invalid,
+                            baselines=a.baseline_train)
+    print(report["table"])
+    if a.json:
+        write_json(a.json, {k: v for k, v in report.items() if k != "table"})
+        print(f"wrote {a.json}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- train / pretrain
+def cmd_train(a) -> int:
+    from .config import load_config
+    from .train import train
+
+    overrides = list(a.set or [])
+    if a.output_dir:
+        overrides.append(f"train.output_dir={a.output_dir}")
+    if a.max_steps is not None:
+        overrides.append(f"train.max_steps={a.max_steps}")
+    if a.max_time is not None:
+        overrides.append(f"train.max_time_s={a.max_time}")
+    cfg = load_config(a.config, overrides)
+    res = train(cfg, resume=a.resume, skip_invalid=a.skip_invalid)
+    return 0 if res["status"] == "done" else 3
+
+
+def cmd_pretrain(a) -> int:
+    from .pretrain import pretrain, load_pretrain_config
+
+    overrides = list(a.set or [])
+    if a.output_dir:
+        overrides.append(f"train.output_dir={a.output_dir}")
+    if a.max_steps is not None:
+        overrides.append(f"train.max_steps={a.max_steps}")
+    if a.max_time is not None:
+        overrides.append(f"train.max_time_s={a.max_time}")
+    cfg = load_pretrain_config(a.config, overrides)
+    res = pretrain(cfg, resume=a.resume)
+    return 0 if res["status"] == "done" else 3
+
+
+# ---------------------------------------------------------------- extract
+def cmd_extract(a) -> int:
+    from .extract_cli import run_extract
+    return run_extract(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="instructie", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="dataset -> instruction JSONL (records + source + target)")
+    c.add_argument("--dataset", required=True, help="adapter: duie, fewrel, ie_instructions, fin_negative")
+    c.add_argument("--input", required=True, help="data file or folder")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--split", default="", help="train/dev/test where the adapter has splits")
+    c.add_argument("--schema", help="DuIE schema file")
+    c.add_argument("--pid2name", help="FewRel pid2name.json")
+    c.add_argument("--option", action="append", metavar="KEY=VALUE", help="other adapter options")
+    c.add_argument("--tasks", help="main and auxiliary tasks, e.g. NER,ES,ET (default: the main task)")
+    c.add_argument("--templates", help="template YAML (default configs/templates.yaml)")
+    c.add_argument("--template", default="0", help="template index or 'random'")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--max-options", type=int, default=None, help="sample at most N options per instance")
+    c.add_argument("--shuffle-options", action="store_true")
+    c.add_argument("--skip-invalid", action="store_true", help="count bad records and go on")
+    c.set_defaults(fn=cmd_convert)
+
+    e = sub.add_parser("eval", help="score predictions against converted gold JSONL")
+    e.add_argument("--gold", required=True)
+    e.add_argument("--predictions", required=True, help="JSONL: id, task and a 'prediction' answer text "
+                   "or entities/relations/events/labels")
+    e.add_argument("--field", default=None, help="the field holding answer text (default: prediction, "
+                   "then target)")
+    e.add_argument("--json", help="also write the report as JSON")
+    e.add_argument("--baseline-train", nargs="*", default=None, metavar="TRAIN_JSONL",
+                   help="converted training files: score no-model baselines built from them beside the predictions")
+    e.add_argument("--skip-invalid", action="store_true")
+    e.set_defaults(fn=cmd_eval)
+
+    for name, fn, helptext in (("train", cmd_train, "fine-tune a seq2seq model from a config"),
+                               ("pretrain", cmd_pretrain, "T5 span-corruption pretraining on unlabeled text")):
+        t = sub.add_parser(name, help=helptext)
+        t.add_argument("--config", required=True)
+        t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override one config key")
+        t.add_argument("--output-dir")
+        t.add_argument("--max-steps", type=int)
+        t.add_argument("--max-time", type=float, help="seconds of training, then checkpoint and stop")
+        t.add_argument("--skip-invalid", action="store_true")
+        t.set_defaults(fn=fn)
+
+    x = sub.add_parser("extract", help="extract entities/relations/events from text files")
+    x.add_argument("input", help=".txt (one document per file, or per line with --per-line), .jsonl, or - for stdin")
+    x.add_argument("--model", required=True, help="a trained model directory")
+    x.add_argument("-o", "--output", help="JSONL output (default stdout)")
+    x.add_argument("--tasks", help="ner,re,ee,... (default: the model's tasks)")
+    x.add_argument("--labels", help="entity types / event types, comma-separated (zero-shot)")
+    x.add_argument("--relations", help="relation types, comma-separated")
+    x.add_argument("--schema", help="YAML/JSON schema file: {ner: [...], re: [...], ee: {type: [roles]}}")
+    x.add_argument("--per-line", action="store_true", help=".txt: one document per line")
+    x.add_argument("--text-field", default="text", help=".jsonl: the field with the text")
+    x.add_argument("--language", help="zh or en (default: detected)")
+    x.add_argument("--device", default=None, help="cuda, cpu (default: cuda when available)")
+    x.add_argument("--batch-size", type=int, default=64)
+    x.add_argument("--num-beams", type=int, default=1)
+    x.add_argument("--max-new-tokens", type=int, default=128)
+    x.add_argument("--min-confidence", type=float, default=0.0)
+    x.add_argument("--keep-unsupported", action="store_true", help="keep spans not found in the text, marked")
+    x.add_argument("--constrained", action="store_true", help="decode only spans copied from the input and "
+                   "labels from the options")
+    x.add_argument("--html", help="also write a displaCy page")
+    x.add_argument("--resume", action="store_true", help="continue after the last finished document")
+    x.add_argument("--skip-invalid", action="store_true")
+    x.set_defaults(fn=cmd_extract)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (InputError, ConfigError) as e:
+        print(f"instructie {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"instructie {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

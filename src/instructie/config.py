@@ -1,0 +1,253 @@
+"""One config system for train / pretrain: YAML -> typed dataclasses, validated up front.
+
+Unknown keys, wrong types and impossible values fail with the key's dotted path
+before any work starts. CLI ``--set a.b=value`` overrides single keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .io import ConfigError
+from .records import TASKS
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str | None = None   # hub id or local dir; None with init: random
+    init: str = "pretrained"          # pretrained | random
+    size: str = "small"               # random init: tiny | small | base
+    tokenizer: str | None = None      # path or hub id; None -> trained on the training texts
+    vocab_size: int = 16000           # for a trained tokenizer
+    extend_vocab: bool = True         # add characters a pretrained tokenizer maps to <unk>
+
+
+@dataclass
+class DatasetConfig:
+    adapter: str
+    path: str
+    split: str = ""
+    name: str | None = None           # rename the dataset in reports
+    max_records: int | None = None    # cap (InstructUIE task configs cap per dataset)
+    weight: float = 1.0               # sampling weight: >1 repeats, <1 subsamples per epoch
+    tasks: list[str] | None = None    # override data.tasks for this dataset
+    options: dict[str, Any] = field(default_factory=dict)  # adapter options (schema, pid2name, ...)
+
+
+@dataclass
+class DataConfig:
+    train: list[DatasetConfig] = field(default_factory=list)
+    eval: list[DatasetConfig] = field(default_factory=list)   # dev: scored during training
+    test: list[DatasetConfig] = field(default_factory=list)   # scored once at the end
+    tasks: list[str] | None = None    # main + auxiliary tasks to train; None -> main only
+    templates: str | None = None      # template file; None -> configs/templates.yaml
+    template: Any = "random"          # an index or "random"
+    max_options: int | None = 16
+    shuffle_options: bool = True
+    max_source_length: int = 256
+    max_target_length: int = 128
+    max_eval_records: int | None = 500  # per dataset, during training (the test set is full)
+    mention_replacement: float = 0.0  # lever: probability to swap spans for other same-type spans
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/model"
+    seed: int = 0
+    optimizer: str = "adamw"          # adamw | adafactor (steps scaled by each tensor's RMS)
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"          # constant | linear | cosine (after warmup)
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    batch_size: int = 32
+    grad_accum: int = 1
+    epochs: float = 1.0
+    max_steps: int | None = None      # overrides epochs when set
+    max_time_s: float | None = None   # stop (with a checkpoint) after this much training time
+    precision: str = "auto"           # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    length_grouping: bool = True      # batches of similar length
+    pad_to_multiple: int = 16         # bucket padded lengths (few shapes: compile-friendly)
+    compile: bool = False
+    eval_every: int = 0               # steps; 0 -> only at the end
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 20
+    num_workers: int = 0
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 64
+    num_beams: int = 1
+    max_new_tokens: int = 128
+    constrained: bool = False
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-3 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls, data: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key.path=value")
+    key, raw = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    data: dict = dict(base or {})
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {k} is not a section")
+        node[keys[-1]] = value
+    cfg = _build(RunConfig, data, "")
+    validate(cfg, str(path or "config"))
+    return cfg
+
+
+def validate(cfg: RunConfig, src: str) -> None:
+    def bad(msg):
+        raise ConfigError(f"{src}: {msg}")
+
+    m = cfg.model
+    if m.init not in ("pretrained", "random"):
+        bad(f"model.init must be 'pretrained' or 'random', got {m.init!r}")
+    if m.init == "pretrained" and not m.name_or_path:
+        bad("model.name_or_path is required with init: pretrained (or use init: random)")
+    if m.init == "random" and m.size not in ("tiny", "small", "base", "large"):
+        bad(f"model.size must be tiny, small, base or large, got {m.size!r}")
+    d = cfg.data
+    for t in d.tasks or []:
+        if t not in TASKS:
+            bad(f"data.tasks: unknown task {t!r} (known: {', '.join(TASKS)})")
+    from data_adapters import adapter_names
+    for sect in ("train", "eval", "test"):
+        for i, ds in enumerate(getattr(d, sect)):
+            if ds.adapter not in adapter_names():
+                bad(f"data.{sect}[{i}].adapter: unknown adapter {ds.adapter!r} (known: {', '.join(adapter_names())})")
+            if not Path(ds.path).exists():
+                bad(f"data.{sect}[{i}].path: {ds.path} does not exist")
+            if ds.weight <= 0:
+                bad(f"data.{sect}[{i}].weight must be > 0")
+            for t in ds.tasks or []:
+                if t not in TASKS:
+                    bad(f"data.{sect}[{i}].tasks: unknown task {t!r}")
+    if not d.train:
+        bad("data.train: at least one training dataset is required")
+    if d.template != "random" and not isinstance(d.template, int):
+        bad(f"data.template must be an index or 'random', got {d.template!r}")
+    t = cfg.train
+    if t.optimizer not in ("adamw", "adafactor"):
+        bad(f"train.optimizer must be adamw or adafactor, got {t.optimizer!r}")
+    if t.schedule not in ("constant", "linear", "cosine"):
+        bad(f"train.schedule must be constant, linear or cosine, got {t.schedule!r}")
+    if t.precision not in ("auto", "bf16", "fp32"):
+        bad(f"train.precision must be auto, bf16 or fp32 (fp16 overflows in T5), got {t.precision!r}")
+    for k in ("batch_size", "grad_accum", "max_source_length", "max_target_length"):
+        obj = t if hasattr(t, k) else d
+        if getattr(obj, k) < 1:
+            bad(f"{k} must be >= 1")
+    if t.lr <= 0:
+        bad("train.lr must be > 0")
+    if t.max_steps is None and t.epochs <= 0:
+        bad("train.epochs must be > 0 (or set train.max_steps)")

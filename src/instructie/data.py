@@ -1,0 +1,144 @@
+"""Datasets from a config -> records -> instances -> token ids -> length-grouped batches."""
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
+
+import torch
+
+from data_adapters import get_adapter
+
+from .config import DataConfig, DatasetConfig
+from .instructions import Instance, expand_tasks, to_instance
+from .io import SkipCounter
+from .records import MAIN_TASKS, Record
+
+
+def load_records(ds: DatasetConfig, skip_invalid: bool = False, stats: Counter | None = None) -> list[Record]:
+    """All records of one configured dataset (capped by ``max_records``, first come first kept)."""
+    read = get_adapter(ds.adapter)
+    out = []
+    for rec in read(ds.path, split=ds.split, on_error=SkipCounter(skip_invalid), stats=stats, **ds.options):
+        if ds.name:
+            rec = replace(rec, dataset=ds.name)
+        out.append(rec)
+        if ds.max_records and len(out) >= ds.max_records:
+            break
+    return out
+
+
+def weighted_sample(records: list[Record], weight: float, rng: random.Random) -> list[Record]:
+    """``weight`` copies of the records per epoch: whole copies plus a random part."""
+    whole, frac = int(weight), weight - int(weight)
+    out = records * whole
+    if frac:
+        out += rng.sample(records, round(len(records) * frac))
+    return out
+
+
+@dataclass
+class Source:
+    """A configured dataset with its records loaded once."""
+    config: DatasetConfig
+    records: list[Record]
+
+    def tasks(self, default: Sequence[str] | None) -> list[str] | None:
+        return self.config.tasks or (list(default) if default else None)
+
+
+def load_sources(dsets: list[DatasetConfig], skip_invalid: bool = False) -> list[Source]:
+    return [Source(ds, load_records(ds, skip_invalid)) for ds in dsets]
+
+
+def make_instances(sources: list[Source], data: DataConfig, templates: dict, seed: int,
+                   epoch: int = 0, train: bool = True) -> list[Instance]:
+    """Instances for one epoch. Training samples options/templates per epoch (seeded);
+    evaluation uses template 0, every option in schema order, main tasks only."""
+    rng = random.Random(f"{seed}:epoch:{epoch}")
+    out: list[Instance] = []
+    for src in sources:
+        recs = weighted_sample(src.records, src.config.weight, rng) if train else src.records
+        tasks = src.tasks(data.tasks) if train else None
+        for k, rec in enumerate(expand_tasks(recs, tasks)):
+            if not train and rec.task not in MAIN_TASKS:
+                continue
+            if train:
+                out.append(to_instance(rec, templates, template=data.template, seed=seed + epoch,
+                                       max_options=data.max_options, shuffle_options=data.shuffle_options,
+                                       suffix=f"#{k}"))
+            else:
+                out.append(to_instance(rec, templates, template=0, seed=seed, max_options=None))
+    return out
+
+
+@dataclass
+class Tokenized:
+    source_ids: list[list[int]]
+    target_ids: list[list[int]]
+    n_truncated_source: int
+    n_truncated_target: int
+
+
+def tokenize(instances: Sequence[Instance], tokenizer, max_source: int, max_target: int) -> Tokenized:
+    src = tokenizer([i.source for i in instances], add_special_tokens=True)["input_ids"]
+    tgt = tokenizer([i.target for i in instances], add_special_tokens=True)["input_ids"]
+    eos = tokenizer.eos_token_id
+
+    def cut(seqs, n):
+        cnt = 0
+        for k, s in enumerate(seqs):
+            if len(s) > n:
+                cnt += 1
+                seqs[k] = s[: n - 1] + [eos]  # keep </s> so the model still learns to stop
+        return cnt
+
+    return Tokenized(src, tgt, cut(src, max_source), cut(tgt, max_target))
+
+
+def make_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
+                 group_by_length: bool) -> list[list[int]]:
+    """Index batches for one epoch. With grouping, examples are sorted by length inside
+    random mega-chunks of 64 batches, so padding is small but order stays random."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    if group_by_length:
+        chunk = batch_size * 64
+        idx = [i for s in range(0, len(idx), chunk)
+               for i in sorted(idx[s : s + chunk], key=lambda j: lengths[j])]
+    batches = [idx[s : s + batch_size] for s in range(0, len(idx), batch_size)]
+    if group_by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+def round_up(n: int, multiple: int) -> int:
+    return int(math.ceil(n / multiple) * multiple) if multiple > 1 else n
+
+
+def collate(batch: list[int], tok: Tokenized, pad_id: int, pad_multiple: int,
+            fixed_source: int | None = None, fixed_target: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad a batch (dynamic, rounded up to ``pad_multiple``; or to fixed lengths for the
+    plain baseline). Label padding is -100 so it is ignored by the loss."""
+    srcs = [tok.source_ids[i] for i in batch]
+    tgts = [tok.target_ids[i] for i in batch]
+    ls = fixed_source or round_up(max(map(len, srcs)), pad_multiple)
+    lt = fixed_target or round_up(max(map(len, tgts)), pad_multiple)
+    input_ids = torch.full((len(batch), ls), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(batch), ls), dtype=torch.long)
+    labels = torch.full((len(batch), lt), -100, dtype=torch.long)
+    for r, (s, t) in enumerate(zip(srcs, tgts)):
+        input_ids[r, : len(s)] = torch.tensor(s)
+        attn[r, : len(s)] = 1
+        labels[r, : len(t)] = torch.tensor(t)
+    return {"input_ids": input_ids, "attention_mask": attn, "labels": labels}
+
+
+def training_texts(sources: Iterable[Source]) -> Iterable[str]:
+    """Texts a tokenizer is trained on: every text, option and label the model will see."""
+    for src in sources:
+        for rec in src.records:
+            yield rec.text
+            yield " ".join(rec.options)

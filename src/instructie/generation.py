@@ -1,0 +1,71 @@
+"""Batched generation: length-sorted batches, one model load, per-token log-probs.
+
+The hot loop does tensor work per *batch*; per-sentence Python happens only
+before (tokenize) and after (decode).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+
+@dataclass
+class Generated:
+    text: str
+    token_ids: list[int]
+    token_logprobs: list[float]  # one per generated token (special tokens excluded)
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype | None):
+    if device.type == "cuda" and dtype in (torch.bfloat16,):
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, max_source_length: int = 512,
+             max_new_tokens: int = 128, num_beams: int = 1, logits_processor_factory: Callable | None = None,
+             progress: Callable[[int], None] | None = None, sort_by_length: bool = True,
+             with_scores: bool = True) -> list[Generated]:
+    """Generate answers for ``sources``; results come back in input order."""
+    device = next(model.parameters()).device
+    enc = tokenizer(list(sources), add_special_tokens=True, truncation=True, max_length=max_source_length)["input_ids"]
+    order = sorted(range(len(enc)), key=lambda i: -len(enc[i])) if sort_by_length else list(range(len(enc)))
+    out: list[Generated | None] = [None] * len(enc)
+    pad = tokenizer.pad_token_id
+    special = set(tokenizer.all_special_ids)
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        width = max(len(enc[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        for r, i in enumerate(idx):
+            ids[r, : len(enc[i])] = torch.tensor(enc[i])
+        ids = ids.to(device)
+        mask = (ids != pad).long()
+        kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                      do_sample=False, return_dict_in_generate=True, output_scores=with_scores)
+        if logits_processor_factory is not None:
+            from transformers import LogitsProcessorList
+            kwargs["logits_processor"] = LogitsProcessorList([logits_processor_factory(ids, mask)])
+        res = model.generate(**kwargs)
+        seqs = res.sequences
+        if with_scores:
+            trans = model.compute_transition_scores(seqs, res.scores, getattr(res, "beam_indices", None),
+                                                    normalize_logits=True).float().cpu()
+        seqs_cpu = seqs[:, 1:].cpu().tolist()  # drop the decoder start token
+        for r, i in enumerate(idx):
+            toks, lps = [], []
+            for k, t in enumerate(seqs_cpu[r]):
+                if t in special:
+                    if t == tokenizer.eos_token_id or t == pad:
+                        break
+                    continue
+                toks.append(t)
+                lps.append(float(trans[r, k]) if with_scores else 0.0)
+            out[i] = Generated(tokenizer.decode(toks, skip_special_tokens=True), toks, lps)
+        if progress:
+            progress(len(idx))
+    return out  # type: ignore[return-value]

@@ -1,0 +1,343 @@
+"""The training recipe, top to bottom: config -> data -> model -> loop -> eval -> save.
+
+A short accelerate loop rather than Seq2SeqTrainer, because the recipe needs three
+things the Trainer makes awkward: resume at the exact batch of an epoch whose
+instances are re-sampled per epoch, a wall-clock budget that ends a run with a
+checkpoint (device calls are capped at 10 minutes), and bucketed padding that keeps
+the number of tensor shapes small. accelerate still does what it does well: device
+placement, DDP/FSDP/DeepSpeed, bf16 autocast, gradient accumulation and
+save/load of model, optimizer, scheduler and RNG state.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import RunConfig
+from .data import Source, collate, load_sources, make_batches, make_instances, tokenize, training_texts
+from .instructions import load_templates
+from .io import ConfigError, atomic_write, write_json
+
+STATE_FILE = "trainer_state.json"
+
+
+def log(msg: str) -> None:
+    print(f"[instructie] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- optimizer / schedule
+def build_optimizer(model, cfg) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adafactor":
+        # Adafactor's steps scale with each tensor's RMS: the remedy for random-init T5's
+        # very differently sized weights (see shared notes, nanoT5).
+        from transformers.optimization import Adafactor
+        return Adafactor(groups, lr=cfg.lr, scale_parameter=True, relative_step=False, warmup_init=False)
+    fused = torch.cuda.is_available()
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
+
+
+def lr_lambda(cfg, total_steps: int):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        if cfg.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return f
+
+
+# ---------------------------------------------------------------- checkpoints
+def checkpoints(out: Path) -> list[Path]:
+    d = out / "checkpoints"
+    if not d.exists():
+        return []
+    done = [p for p in d.iterdir() if p.name.startswith("step-") and (p / STATE_FILE).exists()]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> None:
+    """Write to a temporary folder, then rename: a kill mid-write leaves the last one intact."""
+    final = out / "checkpoints" / f"step-{state['step']}"
+    tmp = out / "checkpoints" / f".tmp-step-{state['step']}"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        write_json(tmp / STATE_FILE, state)  # written last: marks the checkpoint complete
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoints(out)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------- the recipe
+def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from .evaluate import evaluate_sources
+    from .modeling import ModelSpec, load_model_and_tokenizer, save_model
+
+    t = cfg.train
+    out = Path(t.output_dir)
+    precision = t.precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no",
+                              gradient_accumulation_steps=t.grad_accum)
+    set_seed(t.seed)
+    main = accelerator.is_main_process
+
+    # 1. data: records are read once; instances are re-sampled per epoch (seeded).
+    templates = load_templates(cfg.data.templates)
+    train_sources = load_sources(cfg.data.train, skip_invalid)
+    eval_sources = load_sources(cfg.data.eval, skip_invalid)
+    test_sources = load_sources(cfg.data.test, skip_invalid)
+    n_records = sum(len(s.records) for s in train_sources)
+    if not n_records:
+        raise ConfigError("data.train: the training datasets hold no records")
+    if main:
+        for s in train_sources:
+            log(f"train {s.config.adapter}:{s.config.path} [{s.config.split}] -> {len(s.records)} records")
+
+    # 2. model and tokenizer (a tokenizer is trained on the training texts when none is given).
+    resume_from = checkpoints(out)[-1] if resume and checkpoints(out) else None
+    if resume and resume_from is None and main:
+        log(f"--resume: no checkpoint in {out}/checkpoints, starting fresh")
+    spec = ModelSpec(name_or_path=cfg.model.name_or_path, init=cfg.model.init, size=cfg.model.size,
+                     tokenizer=cfg.model.tokenizer, vocab_size=cfg.model.vocab_size,
+                     extend_vocab=cfg.model.extend_vocab)
+    if resume_from is not None:
+        spec.tokenizer = str(out / "tokenizer")  # the tokenizer the run started with
+    texts = list(training_texts(train_sources)) + [s for v in templates.values() for s in v]
+    model, tokenizer, model_report = load_model_and_tokenizer(spec, texts)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume_from is None:
+            tokenizer.save_pretrained(str(out / "tokenizer"))
+        write_json(out / "run_config.json", cfg.to_dict())
+        write_json(out / "model_report.json", model_report)
+        log(f"model: {model_report.get('summary', '')}")
+    if t.compile:
+        model = torch.compile(model, dynamic=False)
+
+    # 3. optimizer, schedule, total steps.
+    probe = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, 0), tokenizer,
+                     cfg.data.max_source_length, cfg.data.max_target_length)
+    n_inst = len(probe.source_ids)
+    per_epoch = math.ceil(n_inst / t.batch_size / accelerator.num_processes / t.grad_accum)
+    total_steps = t.max_steps or max(1, int(per_epoch * t.epochs))
+    optimizer = build_optimizer(model, t)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, total_steps))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "evals": [], "train_time_s": 0.0,
+             "examples": 0, "target_tokens": 0, "total_steps": total_steps}
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        state = json.loads((resume_from / STATE_FILE).read_text())
+        state["total_steps"] = total_steps
+        if main:
+            log(f"resumed from {resume_from.name}: step {state['step']}, epoch {state['epoch']}, "
+                f"batch {state['batch_in_epoch']}")
+    if main:
+        log(f"{n_inst} training instances/epoch, {per_epoch} steps/epoch, {total_steps} steps, "
+            f"precision {precision}, {accelerator.num_processes} process(es)")
+
+    def run_eval(sources: list[Source], name: str) -> dict:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.eval()
+        rep = evaluate_sources(unwrapped, tokenizer, sources, cfg, templates, limit=(
+            cfg.data.max_eval_records if name == "dev" else None))
+        unwrapped.train()
+        return rep
+
+    # 4. the loop: epochs of length-grouped, bucket-padded batches; resume skips done batches.
+    pad_id = tokenizer.pad_token_id
+    bar = tqdm(total=total_steps, initial=state["step"], disable=not main, desc="train", unit="step",
+               dynamic_ncols=True)
+    t_start = time.time()
+    t_budget_start = state["train_time_s"]
+    loss_acc, loss_n = 0.0, 0
+    stopped_early = False
+    model.train()
+    while state["step"] < total_steps:
+        epoch = state["epoch"]
+        tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch), tokenizer,
+                       cfg.data.max_source_length, cfg.data.max_target_length)
+        lengths = [len(s) + len(g) for s, g in zip(tok.source_ids, tok.target_ids)]
+        global_bs = t.batch_size * accelerator.num_processes
+        batches = make_batches(lengths, global_bs, random.Random(f"{t.seed}:batches:{epoch}"), t.length_grouping)
+        if main and state["batch_in_epoch"] == 0 and (tok.n_truncated_source or tok.n_truncated_target):
+            log(f"epoch {epoch}: truncated {tok.n_truncated_source} sources to {cfg.data.max_source_length} "
+                f"and {tok.n_truncated_target} targets to {cfg.data.max_target_length} tokens")
+        for b in range(state["batch_in_epoch"], len(batches)):
+            rank_batch = batches[b][accelerator.process_index :: accelerator.num_processes]
+            if not rank_batch:
+                continue
+            batch = {k: v.to(accelerator.device) for k, v in
+                     collate(rank_batch, tok, pad_id, t.pad_to_multiple).items()}
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and t.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
+                optimizer.step()
+                scheduler.step() if accelerator.sync_gradients else None
+                optimizer.zero_grad(set_to_none=True)
+            loss_acc += float(loss.detach())
+            loss_n += 1
+            state["batch_in_epoch"] = b + 1
+            state["examples"] += len(rank_batch) * accelerator.num_processes
+            state["target_tokens"] += int((batch["labels"] != -100).sum()) * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            bar.update(1)
+            elapsed = t_budget_start + time.time() - t_start
+            if state["step"] % t.log_every == 0 or state["step"] == total_steps:
+                avg = loss_acc / max(1, loss_n)
+                if not math.isfinite(avg):
+                    raise FloatingPointError(f"loss is {avg} at step {state['step']}: lower train.lr or use "
+                                             "optimizer: adafactor (random-init T5 diverges with a high AdamW rate)")
+                state["history"].append({"step": state["step"], "loss": avg, "lr": scheduler.get_last_lr()[0],
+                                         "time_s": round(elapsed, 2)})
+                bar.set_postfix(loss=f"{avg:.4f}")
+                loss_acc, loss_n = 0.0, 0
+            if t.eval_every and state["step"] % t.eval_every == 0 and eval_sources and state["step"] < total_steps:
+                rep = run_eval(eval_sources, "dev")
+                record_eval(out, state, rep, main)
+            out_of_time = t.max_time_s is not None and elapsed >= t.max_time_s
+            if (t.save_every and state["step"] % t.save_every == 0) or out_of_time:
+                state["train_time_s"] = elapsed
+                save_checkpoint(accelerator, out, state, t.keep_checkpoints)
+            if out_of_time:
+                stopped_early = True
+                break
+            if state["step"] >= total_steps:
+                break
+        if stopped_early:
+            break
+        if state["batch_in_epoch"] >= len(batches):
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    bar.close()
+    state["train_time_s"] = t_budget_start + time.time() - t_start
+    if stopped_early:
+        if main:
+            log(f"time budget reached at step {state['step']}/{total_steps}: checkpoint saved; "
+                f"continue with --resume")
+        return {"status": "incomplete", "step": state["step"], "total_steps": total_steps}
+
+    # 5. final evaluation and the model directory.
+    save_checkpoint(accelerator, out, state, t.keep_checkpoints)
+    final = {}
+    if eval_sources:
+        final["dev"] = run_eval(eval_sources, "dev")
+        record_eval(out, state, final["dev"], main)
+    if test_sources:
+        final["test"] = run_eval(test_sources, "test")
+    if main:
+        unwrapped = accelerator.unwrap_model(model)
+        save_model(unwrapped, tokenizer, out)
+        write_json(out / "instructie.json", model_card(cfg, templates, train_sources, state))
+        write_json(out / "metrics.json", {"step": state["step"], "train_time_s": state["train_time_s"],
+                                          "examples": state["examples"], "target_tokens": state["target_tokens"],
+                                          **{k: v for k, v in final.items()}})
+        plot_history(out, state)
+        log(f"saved model to {out} (step {state['step']}, {state['train_time_s']:.0f} s of training)")
+    accelerator.wait_for_everyone()
+    return {"status": "done", "step": state["step"], "metrics": final}
+
+
+def record_eval(out: Path, state: dict, rep: dict, main: bool) -> None:
+    summary = rep.get("summary", {})
+    state["evals"].append({"step": state["step"], **summary})
+    if main:
+        write_json(out / "metrics" / f"step-{state['step']}.json", rep)
+        log(f"eval at step {state['step']}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+
+
+def model_card(cfg: RunConfig, templates: dict, sources: list[Source], state: dict) -> dict:
+    """What ``Extractor.from_pretrained`` needs besides weights and tokenizer."""
+    labels: dict[str, dict[str, list[str]]] = {}
+    roles: dict[str, dict[str, list[str]]] = {}
+    languages: dict[str, str] = {}
+    for s in sources:
+        for r in s.records:
+            d = labels.setdefault(r.dataset, {})
+            if r.task != "NEG":
+                known = d.setdefault(r.task, [])
+                for o in r.options:
+                    if o not in known:
+                        known.append(o)
+            else:
+                d.setdefault("NEG", [])
+            if r.roles:
+                roles.setdefault(r.dataset, {}).update(r.roles)
+            languages[r.dataset] = r.language
+    return {
+        "instructie_version": __version__,
+        "tasks": sorted({t for d in labels.values() for t in d} | set(cfg.data.tasks or [])),
+        "labels": labels,
+        "roles": roles,
+        "languages": languages,
+        "templates": templates,
+        "max_options": cfg.data.max_options,
+        "max_source_length": cfg.data.max_source_length,
+        "max_target_length": cfg.data.max_target_length,
+        "steps": state["step"],
+        "train_config": cfg.to_dict(),
+    }
+
+
+def plot_history(out: Path, state: dict) -> None:
+    """loss and dev F1 over steps -> training.png (skipped quietly without matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not installed: no training.png")
+        return
+    hist = state["history"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if hist:
+        ax.plot([h["step"] for h in hist], [h["loss"] for h in hist], label="train loss", color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    if state["evals"]:
+        ax2 = ax.twinx()
+        keys = sorted({k for e in state["evals"] for k in e if k != "step"})
+        for k in keys:
+            pts = [(e["step"], e[k]) for e in state["evals"] if k in e]
+            ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
+        ax2.set_ylabel("dev score")
+        ax2.set_ylim(0, 1)
+        ax2.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    with atomic_write(out / "training.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)

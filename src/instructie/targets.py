@@ -342,3 +342,19 @@ def _parse_into(res, answer, task, options, roles):
                     res.relations.append(rel)
         return
     res.dropped["unknown_task"] += 1
+
+
+def item_ranges(answer: str) -> list[tuple[int, int]]:
+    """Character ranges of the items of an answer (split at unescaped ';'), so a
+    caller can parse items one by one and give each its own confidence."""
+    out, start, i, n = [], 0, 0, len(answer)
+    while i < n:
+        if answer[i] == "\\":
+            i += 2
+            continue
+        if answer[i] == ";":
+            out.append((start, i))
+            start = i + 1
+        i += 1
+    out.append((start, n))
+    return [(s, e) for s, e in out if answer[s:e].strip()]

@@ -1,0 +1,184 @@
+"""``instructie extract``: stream documents from a file or stdin through an Extractor
+into JSONL, resumable, with per-document error handling and an optional HTML view."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from .io import ConfigError, InputError, SkipCounter
+
+MAX_DOC_CHARS = 2_000_000  # a "document" past this is almost surely a wrong input mode
+
+
+def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCounter) -> Iterator[tuple[str, str]]:
+    """(id, text) per document: a .txt file is one document (or one per line with
+    ``per_line``); .jsonl has one JSON object per line with ``text_field`` (and ``id``)."""
+    is_stdin = path == "-"
+    name = "<stdin>" if is_stdin else path
+    if not is_stdin and not Path(path).exists():
+        raise InputError(path, None, "file not found")
+    jsonl = not is_stdin and path.endswith((".jsonl", ".json"))
+    if not jsonl and not per_line and not is_stdin:
+        data = Path(path).read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            errors(InputError(path, data[: e.start].count(b"\n") + 1, "not valid UTF-8"))
+            text = data.decode("utf-8-sig", errors="replace")
+        if text.strip():
+            yield Path(path).stem, text
+        return
+    stream = sys.stdin.buffer if is_stdin else open(path, "rb")
+    try:
+        for no, raw in enumerate(stream, 1):
+            try:
+                line = raw.decode("utf-8-sig" if no == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                errors(InputError(name, no, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"))
+                continue
+            if not line.strip():  # blank lines separate documents in .txt; in .jsonl they are an error
+                if jsonl:
+                    errors(InputError(name, no, "empty line"))
+                continue
+            if jsonl:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    errors(InputError(name, no, f"malformed JSON: {e.msg}"))
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
+                    errors(InputError(name, no, f"no string field {text_field!r}"))
+                    continue
+                doc_id, text = str(obj.get("id", no)), obj[text_field]
+            else:
+                doc_id, text = str(no), line
+            if len(text) > MAX_DOC_CHARS:
+                errors(InputError(name, no, f"document of {len(text):,} characters exceeds {MAX_DOC_CHARS:,}; "
+                                            "split it (use --per-line for one document per line)"))
+                continue
+            yield doc_id, text
+    finally:
+        if not is_stdin:
+            stream.close()
+
+
+def finished_ids(path: Path) -> set[str]:
+    """Ids already written by an interrupted run; a torn last line is cut off."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+    done = set()
+    for line in data[:keep].splitlines():
+        try:
+            done.add(str(json.loads(line)["id"]))
+        except (json.JSONDecodeError, KeyError):
+            continue
+    return done
+
+
+def run_extract(a) -> int:
+    from tqdm.auto import tqdm
+
+    from .extractor import Extractor, Schema
+
+    errors = SkipCounter(a.skip_invalid)
+    schema = Schema.from_file(a.schema) if a.schema else None
+    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)
+    tasks = [t.upper() for t in split(a.tasks)] if a.tasks else None
+    ex = Extractor.from_pretrained(a.model, device=a.device)
+    out_path = Path(a.output) if a.output and a.output != "-" else None
+    done = set()
+    if out_path and a.resume:
+        done = finished_ids(out_path)
+    elif out_path and out_path.exists() and not a.resume:
+        out_path.unlink()  # a fresh run replaces the old output
+    if out_path:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    else:
+        fd = sys.stdout.fileno()
+
+    docs = ((i, t) for i, t in read_documents(a.input, a.per_line, a.text_field, errors) if i not in done)
+    id_list: list[str] = []
+
+    def texts():
+        for doc_id, text in docs:
+            id_list.append(doc_id)
+            yield text
+
+    def ids():
+        k = 0
+        while True:
+            yield id_list[k]
+            k += 1
+
+    html_docs = []
+    bar = tqdm(unit="sent", desc="extract", disable=not sys.stderr.isatty() and not os.environ.get("INSTRUCTIE_PROGRESS"))
+    n_docs = n_sent = 0
+    try:
+        for doc in ex.extract(texts(), tasks, labels=split(a.labels), relations=split(a.relations), schema=schema,
+                              language=a.language, batch_size=a.batch_size, num_beams=a.num_beams,
+                              max_new_tokens=a.max_new_tokens, min_confidence=a.min_confidence,
+                              keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=ids()):
+            line = json.dumps(doc.to_dict(), ensure_ascii=False) + "\n"
+            os.write(fd, line.encode("utf-8"))  # one write per document: a kill never tears a line mid-record
+            n_docs += 1
+            n_sent += len(doc.sentences)
+            bar.update(len(doc.sentences))
+            if a.html and len(html_docs) < 2000:
+                html_docs.append(doc)
+    finally:
+        bar.close()
+        if out_path:
+            os.close(fd)
+    if a.html:
+        write_html(a.html, html_docs)
+    msg = f"extracted {n_docs} document(s), {n_sent} sentence(s)"
+    if done:
+        msg += f"; {len(done)} already done were skipped (--resume)"
+    print(msg, file=sys.stderr)
+    if errors.count:
+        print(errors.report(), file=sys.stderr)
+    return 0
+
+
+def write_html(path: str, docs) -> None:
+    """A displaCy page: entities highlighted, relations and events listed per sentence."""
+    import html as h
+
+    from spacy import displacy
+
+    from .io import atomic_write
+
+    parts = []
+    for d in docs:
+        ents = [{"start": e.start, "end": e.end, "label": e.label} for e in d.entities if e.start is not None]
+        parts.append(displacy.render({"text": d.text, "ents": ents, "title": f"document {d.id}"},
+                                     style="ent", manual=True, page=False))
+        rows = []
+        for s, e in d.sentences:
+            items = [f"{h.escape(r.head.text)} —{h.escape(r.label)}→ {h.escape(r.tail.text)} ({r.score:.2f})"
+                     for r in d.relations if r.head.start is not None and s <= r.head.start < e]
+            items += [f"[{h.escape(v.type)}] {h.escape(v.trigger.text)}: "
+                      + ", ".join(f"{h.escape(x.label)}={h.escape(x.text)}" for x in v.arguments)
+                      + f" ({v.score:.2f})" for v in d.events if v.trigger.start is not None and s <= v.trigger.start < e]
+            if items:
+                rows.append(f"<li><i>{h.escape(d.text[s:e])}</i><ul>" + "".join(f"<li>{x}</li>" for x in items)
+                            + "</ul></li>")
+        if rows:
+            parts.append("<ul>" + "".join(rows) + "</ul>")
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>instructie</title></head>"
+            "<body style='font-family:sans-serif;max-width:60em;margin:auto'>" + "\n".join(parts) + "</body></html>")
+    with atomic_write(path) as f:
+        f.write(page)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit("use `instructie extract`")

@@ -67,8 +67,13 @@ def test_span_named_none_is_not_the_empty_answer():
 def test_broken_outputs_keep_what_is_readable():
     res = parse("Obama | person; EU | organization; Obama | person; x | spaceship; Paris | loc", "NER",
                 options=["person", "organization", "location"])
-    assert [(e.text, e.label) for e in res.entities] == [("Obama", "person"), ("EU", "organization")]
-    assert res.dropped == {"duplicate": 1, "unknown_label": 2}
+    # a repeated entity item is a second mention, kept for grounding
+    assert [(e.text, e.label) for e in res.entities] == [("Obama", "person"), ("EU", "organization"),
+                                                         ("Obama", "person")]
+    assert res.dropped == {"unknown_label": 2}
+    res = parse("A | r | B; A | r | B; C | r | D", "RE")
+    assert [r.key() for r in res.relations] == [("A", "r", "B"), ("C", "r", "D")]
+    assert res.dropped == {"duplicate": 1}
     # Truncated mid-item: the complete items survive, the stub is counted.
     res = parse("A | 作者 | B; C | 作者", "RE")
     assert [(r.head.text, r.label, r.tail.text) for r in res.relations] == [("A", "作者", "B")]

@@ -16,7 +16,9 @@ control characters. Items per task:
     EEA      argument | role           RC   relation              NEG  entity
 
 ``parse`` never raises: it reads what it can from any string (truncated, repeated,
-garbage) and reports what it dropped and why in ``ParseResult.dropped``.
+garbage) and reports what it dropped and why in ``ParseResult.dropped``. Repeated
+span items (NER, EE, ...) are kept: they stand for repeated mentions; repeated
+relations and RC/NEG answers are dropped as duplicates.
 """
 from __future__ import annotations
 
@@ -255,7 +257,14 @@ def _parse_into(res, answer, task, options, roles):
     opts = set(options) if options else None
     seen = set()
 
+    # A repeated span item is a repeated mention (gold writes "Wales | location" twice
+    # when Wales occurs twice): kept, and grounded to its next occurrence. Relations,
+    # RC/NEG answers are sets: a repeat is a generation loop, dropped and counted.
+    set_valued = task in ("RE", "EP", "EPR", "NEG", "RC")
+
     def keep(key) -> bool:
+        if not set_valued:
+            return True
         if key in seen:
             res.dropped["duplicate"] += 1
             return False

@@ -117,7 +117,7 @@ class _Cursor:
     """Per-text cursor for entity-like spans: next occurrence, distinct, non-overlapping."""
 
     def __init__(self, finder: _Finder):
-        self.f, self.last, self.taken = finder, {}, []
+        self.f, self.last, self.taken, self.pos = finder, {}, [], 0
 
     def place(self, text: str) -> Span | None:
         occ = self.f.find(text)
@@ -125,7 +125,12 @@ class _Cursor:
             return None
         after = [s for s in occ if s[0] > self.last.get(text, -1)]
         free = [s for s in after if not any(_overlaps(s, t) for t in self.taken)]
-        span = (free or after or occ)[0]  # out of occurrences: reuse the first
+        # Answers list mentions in text order, so prefer an occurrence at or after the
+        # previous item ("poem" listed after "Michael Wigglesworth" is not the "poem"
+        # inside "poems" earlier in the sentence).
+        ahead = [s for s in free if s[0] >= self.pos]
+        span = (ahead or free or after or occ)[0]  # out of occurrences: reuse the first
+        self.pos = span[0]
         self.last[text] = max(span[0], self.last.get(text, -1))
         self.taken.append(span)
         return span

@@ -170,7 +170,8 @@ def _triples(x, slots: bool = True) -> list[Item]:
 
 
 def _pairs(x) -> list[Item]:
-    return [("", None, (r.head.text, r.tail.text)) for r in x.relations]
+    # a pair in two relations is one pair (EP asks which pairs are related)
+    return [("", None, p) for p in dict.fromkeys((r.head.text, r.tail.text) for r in x.relations)]
 
 
 def _triggers(x, typed: bool) -> list[Item]:
@@ -292,24 +293,22 @@ def score_task(golds: Sequence[Record], preds: Sequence[Prediction], task: str |
         ts.extra["macro_f1"] = sum(c.f1 for c in rows) / len(rows) if rows else 0.0
     if task == "NEG":
         cs = _competition(golds, preds)
-        if cs is not None:
-            ts.extra["competition"] = cs
+        ts.extra.update({"competition": cs["score"], "competition_f1_sentiment": cs["f1_sentiment"],
+                         "competition_f1_entity": cs["f1_entity"]})
     return ts
 
 
-def _competition(golds: Sequence[Record], preds: Sequence[Prediction]) -> float | None:
-    """BDCI 2019 score, if the fin_negative adapter provides it; called as
-    ``competition_score(gold_key_entities, pred_key_entities)``, each a list (one per
-    document) of key-entity lists."""
-    try:
-        from data_adapters.fin_negative import competition_score  # written separately; optional
-    except ImportError:
-        return None
-    try:
-        return float(competition_score([[e.text for e in g.entities] for g in golds],
-                                       [list(p.labels) for p in preds]))
-    except Exception:  # a signature mismatch must not sink the whole evaluation
-        return None
+def _competition(golds: Sequence[Record], preds: Sequence[Prediction]) -> dict:
+    """The BDCI 2019 score (definition and source: data_adapters/fin_negative.py).
+    A text is negative iff it has a key entity, for gold and prediction alike."""
+    from data_adapters.fin_negative import competition_score
+
+    def as_map(items):
+        return {k: (int(bool(keys)), set(keys)) for k, keys in items}
+
+    gold = as_map((f"{i}:{g.id}", [e.text for e in g.entities]) for i, g in enumerate(golds))
+    pred = as_map((f"{i}:{g.id}", list(p.labels)) for i, (g, p) in enumerate(zip(golds, preds)))
+    return competition_score(gold, pred)
 
 
 # ---------------------------------------------------------------- report
@@ -330,7 +329,13 @@ class Report:
         return json.dumps(self.to_json(), ensure_ascii=False, indent=2)
 
 
-def score_all(golds: Sequence[Record], preds: Sequence[Prediction], *, spans: str = "offsets") -> Report:
+# Span matching per task for spans="auto": entity tasks on offsets (and seqeval agrees);
+# event tasks on text, as DuEE's official script does, so that a trigger written twice in
+# a sentence is not lost to an ambiguous grounding of gold or prediction.
+AUTO_SPANS = {"EE": "text", "EET": "text", "EEA": "text"}
+
+
+def score_all(golds: Sequence[Record], preds: Sequence[Prediction], *, spans: str = "auto") -> Report:
     """Group aligned (gold, prediction) pairs by (dataset, task) and score each group."""
     if len(golds) != len(preds):
         raise ValueError(f"{len(golds)} gold records but {len(preds)} predictions")
@@ -339,7 +344,8 @@ def score_all(golds: Sequence[Record], preds: Sequence[Prediction], *, spans: st
         gs, ps = groups.setdefault((g.dataset, g.task), ([], []))
         gs.append(g)
         ps.append(p)
-    return Report([score_task(gs, ps, task, ds, spans=spans) for (ds, task), (gs, ps) in sorted(groups.items())])
+    return Report([score_task(gs, ps, task, ds, spans=AUTO_SPANS.get(task, "offsets") if spans == "auto" else spans)
+                   for (ds, task), (gs, ps) in sorted(groups.items())])
 
 
 def _width(s: str) -> int:

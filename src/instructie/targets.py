@@ -141,7 +141,7 @@ def render(record: Record) -> str:
         return render_items([(e.text,) for e in record.entities])
     if t in ("RE", "EPR", "EP"):
         if t == "EP":
-            return render_items([(r.head.text, r.tail.text) for r in record.relations])
+            return render_items(list(dict.fromkeys((r.head.text, r.tail.text) for r in record.relations)))
         return _join_raw(
             [
                 [escape(r.head.text), escape(r.label), escape(r.tail.text)]

@@ -1,0 +1,186 @@
+"""Evaluation: model predictions (or a predictions file) -> parse -> ground -> score.
+
+Used by training (dev/test during and after a run) and by ``instructie eval``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Sequence
+
+from .instructions import build_source, option_chunks, pick_template, restrict
+from .io import InputError, SkipCounter, iter_jsonl
+from .offsets import ground_for
+from .records import MAIN_TASKS, Record
+from .scoring import Prediction, Report, format_table, score_all
+from .targets import ParseResult, parse
+
+# The one number per task that summaries and plots show.
+HEADLINE = {"NER": "entity_f1", "ET": "entity_f1", "ES": "span_f1", "RE": "triple_f1", "EPR": "triple_f1",
+            "EP": "pair_f1", "EE": "trigger_cls_f1", "EET": "trigger_cls_f1", "EEA": "arg_cls_f1",
+            "RC": "accuracy", "NEG": "competition"}
+
+
+def prompts_for(record: Record, templates: dict, max_options: int | None) -> list[tuple[list[str], str]]:
+    """(options, source) per option chunk; NEG and RC ask all their options at once
+    (the candidates are the question; RC must choose among all relations)."""
+    chunks = [record.options] if record.task in ("NEG", "RC") else option_chunks(record.options, max_options)
+    instr = pick_template(templates, record.task, 0, 0, "")
+    return [(c, build_source(restrict(record, c), instr, c)) for c in chunks]
+
+
+def merge(results: Sequence[ParseResult]) -> ParseResult:
+    out = ParseResult()
+    for r in results:
+        out.entities += r.entities
+        out.relations += r.relations
+        out.events += r.events
+        out.labels += r.labels
+        out.dropped.update(r.dropped)
+    return out
+
+
+def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
+            max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
+            constrained: bool = False) -> tuple[list[Prediction], list[str]]:
+    """Predictions aligned with ``records`` and the raw answers (chunks joined by ' || ')."""
+    from .generation import generate
+
+    plan = [(i, opts, src) for i, r in enumerate(records) for opts, src in prompts_for(r, templates, max_options)]
+    factory = None
+    if constrained:
+        from .constrained import source_vocabulary_factory
+        factory = source_vocabulary_factory(tokenizer, model.config.vocab_size)
+    outs = generate(model, tokenizer, [p[2] for p in plan], batch_size=batch_size,
+                    max_source_length=max_source_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                    logits_processor_factory=factory, with_scores=False)
+    parsed: list[list[ParseResult]] = [[] for _ in records]
+    raw: list[list[str]] = [[] for _ in records]
+    for (i, opts, _), g in zip(plan, outs):
+        parsed[i].append(parse(g.text, records[i].task, options=opts, roles=records[i].roles or None))
+        raw[i].append(g.text)
+    preds = []
+    for rec, results in zip(records, parsed):
+        res = merge(results)
+        preds.append(Prediction.from_grounded(ground_for(rec, res), res.dropped))
+    return preds, [" || ".join(r) for r in raw]
+
+
+def summarize(report: Report) -> dict[str, float]:
+    """{"dataset/task/metric": value} for the headline metrics (and EE arguments)."""
+    out = {}
+    for s in report.scores:
+        vals = s.values()
+        keys = [HEADLINE.get(s.task, "")] + (["arg_cls_f1"] if s.task == "EE" else [])
+        for k in keys:
+            if k in vals:
+                out[f"{s.dataset}/{s.task}/{k}"] = round(float(vals[k]), 4)
+    return out
+
+
+def unsupported_rate(preds: Sequence[Prediction]) -> float:
+    items = sum(len(p.entities) + len(p.relations) + len(p.events) for p in preds)
+    return sum(p.n_unsupported for p in preds) / items if items else 0.0
+
+
+def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: dict, constrained: bool | None = None) -> dict:
+    t0 = time.time()
+    preds, raw = predict(model, tokenizer, records, templates, max_options=cfg.data.max_options,
+                         max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
+                         batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
+                         constrained=cfg.eval.constrained if constrained is None else constrained)
+    report = score_all(records, preds)
+    return {"summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
+            "records": len(records), "generation_s": round(time.time() - t0, 2),
+            "unsupported_rate": round(unsupported_rate(preds), 4),
+            "examples": [{"id": r.id, "task": r.task, "answer": a} for r, a in list(zip(records, raw))[:5]]}
+
+
+def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
+                     constrained: bool | None = None) -> dict:
+    """Score main-task records of the configured eval/test datasets (``limit`` per dataset)."""
+    records = []
+    for src in sources:
+        recs = [r for r in src.records if r.task in MAIN_TASKS]
+        records += recs[:limit] if limit else recs
+    return evaluate_records(model, tokenizer, records, cfg, templates, constrained)
+
+
+# ---------------------------------------------------------------- files
+def read_gold(path: str, errors: SkipCounter) -> list[tuple[Record, dict]]:
+    out = []
+    for no, row in iter_jsonl(path, errors):
+        try:
+            if not isinstance(row, dict):
+                raise ValueError("expected a JSON object")
+            out.append((Record.from_dict(row), row))
+        except (KeyError, TypeError, ValueError) as e:
+            what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+            errors(InputError(path, no, f"not a converted record: {what}"))
+    return out
+
+
+def prediction_from_row(rec: Record, row: dict, options: list[str], field: str | None) -> Prediction:
+    """A prediction line holds answer text (parsed and grounded) or structured items."""
+    keys = [field] if field else ["prediction", "target", "output"]
+    for k in keys:
+        if isinstance(row.get(k), str):
+            res = parse(row[k], rec.task, options=options or None, roles=rec.roles or None)
+            return Prediction.from_grounded(ground_for(rec, res), res.dropped)
+    if field:
+        raise ValueError(f"no string field {field!r}")
+    structured = Record.from_dict({**row, "id": rec.id, "dataset": rec.dataset, "task": rec.task,
+                                   "text": rec.text})
+    res = ParseResult(structured.entities, structured.relations, structured.events, list(row.get("labels", [])))
+    if any(e.start is None for e in res.entities):
+        return Prediction.from_grounded(ground_for(rec, res))
+    return Prediction.from_parse(res)
+
+
+def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, skip_invalid: bool = False,
+                   baselines: list[str] | None = None) -> dict:
+    errors = SkipCounter(skip_invalid)
+    gold = read_gold(gold_path, errors)
+    preds_by_key: dict[str, tuple[int, dict]] = {}
+    for no, row in iter_jsonl(pred_path, errors):
+        key = row.get("instance_id") or row.get("id") if isinstance(row, dict) else None
+        if key is None:
+            errors(InputError(pred_path, no, "prediction has no 'id' (or 'instance_id')"))
+            continue
+        preds_by_key[str(key)] = (no, row)
+    golds, preds = [], []
+    missing = 0
+    for rec, row in gold:
+        key = str(row.get("instance_id") or rec.id)
+        options = row.get("prompt_options") or rec.options
+        hit = preds_by_key.get(key) or preds_by_key.get(rec.id)
+        if hit is None:
+            missing += 1
+            pred = Prediction()
+        else:
+            try:
+                pred = prediction_from_row(rec, hit[1], options, field)
+            except (KeyError, TypeError, ValueError) as e:
+                errors(InputError(pred_path, hit[0], f"bad prediction: {e}"))
+                pred = Prediction()
+        golds.append(rec)
+        preds.append(pred)
+    report = score_all(golds, preds)
+    out = {"gold": gold_path, "predictions": pred_path, "records": len(golds), "missing_predictions": missing,
+           "summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
+           "skipped_invalid": errors.count}
+    if missing:
+        out["table"] += f"\n{missing} gold record(s) had no prediction (scored as empty)"
+    if errors.count:
+        out["table"] += "\n" + errors.report()
+    if baselines is not None:
+        from .baselines import score_baselines
+        base = score_baselines(golds, baselines)
+        out["baselines"] = base
+        out["table"] += "\n\nBaselines (training split only, no model):\n" + base["table"]
+    return out
+
+
+def dump(report: dict) -> str:
+    return json.dumps({k: v for k, v in report.items() if k != "table"}, ensure_ascii=False, indent=2)
+

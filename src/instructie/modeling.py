@@ -74,7 +74,8 @@ def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None 
     if spec.init == "pretrained" and not spec.name_or_path:
         raise ConfigError("model.name_or_path is required with init: pretrained (or use init: random)")
     if tok_source:
-        tokenizer = _load_tokenizer(tok_source)
+        # errors name the model when its own tokenizer is what failed to load
+        tokenizer = _load_tokenizer(tok_source, "tokenizer" if spec.tokenizer else "model")
         report["tokenizer"] = tok_source
     else:
         if not texts:
@@ -204,19 +205,19 @@ def _hub_error(what: str, name: str, err: Exception) -> ConfigError:
     if _is_local(name):
         reason = "directory not found" if not os.path.exists(name) else f"{type(err).__name__}: {err}"
         return ConfigError(f"{what} {name!r} could not be loaded from the local path: {reason}")
-    reason = " ".join(str(err).split())[:400]
+    reason = " ".join(str(err).split())[:400].rstrip(".")
     return ConfigError(f"{what} {name!r} is not a local directory and could not be loaded from the Hugging "
                        f"Face hub (offline?): {type(err).__name__}: {reason}. Give a local path or use init: random")
 
 
-def _load_tokenizer(name: str) -> Any:
+def _load_tokenizer(name: str, what: str = "tokenizer") -> Any:
     from transformers import AutoTokenizer
 
     name = os.path.expanduser(name)
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except Exception as err:  # OSError / ValueError / hub errors: all mean "not loadable from here"
-        raise _hub_error("tokenizer", name, err) from err
+        raise _hub_error(what, name, err) from err
 
 
 def _load_pretrained_model(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -240,6 +241,7 @@ def save_model(model: nn.Module, tokenizer: Any, out_dir: str | os.PathLike) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves with prefixed keys
+    model = getattr(model, "module", model)  # DDP
     _pin_untied_head(model)  # config.json then says tie_word_embeddings: false, like Flan-T5's
     model.save_pretrained(str(out))  # 5.x: safetensors only
     tokenizer.save_pretrained(str(out))

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import zlib
 import io
 import re
 from collections import Counter
@@ -55,7 +56,7 @@ DATASET = "fin_negative"
 COLUMNS = ["id", "title", "text", "entity"]
 LABEL_COLUMNS = ["negative", "key_entity"]
 ELLIPSIS = "…"
-_OPTIONS = {"labeled", "max_chars"}
+_OPTIONS = {"labeled", "max_chars", "holdout", "part"}
 _IMG = re.compile(r"\{IMG:\d+\}")
 _WS = re.compile(r"[\s\u3000\xa0]+")
 # Trailing ASCII '?' only: '？' is real punctuation, and leading "????" is part of some
@@ -88,8 +89,23 @@ def read(path, *, split: str = "", on_error: Callable[[InputError], None] | None
             raise InputError(p, None, "no Train*.csv / Test*.csv here")
     else:
         files = [(p, split or _split_of(p))]
+    # Only the training CSV is labeled: ``holdout`` (a fraction) sets aside a
+    # deterministic part of it (by a hash of the id, so it does not depend on row
+    # order) for testing; ``part`` picks "train" (the rest), "heldout" or "all".
+    holdout = options.get("holdout", 0.0)
+    part = options.get("part", "all")
+    if not isinstance(holdout, (int, float)) or not 0 <= holdout < 1:
+        raise ConfigError(f"fin_negative: holdout must be a fraction in [0, 1), not {holdout!r}")
+    if part not in ("train", "heldout", "all"):
+        raise ConfigError(f"fin_negative: part must be train, heldout or all, not {part!r}")
     for f, sp in files:
-        yield from _read_file(f, sp, labeled, max_chars, on_error, stats)
+        for rec in _read_file(f, sp, labeled, max_chars, on_error, stats):
+            if part == "all" or (part == "heldout") == is_heldout(rec.id, holdout):
+                yield rec
+
+
+def is_heldout(record_id: str, fraction: float) -> bool:
+    return zlib.crc32(record_id.encode("utf-8")) % 10000 < fraction * 10000
 
 
 def _split_of(p: Path) -> str:

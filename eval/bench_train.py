@@ -65,7 +65,8 @@ def bench_variant(name: str, size: str, tok, data, bs: int, steps: int, warmup: 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused, foreach=None if fused else True)
     step_fn = model
     if compile_:
-        step_fn = torch.compile(model, dynamic=False)
+        # dynamic shapes: with per-batch padding a static compile recompiles for every new shape
+        step_fn = torch.compile(model, dynamic=True)
     lengths = [len(s) + len(t) for s, t in zip(data.source_ids, data.target_ids)]
     batches = make_batches(lengths, bs, random.Random(0), grouped)
     flops = model_flops_per_token(model.config)
@@ -133,21 +134,25 @@ def main() -> None:
     results = []
     for size in a.sizes:
         bs0 = a.batch_sizes[0]
-        results.append(bench_variant("plain", size, tok, data, bs0, a.steps, a.warmup, peak, bf16=False,
-                                     grouped=False, fixed=(a.max_source, a.max_target), fused=False, compile_=False))
-        for bs in a.batch_sizes:
-            results.append(bench_variant("instructie", size, tok, data, bs, a.steps, a.warmup, peak, bf16=True,
-                                         grouped=True, fixed=None, fused=True, compile_=False))
-            if not a.no_compile:
-                try:
-                    results.append(bench_variant("instructie+compile", size, tok, data, bs, a.steps, a.warmup * 3,
-                                                 peak, bf16=True, grouped=True, fixed=None, fused=True, compile_=True))
-                except Exception as e:  # record, don't lose the other numbers
-                    results.append({"variant": "instructie+compile", "size": size, "batch_size": bs,
-                                    "error": f"{type(e).__name__}: {str(e)[:300]}"})
+        plans = [("plain", bs0, dict(bf16=False, grouped=False, fixed=(a.max_source, a.max_target), fused=False,
+                                     compile_=False))]
+        plans += [("instructie", bs, dict(bf16=True, grouped=True, fixed=None, fused=True, compile_=False))
+                  for bs in a.batch_sizes]
+        if not a.no_compile:
+            plans.append(("instructie+compile", a.batch_sizes[-1],
+                          dict(bf16=True, grouped=True, fixed=None, fused=True, compile_=True)))
+        for name, bs, kw in plans:
+            try:
+                results.append(bench_variant(name, size, tok, data, bs, a.steps,
+                                             a.warmup * (3 if kw["compile_"] else 1), peak, **kw))
+            except Exception as e:  # record, don't lose the other numbers
+                results.append({"variant": name, "size": size, "batch_size": bs,
+                                "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                print(results[-1], flush=True)
     for r in results:
-        base = next(x for x in results if x["variant"] == "plain" and x["size"] == r["size"])
-        if "examples_per_s" in r:
+        base = next((x for x in results if x["variant"] == "plain" and x["size"] == r["size"]
+                     and "examples_per_s" in x), None)
+        if base and "examples_per_s" in r:
             r["speedup_vs_plain"] = round(r["examples_per_s"] / base["examples_per_s"], 2)
     out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
            "transformers": __import__("transformers").__version__, "peak_bf16_tflops": round(peak, 1),

@@ -45,13 +45,25 @@ def cmd_convert(a) -> int:
         read = get_adapter(a.dataset)
     except KeyError as e:
         raise ConfigError(str(e.args[0])) from None
+    from .records import TASKS
+
+    tasks = _tasks(a.tasks)
+    bad = [t for t in tasks or [] if t not in TASKS]
+    if bad:
+        raise ConfigError(f"--tasks: unknown task(s) {', '.join(bad)}; known: {', '.join(TASKS)}")
+    if a.template != "random" and not a.template.lstrip("-").isdigit():
+        raise ConfigError(f"--template must be a template index or 'random', not {a.template!r}")
+    if a.max_options is not None and a.max_options < 1:
+        raise ConfigError("--max-options must be at least 1")
+    if Path(a.output).resolve() in {Path(x).resolve() for x in (a.input, a.schema, a.pid2name) if x}:
+        raise ConfigError(f"output {a.output} is one of the input files")
     templates = load_templates(a.templates)
     errors, stats = SkipCounter(a.skip_invalid), Counter()
     template = a.template if a.template == "random" else int(a.template)
     counts = Counter()
     with atomic_write(a.output) as f:
         recs = read(a.input, split=a.split or "", on_error=errors, stats=stats, **opts)
-        for rec in expand_tasks(recs, _tasks(a.tasks)):
+        for rec in expand_tasks(recs, tasks):
             inst = to_instance(rec, templates, template=template, seed=a.seed, max_options=a.max_options,
                                shuffle_options=a.shuffle_options)
             row = rec.to_dict()
@@ -67,6 +79,8 @@ def cmd_convert(a) -> int:
     if errors.count:
         print(errors.report(), file=sys.stderr)
     print(f"wrote {sum(counts.values())} instances to {a.output}", file=sys.stderr)
+    if not counts:
+        print("warning: no instances (check --input, --split and --tasks)", file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,8 @@ before any work starts. CLI ``--set a.b=value`` overrides single keys.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +182,26 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(raw)
 
 
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_vars(node: Any) -> Any:
+    """``${NAME}`` / ``${NAME:-default}`` in config strings, from the environment
+    (e.g. ``${INSTRUCTIE_DATA:-../shared/data}`` lets one config run anywhere)."""
+    if isinstance(node, str):
+        def sub(m):
+            val = os.environ.get(m.group(1))
+            if val is None and m.group(2) is None:
+                raise ConfigError(f"environment variable {m.group(1)} is not set (used in the config)")
+            return val if val is not None else m.group(2)
+        return _VAR.sub(sub, node)
+    if isinstance(node, list):
+        return [expand_vars(v) for v in node]
+    if isinstance(node, dict):
+        return {k: expand_vars(v) for k, v in node.items()}
+    return node
+
+
 def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
     data: dict = dict(base or {})
     if path:
@@ -200,7 +222,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {k} is not a section")
         node[keys[-1]] = value
-    cfg = _build(RunConfig, data, "")
+    cfg = _build(RunConfig, expand_vars(data), "")
     validate(cfg, str(path or "config"))
     return cfg
 

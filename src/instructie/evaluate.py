@@ -113,11 +113,17 @@ def read_gold(path: str, errors: SkipCounter) -> list[tuple[Record, dict]]:
         try:
             if not isinstance(row, dict):
                 raise ValueError("expected a JSON object")
-            out.append((Record.from_dict(row), row))
-        except (KeyError, TypeError, ValueError) as e:
+            rec = Record.from_dict(row)
+            if not isinstance(rec.text, str) or not isinstance(rec.task, str):
+                raise ValueError("'text' and 'task' must be strings")
+            out.append((rec, row))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
             errors(InputError(path, no, f"not a converted record: {what}"))
     return out
+
+
+_STRUCTURED = ("entities", "relations", "events", "labels")
 
 
 def prediction_from_row(rec: Record, row: dict, options: list[str], field: str | None) -> Prediction:
@@ -129,48 +135,93 @@ def prediction_from_row(rec: Record, row: dict, options: list[str], field: str |
             return Prediction.from_grounded(ground_for(rec, res), res.dropped)
     if field:
         raise ValueError(f"no string field {field!r}")
-    structured = Record.from_dict({**row, "id": rec.id, "dataset": rec.dataset, "task": rec.task,
-                                   "text": rec.text})
-    res = ParseResult(structured.entities, structured.relations, structured.events, list(row.get("labels", [])))
+    if not any(k in row for k in _STRUCTURED):  # a typo'd field must not score as an empty answer
+        raise ValueError("no answer: expected a 'prediction' (or 'target'/'output') string "
+                         "or 'entities'/'relations'/'events'/'labels'")
+    labels = row.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError("'labels' must be a list of strings")
+    structured = Record.from_dict({k: row[k] for k in _STRUCTURED[:3] if k in row} |
+                                  {"id": rec.id, "dataset": rec.dataset, "task": rec.task, "text": rec.text})
+    res = ParseResult(structured.entities, structured.relations, structured.events, list(labels))
     if any(e.start is None for e in res.entities):
         return Prediction.from_grounded(ground_for(rec, res))
     return Prediction.from_parse(res)
+
+
+def _index_predictions(pred_path: str, errors: SkipCounter) -> tuple[dict, dict, dict]:
+    """Prediction rows indexed by instance id, by (id, task), and by id (rows without a task).
+    Several tasks share one record id (NER and its ES/ET), so a bare id only matches
+    a row that names no task; a repeated key is an error (which answer would count?)."""
+    by_iid: dict[str, tuple[int, dict]] = {}
+    by_id_task: dict[tuple[str, str], tuple[int, dict]] = {}
+    by_id: dict[str, tuple[int, dict]] = {}
+    for no, row in iter_jsonl(pred_path, errors):
+        if not isinstance(row, dict):
+            errors(InputError(pred_path, no, "prediction is not a JSON object"))
+            continue
+        iid, rid, task = row.get("instance_id"), row.get("id"), row.get("task")
+        if iid is None and rid is None:
+            errors(InputError(pred_path, no, "prediction has no 'id' (or 'instance_id')"))
+            continue
+        if task is not None and not isinstance(task, str):
+            errors(InputError(pred_path, no, "'task' must be a string"))
+            continue
+        keys = []
+        if iid is not None:
+            keys.append((by_iid, str(iid)))
+        if rid is not None:
+            if iid is None:
+                keys.append((by_iid, str(rid)))  # an id may be the instance id itself
+            keys.append((by_id_task, (str(rid), task.upper())) if task else (by_id, str(rid)))
+        dup = next((ix[k][0] for ix, k in keys if k in ix and (ix is not by_iid or iid is not None)), None)
+        if dup is not None:
+            errors(InputError(pred_path, no, f"duplicate prediction for {iid or rid!r}"
+                              + (f" ({task})" if task else "") + f" (first on line {dup})"))
+            continue
+        for ix, k in keys:
+            ix.setdefault(k, (no, row))
+    return by_iid, by_id_task, by_id
 
 
 def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, skip_invalid: bool = False,
                    baselines: list[str] | None = None) -> dict:
     errors = SkipCounter(skip_invalid)
     gold = read_gold(gold_path, errors)
-    preds_by_key: dict[str, tuple[int, dict]] = {}
-    for no, row in iter_jsonl(pred_path, errors):
-        key = row.get("instance_id") or row.get("id") if isinstance(row, dict) else None
-        if key is None:
-            errors(InputError(pred_path, no, "prediction has no 'id' (or 'instance_id')"))
-            continue
-        preds_by_key[str(key)] = (no, row)
+    by_iid, by_id_task, by_id = _index_predictions(pred_path, errors)
     golds, preds = [], []
-    missing = 0
+    missing, missing_ids, used = 0, [], set()
     for rec, row in gold:
-        key = str(row.get("instance_id") or rec.id)
+        iid = row.get("instance_id")
         options = row.get("prompt_options") or rec.options
-        hit = preds_by_key.get(key) or preds_by_key.get(rec.id)
+        hit = ((by_iid.get(str(iid)) if iid is not None else None) or by_id_task.get((rec.id, rec.task))
+               or by_id.get(rec.id))
         if hit is None:
             missing += 1
+            if len(missing_ids) < 20:
+                missing_ids.append(str(iid or rec.id))
             pred = Prediction()
         else:
+            used.add(hit[0])
             try:
                 pred = prediction_from_row(rec, hit[1], options, field)
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
                 errors(InputError(pred_path, hit[0], f"bad prediction: {e}"))
                 pred = Prediction()
         golds.append(rec)
         preds.append(pred)
+    lines = {no for ix in (by_iid, by_id_task, by_id) for no, _ in ix.values()}
+    unmatched = len(lines - used)
     report = score_all(golds, preds)
     out = {"gold": gold_path, "predictions": pred_path, "records": len(golds), "missing_predictions": missing,
+           "missing_ids": missing_ids, "unmatched_predictions": unmatched,
            "summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
            "skipped_invalid": errors.count}
     if missing:
-        out["table"] += f"\n{missing} gold record(s) had no prediction (scored as empty)"
+        out["table"] += (f"\n{missing} gold record(s) had no prediction (scored as empty): "
+                         + ", ".join(missing_ids) + (", ..." if missing > len(missing_ids) else ""))
+    if unmatched:
+        out["table"] += f"\n{unmatched} prediction(s) matched no gold record (ignored)"
     if errors.count:
         out["table"] += "\n" + errors.report()
     if baselines is not None:

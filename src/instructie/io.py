@@ -66,37 +66,49 @@ def read_text(path: str | os.PathLike) -> str:
         raise InputError(p, line, f"not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
-def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line of a UTF-8 file, streaming; blank lines skipped."""
+def _decoded_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | InputError]]:
+    """(line number, text or the decoding error) per non-blank line, streaming.
+    Errors are yielded, not raised, so a caller may report one bad line and go on
+    (a generator that raises is finished: every later line would be lost)."""
     p = Path(path)
     if not p.exists():
         raise InputError(p, None, "file not found")
+    if p.is_dir():
+        raise InputError(p, None, "is a directory, expected a file")
     with open(p, "rb") as f:
         for no, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8-sig" if no == 1 else "utf-8")
             except UnicodeDecodeError as e:
-                raise InputError(p, no, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+                yield no, InputError(p, no, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})")
+                continue
             if line.strip():
                 yield no, line.rstrip("\r\n")
 
 
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 file, streaming; blank lines skipped.
+    A line that is not UTF-8 raises ``InputError`` naming file and line."""
+    for no, line in _decoded_lines(path):
+        if isinstance(line, InputError):
+            raise line
+        yield no, line
+
+
 def iter_jsonl(path: str | os.PathLike, on_error: Callable[[InputError], None] | None = None) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) per line of a JSON-lines file."""
+    """(line number, parsed object) per line of a JSON-lines file; a bad line (bytes or
+    JSON) goes to ``on_error`` (default: raise) and reading goes on with the next."""
     on_error = on_error or SkipCounter(False)
-    lines = iter_lines(path)
-    while True:
-        try:
-            no, line = next(lines)
-        except StopIteration:
-            return
-        except InputError as e:  # bad bytes on one line: report, go on with the next
-            on_error(e)
+    for no, line in _decoded_lines(path):
+        if isinstance(line, InputError):
+            on_error(line)
             continue
         try:
-            yield no, json.loads(line)
+            obj = json.loads(line)
         except json.JSONDecodeError as e:
-            on_error(InputError(path, no, f"malformed JSON: {e.msg} at column {e.colno}"))
+            on_error(InputError(path, no, f"malformed JSON: {e.msg} (column {e.colno})"))
+            continue
+        yield no, obj
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -104,7 +116,7 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(path, e.lineno, f"malformed JSON: {e.msg} at column {e.colno}") from None
+        raise InputError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
 
 
 @contextlib.contextmanager
@@ -112,8 +124,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     """Write to a temporary file beside ``path`` and rename it into place on success,
     so a crash never leaves a half-written output."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    if p.is_dir():
+        raise InputError(p, None, "output is a directory, expected a file name")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(p, None, f"cannot write output: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f

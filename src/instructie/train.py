@@ -15,6 +15,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -175,7 +176,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     # 4. the loop: epochs of length-grouped, bucket-padded batches; resume skips done batches.
     pad_id = tokenizer.pad_token_id
     bar = tqdm(total=total_steps, initial=state["step"], disable=not main, desc="train", unit="step",
-               dynamic_ncols=True)
+               dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     t_start = time.time()
     t_budget_start = state["train_time_s"]
     loss_acc, loss_n = 0.0, 0
@@ -257,6 +258,8 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         record_eval(out, state, final["dev"], main)
     if test_sources:
         final["test"] = run_eval(test_sources, "test")
+        if main:
+            log("test scores:\n" + final["test"]["table"])
     if main:
         unwrapped = accelerator.unwrap_model(model)
         save_model(unwrapped, tokenizer, out)

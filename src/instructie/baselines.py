@@ -39,9 +39,11 @@ API::
     build_baselines(train_records, targets=None) -> {(dataset, task): {name: fn(Record) -> Prediction}}
     score_baselines(golds, train) -> {"scores", "summary", "table", "skipped"}
     shared_splits(data_dir) -> {name: (train_records, test_records)}
+    splits_from_config(config_path) -> the same, from a training config's train/test lists
 
-``shared_splits`` is the one place the baseline evaluation (eval/baselines.py) picks
-its train and test records, so model runs can score on exactly the same test records.
+``shared_splits`` is where the baseline evaluation (eval/baselines.py) picks its train
+and test records; it reads the data as configs/multitask-small.yaml does (same records,
+ids and texts), so model runs and baselines score exactly the same test records.
 """
 from __future__ import annotations
 
@@ -389,38 +391,29 @@ def baseline_table(reports: dict, skipped: dict[str, str] | None = None) -> str:
 
 # ---------------------------------------------------------------- shared splits
 IE_DATASETS = ("CoNLL2003", "CrossNER_AI", "CrossNER_literature", "DuEE")
-FIN_TEST_EVERY = 5  # fin_negative: record i (file order) is test iff i % 5 == 4
+FIN_HOLDOUT = 0.2  # fin_negative: the adapter's ``holdout`` (rows chosen by a hash of the id)
+FIN_MAX_CHARS = 200  # as configs/multitask-small.yaml reads it (the texts only; NEG baselines ignore them)
 
 
-def split_fin_negative(records: Sequence[Record], every: int = FIN_TEST_EVERY) -> tuple[list[Record], list[Record]]:
-    """Deterministic 80/20 split of the labeled fin_negative rows by position in the file.
-
-    Train_Data.csv is the competition's only labeled file (Test_Data.csv has no labels),
-    so both halves come from it: record ``i`` is test iff ``i % every == every - 1``.
-    Splits are relabeled ``"train"``/``"test"``; ids (the CSV ids) stay.
-    """
-    train, test = [], []
-    for i, r in enumerate(records):
-        is_test = i % every == every - 1
-        r.split = "test" if is_test else "train"
-        (test if is_test else train).append(r)
-    return train, test
-
-
-def shared_splits(data_dir: str | Path, *, skip_invalid: bool = False,
-                  fewrel_unseen: int = 5) -> dict[str, tuple[list[Record], list[Record]]]:
+def shared_splits(data_dir: str | Path, *, skip_invalid: bool = False, fewrel_unseen: int = 5,
+                  fin_holdout: float = FIN_HOLDOUT, fin_max_chars: int = FIN_MAX_CHARS,
+                  ) -> dict[str, tuple[list[Record], list[Record]]]:
     """{name: (train records, test records)} of the shared data, for baselines and models alike.
+
+    Read as configs/multitask-small.yaml reads them (same adapter calls, so the same
+    record ids and texts):
 
     * CoNLL2003, CrossNER_AI, CrossNER_literature, DuEE: ``ie_instructions`` splits
       train / test (DuEE's are parts of the published dev set, see SOURCES.md).
-    * duie: train = duie_train.json, test = duie_dev.json (split "dev"), schema
-      duie_schema.json.
+    * duie: train = duie_train.json, test = duie_dev.json, schema duie_schema.json.
     * fewrel: val_wiki.json with pid2name.json, ``unseen_relations=5`` (``fewrel_unseen``),
       ``part="seen"``, ``instance_split`` train vs test (the adapter's seeded 80/20 per
       relation, seed 0).
-    * fin_negative: Train_Data.csv split 80/20 by ``split_fin_negative``.
+    * fin_negative: Train_Data.csv, the only labeled file, split by the adapter's
+      ``holdout=0.2`` (a hash of the row id): ``part="train"`` vs ``part="heldout"``.
 
     Names are the records' ``dataset``. Datasets whose files are missing are left out.
+    For a training config's own train/test lists use ``splits_from_config``.
     """
     from data_adapters import get_adapter
 
@@ -428,7 +421,8 @@ def shared_splits(data_dir: str | Path, *, skip_invalid: bool = False,
     out: dict[str, tuple[list[Record], list[Record]]] = {}
 
     def read(name, path, **kw):
-        return list(get_adapter(name)(str(path), on_error=SkipCounter(skip_invalid), **kw))
+        split = kw.pop("split", "")
+        return list(get_adapter(name)(str(path), split=split, on_error=SkipCounter(skip_invalid), **kw))
 
     ie = d / "ie_instructions"
     if ie.is_dir():
@@ -440,14 +434,33 @@ def shared_splits(data_dir: str | Path, *, skip_invalid: bool = False,
     duie = d / "duie"
     if (duie / "duie_train.json").is_file() and (duie / "duie_dev.json").is_file():
         schema = str(duie / "duie_schema.json")
-        out["duie"] = (read("duie", duie / "duie_train.json", split="train", schema=schema),
-                       read("duie", duie / "duie_dev.json", split="dev", schema=schema))
+        out["duie"] = (read("duie", duie / "duie_train.json", schema=schema),
+                       read("duie", duie / "duie_dev.json", schema=schema))
     fr = d / "fewrel"
     if (fr / "val_wiki.json").is_file():
         opts = dict(pid2name=str(fr / "pid2name.json"), unseen_relations=fewrel_unseen, part="seen")
-        out["fewrel"] = (read("fewrel", fr / "val_wiki.json", split="train", instance_split="train", **opts),
-                         read("fewrel", fr / "val_wiki.json", split="test", instance_split="test", **opts))
+        out["fewrel"] = (read("fewrel", fr / "val_wiki.json", instance_split="train", **opts),
+                         read("fewrel", fr / "val_wiki.json", instance_split="test", **opts))
     fin = d / "fin_negative" / "Train_Data.csv"
     if fin.is_file():
-        out["fin_negative"] = split_fin_negative(read("fin_negative", fin, split="train"))
+        opts = dict(holdout=fin_holdout, max_chars=fin_max_chars)
+        out["fin_negative"] = (read("fin_negative", fin, part="train", **opts),
+                               read("fin_negative", fin, part="heldout", **opts))
+    return out
+
+
+def splits_from_config(config: str | Path, overrides: Sequence[str] = (), *, skip_invalid: bool = False,
+                       ) -> dict[str, tuple[list[Record], list[Record]]]:
+    """{dataset: (train records, test records)} from a training config's ``data.train`` and
+    ``data.test`` lists (adapter options, ``name`` renames and ``max_records`` caps applied
+    exactly as training and its final test do), so baselines score the model's test set."""
+    from .config import load_config
+    from .data import load_records
+
+    cfg = load_config(config, list(overrides))
+    out: dict[str, tuple[list[Record], list[Record]]] = {}
+    for part, entries in ((0, cfg.data.train), (1, cfg.data.test)):
+        for ds in entries:
+            for r in load_records(ds, skip_invalid=skip_invalid):
+                out.setdefault(r.dataset, ([], []))[part].append(r)
     return out

@@ -59,8 +59,15 @@ def make_instances(sources: list[Source], data: DataConfig, templates: dict, see
     evaluation uses template 0, every option in schema order, main tasks only."""
     rng = random.Random(f"{seed}:epoch:{epoch}")
     out: list[Instance] = []
+    pool = None
+    if train and data.mention_replacement > 0:
+        from .augment import build_pool
+        pool = build_pool(r for s in sources for r in s.records)
     for src in sources:
         recs = weighted_sample(src.records, src.config.weight, rng) if train else src.records
+        if pool is not None:
+            from .augment import replace_mentions
+            recs = [replace_mentions(r, pool, rng, data.mention_replacement) for r in recs]
         tasks = src.tasks(data.tasks) if train else None
         for k, rec in enumerate(expand_tasks(recs, tasks)):
             if not train and rec.task not in MAIN_TASKS:

@@ -139,8 +139,6 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         write_json(out / "run_config.json", cfg.to_dict())
         write_json(out / "model_report.json", model_report)
         log(f"model: {model_report.get('summary', '')}")
-    if t.compile:
-        model = torch.compile(model, dynamic=False)
 
     # 3. optimizer, schedule, total steps.
     probe = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, 0), tokenizer,
@@ -151,6 +149,9 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, total_steps))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # Compile only the training forward (evaluation generates with the plain module).
+    # dynamic=True: padded lengths vary per batch; a static graph would recompile for each.
+    forward = torch.compile(model, dynamic=True) if t.compile else model
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "evals": [], "train_time_s": 0.0,
              "examples": 0, "target_tokens": 0, "total_steps": total_steps}
@@ -199,7 +200,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
             batch = {k: v.to(accelerator.device) for k, v in
                      collate(rank_batch, tok, pad_id, t.pad_to_multiple).items()}
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = forward(**batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)

@@ -130,6 +130,37 @@ def cmd_pretrain(a) -> int:
     return 0 if res["status"] == "done" else 3
 
 
+def cmd_test(a) -> int:
+    """Score a trained model on the test (or eval) datasets of a config."""
+    import json as _json
+
+    from .config import load_config
+    from .data import load_sources
+    from .evaluate import evaluate_sources
+    from .extractor import Extractor
+    from .io import write_json
+
+    cfg = load_config(a.config, list(a.set or []))
+    ex = Extractor.from_pretrained(a.model, device=a.device)
+    dsets = cfg.data.eval if a.split == "eval" else cfg.data.test
+    if not dsets:
+        raise ConfigError(f"{a.config}: data.{'eval' if a.split == 'eval' else 'test'} lists no datasets")
+    sources = load_sources(dsets, a.skip_invalid)
+    cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
+    report = {}
+    for constrained in ([False, True] if a.constrained == "both" else [a.constrained == "on"]):
+        rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
+                               constrained=constrained)
+        key = "constrained" if constrained else "unconstrained"
+        report[key] = rep
+        print(f"== {key} ({rep['records']} records, {rep['generation_s']} s, unsupported rate "
+              f"{rep['unsupported_rate']:.4f})\n{rep['table']}")
+    if a.json:
+        write_json(a.json, {k: {kk: vv for kk, vv in v.items() if kk != "table"} for k, v in report.items()})
+    print(_json.dumps({k: v["summary"] for k, v in report.items()}, ensure_ascii=False, indent=1))
+    return 0
+
+
 # ---------------------------------------------------------------- extract
 def cmd_extract(a) -> int:
     from .extract_cli import run_extract
@@ -180,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--max-time", type=float, help="seconds of training, then checkpoint and stop")
         t.add_argument("--skip-invalid", action="store_true")
         t.set_defaults(fn=fn)
+
+    ts = sub.add_parser("test", help="score a trained model on a config's test datasets")
+    ts.add_argument("--model", required=True)
+    ts.add_argument("--config", required=True)
+    ts.add_argument("--split", choices=["test", "eval"], default="test")
+    ts.add_argument("--constrained", choices=["off", "on", "both"], default="off")
+    ts.add_argument("--limit", type=int, default=None, help="at most N records per dataset")
+    ts.add_argument("--device", default=None)
+    ts.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
+    ts.add_argument("--json")
+    ts.add_argument("--skip-invalid", action="store_true")
+    ts.set_defaults(fn=cmd_test)
 
     x = sub.add_parser("extract", help="extract entities/relations/events from text files")
     x.add_argument("input", help=".txt (one document per file, or per line with --per-line), .jsonl, or - for stdin")

@@ -99,10 +99,12 @@ def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: di
 def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
                      constrained: bool | None = None) -> dict:
     """Score main-task records of the configured eval/test datasets (``limit`` per dataset)."""
-    records = []
+    records, per_dataset = [], {}
     for src in sources:
-        recs = [r for r in src.records if r.task in MAIN_TASKS]
-        records += recs[:limit] if limit else recs
+        for r in src.records:
+            if r.task in MAIN_TASKS and (not limit or per_dataset.get(r.dataset, 0) < limit):
+                per_dataset[r.dataset] = per_dataset.get(r.dataset, 0) + 1
+                records.append(r)
     return evaluate_records(model, tokenizer, records, cfg, templates, constrained)
 
 

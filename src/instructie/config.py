@@ -72,7 +72,8 @@ class TrainConfig:
     grad_accum: int = 1
     epochs: float = 1.0
     max_steps: int | None = None      # overrides epochs when set
-    max_time_s: float | None = None   # stop (with a checkpoint) after this much training time
+    max_time_s: float | None = None   # stop (with a checkpoint) after this much training time in this
+                                      # invocation (each --resume gets the budget afresh)
     precision: str = "auto"           # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
     length_grouping: bool = True      # batches of similar length
     pad_to_multiple: int = 16         # bucket padded lengths (few shapes: compile-friendly)
@@ -164,10 +165,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def _build(cls, data: dict, where: str):
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
+    at = f"{where}: " if where else ""
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(names))})")
+        keys = ", ".join(f"{where}.{k}" if where else str(k) for k in sorted(map(str, unknown)))
+        raise ConfigError(f"unknown key(s) {keys} (allowed{' in ' + where if where else ''}: "
+                          f"{', '.join(sorted(names))})")
+    missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{at}missing required key(s) {', '.join(missing)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -175,30 +184,71 @@ def _build(cls, data: dict, where: str):
         raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
+_KEY = re.compile(r"^(\w+)((?:\[\d+\])*)$")
+
+
+def parse_override(item: str) -> tuple[list[str | int], Any]:
+    """``a.b=value`` -> (["a", "b"], value parsed as YAML). List items are addressed as
+    ``data.train[0].weight=2`` (or ``data.train.0.weight=2``)."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key.path=value")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    keys: list[str | int] = []
+    for part in key.strip().split("."):
+        m = _KEY.match(part)
+        if not m:
+            raise ConfigError(f"--set {item!r}: bad key {part!r} (expected names like train.lr or data.train[0].path)")
+        keys.append(int(part) if part.isdigit() else m.group(1))
+        keys += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(2))]
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+    return keys, value
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Set one ``--set key.path=value`` in the raw config mapping (sections are created as needed)."""
+    keys, value = parse_override(item)
+    node: Any = data
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(k, int):
+            if not isinstance(node, list) or not -len(node) <= k < len(node):
+                raise ConfigError(f"--set {item!r}: no list item [{k}] there")
+            if last:
+                node[k] = value
+            else:
+                node = node[k]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {keys[i - 1]} is not a section")
+        if last:
+            node[k] = value
+        else:
+            if node.get(k) is None:
+                node[k] = [] if isinstance(keys[i + 1], int) else {}
+            node = node[k]
 
 
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
-def expand_vars(node: Any) -> Any:
+def expand_vars(node: Any, where: str = "") -> Any:
     """``${NAME}`` / ``${NAME:-default}`` in config strings, from the environment
     (e.g. ``${INSTRUCTIE_DATA:-../shared/data}`` lets one config run anywhere)."""
     if isinstance(node, str):
         def sub(m):
             val = os.environ.get(m.group(1))
             if val is None and m.group(2) is None:
-                raise ConfigError(f"environment variable {m.group(1)} is not set (used in the config)")
+                raise ConfigError(f"{where or 'config'}: environment variable {m.group(1)} is not set "
+                                  f"(set it, or write ${{{m.group(1)}:-default}})")
             return val if val is not None else m.group(2)
         return _VAR.sub(sub, node)
     if isinstance(node, list):
-        return [expand_vars(v) for v in node]
+        return [expand_vars(v, f"{where}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, dict):
-        return {k: expand_vars(v) for k, v in node.items()}
+        return {k: expand_vars(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
     return node
 
 
@@ -215,15 +265,13 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
     for item in overrides:
-        keys, value = parse_override(item)
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {k} is not a section")
-        node[keys[-1]] = value
-    cfg = _build(RunConfig, expand_vars(data), "")
-    validate(cfg, str(path or "config"))
+        apply_override(data, item)
+    src = str(path or "config")
+    try:
+        cfg = _build(RunConfig, expand_vars(data), "")
+    except ConfigError as e:
+        raise ConfigError(f"{src}: {e}") from None
+    validate(cfg, src)
     return cfg
 
 
@@ -236,8 +284,8 @@ def validate(cfg: RunConfig, src: str) -> None:
         bad(f"model.init must be 'pretrained' or 'random', got {m.init!r}")
     if m.init == "pretrained" and not m.name_or_path:
         bad("model.name_or_path is required with init: pretrained (or use init: random)")
-    if m.init == "random" and m.size not in ("tiny", "small", "base", "large"):
-        bad(f"model.size must be tiny, small, base or large, got {m.size!r}")
+    if m.init == "random" and m.size not in ("tiny", "small", "base"):  # modeling.SIZES
+        bad(f"model.size must be tiny, small or base, got {m.size!r}")
     d = cfg.data
     for t in d.tasks or []:
         if t not in TASKS:
@@ -265,11 +313,23 @@ def validate(cfg: RunConfig, src: str) -> None:
         bad(f"train.schedule must be constant, linear or cosine, got {t.schedule!r}")
     if t.precision not in ("auto", "bf16", "fp32"):
         bad(f"train.precision must be auto, bf16 or fp32 (fp16 overflows in T5), got {t.precision!r}")
-    for k in ("batch_size", "grad_accum", "max_source_length", "max_target_length"):
-        obj = t if hasattr(t, k) else d
-        if getattr(obj, k) < 1:
-            bad(f"{k} must be >= 1")
-    if t.lr <= 0:
-        bad("train.lr must be > 0")
-    if t.max_steps is None and t.epochs <= 0:
+    e = cfg.eval
+    for key, value, low in (
+            ("train.batch_size", t.batch_size, 1), ("train.grad_accum", t.grad_accum, 1),
+            ("data.max_source_length", d.max_source_length, 1), ("data.max_target_length", d.max_target_length, 1),
+            ("train.log_every", t.log_every, 1), ("train.pad_to_multiple", t.pad_to_multiple, 1),
+            ("train.keep_checkpoints", t.keep_checkpoints, 1), ("train.warmup_steps", t.warmup_steps, 0),
+            ("train.save_every", t.save_every, 0), ("train.eval_every", t.eval_every, 0),
+            ("train.max_steps", t.max_steps, 1), ("data.max_options", d.max_options, 1),
+            ("data.max_eval_records", d.max_eval_records, 1), ("eval.batch_size", e.batch_size, 1),
+            ("eval.num_beams", e.num_beams, 1), ("eval.max_new_tokens", e.max_new_tokens, 1)):
+        if value is not None and value < low:
+            bad(f"{key} must be >= {low}, got {value}")
+    if not t.lr > 0:
+        bad(f"train.lr must be > 0, got {t.lr}")
+    if t.max_steps is None and not t.epochs > 0:
         bad("train.epochs must be > 0 (or set train.max_steps)")
+    if t.max_time_s is not None and not t.max_time_s > 0:
+        bad(f"train.max_time_s must be > 0 seconds, got {t.max_time_s}")
+    if not 0.0 <= d.mention_replacement <= 1.0:
+        bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")

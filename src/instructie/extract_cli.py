@@ -2,38 +2,85 @@
 into JSONL, resumable, with per-document error handling and an optional HTML view."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Iterator
 
 from .io import ConfigError, InputError, SkipCounter
 
 MAX_DOC_CHARS = 2_000_000  # a "document" past this is almost surely a wrong input mode
+# A line longer than this many bytes cannot hold a document within MAX_DOC_CHARS (UTF-8 is at most 4
+# bytes a char; a JSON \uXXXX escape 6): it is skipped unread, so memory stays flat on any input.
+MAX_LINE_BYTES = 6 * MAX_DOC_CHARS + 4096
+
+
+def _too_big(n_chars: int) -> str:
+    return (f"document of {n_chars:,} characters exceeds {MAX_DOC_CHARS:,}; split it "
+            "(use --per-line for one document per line)")
+
+
+def _read_lines(stream) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, raw bytes or None when longer than MAX_LINE_BYTES, length in bytes)."""
+    no = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        no += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            n = len(raw)
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the line in bounded pieces
+                raw = stream.readline(1 << 20)
+                n += len(raw)
+            yield no, None, n
+            continue
+        yield no, raw, len(raw)
 
 
 def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCounter) -> Iterator[tuple[str, str]]:
-    """(id, text) per document: a .txt file is one document (or one per line with
-    ``per_line``); .jsonl has one JSON object per line with ``text_field`` (and ``id``)."""
+    """(id, text) per document: a .txt file (or stdin, ``-``) is one document, or one per
+    line with ``per_line`` (id: the line number); .jsonl has one JSON object per line with
+    ``text_field`` (id: its ``id`` field, else the line number). Bad lines (not UTF-8, empty
+    in .jsonl, malformed, too long) go to ``errors``: raised, or counted and skipped."""
     is_stdin = path == "-"
     name = "<stdin>" if is_stdin else path
     if not is_stdin and not Path(path).exists():
         raise InputError(path, None, "file not found")
+    if not is_stdin and Path(path).is_dir():
+        raise InputError(path, None, "is a directory, expected a file")
     jsonl = not is_stdin and path.endswith((".jsonl", ".json"))
-    if not jsonl and not per_line and not is_stdin:
-        data = Path(path).read_bytes()
+    if not jsonl and not per_line:  # the whole input is one document
+        if is_stdin:
+            data = sys.stdin.buffer.read(MAX_LINE_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_LINE_BYTES + 1)
+        if len(data) > MAX_LINE_BYTES:
+            errors(InputError(name, None, _too_big(len(data))))
+            return
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            errors(InputError(path, data[: e.start].count(b"\n") + 1, "not valid UTF-8"))
+            errors(InputError(name, data[: e.start].count(b"\n") + 1,
+                              f"not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})"))
             text = data.decode("utf-8-sig", errors="replace")
+        if len(text) > MAX_DOC_CHARS:
+            errors(InputError(name, None, _too_big(len(text))))
+            return
         if text.strip():
-            yield Path(path).stem, text
+            yield ("stdin" if is_stdin else Path(path).stem), text
         return
     stream = sys.stdin.buffer if is_stdin else open(path, "rb")
     try:
-        for no, raw in enumerate(stream, 1):
+        for no, raw, n_bytes in _read_lines(stream):
+            if raw is None:
+                errors(InputError(name, no, f"line of {n_bytes:,} bytes is too long for one document "
+                                            f"(at most {MAX_DOC_CHARS:,} characters)"))
+                continue
             try:
                 line = raw.decode("utf-8-sig" if no == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
@@ -47,7 +94,7 @@ def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCount
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    errors(InputError(name, no, f"malformed JSON: {e.msg}"))
+                    errors(InputError(name, no, f"malformed JSON: {e.msg} (column {e.colno})"))
                     continue
                 if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
                     errors(InputError(name, no, f"no string field {text_field!r}"))
@@ -56,8 +103,7 @@ def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCount
             else:
                 doc_id, text = str(no), line
             if len(text) > MAX_DOC_CHARS:
-                errors(InputError(name, no, f"document of {len(text):,} characters exceeds {MAX_DOC_CHARS:,}; "
-                                            "split it (use --per-line for one document per line)"))
+                errors(InputError(name, no, _too_big(len(text))))
                 continue
             yield doc_id, text
     finally:
@@ -66,20 +112,24 @@ def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCount
 
 
 def finished_ids(path: Path) -> set[str]:
-    """Ids already written by an interrupted run; a torn last line is cut off."""
+    """Ids already written by an interrupted run, read line by line (memory: the ids only);
+    a torn last line (a kill mid-write) is cut off so the file stays valid JSONL."""
     if not path.exists():
         return set()
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep != len(data):
+    done: set[str] = set()
+    keep = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            keep += len(line)
+            try:
+                done.add(str(json.loads(line)["id"]))
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                continue
+    if keep != path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(keep)
-    done = set()
-    for line in data[:keep].splitlines():
-        try:
-            done.add(str(json.loads(line)["id"]))
-        except (json.JSONDecodeError, KeyError):
-            continue
     return done
 
 
@@ -92,8 +142,14 @@ def run_extract(a) -> int:
     schema = Schema.from_file(a.schema) if a.schema else None
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)
     tasks = [t.upper() for t in split(a.tasks)] if a.tasks else None
-    ex = Extractor.from_pretrained(a.model, device=a.device)
     out_path = Path(a.output) if a.output and a.output != "-" else None
+    if a.resume and out_path is None:
+        raise ConfigError("--resume needs an output file (-o): there is nothing to resume on stdout")
+    if a.min_confidence is not None and not 0.0 <= a.min_confidence <= 1.0:
+        raise ConfigError("--min-confidence must be between 0 and 1")
+    if out_path is not None and a.input != "-" and Path(a.input).resolve() == out_path.resolve():
+        raise ConfigError(f"output {a.output} is the input file")
+    ex = Extractor.from_pretrained(a.model, device=a.device)
     done = set()
     if out_path and a.resume:
         done = finished_ids(out_path)
@@ -102,22 +158,25 @@ def run_extract(a) -> int:
     if out_path:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+        def emit(line: str) -> None:
+            _write_all(fd, line.encode("utf-8"))
     else:
-        fd = sys.stdout.fileno()
+        def emit(line: str) -> None:  # stdout may be a captured stream with no file descriptor
+            sys.stdout.write(line)
+            sys.stdout.flush()
 
     docs = ((i, t) for i, t in read_documents(a.input, a.per_line, a.text_field, errors) if i not in done)
-    id_list: list[str] = []
+    pending: deque[str] = deque()  # ids of documents handed to the extractor, not yet written
 
     def texts():
         for doc_id, text in docs:
-            id_list.append(doc_id)
+            pending.append(doc_id)
             yield text
 
     def ids():
-        k = 0
         while True:
-            yield id_list[k]
-            k += 1
+            yield pending.popleft()
 
     html_docs = []
     bar = tqdm(unit="sent", desc="extract", disable=not sys.stderr.isatty() and not os.environ.get("INSTRUCTIE_PROGRESS"))
@@ -128,7 +187,11 @@ def run_extract(a) -> int:
                               max_new_tokens=a.max_new_tokens, min_confidence=a.min_confidence,
                               keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=ids()):
             line = json.dumps(doc.to_dict(), ensure_ascii=False) + "\n"
-            os.write(fd, line.encode("utf-8"))  # one write per document: a kill never tears a line mid-record
+            try:
+                emit(line)
+            except BrokenPipeError:  # `... | head`: the reader is gone, nothing left to do
+                _silence_stdout()
+                return 0
             n_docs += 1
             n_sent += len(doc.sentences)
             bar.update(len(doc.sentences))
@@ -147,6 +210,21 @@ def run_extract(a) -> int:
     if errors.count:
         print(errors.report(), file=sys.stderr)
     return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """One write per document (a kill leaves whole lines; a torn last line is cut by
+    --resume); a pipe may take fewer bytes per call, so loop until all are written."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _silence_stdout() -> None:
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def write_html(path: str, docs) -> None:

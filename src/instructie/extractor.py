@@ -4,23 +4,32 @@ entities, relations and events, each with document character offsets and a confi
 Pipeline per chunk of documents (streamed, so memory stays flat on huge inputs):
 segment (sentences, windows that fit the model) -> one prompt per segment x task x
 option chunk -> batched, length-sorted generation -> answer items parsed one by one
-(each gets its own confidence: exp of the mean log-probability of its tokens) ->
-grounded in the segment text -> shifted to document offsets -> merged across
-overlapping windows.
+(each gets its own confidence: exp of the mean log-probability of its tokens, see
+``item_confidences``) -> items below ``min_confidence`` dropped -> the rest of the answer
+grounded in the segment text together (repeated mentions take successive occurrences)
+-> shifted to document offsets -> merged across overlapping windows (the same item at the
+same document offsets is kept once, with its highest confidence).
+
+``Document.sentences`` are the document's sentences (a sentence longer than the prompt
+budget is asked in overlapping windows, counted in ``stats["windows"]``, but listed once).
+Items whose spans are not in the text are counted in ``stats["unsupported"]`` and, with
+``keep_unsupported``, listed in ``Document.unsupported`` (found parts with document offsets,
+the rest ``None``).
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from .instructions import build_source, option_chunks
 from .io import ConfigError
 from .offsets import ground
-from .records import Entity, Record, detect_language, unique
-from .targets import item_ranges, parse
+from .records import Entity, Event, Record, detect_language, unique
+from .targets import ParseResult, item_ranges, parse
 
 EXTRACT_TASKS = ("NER", "RE", "EE")
 
@@ -126,7 +135,15 @@ class Extractor:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
             dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
-        model, tok = load_trained(p, device=device, dtype=getattr(torch, dtype))
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter every extract run
+        try:
+            model, tok = load_trained(p, device=device, dtype=getattr(torch, dtype))
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         model.eval()
         return cls(model, tok, card, device)
 
@@ -155,14 +172,26 @@ class Extractor:
                 num_beams: int = 1, max_new_tokens: int | None = None, min_confidence: float = 0.0,
                 keep_unsupported: bool = False, constrained: bool = False, ids: Iterable[str] | None = None,
                 docs_per_chunk: int = 256, progress=None) -> Iterator[Document]:
-        """Extract from each text; yields one ``Document`` per input text, in order."""
+        """Extract from each text; yields one ``Document`` per input text, in order.
+
+        ``tasks``: NER, RE, EE (default: the model's). ``labels``: entity types to ask for
+        (event types when EE is asked without NER), ``relations``: relation types -- both
+        zero-shot, they override ``schema``; unset labels are the model's trained ones (those
+        of datasets in the document's language first). Long label lists are asked in chunks
+        of the model's ``max_options``. ``min_confidence``: items below it are dropped before
+        grounding. ``constrained``: decode only tokens of the prompt (text and labels).
+        ``ids``: document ids (default "0", "1", ...). ``docs_per_chunk`` documents are planned
+        and generated together (length-sorted batches of ``batch_size`` prompts); the input is
+        consumed lazily, chunk by chunk.
+        """
         if isinstance(texts, str):
             texts = [texts]
         tasks = [t.upper() for t in (tasks or self.default_tasks())]
         for t in tasks:
             if t not in EXTRACT_TASKS:
                 raise ConfigError(f"task {t!r} cannot run on raw text (choose from {', '.join(EXTRACT_TASKS)})")
-        schema = schema or Schema()
+        # A copy: the caller's Schema is not changed by ``labels``/``relations``.
+        schema = replace(schema, ee_roles=dict(schema.ee_roles)) if schema is not None else Schema()
         if labels is not None:
             if "EE" in tasks and "NER" not in tasks:
                 schema.ee = list(labels)
@@ -202,9 +231,10 @@ class Extractor:
     def _template(self, task: str) -> str:
         return (self.templates.get(task) or ["Extract."])[0]
 
-    def _extract_chunk(self, chunk, tasks, schema, language, batch_size, num_beams, max_new_tokens,
-                       min_confidence, keep_unsupported, constrained, progress) -> Iterator[Document]:
-        from .generation import generate
+    def _plan(self, chunk: list[tuple[str, str]], tasks: Sequence[str], schema: Schema, language: str | None
+              ) -> tuple[list[Document], dict[int, list], list[tuple[int, int, str, list[str], str]]]:
+        """Documents, their segments, and one prompt (doc, segment, task, options, source) per
+        segment x task x option chunk -- exactly what ``extract`` sends to the model."""
         from .segment import segment_many
 
         docs = [Document(doc_id, text, language or detect_language(text[:2000])) for doc_id, text in chunk]
@@ -213,8 +243,7 @@ class Extractor:
         def tok_len(s: str) -> int:
             return len(tok(s, add_special_tokens=False)["input_ids"])
 
-        # Plan prompts: segments x tasks x option chunks.
-        prompts: list[tuple[int, int, str, list[str], str]] = []  # doc, seg, task, options, source
+        prompts: list[tuple[int, int, str, list[str], str]] = []
         by_lang: dict[str, list[int]] = {}
         for i, d in enumerate(docs):
             by_lang.setdefault(d.language, []).append(i)
@@ -222,58 +251,89 @@ class Extractor:
         for lang, idxs in by_lang.items():
             plans = {t: [(o, self._text_budget(t, o)) for o in
                          option_chunks(self._labels_for(t, schema, lang), self.max_options)] for t in tasks}
-            budget = min(b for v in plans.values() for _, b in v) if plans else self.max_source_length
+            budget = min((b for v in plans.values() for _, b in v), default=self.max_source_length)
+            templates = {t: self._template(t) for t in tasks}
             for i, segs in zip(idxs, segment_many((docs[i].text for i in idxs), language=lang,
                                                   max_len=budget, length_fn=tok_len, overlap=32)):
                 seg_of[i] = segs
-                docs[i].sentences = unique((s.start, s.end) for s in segs)
+                docs[i].sentences = _sentence_spans(segs)
                 for k, s in enumerate(segs):
                     for t in tasks:
                         for opts, _ in plans[t]:
                             if not opts:
                                 continue
                             rec = Record("", "", t, s.text, options=opts)
-                            prompts.append((i, k, t, opts, build_source(rec, self._template(t), opts)))
+                            prompts.append((i, k, t, opts, build_source(rec, templates[t], opts)))
+        return docs, seg_of, prompts
+
+    def _extract_chunk(self, chunk, tasks, schema, language, batch_size, num_beams, max_new_tokens,
+                       min_confidence, keep_unsupported, constrained, progress) -> Iterator[Document]:
+        from . import generation
+
+        tok = self.tokenizer
+        docs, seg_of, prompts = self._plan(chunk, tasks, schema, language)
         factory = None
         if constrained:
             from .constrained import source_vocabulary_factory
             factory = source_vocabulary_factory(tok, self.model.config.vocab_size)
-        outs = generate(self.model, tok, [p[4] for p in prompts], batch_size=batch_size,
-                        max_source_length=self.max_source_length,
-                        max_new_tokens=max_new_tokens or self.max_target_length, num_beams=num_beams,
-                        logits_processor_factory=factory, progress=progress)
+        outs = generation.generate(self.model, tok, [p[4] for p in prompts], batch_size=batch_size,
+                                   max_source_length=self.max_source_length,
+                                   max_new_tokens=max_new_tokens or self.max_target_length, num_beams=num_beams,
+                                   logits_processor_factory=factory, progress=progress)
         roles = {**self.trained_roles(), **schema.ee_roles}
         found: dict[int, dict] = {i: {} for i in range(len(docs))}
         for (i, k, task, opts, _), g in zip(prompts, outs):
             seg = seg_of[i][k]
-            ends = _token_char_ends(tok, g.token_ids, g.text)
-            for s, e in item_ranges(g.text):
-                lps = [lp for lp, end in zip(g.token_logprobs, ends) if end > s and end - 1 < e + 1]
-                conf = math.exp(sum(lps) / len(lps)) if lps else 0.0
-                if conf < min_confidence:
-                    continue
+            doc = docs[i]
+            # Items are parsed one by one (each has its own confidence), then grounded together,
+            # so that repeated mentions take successive occurrences ("Paris; Paris" -> two
+            # offsets). ``ground`` carries labels through untouched: each item's label is tagged
+            # with its index to find its confidence again afterwards.
+            ranges = item_ranges(g.text)
+            merged, confs = ParseResult(), []
+            for (s, e), conf in zip(ranges, item_confidences(tok, g.token_ids, g.token_logprobs, g.text, ranges)):
                 res = parse(g.text[s:e], task, options=opts, roles=roles if task == "EE" else None)
-                gr = ground(res, seg.text, task)
-                for ent in gr.entities:
-                    _keep(found[i], ("E", ent.start + seg.start, ent.end + seg.start, ent.label),
-                          Span(ent.text, ent.label, ent.start + seg.start, ent.end + seg.start, conf))
-                for r in gr.relations:
-                    h, t = _shift(r.head, seg.start, conf), _shift(r.tail, seg.start, conf)
-                    _keep(found[i], ("R", h.start, h.end, r.label, t.start, t.end),
-                          RelationItem(h, r.label, t, conf, [_shift(a, seg.start, conf, a.role) for a in r.slots]))
-                for ev in gr.events:
-                    trig = _shift(ev.trigger, seg.start, conf, ev.type)
-                    args = [_shift(a, seg.start, conf, a.role) for a in ev.arguments]
-                    _keep(found[i], ("V", trig.start, trig.end, ev.type),
-                          EventItem(ev.type, trig, args, conf))
-                for u in gr.unsupported:
-                    docs[i].stats["unsupported"] = docs[i].stats.get("unsupported", 0) + 1
-                    if keep_unsupported:
-                        docs[i].unsupported.append({"task": task, "item": asdict(u.item), "missing": list(u.missing),
-                                                    "sentence": [seg.start, seg.end], "score": conf})
-                if res.dropped:
-                    for reason, c in res.dropped.items():
-                        docs[i].stats[f"dropped_{reason}"] = docs[i].stats.get(f"dropped_{reason}", 0) + c
+                for reason, c in res.dropped.items():
+                    doc.stats[f"dropped_{reason}"] = doc.stats.get(f"dropped_{reason}", 0) + c
+                if conf < min_confidence:
+                    doc.stats["below_min_confidence"] = doc.stats.get("below_min_confidence", 0) + \
+                        len(res.entities) + len(res.relations) + len(res.events)
+                    continue
+                tag = f"{len(confs)}{_TAG}"
+                confs.append(conf)
+                merged.entities += [replace(x, label=tag + x.label) for x in res.entities]
+                merged.relations += [replace(x, label=tag + x.label) for x in res.relations]
+                merged.events += [replace(x, type=tag + x.type) for x in res.events]
+            if not confs:
+                continue
+            gr = ground(merged, seg.text, task)
+            for ent in gr.entities:
+                conf, label = _untag(ent.label, confs)
+                _keep(found[i], ("E", ent.start + seg.start, ent.end + seg.start, label),
+                      Span(ent.text, label, ent.start + seg.start, ent.end + seg.start, conf))
+            for r in gr.relations:
+                conf, label = _untag(r.label, confs)
+                h, t = _shift(r.head, seg.start, conf), _shift(r.tail, seg.start, conf)
+                _keep(found[i], ("R", h.start, h.end, label, t.start, t.end),
+                      RelationItem(h, label, t, conf, [_shift(a, seg.start, conf, a.role) for a in r.slots]))
+            for ev in gr.events:
+                conf, etype = _untag(ev.type, confs)
+                trig = _shift(ev.trigger, seg.start, conf, etype)
+                args = [_shift(a, seg.start, conf, a.role) for a in ev.arguments]
+                _keep(found[i], ("V", trig.start, trig.end, etype), EventItem(etype, trig, args, conf))
+            for u in gr.unsupported:
+                doc.stats["unsupported"] = doc.stats.get("unsupported", 0) + 1
+                if keep_unsupported:
+                    item = u.item
+                    if isinstance(item, Event):
+                        conf, lab = _untag(item.type, confs)
+                        item = replace(item, type=lab)
+                    else:
+                        conf, lab = _untag(item.label, confs)
+                        item = replace(item, label=lab)
+                    doc.unsupported.append({"task": task, "item": _shifted_dict(item, seg.start),
+                                            "missing": list(u.missing), "sentence": [seg.start, seg.end],
+                                            "score": conf})
         for i, d in enumerate(docs):
             items = sorted(found[i].values(), key=lambda x: _order(x))
             d.entities = [x for x in items if isinstance(x, Span)]
@@ -282,6 +342,38 @@ class Extractor:
             d.stats["segments"] = len(seg_of.get(i, []))
             d.stats["windows"] = sum(1 for s in seg_of.get(i, []) if s.window_index > 0)
             yield d
+
+
+_TAG = "\x1f"  # never in a label: parse() reads labels from text where \x1f is not written
+
+
+def _untag(label: str, confs: list[float]) -> tuple[float, str]:
+    k, _, rest = label.partition(_TAG)
+    return confs[int(k)], rest
+
+
+def _sentence_spans(segs) -> list[tuple[int, int]]:
+    """Document offsets of the sentences (a sentence cut into windows is reported once, whole)."""
+    out: dict[int, tuple[int, int]] = {}
+    for s in segs:
+        a, b = out.get(s.sentence_index, (s.start, s.end))
+        out[s.sentence_index] = (min(a, s.start), max(b, s.end))
+    return [out[k] for k in sorted(out)]
+
+
+def _shifted_dict(item, offset: int) -> dict:
+    """An unsupported item as a dict, its located spans shifted to document offsets."""
+    def fix(x):
+        if isinstance(x, dict):
+            y = {k: fix(v) for k, v in x.items()}
+            if isinstance(y.get("start"), int) and isinstance(y.get("end"), int):
+                y["start"] += offset
+                y["end"] += offset
+            return y
+        if isinstance(x, (list, tuple)):
+            return [fix(v) for v in x]
+        return x
+    return fix(asdict(item))
 
 
 def _shift(x, offset: int, score: float, label: str | None = None) -> Span:
@@ -303,11 +395,162 @@ def _order(x) -> tuple:
     return (s.start if s.start is not None else -1, s.end or 0)
 
 
+def item_confidences(tokenizer, token_ids: list[int], logprobs: list[float], text: str,
+                     ranges: list[tuple[int, int]]) -> list[float]:
+    """Confidence of each answer item: exp of the mean log-probability of its tokens.
+
+    Token k belongs to the item ``(s, e)`` (a range of ``text``, ``e`` at the item's ';')
+    when the decoded answer ends inside ``(s, e + 1]`` after it: the item's own tokens and
+    the separator that closes it. A token straddling two items goes to the one it ends in;
+    an item with no token of its own (all its chars inside a token that ends later) takes
+    the token covering its first character. An answer with at most one item uses all its
+    tokens, with no decoding at all (the common case: one item or "None").
+    """
+    if not ranges:
+        return []
+    if not logprobs:
+        return [0.0] * len(ranges)
+    if len(ranges) == 1:
+        return [math.exp(sum(logprobs) / len(logprobs))]
+    ends = _token_char_ends(tokenizer, token_ids, text)
+    out = []
+    for s, e in ranges:
+        lo, hi = bisect_right(ends, s), bisect_right(ends, e + 1)
+        lps = logprobs[lo:hi] if hi > lo else logprobs[min(lo, len(logprobs) - 1):][:1]
+        out.append(math.exp(sum(lps) / len(lps)))
+    return out
+
+
+_BYTE_DECODER: dict[str, int] | None = None
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's printable-char -> byte table, as used by byte-level BPE (``decoders.ByteLevel``)."""
+    global _BYTE_DECODER
+    if _BYTE_DECODER is None:
+        bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+            list(range(ord("®"), ord("ÿ") + 1))
+        cs = bs[:]
+        n = 0
+        for b in range(256):
+            if b not in bs:
+                bs.append(b)
+                cs.append(256 + n)
+                n += 1
+        _BYTE_DECODER = {chr(c): b for b, c in zip(bs, cs)}
+    return _BYTE_DECODER
+
+
+class _TokenInfo:
+    """Per-tokenizer facts computed once: byte-level or not, special ids, token bytes."""
+
+    def __init__(self, tokenizer):
+        try:
+            kind = type(tokenizer.backend_tokenizer.decoder).__name__
+        except AttributeError:
+            kind = ""
+        self.byte_level = kind == "ByteLevel"
+        self.metaspace = kind == "Metaspace"  # sentencepiece-style (T5, Flan-T5)
+        self.special = frozenset(tokenizer.all_special_ids)
+        self.bytes: dict[int, bytes | None] = {}
+
+    def token_bytes(self, tokenizer, ids: list[int]) -> list[bytes | None]:
+        missing = [i for i in set(ids) if i not in self.bytes]
+        if missing:
+            table = _byte_decoder()
+            for i, t in zip(missing, tokenizer.convert_ids_to_tokens(missing)):
+                self.bytes[i] = None if t is None or i in self.special else \
+                    b"".join(bytes((table[c],)) if c in table else c.encode("utf-8") for c in t)
+        return [self.bytes[i] for i in ids]
+
+
+def _token_info(tokenizer) -> _TokenInfo:
+    info = getattr(tokenizer, "_instructie_token_info", None)
+    if info is None:
+        info = _TokenInfo(tokenizer)
+        try:
+            tokenizer._instructie_token_info = info
+        except AttributeError:
+            pass
+    return info
+
+
 def _token_char_ends(tokenizer, token_ids: list[int], text: str) -> list[int]:
-    """For each generated token, where the decoded answer ends after it."""
-    ends, prev = [], 0
+    """For each generated token, how many characters of ``text`` (the decoded answer) are
+    complete after it. Non-decreasing; the last is ``len(text)``.
+
+    Byte-level BPE (the tokenizers ``instructie`` trains): exact, from the token bytes, with
+    no decoding (a character split over several tokens belongs to the token that completes
+    it). Sentencepiece-style (Metaspace, T5/Flan-T5): from the pieces, '▁' read as a
+    space and the answer's leading space dropped as the decoder does. Both are used only
+    when the pieces put together give exactly ``text``. Any other case: the characters each token adds, read from decoding a window of
+    the previous ``_WINDOW`` tokens with and without it -- one batched decode call, O(n)
+    work, instead of decoding every prefix (O(n^2)).
+    """
+    if not token_ids:
+        return []
+    info = _token_info(tokenizer)
+    if info.byte_level:
+        ends = _byte_level_ends(tokenizer, info, token_ids, text)
+        if ends is not None:
+            return ends
+    elif info.metaspace:
+        ends = _metaspace_ends(tokenizer, info, token_ids, text)
+        if ends is not None:
+            return ends
+    w = _WINDOW
+    seqs = []
     for k in range(1, len(token_ids) + 1):
-        prefix = tokenizer.decode(token_ids[:k], skip_special_tokens=True)
-        prev = max(prev, min(len(prefix), len(text)))
-        ends.append(prev)
+        a = max(0, k - w)
+        seqs.append(token_ids[a:k])
+        seqs.append(token_ids[a:k - 1])
+    dec = tokenizer.batch_decode(seqs, skip_special_tokens=True)
+    ends, pos = [], 0
+    for k in range(len(token_ids)):
+        pos = min(len(text), pos + max(0, len(dec[2 * k]) - len(dec[2 * k + 1])))
+        ends.append(pos)
+    ends[-1] = len(text)
     return ends
+
+
+_WINDOW = 8
+
+
+def _metaspace_ends(tokenizer, info: _TokenInfo, token_ids: list[int], text: str) -> list[int] | None:
+    if info.special.intersection(token_ids):
+        return None
+    pieces = tokenizer.convert_ids_to_tokens(token_ids)
+    if any(p is None for p in pieces):
+        return None
+    strs = [p.replace("\u2581", " ") for p in pieces]
+    if strs and strs[0].startswith(" ") and not text.startswith(" "):
+        strs[0] = strs[0][1:]
+    if "".join(strs) != text:  # byte-fallback pieces, normalisation, clean-up: decode instead
+        return None
+    ends, n = [], 0
+    for x in strs:
+        n += len(x)
+        ends.append(n)
+    return ends
+
+
+def _byte_level_ends(tokenizer, info: _TokenInfo, token_ids: list[int], text: str) -> list[int] | None:
+    parts = info.token_bytes(tokenizer, token_ids)
+    if any(b is None for b in parts):  # special or unknown ids: decoding skips them
+        return None
+    try:
+        if b"".join(parts).decode("utf-8") != text:  # added tokens decoded differently, invalid UTF-8
+            return None
+    except UnicodeDecodeError:
+        return None
+    byte_ends, total = [], 0
+    for b in parts:
+        total += len(b)
+        byte_ends.append(total)
+    if text.isascii():
+        return byte_ends
+    char_byte_ends, n = [], 0
+    for ch in text:
+        n += len(ch.encode("utf-8"))
+        char_byte_ends.append(n)
+    return [bisect_right(char_byte_ends, b) for b in byte_ends]

@@ -31,12 +31,15 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
              progress: Callable[[int], None] | None = None, sort_by_length: bool = True,
              with_scores: bool = True) -> list[Generated]:
     """Generate answers for ``sources``; results come back in input order."""
+    if not sources:  # e.g. a chunk of empty documents: nothing to ask
+        return []
     device = next(model.parameters()).device
     enc = tokenizer(list(sources), add_special_tokens=True, truncation=True, max_length=max_source_length)["input_ids"]
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i])) if sort_by_length else list(range(len(enc)))
     out: list[Generated | None] = [None] * len(enc)
     pad = tokenizer.pad_token_id
     special = set(tokenizer.all_special_ids)
+    eos = tokenizer.eos_token_id
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         width = max(len(enc[i]) for i in idx)
@@ -56,16 +59,23 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
             trans = model.compute_transition_scores(seqs, res.scores, getattr(res, "beam_indices", None),
                                                     normalize_logits=True).float().cpu()
         seqs_cpu = seqs[:, 1:].cpu().tolist()  # drop the decoder start token
-        for r, i in enumerate(idx):
+        trans_rows = trans.tolist() if with_scores else None
+        rows_toks, rows_lps = [], []
+        for r in range(len(idx)):
             toks, lps = [], []
+            row_lp = trans_rows[r] if trans_rows is not None else None
             for k, t in enumerate(seqs_cpu[r]):
                 if t in special:
-                    if t == tokenizer.eos_token_id or t == pad:
+                    if t == eos or t == pad:
                         break
                     continue
                 toks.append(t)
-                lps.append(float(trans[r, k]) if with_scores else 0.0)
-            out[i] = Generated(tokenizer.decode(toks, skip_special_tokens=True), toks, lps)
+                lps.append(row_lp[k] if row_lp is not None else 0.0)
+            rows_toks.append(toks)
+            rows_lps.append(lps)
+        texts = tokenizer.batch_decode(rows_toks, skip_special_tokens=True)  # one call per batch
+        for r, i in enumerate(idx):
+            out[i] = Generated(texts[r], rows_toks[r], rows_lps[r])
         if progress:
             progress(len(idx))
     return out  # type: ignore[return-value]

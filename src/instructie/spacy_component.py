@@ -6,6 +6,8 @@ a pipeline, so torch and transformers are imported only when a component is made
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
@@ -51,9 +53,9 @@ class InstructieComponent:
                 spans.append(span)
         # generative NER may return overlapping spans; doc.ents must not overlap
         doc.ents = filter_spans(spans)
-        doc._.relations = [{"head": vars(r.head), "label": r.label, "tail": vars(r.tail), "score": r.score,
-                            "slots": [vars(s) for s in r.slots]} for r in res.relations]
-        doc._.events = [{"type": v.type, "trigger": vars(v.trigger), "arguments": [vars(a) for a in v.arguments],
+        doc._.relations = [{"head": asdict(r.head), "label": r.label, "tail": asdict(r.tail), "score": r.score,
+                            "slots": [asdict(x) for x in r.slots]} for r in res.relations]
+        doc._.events = [{"type": v.type, "trigger": asdict(v.trigger), "arguments": [asdict(x) for x in v.arguments],
                          "score": v.score} for v in res.events]
         return doc
 

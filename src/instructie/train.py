@@ -68,7 +68,8 @@ def checkpoints(out: Path) -> list[Path]:
     d = out / "checkpoints"
     if not d.exists():
         return []
-    done = [p for p in d.iterdir() if p.name.startswith("step-") and (p / STATE_FILE).exists()]
+    done = [p for p in d.iterdir() if p.name.startswith("step-") and p.name[5:].isdigit()
+            and (p / STATE_FILE).exists()]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -80,6 +81,7 @@ def save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> None:
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every rank's random_states_<rank>.pkl is in tmp before the rename
     if accelerator.is_main_process:
         write_json(tmp / STATE_FILE, state)  # written last: marks the checkpoint complete
         if final.exists():
@@ -87,6 +89,8 @@ def save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> None:
         os.replace(tmp, final)
         for old in checkpoints(out)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
+        for stale in final.parent.glob(".tmp-step-*"):  # left by a run killed mid-save
+            shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
@@ -104,7 +108,11 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     precision = t.precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no",
+    # Without CUDA, a torchrun-style launch (accelerate launch, configs/accelerate/cpu2.yaml) sets LOCAL_RANK,
+    # which accelerate only turns into a process group (gloo) when told to use the CPU: otherwise every
+    # process would train alone, all writing to the same output_dir.
+    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if precision == "bf16" else "no",
                               gradient_accumulation_steps=t.grad_accum)
     set_seed(t.seed)
     main = accelerator.is_main_process
@@ -194,9 +202,12 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
             log(f"epoch {epoch}: truncated {tok.n_truncated_source} sources to {cfg.data.max_source_length} "
                 f"and {tok.n_truncated_target} targets to {cfg.data.max_target_length} tokens")
         for b in range(state["batch_in_epoch"], len(batches)):
-            rank_batch = batches[b][accelerator.process_index :: accelerator.num_processes]
-            if not rank_batch:
+            if len(batches[b]) < accelerator.num_processes:
+                # Some rank would get no examples: skipping it on that rank alone would pair up different
+                # batches in DDP's gradient all-reduce. Every rank skips it (never happens with 1 process).
+                state["batch_in_epoch"] = b + 1
                 continue
+            rank_batch = batches[b][accelerator.process_index :: accelerator.num_processes]
             batch = {k: v.to(accelerator.device) for k, v in
                      collate(rank_batch, tok, pad_id, t.pad_to_multiple).items()}
             with accelerator.accumulate(model):
@@ -210,8 +221,8 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
             loss_acc += float(loss.detach())
             loss_n += 1
             state["batch_in_epoch"] = b + 1
-            state["examples"] += len(rank_batch) * accelerator.num_processes
-            state["target_tokens"] += int((batch["labels"] != -100).sum()) * accelerator.num_processes
+            state["examples"] += len(batches[b])
+            state["target_tokens"] += sum(len(tok.target_ids[i]) for i in batches[b])
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
@@ -229,7 +240,12 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
             if t.eval_every and state["step"] % t.eval_every == 0 and eval_sources and state["step"] < total_steps:
                 rep = run_eval(eval_sources, "dev")
                 record_eval(out, state, rep, main)
-            out_of_time = t.max_time_s is not None and elapsed >= t.max_time_s
+            out_of_time = (t.max_time_s is not None and time.time() - t_start >= t.max_time_s
+                           and state["step"] < total_steps)
+            if t.max_time_s is not None and accelerator.num_processes > 1:
+                # each rank has its own clock: one rank stopping alone would hang the others
+                flag = torch.tensor([1.0 if out_of_time else 0.0], device=accelerator.device)
+                out_of_time = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
             if (t.save_every and state["step"] % t.save_every == 0) or out_of_time:
                 state["train_time_s"] = elapsed
                 save_checkpoint(accelerator, out, state, t.keep_checkpoints)

@@ -1,0 +1,579 @@
+"""Extraction from raw text: the ``Extractor`` API and ``instructie extract``.
+
+Most tests script the model's answers (``instructie.generation.generate`` is replaced by
+``Scripted``, which writes a given answer with given per-item probabilities), so offsets,
+confidences, filtering and parsing are checked deterministically. Two tests run the real
+(random-init, tiny) model un-mocked: whatever it writes, every span it returns must be
+the document's own text at the offsets given, and the output must be valid JSONL.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from instructie import generation
+from instructie.cli import main
+from instructie.extractor import Extractor, Schema, _token_char_ends, item_confidences
+from instructie.generation import Generated
+
+# ------------------------------------------------------------------ helpers
+
+
+@pytest.fixture(scope="module")
+def ex(tiny_model_dir):
+    return Extractor.from_pretrained(tiny_model_dir, device="cpu")
+
+
+def _field(source: str, name: str) -> str:
+    m = re.search(rf"^{name}: (.*)$", source, re.M)
+    return m.group(1) if m else ""
+
+
+def prompt_task(source: str, templates: dict) -> str:
+    for task in ("NER", "RE", "EE"):
+        if source.startswith(templates[task][0].strip()):
+            return task
+    raise AssertionError(f"no template matches prompt {source[:80]!r}")
+
+
+def prompt_text(source: str) -> str:
+    return source[source.index("\nText: ") + 7: source.rindex("\nAnswer:")]
+
+
+class Scripted:
+    """Stands in for ``generation.generate``: ``answer(task, text, options)`` returns the
+    answer as a string (all tokens probability ``p``) or as [(piece, probability), ...];
+    every piece's tokens get that probability. Records every prompt it was given."""
+
+    def __init__(self, answer, templates, p: float = 0.9):
+        self.answer, self.templates, self.p = answer, templates, p
+        self.sources: list[str] = []
+        self.kwargs: list[dict] = []
+
+    def __call__(self, model, tokenizer, sources, **kw):
+        self.kwargs.append(kw)
+        out = []
+        for src in sources:
+            self.sources.append(src)
+            opts = [o for o in _field(src, "Option").split(", ") if o]
+            ans = self.answer(prompt_task(src, self.templates), prompt_text(src), opts)
+            pieces = [(ans, self.p)] if isinstance(ans, str) else ans
+            ids, lps = [], []
+            for piece, prob in pieces:
+                pid = tokenizer(piece, add_special_tokens=False)["input_ids"]
+                ids += pid
+                lps += [math.log(prob)] * len(pid)
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            assert text == "".join(p for p, _ in pieces), "the tokenizer must round-trip scripted answers"
+            out.append(Generated(text, ids, lps))
+        return out
+
+
+@pytest.fixture
+def script(monkeypatch, ex):
+    """script(answer_fn, p=0.9) -> the Scripted object now answering for the model."""
+    def install(answer, p: float = 0.9) -> Scripted:
+        s = Scripted(answer, ex.templates, p)
+        monkeypatch.setattr(generation, "generate", s)
+        return s
+    return install
+
+
+def mentions(text: str, names_labels: list[tuple[str, str]]) -> str:
+    """NER answer listing every occurrence, in text order, of each name present in ``text``."""
+    found = sorted((m.start(), name, label) for name, label in names_labels
+                   for m in re.finditer(re.escape(name), text))
+    # drop names inside a longer listed name ("Obama" inside "Barack Obama")
+    keep = [(s, n, l) for s, n, l in found
+            if not any(s2 <= s and s + len(n) <= s2 + len(n2) and (s2, n2) != (s, n) for s2, n2, _ in found)]
+    return "; ".join(f"{n} | {l}" for _, n, l in keep) or "None"
+
+
+def check_offsets(doc) -> None:
+    """Every located span is the document's text at its document offsets."""
+    spans = list(doc.entities)
+    for r in doc.relations:
+        spans += [r.head, r.tail, *r.slots]
+    for v in doc.events:
+        spans += [v.trigger, *v.arguments]
+    for s in spans:
+        assert s.start is not None and 0 <= s.start < s.end <= len(doc.text), s
+        assert doc.text[s.start:s.end] == s.text, s
+        assert 0.0 <= s.score <= 1.0
+    for a, b in doc.sentences:
+        assert 0 <= a < b <= len(doc.text) and doc.text[a:b].strip() == doc.text[a:b]
+
+
+EN = "Barack Obama visited Paris on Monday. Obama met Emmanuel Macron in Paris. Paris was cold."
+ZH = "王小明毕业于北京大学。王小明的妻子是李华，李华是作家。"
+NAMES = [("Barack Obama", "person"), ("Obama", "person"), ("Emmanuel Macron", "person"), ("Paris", "location"),
+         ("王小明", "person"), ("李华", "person"), ("北京大学", "organization")]
+
+
+# ------------------------------------------------------------------ offsets, repeated mentions, languages
+
+def test_document_offsets_multi_sentence_en_zh(ex, script):
+    s = script(lambda task, text, opts: mentions(text, NAMES) if task == "NER" else "None")
+    docs = list(ex.extract([EN, ZH], tasks=["ner"]))
+    assert [d.id for d in docs] == ["0", "1"] and [d.language for d in docs] == ["en", "zh"]
+    for d in docs:
+        check_offsets(d)
+    en, zh = docs
+    assert len(en.sentences) == 3 and len(zh.sentences) == 2
+    # every mention found once, at its own document offsets (Paris three times, in two sentences)
+    assert [(e.text, e.start) for e in en.entities if e.text == "Paris"] == \
+        [("Paris", m.start()) for m in re.finditer("Paris", EN)]
+    assert {(e.start, e.text, e.label) for e in en.entities} == {
+        (0, "Barack Obama", "person"), (EN.index("Obama met"), "Obama", "person"),
+        (EN.index("Emmanuel"), "Emmanuel Macron", "person"),
+        *((m.start(), "Paris", "location") for m in re.finditer("Paris", EN))}
+    assert [(e.text, e.start) for e in zh.entities if e.text in ("王小明", "李华")] == \
+        sorted([("王小明", m.start()) for m in re.finditer("王小明", ZH)] +
+               [("李华", m.start()) for m in re.finditer("李华", ZH)], key=lambda x: x[1])
+    # the zh document was asked with its own language's labels first; all NER prompts got options
+    assert all(_field(src, "Option") for src in s.sources)
+
+
+def test_repeated_mentions_in_one_sentence_get_distinct_offsets(ex, script):
+    text = "Paris, Texas is not Paris, France, said Paris Hilton in Paris."
+    script(lambda task, text_, opts: "; ".join(["Paris | location"] * text_.count("Paris")))
+    (doc,) = ex.extract(text, tasks=["NER"])
+    check_offsets(doc)
+    assert [e.start for e in doc.entities] == [m.start() for m in re.finditer("Paris", text)]
+
+
+def test_long_sentence_is_windowed_and_merged(ex, script):
+    # one sentence (no punctuation) far longer than the prompt budget: several overlapping windows
+    text = " ".join(f"Obama met Macron in Paris {i} and" for i in range(120)) + " Obama left"
+    script(lambda task, seg, opts: mentions(seg, [("Obama", "person"), ("Paris", "location")]))
+    (doc,) = ex.extract([text], tasks=["NER"])
+    check_offsets(doc)
+    assert doc.stats["windows"] > 0 and doc.stats["segments"] > 2
+    assert doc.sentences == [(0, len(text))]  # the sentence once, whole, not its windows
+    want = {(m.start(), "Obama") for m in re.finditer("Obama", text)} | \
+        {(m.start(), "Paris") for m in re.finditer("Paris", text)}
+    got = [(e.start, e.text) for e in doc.entities]
+    assert len(got) == len(set(got))  # a mention seen by two overlapping windows is kept once
+    assert set(got) == want
+
+
+# ------------------------------------------------------------------ confidence
+
+def test_each_item_gets_its_own_confidence(ex, script):
+    def answer(task, text, opts):
+        if "Obama" in text:
+            return [("Barack Obama | person;", 0.9), (" Paris | location", 0.3)]
+        return [("王小明 | person;", 0.8), (" 北京大学 | organization;", 0.5), (" 李华 | person", 0.25)]
+    script(answer)
+    en, zh = ex.extract(["Barack Obama visited Paris.", "王小明毕业于北京大学，认识李华。"], tasks=["NER"])
+    assert {e.text: round(e.score, 6) for e in en.entities} == {"Barack Obama": 0.9, "Paris": 0.3}
+    assert {e.text: round(e.score, 6) for e in zh.entities} == {"王小明": 0.8, "北京大学": 0.5, "李华": 0.25}
+
+
+def test_min_confidence_filters(ex, script):
+    script(lambda task, text, opts: [("Barack Obama | person;", 0.9), (" Paris | location", 0.3)])
+    (doc,) = ex.extract(["Barack Obama visited Paris."], tasks=["NER"], min_confidence=0.5)
+    assert [e.text for e in doc.entities] == ["Barack Obama"]
+    (doc,) = ex.extract(["Barack Obama visited Paris."], tasks=["NER"], min_confidence=0.95)
+    assert doc.entities == []
+
+
+def test_single_item_confidence_needs_no_decoding(ex):
+    tok = ex.tokenizer
+    ids = tok("王小明 | person", add_special_tokens=False)["input_ids"]
+    lps = [math.log(0.5)] * (len(ids) - 1) + [math.log(0.125)]
+    want = math.exp(sum(lps) / len(lps))
+    calls = []
+    orig = tok.decode
+    tok.decode = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    try:
+        assert item_confidences(tok, ids, lps, "王小明 | person", [(0, 13)]) == [pytest.approx(want)]
+        # several items, byte-level tokenizer: char ends come from token bytes, no decode call either
+        text = "王小明 | person; 李华 | person; Paris | location"
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        item_confidences(tok, ids, [-0.1] * len(ids), text, [(0, 15), (16, 28), (29, len(text))])
+    finally:
+        del tok.decode
+    assert calls == []
+
+
+def _prefix_char_ends(tok, ids, text):
+    """Reference: the characters complete after each token, from decoding every prefix's bytes."""
+    from instructie.extractor import _byte_decoder
+    table = _byte_decoder()
+    out, acc = [], b""
+    for t in tok.convert_ids_to_tokens(ids):
+        acc += bytes(table[c] for c in t)
+        out.append(len(acc.decode("utf-8", errors="ignore")))
+    return out
+
+
+@pytest.mark.parametrize("text", ["Obama | person; Paris | location", "王小明 | person; 李华 | 妻子 | 北京大学",
+                                  "横扫 | 竞赛行为-胜负 | 胜者=日本; 离世 | 人生-死亡 | 死者=查全性院士 | 时间=今晨5点08分",
+                                  "a\\; b | c; 𝔘nicode ✓ | x"])
+def test_token_char_ends_exact_and_fallback(ex, monkeypatch, text):
+    import instructie.extractor as X
+    tok = ex.tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    ends = _token_char_ends(tok, ids, text)
+    assert ends == _prefix_char_ends(tok, ids, text)
+    assert ends[-1] == len(text) and ends == sorted(ends)
+    # any other tokenizer: windowed batch decode; agrees wherever tokens end on character boundaries
+    info = X._TokenInfo(tok)
+    info.byte_level = False
+    monkeypatch.setattr(X, "_token_info", lambda t: info)
+    fb = _token_char_ends(tok, ids, text)
+    assert fb[-1] == len(text) and fb == sorted(fb)
+    if text.isascii():
+        assert fb == ends
+
+
+def test_token_char_ends_sentencepiece_style(monkeypatch):
+    """A Metaspace (T5/Flan-T5-style) tokenizer: char ends from the pieces, equal to decoding
+    every prefix; the windowed fallback agrees too."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    import instructie.extractor as X
+    sp = Tokenizer(models.Unigram())
+    sp.pre_tokenizer = pre_tokenizers.Metaspace()
+    sp.decoder = decoders.Metaspace()
+    sp.train_from_iterator([EN, ZH, "person | location; None"] * 10, trainers.UnigramTrainer(
+        vocab_size=200, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False))
+    tok = PreTrainedTokenizerFast(tokenizer_object=sp, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                  clean_up_tokenization_spaces=False)
+    assert X._token_info(tok).metaspace
+    for ans in ["Obama | person; Paris | location", "王小明 | person; 北京大学 | location; 李华 | person"]:
+        ids = tok(ans, add_special_tokens=False)["input_ids"]
+        text = tok.decode(ids)
+        assert tok.unk_token_id not in ids and text == ans
+        ref = [len(tok.decode(ids[:k])) for k in range(1, len(ids) + 1)]
+        assert _token_char_ends(tok, ids, text) == ref
+        info = X._TokenInfo(tok)
+        info.metaspace = False
+        with monkeypatch.context() as m:
+            m.setattr(X, "_token_info", lambda t: info)
+            assert _token_char_ends(tok, ids, text) == ref
+
+
+# ------------------------------------------------------------------ unsupported spans
+
+def test_unsupported_spans_dropped_or_kept_marked(ex, script):
+    def answer(task, seg, opts):
+        if "Barack" not in seg:
+            return "None"
+        if task == "NER":
+            return "Angela Merkel | person; Barack Obama | person"
+        return "Barack Obama | 妻子 | Michelle Obama" if "妻子" in opts else "None"
+    script(answer)
+    text = "It rained. Barack Obama visited Paris."
+    (doc,) = ex.extract([text], tasks=["NER", "RE"])
+    assert [e.text for e in doc.entities] == ["Barack Obama"] and doc.relations == []
+    assert doc.unsupported == [] and doc.stats["unsupported"] == 2
+    (doc,) = ex.extract([text], tasks=["NER", "RE"], keep_unsupported=True)
+    assert len(doc.unsupported) == 2 and [e.text for e in doc.entities] == ["Barack Obama"]
+    by_task = {u["task"]: u for u in doc.unsupported}
+    assert by_task["NER"]["missing"] == ["span"] and by_task["NER"]["item"]["text"] == "Angela Merkel"
+    rel = by_task["RE"]
+    assert rel["missing"] == ["tail"]
+    head = rel["item"]["head"]  # the part that was found carries document offsets
+    assert text[head["start"]:head["end"]] == "Barack Obama" and head["start"] == text.index("Barack")
+    assert rel["sentence"] == [text.index("Barack"), len(text)]
+    json.dumps(doc.to_dict())
+
+
+# ------------------------------------------------------------------ relations and events
+
+def test_relations_with_document_offsets(ex, script):
+    def answer(task, text, opts):
+        if task != "RE":
+            return "None"
+        out = []
+        if "妻子" in text and "妻子" in opts:
+            out.append("王小明 | 妻子 | 李华")
+        if "毕业于" in text and "毕业院校" in opts:
+            out.append("王小明 | 毕业院校 | 北京大学")
+        return "; ".join(out) or "None"
+    script(answer)
+    (doc,) = ex.extract([ZH], tasks=["re"])
+    check_offsets(doc)
+    rels = {(r.head.text, r.label, r.tail.text): r for r in doc.relations}
+    assert set(rels) == {("王小明", "妻子", "李华"), ("王小明", "毕业院校", "北京大学")}
+    second = ZH.index("。") + 1
+    wife = rels[("王小明", "妻子", "李华")]
+    assert wife.head.start == ZH.index("王小明", second) and wife.tail.start == ZH.index("李华", second)
+    assert rels[("王小明", "毕业院校", "北京大学")].head.start == 0
+
+
+def test_events_with_document_offsets(ex, script):
+    text = "比赛结束。国乒2大新星0-3遭日本横扫！今晨5点08分，查全性院士因病离世，享年95岁。"
+
+    def answer(task, seg, opts):
+        if task != "EE":
+            return "None"
+        if "横扫" in seg and "竞赛行为-胜负" in opts:
+            return "横扫 | 竞赛行为-胜负 | 胜者=日本 | 败者=国乒2大新星"
+        if "离世" in seg and "人生-死亡" in opts:
+            return "离世 | 人生-死亡 | 死者=查全性院士 | 时间=今晨5点08分 | 国籍=中国"  # unknown role: dropped
+        return "None"
+    script(answer)
+    (doc,) = ex.extract([text], tasks=["EE"])
+    check_offsets(doc)
+    ev = {v.type: v for v in doc.events}
+    assert set(ev) == {"竞赛行为-胜负", "人生-死亡"}
+    win = ev["竞赛行为-胜负"]
+    assert (win.trigger.text, win.trigger.start) == ("横扫", text.index("横扫"))
+    assert {(a.label, a.text, a.start) for a in win.arguments} == {
+        ("胜者", "日本", text.index("日本")), ("败者", "国乒2大新星", text.index("国乒"))}
+    death = ev["人生-死亡"]
+    assert {a.label for a in death.arguments} == {"死者", "时间"}
+    assert doc.stats.get("dropped_unknown_role") == 1
+
+
+# ------------------------------------------------------------------ labels, schema, prompts
+
+def test_zero_shot_labels_and_schema_reach_the_prompt(ex, script):
+    s = script(lambda task, text, opts: "None")
+    schema = Schema(ner=["gene"], re=["regulates"])
+    list(ex.extract(["BRCA1 regulates TP53."], tasks=["NER", "RE"], labels=["disease", "drug"], schema=schema))
+    opts = {_field(src, "Option") for src in s.sources}
+    assert opts == {"disease, drug", "regulates"}
+    assert schema.ner == ["gene"]  # the caller's schema is not modified
+    s.sources.clear()
+    list(ex.extract(["BRCA1 regulates TP53."], tasks=["NER"], labels=["a", "b", "c", "d", "e"]))
+    # more labels than the model's max_options (3): asked in chunks, every label once
+    assert [_field(src, "Option") for src in s.sources] == ["a, b, c", "d, e"]
+
+
+def test_default_labels_follow_the_document_language(ex, script):
+    s = script(lambda task, text, opts: "None")
+    list(ex.extract(["Obama visited Paris.", "王小明的妻子是李华。"], tasks=["NER", "RE"]))
+    by = {}
+    for src in s.sources:
+        by.setdefault((prompt_task(src, ex.templates), prompt_text(src)), []).extend(_field(src, "Option").split(", "))
+    assert by[("NER", "Obama visited Paris.")] == ["person", "organization", "location", "miscellaneous"]
+    assert by[("RE", "王小明的妻子是李华。")] == ["作者", "毕业院校", "妻子", "丈夫"]
+
+
+def test_empty_documents(ex):
+    docs = list(ex.extract(["", "  \n "], tasks=["NER", "RE"]))  # no prompt at all in the chunk
+    assert [(d.id, d.sentences, d.entities) for d in docs] == [("0", [], []), ("1", [], [])]
+
+
+def test_bad_task_is_a_clear_error(ex):
+    from instructie.io import ConfigError
+    with pytest.raises(ConfigError, match="RC"):
+        list(ex.extract(["x"], tasks=["RC"]))
+
+
+def test_streaming_chunks_keep_order_and_ids(ex, script):
+    s = script(lambda task, text, opts: "None")
+    texts = (f"Sentence number {i}." for i in range(7))
+    docs = list(ex.extract(texts, tasks=["NER"], ids=(f"d{i}" for i in range(7)), docs_per_chunk=3))
+    assert [d.id for d in docs] == [f"d{i}" for i in range(7)]
+    assert len(s.kwargs) == 3  # 3 + 3 + 1 documents: one generate call per chunk
+
+
+# ------------------------------------------------------------------ the real (random) model, un-mocked
+
+def test_real_tiny_model_end_to_end(ex):
+    texts = [EN, ZH + "国乒2大新星0-3遭日本横扫！", ""]
+    for constrained, tasks in ((False, ["NER", "RE", "EE"]), (True, ["NER"])):
+        docs = list(ex.extract(texts, tasks=tasks, constrained=constrained, keep_unsupported=True, batch_size=16))
+        assert [d.id for d in docs] == ["0", "1", "2"]
+        for d in docs:
+            check_offsets(d)
+            json.loads(json.dumps(d.to_dict(), ensure_ascii=False))
+        assert docs[2].sentences == [] and docs[2].entities == []
+
+
+# ------------------------------------------------------------------ CLI
+
+def cli(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def obama_script(task, text, opts):
+    return mentions(text, NAMES) if task == "NER" else "None"
+
+
+def test_cli_txt_single_document_and_html(tmp_path, capsys, script, tiny_model_dir):
+    script(obama_script)
+    src = tmp_path / "news.txt"
+    src.write_text(EN + "\n\nMacron left Paris. Barack Obama stayed.\n", encoding="utf-8")
+    out, page = tmp_path / "out" / "news.jsonl", tmp_path / "news.html"
+    rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--tasks", "ner,re",
+                     "--html", page)
+    assert rc == 0, err
+    (rec,) = read_jsonl(out)
+    text = src.read_text(encoding="utf-8")
+    assert rec["id"] == "news" and "text" not in rec
+    assert len(rec["sentences"]) == 5
+    for e in rec["entities"]:
+        assert text[e["start"]:e["end"]] == e["text"] and set(e) == {"text", "label", "start", "end", "score"}
+    assert [m.start() for m in re.finditer("Barack Obama", text)] == \
+        [e["start"] for e in rec["entities"] if e["text"] == "Barack Obama"]
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and 'class="entity"' in html and "Barack Obama" in html
+    assert "person" in html and "location" in html
+    assert "extracted 1 document(s), 5 sentence(s)" in err
+
+
+def test_cli_per_line_and_jsonl(tmp_path, capsys, script, tiny_model_dir):
+    script(obama_script)
+    lines = tmp_path / "lines.txt"
+    lines.write_text("Barack Obama visited Paris.\n\n王小明毕业于北京大学。\nNothing here.\n", encoding="utf-8")
+    out = tmp_path / "lines.jsonl"
+    rc, _, err = cli(capsys, "extract", lines, "--model", tiny_model_dir, "-o", out, "--per-line")
+    assert rc == 0, err
+    recs = read_jsonl(out)
+    assert [r["id"] for r in recs] == ["1", "3", "4"]  # line numbers; the blank line is no document
+    assert [e["text"] for e in recs[0]["entities"]] == ["Barack Obama", "Paris"]
+    assert recs[1]["entities"][0]["start"] == 0 and recs[2]["entities"] == []
+
+    src = tmp_path / "docs.jsonl"
+    src.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in [
+        {"id": "a", "body": "Obama met Emmanuel Macron in Paris."}, {"body": ZH}]) + "\n", encoding="utf-8")
+    out2 = tmp_path / "docs.out.jsonl"
+    rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out2, "--text-field", "body")
+    assert rc == 0, err
+    recs = read_jsonl(out2)
+    assert [r["id"] for r in recs] == ["a", "2"]
+    assert recs[1]["entities"][0]["text"] == "王小明"
+
+
+STDIN_DOC = ZH + "\n国乒2大新星0-3遭日本横扫！一轮游出局 主力缺阵谁灭伊藤美诚？\n"
+
+
+def test_cli_stdin_to_stdout_subprocess(tiny_model_dir):
+    """The installed entry point end to end, real (random) model: stdin -> one JSONL record."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run([sys.executable, "-m", "instructie", "extract", "-", "--model", str(tiny_model_dir),
+                          "--device", "cpu", "--tasks", "ner"], input=STDIN_DOC.encode("utf-8"),
+                         capture_output=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr.decode()
+    (line,) = res.stdout.decode("utf-8").splitlines()
+    rec = json.loads(line)
+    text = STDIN_DOC
+    assert rec["id"] == "stdin" and len(rec["sentences"]) == 4
+    for e in rec["entities"]:
+        assert text[e["start"]:e["end"]] == e["text"]
+
+
+def test_cli_stdin_per_line_in_process(monkeypatch, capsys, script, tiny_model_dir):
+    script(obama_script)
+    data = "Barack Obama visited Paris.\n王小明毕业于北京大学。\n".encode("utf-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    rc, out, err = cli(capsys, "extract", "-", "--model", tiny_model_dir, "--per-line")
+    assert rc == 0, err
+    recs = [json.loads(x) for x in out.splitlines()]
+    assert [r["id"] for r in recs] == ["1", "2"] and recs[1]["entities"][0]["text"] == "王小明"
+
+
+def test_cli_resume_after_interruption(tmp_path, capsys, script, tiny_model_dir):
+    s = script(obama_script)
+    src = tmp_path / "docs.jsonl"
+    texts = [f"Obama visited Paris on day {i}." for i in range(6)]
+    src.write_text("".join(json.dumps({"id": f"doc{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out.jsonl"
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    with pytest.MonkeyPatch.context() as m:  # Ctrl-C during generation: exit 130, a valid (empty) output
+        m.setattr(generation, "generate", interrupted)
+        rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out)
+    assert rc == 130 and "interrupted" in err and out.read_bytes() == b""
+    assert cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--resume")[0] == 0
+    full = out.read_bytes().splitlines(keepends=True)
+    assert len(full) == 6
+    # an interrupted run: two whole records and half of the third
+    out.write_bytes(b"".join(full[:2]) + full[2][: len(full[2]) // 2])
+    s.sources.clear()
+    rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--resume")
+    assert rc == 0, err
+    recs = read_jsonl(out)
+    assert [r["id"] for r in recs] == [f"doc{i}" for i in range(6)]  # all once, in order, no duplicates
+    assert out.read_bytes() == b"".join(full)
+    assert not any("day 0." in x or "day 1." in x for x in s.sources)  # finished documents not redone
+    assert "2 already done were skipped" in err
+    # resuming a finished run does nothing
+    s.sources.clear()
+    assert cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--resume")[0] == 0
+    assert s.sources == [] and len(read_jsonl(out)) == 6
+    # without --resume the output is replaced, not appended to
+    assert cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out)[0] == 0
+    assert len(read_jsonl(out)) == 6
+
+
+def test_cli_bad_lines(tmp_path, capsys, script, tiny_model_dir, monkeypatch):
+    import instructie.extract_cli as xc
+    script(obama_script)
+    src = tmp_path / "bad.jsonl"
+    src.write_bytes(b'{"id": "ok1", "text": "Obama visited Paris."}\n'
+                    b'{"id": "bad", "text": "caf\xe9"}\n'
+                    b'\n'
+                    b'{"id": "ok2", "text": "Macron visited Paris."}\n'
+                    b'{"id": "huge", "text": "' + b"x" * 200 + b'"}\n'
+                    b'{"id": "ok3", "text": "Obama left."}\n')
+    monkeypatch.setattr(xc, "MAX_DOC_CHARS", 150)
+    monkeypatch.setattr(xc, "MAX_LINE_BYTES", 180)
+    out = tmp_path / "out.jsonl"
+    rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out)
+    assert rc == 2
+    assert f"{src}:2: not valid UTF-8" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--skip-invalid")
+    assert rc == 0, err
+    assert [r["id"] for r in read_jsonl(out)] == ["ok1", "ok2", "ok3"]
+    assert "skipped 3 invalid record(s)" in err
+    assert f"{src}:2: not valid UTF-8" in err and f"{src}:3: empty line" in err and f"{src}:5: line of" in err
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, capsys, tiny_model_dir):
+    src = tmp_path / "a.txt"
+    src.write_text("Obama.", encoding="utf-8")
+    for argv, msg in [((tmp_path / "missing.txt", "--model", tiny_model_dir), "missing.txt: file not found"),
+                      ((src, "--model", tmp_path), "not an instructie model directory"),
+                      ((src, "--model", tiny_model_dir, "--resume"), "--resume needs an output file"),
+                      ((src, "--model", tiny_model_dir, "--tasks", "rc"), "cannot run on raw text"),
+                      ((src, "--model", tiny_model_dir, "--schema", tmp_path / "nope.yaml"), "schema file not found")]:
+        rc, _, err = cli(capsys, "extract", *argv)
+        assert rc == 2 and msg in err and "Traceback" not in err, (argv, err)
+
+
+def test_cli_labels_schema_confidence_unsupported(tmp_path, capsys, script, tiny_model_dir):
+    s = script(lambda task, text, opts: [("Obama | disease;", 0.9), (" Aspirin | drug;", 0.2),
+                                         (" Ibuprofen | drug", 0.9)] if task == "NER" else "None")
+    src = tmp_path / "a.txt"
+    src.write_text("Obama took Aspirin.", encoding="utf-8")
+    out = tmp_path / "a.jsonl"
+    rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--tasks", "ner",
+                     "--labels", "disease, drug", "--min-confidence", "0.5", "--keep-unsupported")
+    assert rc == 0, err
+    assert {_field(x, "Option") for x in s.sources} == {"disease, drug"}
+    (rec,) = read_jsonl(out)
+    assert [(e["text"], e["label"]) for e in rec["entities"]] == [("Obama", "disease")]  # Aspirin: 0.2 < 0.5
+    assert [u["item"]["text"] for u in rec["unsupported"]] == ["Ibuprofen"]
+
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("ner: [gene, protein]\nre: [regulates]\nee:\n  mutation: [gene, site]\n", encoding="utf-8")
+    s.sources.clear()
+    rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--tasks", "ner,re,ee",
+                     "--schema", schema)
+    assert rc == 0, err
+    asked = {(prompt_task(x, s.templates), _field(x, "Option")) for x in s.sources}
+    assert asked == {("NER", "gene, protein"), ("RE", "regulates"), ("EE", "mutation")}

@@ -1,0 +1,323 @@
+"""The training recipe end to end on a tiny random-init model (CPU, seconds per run):
+the saved model directory, resume after SIGKILL at the exact batch, the wall-clock
+budget, mention replacement offsets, length-grouped batches and bucketed padding."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from instructie import __version__
+from instructie.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+MAX_STEPS = 40
+SAVE_EVERY = 7  # never a multiple of the 10 batches/epoch: checkpoints fall mid-epoch
+
+
+def tiny_config(tmp_path: Path, out: Path, **train) -> Path:
+    """configs/quickstart.yaml made small: fewer records, tasks and tokens, tiny dev/test sets."""
+    cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text(encoding="utf-8"))
+    caps = {"duie": 10, "fin_negative": 6}
+    for sect in ("train", "eval", "test"):
+        for ds in cfg["data"].get(sect) or []:
+            ds["path"] = str(ROOT / ds["path"])
+            ds["options"] = {k: str(ROOT / v) if isinstance(v, str) and v.startswith("tests/") else v
+                             for k, v in (ds.get("options") or {}).items()}
+            if sect == "train" and ds["adapter"] in caps:
+                ds["max_records"] = caps[ds["adapter"]]
+            if sect != "train":
+                ds["max_records"] = 3
+    cfg["model"]["vocab_size"] = 1000
+    cfg["data"].update(tasks=["NER", "RE", "EE", "NEG"], max_options=8, max_source_length=128,
+                       max_target_length=48, max_eval_records=3)
+    cfg["train"].update(output_dir=str(out), warmup_steps=2, batch_size=4, epochs=1, save_every=SAVE_EVERY,
+                        log_every=1, eval_every=0, keep_checkpoints=2, max_steps=MAX_STEPS)
+    cfg["train"].update(train)
+    cfg["eval"].update(batch_size=16, max_new_tokens=8)
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def state_of(out: Path, step: int | None = None) -> dict:
+    from instructie.train import STATE_FILE, checkpoints
+    ckpt = out / "checkpoints" / f"step-{step}" if step is not None else checkpoints(out)[-1]
+    return json.loads((ckpt / STATE_FILE).read_text())
+
+
+def env() -> dict:
+    e = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT), e.get("PYTHONPATH")]))
+    return e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model gains nothing from intra-op threads, and on a busy 2-core machine two
+    spinning threads per step made a 3 s run take 40 s."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One uninterrupted run: the model directory under test, and the reference for resume."""
+    tmp = tmp_path_factory.mktemp("full")
+    out = tmp / "run"
+    cfg = tiny_config(tmp, out)
+    assert cli_main(["train", "--config", str(cfg)]) == 0
+    return out
+
+
+# ---------------------------------------------------------------- the model directory
+def test_model_dir_is_complete_and_loads_offline(full_run, monkeypatch):
+    out = full_run
+    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+                 "tokenizer_config.json", "instructie.json", "metrics.json", "training.png", "run_config.json"):
+        assert (out / name).is_file(), name
+    pickled = [p.name for p in out.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+    assert not pickled, f"model directory holds pickle files: {pickled}"
+
+    from safetensors.torch import load_file
+    weights = load_file(str(out / "model.safetensors"))
+    assert "lm_head.weight" in weights and "shared.weight" in weights
+
+    card = json.loads((out / "instructie.json").read_text(encoding="utf-8"))
+    assert card["instructie_version"] == __version__
+    assert {"NER", "RE", "EE", "NEG"} <= set(card["tasks"])
+    assert "person" in card["labels"]["CoNLL2003"]["NER"]
+    assert card["templates"]["NER"] and card["steps"] == MAX_STEPS
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["step"] == MAX_STEPS and metrics["examples"] > 0
+    assert "dev" in metrics and "test" in metrics
+
+    png = (out / "training.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    run_cfg = json.loads((out / "run_config.json").read_text())
+    assert run_cfg["train"]["max_steps"] == MAX_STEPS and run_cfg["model"]["size"] == "tiny"
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    from instructie.extractor import Extractor
+    ex = Extractor.from_pretrained(out, device="cpu")
+    assert ex.card["tasks"] == card["tasks"]
+    docs = list(ex.extract(["Barack Obama visited Paris."], tasks=["NER"], max_new_tokens=8))
+    assert len(docs) == 1 and docs[0].text == "Barack Obama visited Paris."
+
+
+# ---------------------------------------------------------------- resume after SIGKILL
+def test_resume_after_sigkill_continues_at_the_exact_batch(full_run, tmp_path, capsys):
+    from instructie.train import STATE_FILE, checkpoints
+
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out)
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "instructie", "train", "--config", str(cfg)],
+                            cwd=tmp_path, env=env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 180
+        while True:
+            done = checkpoints(out)
+            if done and int(done[-1].name.split("-")[1]) >= 2 * SAVE_EVERY:
+                break
+            assert proc.poll() is None, f"training ended before it could be killed:\n" \
+                                        f"{(tmp_path / 'killed.log').read_text()[-3000:]}"
+            assert time.time() < deadline, "no second checkpoint within 180 s"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()
+
+    # What survives the kill: complete checkpoints only (a .tmp-* folder is a half-written one).
+    last = checkpoints(out)[-1]
+    for name in ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl", STATE_FILE):
+        assert (last / name).is_file(), name
+    killed = json.loads((last / STATE_FILE).read_text())
+    assert SAVE_EVERY * 2 <= killed["step"] < MAX_STEPS
+    assert killed["batch_in_epoch"] > 0 and killed["epoch"] >= 1, killed  # resumes inside a later epoch
+    # decoys: a half-written save and a folder without trainer_state.json must be ignored
+    (out / "checkpoints" / ".tmp-step-999").mkdir(exist_ok=True)
+    (out / "checkpoints" / ".tmp-step-999" / STATE_FILE).write_text(json.dumps({"step": 999}))
+    (out / "checkpoints" / "step-998").mkdir()
+    assert checkpoints(out)[-1] == last
+
+    capsys.readouterr()
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
+    logged = capsys.readouterr().out
+    assert (f"resumed from {last.name}: step {killed['step']}, epoch {killed['epoch']}, "
+            f"batch {killed['batch_in_epoch']}") in logged
+    assert not list((out / "checkpoints").glob(".tmp-*")), "stale half-written checkpoint left behind"
+
+    final, ref = state_of(out, MAX_STEPS), state_of(full_run, MAX_STEPS)
+    assert json.loads((out / "metrics.json").read_text())["step"] == MAX_STEPS
+    steps = [h["step"] for h in final["history"]]
+    assert steps == list(range(1, MAX_STEPS + 1)), "history has a gap or a restarted stretch"
+    # The same data, batch for batch, as the uninterrupted run: same position in the same epoch and the
+    # same examples and target tokens seen (a restarted epoch would differ).
+    for k in ("step", "epoch", "batch_in_epoch", "examples", "target_tokens"):
+        assert final[k] == ref[k], (k, final[k], ref[k])
+    # Same seed, same CPU: the losses after the resume point follow the uninterrupted run.
+    ref_loss = {h["step"]: h["loss"] for h in ref["history"]}
+    for h in final["history"]:
+        assert h["loss"] == pytest.approx(ref_loss[h["step"]], rel=1e-3), h["step"]
+    assert (out / "model.safetensors").is_file() and (out / "instructie.json").is_file()
+    assert (out / "training.png").is_file() and (out / "tokenizer.json").is_file()
+
+
+# ---------------------------------------------------------------- --max-time
+def test_max_time_stops_with_checkpoint_and_exit_3_then_resume_completes(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, max_steps=12, save_every=0)
+    # a budget far below one step: the run stops after its first step, deterministically
+    assert cli_main(["train", "--config", str(cfg), "--max-time", "0.001"]) == 3
+    assert "time budget reached at step 1/12" in capsys.readouterr().out
+    stopped = state_of(out)
+    assert stopped["step"] == 1
+    assert not (out / "model.safetensors").exists()
+
+    # The budget is per invocation (a --resume gets it afresh): with a long recorded training time,
+    # --max-time 600 still completes, and the recorded time keeps adding up.
+    from instructie.train import STATE_FILE, checkpoints
+    p = checkpoints(out)[-1] / STATE_FILE
+    p.write_text(json.dumps({**stopped, "train_time_s": 1e6}))
+    assert cli_main(["train", "--config", str(cfg), "--resume", "--max-time", "600"]) == 0
+    final = state_of(out, 12)
+    assert final["train_time_s"] >= 1e6
+    assert [h["step"] for h in final["history"]] == list(range(1, 13))
+    assert json.loads((out / "metrics.json").read_text())["step"] == 12
+
+
+def test_max_time_reached_on_the_last_step_is_a_complete_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, max_steps=1, save_every=0)
+    assert cli_main(["train", "--config", str(cfg), "--max-time", "0.001"]) == 0
+    assert (out / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- mention replacement
+def _fixture_records():
+    from instructie.config import DatasetConfig
+    from instructie.data import load_records
+    dsets = [DatasetConfig("ie_instructions", str(FIXTURES / "ie_instructions"), split=s)
+             for s in ("train", "dev", "test")]
+    dsets.append(DatasetConfig("duie", str(FIXTURES / "duie" / "duie_train_excerpt.json"),
+                               options={"schema": str(FIXTURES / "duie" / "duie_schema.json")}))
+    return [r for d in dsets for r in load_records(d)]
+
+
+def _spans(rec):
+    out = list(rec.entities)
+    for r in rec.relations:
+        out += [r.head, r.tail, *r.slots]
+    for ev in rec.events:
+        out += [ev.trigger, *ev.arguments]
+    return out
+
+
+def test_mention_replacement_keeps_offsets_valid():
+    from instructie.augment import build_pool, replace_mentions
+
+    records = _fixture_records()
+    assert {r.dataset for r in records} >= {"CoNLL2003", "DuEE", "duie"}
+    pool = build_pool(records)
+    changed = Counter()
+    for seed in range(3):
+        rng = random.Random(seed)
+        for rec in records:
+            new = replace_mentions(rec, pool, rng, p=1.0)
+            assert (new.id, new.task, new.options) == (rec.id, rec.task, rec.options)
+            old_spans, new_spans = _spans(rec), _spans(new)
+            assert len(old_spans) == len(new_spans)
+            renamed: dict[str, str] = {}
+            for a, b in zip(old_spans, new_spans):
+                if b.start is None:
+                    assert b == a
+                    continue
+                assert 0 <= b.start <= b.end <= len(new.text)
+                assert new.text[b.start:b.end] == b.text, (rec.id, b)
+                if b.text != a.text:  # one surface string -> one replacement throughout the record
+                    assert renamed.setdefault(a.text, b.text) == b.text
+            if new.text != rec.text:
+                changed[rec.dataset] += 1
+                assert renamed, "text changed but no annotated span did"
+    # p=1.0 does replace names in both languages (records with overlapping spans are kept as they are)
+    assert changed["CoNLL2003"] > 0 and changed["duie"] > 0
+    # p=0 and NEG records are returned untouched
+    assert all(replace_mentions(r, pool, random.Random(0), p=0.0) is r for r in records)
+
+
+def test_mention_replacement_instances_are_seeded_per_epoch(tmp_path):
+    from instructie.config import load_config
+    from instructie.data import load_sources, make_instances
+    from instructie.instructions import load_templates
+
+    cfg = load_config(tiny_config(tmp_path, tmp_path / "run"), ["data.mention_replacement=1.0"])
+    sources, templates = load_sources(cfg.data.train), load_templates(None)
+    a = [i.source for i in make_instances(sources, cfg.data, templates, seed=0, epoch=1)]
+    b = [i.source for i in make_instances(sources, cfg.data, templates, seed=0, epoch=1)]
+    c = [i.source for i in make_instances(sources, cfg.data, templates, seed=0, epoch=2)]
+    assert a == b and a != c
+
+
+# ---------------------------------------------------------------- batches and padding
+def _padding(batches, lengths):
+    return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+
+def test_make_batches_length_grouping():
+    from instructie.data import make_batches
+
+    rng = random.Random(1)
+    lengths = [rng.randint(5, 300) for _ in range(3000)]  # several 64-batch chunks at batch size 16
+    grouped = make_batches(lengths, 16, random.Random(7), group_by_length=True)
+    plain = make_batches(lengths, 16, random.Random(7), group_by_length=False)
+    for batches in (grouped, plain):
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(len(lengths)))  # every index exactly once
+        assert all(1 <= len(b) <= 16 for b in batches)
+    assert _padding(grouped, lengths) < 0.2 * _padding(plain, lengths)
+    # grouped batches are still in random order, not sorted by length over the epoch
+    maxima = [max(lengths[i] for i in b) for b in grouped]
+    assert maxima != sorted(maxima) and maxima != sorted(maxima, reverse=True)
+    # seeded: the same epoch gives the same batches (resume depends on it)
+    assert make_batches(lengths, 16, random.Random(7), True) == grouped
+
+
+def test_collate_pads_to_multiples_and_masks_labels():
+    from instructie.data import Tokenized, collate
+
+    tok = Tokenized(source_ids=[[5, 6, 7, 1], [8, 1], list(range(3, 20)) + [1]],
+                    target_ids=[[9, 1], [4, 4, 4, 1], [1]], n_truncated_source=0, n_truncated_target=0)
+    b = collate([0, 1, 2], tok, pad_id=0, pad_multiple=16)
+    assert b["input_ids"].shape == (3, 32)  # longest source 18 -> 32
+    assert b["labels"].shape == (3, 16)  # longest target 4 -> 16
+    for r, i in enumerate([0, 1, 2]):
+        s, t = tok.source_ids[i], tok.target_ids[i]
+        assert b["input_ids"][r, : len(s)].tolist() == s
+        assert (b["input_ids"][r, len(s):] == 0).all()
+        assert b["attention_mask"][r].tolist() == [1] * len(s) + [0] * (32 - len(s))
+        assert b["labels"][r, : len(t)].tolist() == t
+        assert (b["labels"][r, len(t):] == -100).all()
+    assert collate([1], tok, pad_id=0, pad_multiple=1)["input_ids"].shape == (1, 2)
+    fixed = collate([1], tok, pad_id=0, pad_multiple=16, fixed_source=64, fixed_target=8)
+    assert fixed["input_ids"].shape == (1, 64) and fixed["labels"].shape == (1, 8)

@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--device", default=None, help="cuda, cpu (default: cuda when available)")
     x.add_argument("--batch-size", type=int, default=64)
     x.add_argument("--num-beams", type=int, default=1)
-    x.add_argument("--max-new-tokens", type=int, default=128)
+    x.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's max_target_length")
     x.add_argument("--min-confidence", type=float, default=0.0)
     x.add_argument("--keep-unsupported", action="store_true", help="keep spans not found in the text, marked")
     x.add_argument("--constrained", action="store_true", help="decode only spans copied from the input and "

@@ -53,6 +53,16 @@ def source_vocabulary_factory(tokenizer, vocab_size: int):
     always = grammar_token_ids(tokenizer)
 
     def make(ids: torch.Tensor, mask: torch.Tensor) -> SourceVocabularyProcessor:
-        return SourceVocabularyProcessor(ids, mask, vocab_size, always)
+        proc = SourceVocabularyProcessor(ids, mask, vocab_size, always)
+        # A word is tokenized differently with and without a leading space ("Ġchild" in
+        # "Option: mother, child" vs "child" at the start of the answer): allow the
+        # no-space form of every source word too. Once per batch, not per step.
+        for r, text in enumerate(tokenizer.batch_decode(ids, skip_special_tokens=True)):
+            words = sorted(set(text.split()))
+            if words:
+                extra = {i for enc in tokenizer(words, add_special_tokens=False)["input_ids"] for i in enc}
+                proc.allowed[r, torch.tensor(sorted(i for i in extra if i < vocab_size), dtype=torch.long,
+                                             device=ids.device)] = True
+        return proc
 
     return make

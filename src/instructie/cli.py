@@ -126,7 +126,7 @@ def cmd_pretrain(a) -> int:
     if a.max_time is not None:
         overrides.append(f"train.max_time_s={a.max_time}")
     cfg = load_pretrain_config(a.config, overrides)
-    res = pretrain(cfg, resume=a.resume)
+    res = pretrain(cfg, resume=a.resume, skip_invalid=a.skip_invalid)
     return 0 if res["status"] == "done" else 3
 
 

@@ -104,6 +104,34 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class PretrainDataConfig:
+    """Unlabeled text for span-corruption pretraining (``instructie pretrain``)."""
+    files: list[str] = field(default_factory=list)  # .txt (a text per line), .jsonl, .csv; globs and folders
+    adapters: list[DatasetConfig] = field(default_factory=list)  # the texts of dataset records
+    text_field: str = "text"          # .jsonl key / .csv column holding the text
+    min_chars: int = 20               # shorter texts are dropped (after stripping)
+    dedup: bool = True                # identical texts count once
+    max_texts: int | None = None      # cap (first come first kept), e.g. for quick runs
+    eval_texts: int = 0               # texts held out (seeded) for a validation loss
+    noise_density: float = 0.15       # T5: fraction of tokens masked
+    mean_span_length: float = 3.0     # T5: mean length of a masked span
+    max_source_length: int = 256      # corrupted input length incl. </s>; targets' length follows from it
+    pack: bool = True                 # concatenate texts into full-length chunks (T5); false: one text per
+                                      # example, long ones split
+    sentinels: int = 100              # <extra_id_0>.. added to a tokenizer that has none
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -253,6 +281,22 @@ def expand_vars(node: Any, where: str = "") -> Any:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    """A fine-tuning config (``instructie train``)."""
+    cfg, src = _load(RunConfig, path, overrides, base)
+    validate(cfg, src)
+    return cfg
+
+
+def load_pretrain_config(path: str | Path | None, overrides: list[str] = (),
+                         base: dict | None = None) -> PretrainConfig:
+    """A pretraining config (``instructie pretrain``): model and train sections as in ``train``,
+    a data section of unlabeled text (``PretrainDataConfig``)."""
+    cfg, src = _load(PretrainConfig, path, overrides, base)
+    validate_pretrain(cfg, src)
+    return cfg
+
+
+def _load(cls, path: str | Path | None, overrides: list[str], base: dict | None):
     data: dict = dict(base or {})
     if path:
         p = Path(path)
@@ -268,68 +312,146 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
         apply_override(data, item)
     src = str(path or "config")
     try:
-        cfg = _build(RunConfig, expand_vars(data), "")
+        cfg = _build(cls, expand_vars(data), "")
     except ConfigError as e:
         raise ConfigError(f"{src}: {e}") from None
-    validate(cfg, src)
-    return cfg
+    return cfg, src
 
 
-def validate(cfg: RunConfig, src: str) -> None:
-    def bad(msg):
-        raise ConfigError(f"{src}: {msg}")
-
-    m = cfg.model
+def _validate_model(m: ModelConfig, bad) -> None:
     if m.init not in ("pretrained", "random"):
         bad(f"model.init must be 'pretrained' or 'random', got {m.init!r}")
     if m.init == "pretrained" and not m.name_or_path:
         bad("model.name_or_path is required with init: pretrained (or use init: random)")
     if m.init == "random" and m.size not in ("tiny", "small", "base"):  # modeling.SIZES
         bad(f"model.size must be tiny, small or base, got {m.size!r}")
-    d = cfg.data
-    for t in d.tasks or []:
-        if t not in TASKS:
-            bad(f"data.tasks: unknown task {t!r} (known: {', '.join(TASKS)})")
+
+
+def _validate_datasets(dsets: list[DatasetConfig], where: str, bad) -> None:
     from data_adapters import adapter_names
-    for sect in ("train", "eval", "test"):
-        for i, ds in enumerate(getattr(d, sect)):
-            if ds.adapter not in adapter_names():
-                bad(f"data.{sect}[{i}].adapter: unknown adapter {ds.adapter!r} (known: {', '.join(adapter_names())})")
-            if not Path(ds.path).exists():
-                bad(f"data.{sect}[{i}].path: {ds.path} does not exist")
-            if ds.weight <= 0:
-                bad(f"data.{sect}[{i}].weight must be > 0")
-            for t in ds.tasks or []:
-                if t not in TASKS:
-                    bad(f"data.{sect}[{i}].tasks: unknown task {t!r}")
-    if not d.train:
-        bad("data.train: at least one training dataset is required")
-    if d.template != "random" and not isinstance(d.template, int):
-        bad(f"data.template must be an index or 'random', got {d.template!r}")
-    t = cfg.train
+    for i, ds in enumerate(dsets):
+        if ds.adapter not in adapter_names():
+            bad(f"{where}[{i}].adapter: unknown adapter {ds.adapter!r} (known: {', '.join(adapter_names())})")
+        if not Path(ds.path).exists():
+            bad(f"{where}[{i}].path: {ds.path} does not exist")
+        if ds.weight <= 0:
+            bad(f"{where}[{i}].weight must be > 0")
+        for t in ds.tasks or []:
+            if t not in TASKS:
+                bad(f"{where}[{i}].tasks: unknown task {t!r}")
+
+
+def _validate_train(t: TrainConfig, bad) -> None:
     if t.optimizer not in ("adamw", "adafactor"):
         bad(f"train.optimizer must be adamw or adafactor, got {t.optimizer!r}")
     if t.schedule not in ("constant", "linear", "cosine"):
         bad(f"train.schedule must be constant, linear or cosine, got {t.schedule!r}")
     if t.precision not in ("auto", "bf16", "fp32"):
         bad(f"train.precision must be auto, bf16 or fp32 (fp16 overflows in T5), got {t.precision!r}")
-    e = cfg.eval
-    for key, value, low in (
-            ("train.batch_size", t.batch_size, 1), ("train.grad_accum", t.grad_accum, 1),
-            ("data.max_source_length", d.max_source_length, 1), ("data.max_target_length", d.max_target_length, 1),
+
+
+def _check_minimums(checks, bad) -> None:
+    for key, value, low in checks:
+        if value is not None and value < low:
+            bad(f"{key} must be >= {low}, got {value}")
+
+
+def _train_minimums(t: TrainConfig) -> list[tuple[str, Any, int]]:
+    return [("train.batch_size", t.batch_size, 1), ("train.grad_accum", t.grad_accum, 1),
             ("train.log_every", t.log_every, 1), ("train.pad_to_multiple", t.pad_to_multiple, 1),
             ("train.keep_checkpoints", t.keep_checkpoints, 1), ("train.warmup_steps", t.warmup_steps, 0),
             ("train.save_every", t.save_every, 0), ("train.eval_every", t.eval_every, 0),
-            ("train.max_steps", t.max_steps, 1), ("data.max_options", d.max_options, 1),
-            ("data.max_eval_records", d.max_eval_records, 1), ("eval.batch_size", e.batch_size, 1),
-            ("eval.num_beams", e.num_beams, 1), ("eval.max_new_tokens", e.max_new_tokens, 1)):
-        if value is not None and value < low:
-            bad(f"{key} must be >= {low}, got {value}")
+            ("train.max_steps", t.max_steps, 1)]
+
+
+def _validate_train_values(t: TrainConfig, bad) -> None:
     if not t.lr > 0:
         bad(f"train.lr must be > 0, got {t.lr}")
     if t.max_steps is None and not t.epochs > 0:
         bad("train.epochs must be > 0 (or set train.max_steps)")
     if t.max_time_s is not None and not t.max_time_s > 0:
         bad(f"train.max_time_s must be > 0 seconds, got {t.max_time_s}")
+
+
+def validate(cfg: RunConfig, src: str) -> None:
+    def bad(msg):
+        raise ConfigError(f"{src}: {msg}")
+
+    _validate_model(cfg.model, bad)
+    d = cfg.data
+    for t in d.tasks or []:
+        if t not in TASKS:
+            bad(f"data.tasks: unknown task {t!r} (known: {', '.join(TASKS)})")
+    for sect in ("train", "eval", "test"):
+        _validate_datasets(getattr(d, sect), f"data.{sect}", bad)
+    if not d.train:
+        bad("data.train: at least one training dataset is required")
+    if d.template != "random" and not isinstance(d.template, int):
+        bad(f"data.template must be an index or 'random', got {d.template!r}")
+    t = cfg.train
+    _validate_train(t, bad)
+    e = cfg.eval
+    _check_minimums(_train_minimums(t) + [
+        ("data.max_source_length", d.max_source_length, 1), ("data.max_target_length", d.max_target_length, 1),
+        ("data.max_options", d.max_options, 1), ("data.max_eval_records", d.max_eval_records, 1),
+        ("eval.batch_size", e.batch_size, 1), ("eval.num_beams", e.num_beams, 1),
+        ("eval.max_new_tokens", e.max_new_tokens, 1)], bad)
+    _validate_train_values(t, bad)
     if not 0.0 <= d.mention_replacement <= 1.0:
         bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")
+
+
+PRETRAIN_SUFFIXES = (".txt", ".jsonl", ".csv")
+
+
+def pretrain_files(entry: str, where: str) -> list[Path]:
+    """The files one ``data.files`` entry names: a file, a folder (its .txt/.jsonl/.csv files, recursively)
+    or a glob pattern. Raises ``ConfigError`` naming ``where`` when it names none or an unknown format."""
+    import glob
+
+    p = Path(entry).expanduser()
+    if any(c in entry for c in "*?["):
+        found = sorted(Path(x) for x in glob.glob(str(p), recursive=True) if Path(x).is_file())
+        if not found:
+            raise ConfigError(f"{where}: the pattern {entry} matches no file")
+    elif p.is_dir():
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PRETRAIN_SUFFIXES)
+        if not found:
+            raise ConfigError(f"{where}: the folder {entry} holds no {'/'.join(PRETRAIN_SUFFIXES)} file")
+    elif p.is_file():
+        found = [p]
+    else:
+        raise ConfigError(f"{where}: {entry} does not exist")
+    for f in found:
+        if f.suffix.lower() not in PRETRAIN_SUFFIXES:
+            raise ConfigError(f"{where}: {f} is not a .txt (a text per line), .jsonl or .csv file")
+    return found
+
+
+def validate_pretrain(cfg: PretrainConfig, src: str) -> None:
+    def bad(msg):
+        raise ConfigError(f"{src}: {msg}")
+
+    _validate_model(cfg.model, bad)
+    d = cfg.data
+    if not d.files and not d.adapters:
+        bad("data.files / data.adapters: at least one source of text is required")
+    for i, entry in enumerate(d.files):
+        try:
+            pretrain_files(entry, f"data.files[{i}]")
+        except ConfigError as e:
+            bad(str(e))
+    _validate_datasets(d.adapters, "data.adapters", bad)
+    if not d.text_field:
+        bad("data.text_field must name a field")
+    if not 0.0 < d.noise_density < 1.0:
+        bad(f"data.noise_density is a fraction of tokens (between 0 and 1), got {d.noise_density}")
+    if not d.mean_span_length >= 1.0:
+        bad(f"data.mean_span_length must be >= 1 (tokens), got {d.mean_span_length}")
+    t = cfg.train
+    _validate_train(t, bad)
+    _check_minimums(_train_minimums(t) + [
+        ("data.max_source_length", d.max_source_length, 8), ("data.min_chars", d.min_chars, 0),
+        ("data.max_texts", d.max_texts, 1), ("data.eval_texts", d.eval_texts, 0),
+        ("data.sentinels", d.sentinels, 1)], bad)
+    _validate_train_values(t, bad)

@@ -7,6 +7,9 @@ checkpoint (device calls are capped at 10 minutes), and bucketed padding that ke
 the number of tensor shapes small. accelerate still does what it does well: device
 placement, DDP/FSDP/DeepSpeed, bf16 autocast, gradient accumulation and
 save/load of model, optimizer, scheduler and RNG state.
+
+``run_loop`` (the loop, its checkpoints and budget) is shared with ``instructie pretrain``
+(pretrain.py), which feeds it span-corruption batches instead of instruction instances.
 """
 from __future__ import annotations
 
@@ -17,12 +20,14 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 
 from . import __version__
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .data import Source, collate, load_sources, make_batches, make_instances, tokenize, training_texts
 from .instructions import load_templates
 from .io import ConfigError, atomic_write, write_json
@@ -96,25 +101,12 @@ def save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> None:
 
 # ---------------------------------------------------------------- the recipe
 def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-
     from .evaluate import evaluate_sources
     from .modeling import ModelSpec, load_model_and_tokenizer, save_model
 
     t = cfg.train
     out = Path(t.output_dir)
-    precision = t.precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    # Without CUDA, a torchrun-style launch (accelerate launch, configs/accelerate/cpu2.yaml) sets LOCAL_RANK,
-    # which accelerate only turns into a process group (gloo) when told to use the CPU: otherwise every
-    # process would train alone, all writing to the same output_dir.
-    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if precision == "bf16" else "no",
-                              gradient_accumulation_steps=t.grad_accum)
-    set_seed(t.seed)
+    accelerator, precision = make_accelerator(t)
     main = accelerator.is_main_process
 
     # 1. data: records are read once; instances are re-sampled per epoch (seeded).
@@ -130,9 +122,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
             log(f"train {s.config.adapter}:{s.config.path} [{s.config.split}] -> {len(s.records)} records")
 
     # 2. model and tokenizer (a tokenizer is trained on the training texts when none is given).
-    resume_from = checkpoints(out)[-1] if resume and checkpoints(out) else None
-    if resume and resume_from is None and main:
-        log(f"--resume: no checkpoint in {out}/checkpoints, starting fresh")
+    resume_from = find_resume(out, resume, main)
     spec = ModelSpec(name_or_path=cfg.model.name_or_path, init=cfg.model.init, size=cfg.model.size,
                      tokenizer=cfg.model.tokenizer, vocab_size=cfg.model.vocab_size,
                      extend_vocab=cfg.model.extend_vocab)
@@ -148,12 +138,115 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         write_json(out / "model_report.json", model_report)
         log(f"model: {model_report.get('summary', '')}")
 
-    # 3. optimizer, schedule, total steps.
+    # 3. total steps, and one epoch of batches: instances re-sampled, tokenized, length-grouped.
     probe = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, 0), tokenizer,
                      cfg.data.max_source_length, cfg.data.max_target_length)
     n_inst = len(probe.source_ids)
     per_epoch = math.ceil(n_inst / t.batch_size / accelerator.num_processes / t.grad_accum)
     total_steps = t.max_steps or max(1, int(per_epoch * t.epochs))
+    if main:
+        log(f"{n_inst} training instances/epoch, {per_epoch} steps/epoch, {total_steps} steps, "
+            f"precision {precision}, {accelerator.num_processes} process(es)")
+
+    def make_epoch(epoch: int) -> Epoch:
+        tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch), tokenizer,
+                       cfg.data.max_source_length, cfg.data.max_target_length)
+        lengths = [len(s) + len(g) for s, g in zip(tok.source_ids, tok.target_ids)]
+        global_bs = t.batch_size * accelerator.num_processes
+        batches = make_batches(lengths, global_bs, random.Random(f"{t.seed}:batches:{epoch}"), t.length_grouping)
+        note = ""
+        if tok.n_truncated_source or tok.n_truncated_target:
+            note = (f"epoch {epoch}: truncated {tok.n_truncated_source} sources to {cfg.data.max_source_length} "
+                    f"and {tok.n_truncated_target} targets to {cfg.data.max_target_length} tokens")
+        return Epoch(batches, lambda idx: collate(idx, tok, tokenizer.pad_token_id, t.pad_to_multiple),
+                     [len(g) for g in tok.target_ids], note)
+
+    def run_eval(model, sources: list[Source], name: str) -> dict:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.eval()
+        rep = evaluate_sources(unwrapped, tokenizer, sources, cfg, templates, limit=(
+            cfg.data.max_eval_records if name == "dev" else None))
+        unwrapped.train()
+        return rep
+
+    def dev_eval(model, state: dict) -> None:
+        record_eval(out, state, run_eval(model, eval_sources, "dev"), main)
+
+    # 4. the loop (shared with pretraining): resumable, budgeted, checkpointed.
+    model, state, stopped_early = run_loop(accelerator, model, t, out, total_steps, make_epoch, resume_from,
+                                           on_eval=dev_eval if eval_sources else None)
+    if stopped_early:
+        return {"status": "incomplete", "step": state["step"], "total_steps": total_steps}
+
+    # 5. final evaluation and the model directory.
+    final = {}
+    if eval_sources:
+        final["dev"] = run_eval(model, eval_sources, "dev")
+        record_eval(out, state, final["dev"], main)
+    if test_sources:
+        final["test"] = run_eval(model, test_sources, "test")
+        if main:
+            log("test scores:\n" + final["test"]["table"])
+    if main:
+        unwrapped = accelerator.unwrap_model(model)
+        save_model(unwrapped, tokenizer, out)
+        write_json(out / "instructie.json", model_card(cfg, templates, train_sources, state))
+        write_json(out / "metrics.json", {"step": state["step"], "train_time_s": state["train_time_s"],
+                                          "examples": state["examples"], "target_tokens": state["target_tokens"],
+                                          **{k: v for k, v in final.items()}})
+        plot_history(out, state)
+        log(f"saved model to {out} (step {state['step']}, {state['train_time_s']:.0f} s of training)")
+    accelerator.wait_for_everyone()
+    return {"status": "done", "step": state["step"], "metrics": final}
+
+
+# ---------------------------------------------------------------- the loop (train and pretrain)
+@dataclass
+class Epoch:
+    """One epoch of data as ``run_loop`` consumes it. Built afresh per epoch and deterministic in
+    (seed, epoch): a resumed run rebuilds the same batches and skips those already done."""
+    batches: list[list[int]]  # global batches (all ranks) of example indices, in training order
+    collate: Callable[[list[int]], dict[str, torch.Tensor]]  # one rank's share -> model inputs on the CPU
+    target_tokens: Sequence[int]  # per example: its target length (the token count in the state)
+    note: str = ""  # logged when the epoch starts (e.g. how many examples were truncated)
+
+
+def make_accelerator(t: TrainConfig) -> tuple[Any, str]:
+    """(Accelerator, precision actually used); seeds every RNG with ``t.seed``."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    precision = t.precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    # Without CUDA, a torchrun-style launch (accelerate launch, configs/accelerate/cpu2.yaml) sets LOCAL_RANK,
+    # which accelerate only turns into a process group (gloo) when told to use the CPU: otherwise every
+    # process would train alone, all writing to the same output_dir.
+    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if precision == "bf16" else "no",
+                              gradient_accumulation_steps=t.grad_accum)
+    set_seed(t.seed)
+    return accelerator, precision
+
+
+def find_resume(out: Path, resume: bool, main: bool = True) -> Path | None:
+    """The last complete checkpoint to resume from (None: start fresh)."""
+    done = checkpoints(out) if resume else []
+    if resume and not done and main:
+        log(f"--resume: no checkpoint in {out}/checkpoints, starting fresh")
+    return done[-1] if done else None
+
+
+def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, make_epoch: Callable[[int], Epoch],
+             resume_from: Path | None = None, on_eval: Callable[[Any, dict], None] | None = None,
+             desc: str = "train") -> tuple[Any, dict, bool]:
+    """Optimizer, schedule and accelerate preparation, then epochs of ``make_epoch(epoch)`` batches until
+    ``total_steps`` optimizer steps or ``t.max_time_s`` seconds (this call) have passed. Checkpoints every
+    ``t.save_every`` steps, when the budget ends the call, and at the end; ``on_eval(model, state)`` every
+    ``t.eval_every`` steps before the last. Returns (prepared model, state, stopped_early)."""
+    from tqdm.auto import tqdm
+
+    main = accelerator.is_main_process
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, total_steps))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -170,21 +263,9 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         if main:
             log(f"resumed from {resume_from.name}: step {state['step']}, epoch {state['epoch']}, "
                 f"batch {state['batch_in_epoch']}")
-    if main:
-        log(f"{n_inst} training instances/epoch, {per_epoch} steps/epoch, {total_steps} steps, "
-            f"precision {precision}, {accelerator.num_processes} process(es)")
 
-    def run_eval(sources: list[Source], name: str) -> dict:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.eval()
-        rep = evaluate_sources(unwrapped, tokenizer, sources, cfg, templates, limit=(
-            cfg.data.max_eval_records if name == "dev" else None))
-        unwrapped.train()
-        return rep
-
-    # 4. the loop: epochs of length-grouped, bucket-padded batches; resume skips done batches.
-    pad_id = tokenizer.pad_token_id
-    bar = tqdm(total=total_steps, initial=state["step"], disable=not main, desc="train", unit="step",
+    # epochs of batches; a resumed run rebuilds its epoch and skips the batches already done.
+    bar = tqdm(total=total_steps, initial=state["step"], disable=not main, desc=desc, unit="step",
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     t_start = time.time()
     t_budget_start = state["train_time_s"]
@@ -192,15 +273,12 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     stopped_early = False
     model.train()
     while state["step"] < total_steps:
-        epoch = state["epoch"]
-        tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch), tokenizer,
-                       cfg.data.max_source_length, cfg.data.max_target_length)
-        lengths = [len(s) + len(g) for s, g in zip(tok.source_ids, tok.target_ids)]
-        global_bs = t.batch_size * accelerator.num_processes
-        batches = make_batches(lengths, global_bs, random.Random(f"{t.seed}:batches:{epoch}"), t.length_grouping)
-        if main and state["batch_in_epoch"] == 0 and (tok.n_truncated_source or tok.n_truncated_target):
-            log(f"epoch {epoch}: truncated {tok.n_truncated_source} sources to {cfg.data.max_source_length} "
-                f"and {tok.n_truncated_target} targets to {cfg.data.max_target_length} tokens")
+        data = make_epoch(state["epoch"])
+        batches = data.batches
+        if not batches:
+            raise ConfigError(f"epoch {state['epoch']} has no training examples")
+        if main and state["batch_in_epoch"] == 0 and data.note:
+            log(data.note)
         for b in range(state["batch_in_epoch"], len(batches)):
             if len(batches[b]) < accelerator.num_processes:
                 # Some rank would get no examples: skipping it on that rank alone would pair up different
@@ -208,8 +286,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
                 state["batch_in_epoch"] = b + 1
                 continue
             rank_batch = batches[b][accelerator.process_index :: accelerator.num_processes]
-            batch = {k: v.to(accelerator.device) for k, v in
-                     collate(rank_batch, tok, pad_id, t.pad_to_multiple).items()}
+            batch = {k: v.to(accelerator.device) for k, v in data.collate(rank_batch).items()}
             with accelerator.accumulate(model):
                 loss = forward(**batch).loss
                 accelerator.backward(loss)
@@ -222,7 +299,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
             loss_n += 1
             state["batch_in_epoch"] = b + 1
             state["examples"] += len(batches[b])
-            state["target_tokens"] += sum(len(tok.target_ids[i]) for i in batches[b])
+            state["target_tokens"] += sum(data.target_tokens[i] for i in batches[b])
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
@@ -237,9 +314,9 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
                                          "time_s": round(elapsed, 2)})
                 bar.set_postfix(loss=f"{avg:.4f}")
                 loss_acc, loss_n = 0.0, 0
-            if t.eval_every and state["step"] % t.eval_every == 0 and eval_sources and state["step"] < total_steps:
-                rep = run_eval(eval_sources, "dev")
-                record_eval(out, state, rep, main)
+            if on_eval is not None and t.eval_every and state["step"] % t.eval_every == 0 \
+                    and state["step"] < total_steps:
+                on_eval(model, state)
             out_of_time = (t.max_time_s is not None and time.time() - t_start >= t.max_time_s
                            and state["step"] < total_steps)
             if t.max_time_s is not None and accelerator.num_processes > 1:
@@ -265,29 +342,9 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         if main:
             log(f"time budget reached at step {state['step']}/{total_steps}: checkpoint saved; "
                 f"continue with --resume")
-        return {"status": "incomplete", "step": state["step"], "total_steps": total_steps}
-
-    # 5. final evaluation and the model directory.
-    save_checkpoint(accelerator, out, state, t.keep_checkpoints)
-    final = {}
-    if eval_sources:
-        final["dev"] = run_eval(eval_sources, "dev")
-        record_eval(out, state, final["dev"], main)
-    if test_sources:
-        final["test"] = run_eval(test_sources, "test")
-        if main:
-            log("test scores:\n" + final["test"]["table"])
-    if main:
-        unwrapped = accelerator.unwrap_model(model)
-        save_model(unwrapped, tokenizer, out)
-        write_json(out / "instructie.json", model_card(cfg, templates, train_sources, state))
-        write_json(out / "metrics.json", {"step": state["step"], "train_time_s": state["train_time_s"],
-                                          "examples": state["examples"], "target_tokens": state["target_tokens"],
-                                          **{k: v for k, v in final.items()}})
-        plot_history(out, state)
-        log(f"saved model to {out} (step {state['step']}, {state['train_time_s']:.0f} s of training)")
-    accelerator.wait_for_everyone()
-    return {"status": "done", "step": state["step"], "metrics": final}
+    else:
+        save_checkpoint(accelerator, out, state, t.keep_checkpoints)
+    return model, state, stopped_early
 
 
 def record_eval(out: Path, state: dict, rep: dict, main: bool) -> None:
@@ -347,10 +404,14 @@ def plot_history(out: Path, state: dict) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
-    if state["evals"]:
+    keys = sorted({k for e in state["evals"] for k in e if k != "step"})
+    for k in (k for k in keys if "loss" in k):  # held-out losses (pretraining) share the loss axis
+        pts = [(e["step"], e[k]) for e in state["evals"] if k in e]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k, color="tab:orange")
+    scores = [k for k in keys if "loss" not in k]
+    if scores:
         ax2 = ax.twinx()
-        keys = sorted({k for e in state["evals"] for k in e if k != "step"})
-        for k in keys:
+        for k in scores:
             pts = [(e["step"], e[k]) for e in state["evals"] if k in e]
             ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
         ax2.set_ylabel("dev score")

@@ -37,11 +37,11 @@ from collections import Counter
 from typing import Any, Callable, Iterator
 
 from instructie.io import ConfigError, InputError, SkipCounter, iter_jsonl
+from instructie.offsets import Span, closest_pair, nearest
 from instructie.records import Argument, Entity, Record, Relation, find_all
 
 from . import register
 
-Span = tuple[int, int]
 _OPTIONS = {"schema", "labeled"}
 
 
@@ -69,14 +69,6 @@ def load_schema(path: str) -> dict[str, dict[str, Any]]:
     return schema
 
 
-def _gap(a: Span, b: Span) -> int:
-    return max(0, b[0] - a[1], a[0] - b[1])
-
-
-def _overlaps(a: Span, b: Span) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
 class _Locator:
     """Finds candidate occurrences for the strings of one record (see module doc)."""
 
@@ -102,21 +94,9 @@ class _Locator:
         self.stats["span_resolved_distance"] += 1
         return free or cands
 
-    @staticmethod
-    def pair(hs: list[Span], ts: list[Span]) -> tuple[Span | None, Span | None]:
-        if not hs or not ts:  # nothing to be close to: earliest
-            return (hs[0] if hs else None), (ts[0] if ts else None)
-        return min(((h, t) for h in hs for t in ts),
-                   key=lambda p: (_overlaps(*p), _gap(*p), p[0][0], p[1][0]))
-
-    @staticmethod
-    def near(cands: list[Span], anchors: list[Span]) -> Span | None:
-        if not cands:
-            return None
-        if not anchors:
-            return cands[0]
-        return min(cands, key=lambda c: (any(_overlaps(c, a) for a in anchors),
-                                         min(_gap(c, a) for a in anchors), c[0]))
+    # The same nearest-occurrence rules that ground model outputs (instructie.offsets).
+    pair = staticmethod(closest_pair)
+    near = staticmethod(nearest)
 
 
 def _check_spo(spo: Any, schema: dict) -> str | None:

@@ -97,7 +97,8 @@ class _Finder:
         return replace(x, text=surface, start=s[0], end=s[1])
 
 
-def _near(cands: list[Span], anchors: list[Span]) -> Span | None:
+def nearest(cands: list[Span], anchors: list[Span]) -> Span | None:
+    """The candidate closest to any anchor (not overlapping one if possible; ties: earliest)."""
     if not cands:
         return None
     if not anchors:
@@ -106,7 +107,8 @@ def _near(cands: list[Span], anchors: list[Span]) -> Span | None:
                                      min(_gap(c, a) for a in anchors), c[0]))
 
 
-def _pair(hs: list[Span], ts: list[Span]) -> tuple[Span | None, Span | None]:
+def closest_pair(hs: list[Span], ts: list[Span]) -> tuple[Span | None, Span | None]:
+    """The non-overlapping (head, tail) occurrence pair with the smallest gap (ties: earliest)."""
     if not hs or not ts:
         return (hs[0] if hs else None), (ts[0] if ts else None)
     return min(((h, t) for h in hs for t in ts),
@@ -155,9 +157,9 @@ def ground(result: ParseResult, text: str, task: str = "", *, event: Event | Non
             out.entities.append(f.at(e, s))
 
     for r in result.relations:
-        h, t = _pair(f.find(r.head.text), f.find(r.tail.text))
+        h, t = closest_pair(f.find(r.head.text), f.find(r.tail.text))
         anchors = [x for x in (h, t) if x]
-        slots = [(a, _near(f.find(a.text), anchors)) for a in r.slots]
+        slots = [(a, nearest(f.find(a.text), anchors)) for a in r.slots]
         rel = replace(r, head=f.at(r.head, h), tail=f.at(r.tail, t),
                       slots=tuple(f.at(a, s) for a, s in slots))
         missing = tuple(n for n, s in (("head", h), ("tail", t)) if s is None)
@@ -173,7 +175,7 @@ def ground(result: ParseResult, text: str, task: str = "", *, event: Event | Non
             missing = ("trigger",)
         if trig is not None:
             anchor = [trig]
-            args = [(a, _near(f.find(a.text), anchor)) for a in ev.arguments]
+            args = [(a, nearest(f.find(a.text), anchor)) for a in ev.arguments]
         else:  # no trigger to be near: place like entities
             acur = _Cursor(f)
             args = [(a, acur.place(a.text)) for a in ev.arguments]

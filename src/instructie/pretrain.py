@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import random
 from collections import Counter
@@ -37,12 +38,13 @@ import torch
 
 from . import __version__
 from .config import PretrainConfig, PretrainDataConfig, load_pretrain_config, pretrain_files
-from .data import Tokenized, collate, load_records, make_batches
+from .data import load_records, make_batches, round_up
 from .io import ConfigError, InputError, SkipCounter, _decoded_lines, iter_jsonl, read_text, write_json
 from .train import Epoch, find_resume, log, make_accelerator, plot_history, run_loop
 
-__all__ = ["pretrain", "load_pretrain_config", "span_corrupt", "random_spans_noise_mask", "corrupted_lengths",
-           "chunk_length", "read_texts", "add_sentinels", "sentinel_ids", "SENTINEL"]
+__all__ = ["pretrain", "load_pretrain_config", "span_corrupt", "corrupt_array", "random_spans_noise_mask",
+           "noise_counts", "corrupted_lengths", "chunk_length", "read_texts", "Texts", "Corpus", "add_sentinels",
+           "sentinel_ids", "SENTINEL"]
 
 SENTINEL = "<extra_id_{}>"
 EVAL_EPOCH = 2**31 - 1  # the generator key of the held-out examples (never a training epoch)
@@ -82,38 +84,64 @@ def _random_segmentation(n_items: int, n_segments: int, rng: np.random.Generator
     return np.bincount(segment_id, minlength=n_segments)
 
 
+def _span_lengths(length: int, density: float, mean_span: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(clean span lengths, noise span lengths), alternating clean first (T5's draw, in T5's order)."""
+    n_noise, n_spans = noise_counts(length, density, mean_span)
+    noise_lengths = _random_segmentation(n_noise, n_spans, rng)
+    clean_lengths = _random_segmentation(length - n_noise, n_spans, rng)
+    return clean_lengths, noise_lengths
+
+
 def random_spans_noise_mask(length: int, density: float, mean_span: float,
                             rng: np.random.Generator) -> np.ndarray:
     """Boolean mask, True = noise: clean and noise spans alternate, starting with clean and ending with noise,
     span lengths random (T5 ``random_spans_noise_mask``). ``length`` >= 2."""
-    n_noise, n_spans = noise_counts(length, density, mean_span)
-    noise_lengths = _random_segmentation(n_noise, n_spans, rng)
-    clean_lengths = _random_segmentation(length - n_noise, n_spans, rng)
-    interleaved = np.stack([clean_lengths, noise_lengths], axis=1).reshape(-1)
-    starts = np.cumsum(interleaved)[:-1]
-    indicator = np.zeros(length, dtype=np.int64)
-    indicator[starts] = 1
-    return np.cumsum(indicator) % 2 == 1
+    clean, noise = _span_lengths(length, density, mean_span, rng)
+    return np.repeat(np.tile([False, True], len(clean)), np.stack([clean, noise], axis=1).reshape(-1))
+
+
+def corrupt_array(tokens: np.ndarray, sentinels: np.ndarray, eos_id: int, density: float, mean_span: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``span_corrupt`` on numpy arrays (int64 in, int64 out): the data loader's fast path."""
+    length = len(tokens)
+    if length < 2:
+        raise ValueError("span corruption needs at least 2 tokens")
+    clean, noise = _span_lengths(length, density, mean_span, rng)
+    n_spans = len(clean)
+    if n_spans > len(sentinels):
+        raise ConfigError(f"{n_spans} masked spans but only {len(sentinels)} sentinel tokens: lower "
+                          "data.max_source_length or raise data.mean_span_length / data.sentinels")
+    sent = sentinels[:n_spans]
+    mask = np.repeat(np.tile([False, True], n_spans), np.stack([clean, noise], axis=1).reshape(-1))
+    steps = np.arange(n_spans)
+    # inputs: clean span k, then sentinel k; targets: sentinel k, then noise span k; both end in </s>
+    inputs = np.empty(length - len(mask.nonzero()[0]) + n_spans + 1, dtype=np.int64)
+    at = np.cumsum(clean) + steps
+    keep = np.ones(len(inputs), dtype=bool)
+    keep[at] = False
+    keep[-1] = False
+    inputs[at] = sent
+    inputs[keep] = tokens[~mask]
+    inputs[-1] = eos_id
+    targets = np.empty(int(noise.sum()) + n_spans + 1, dtype=np.int64)
+    at = np.cumsum(noise) - noise + steps
+    keep = np.ones(len(targets), dtype=bool)
+    keep[at] = False
+    keep[-1] = False
+    targets[at] = sent
+    targets[keep] = tokens[mask]
+    targets[-1] = eos_id
+    return inputs, targets
 
 
 def span_corrupt(tokens: Sequence[int] | np.ndarray, sentinels: Sequence[int], eos_id: int, density: float,
                  mean_span: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
     """(inputs, targets) of T5's span corruption. inputs: the clean tokens, each masked span replaced by the
     next sentinel, then </s>; targets: each sentinel followed by the tokens it replaced, then </s>."""
-    toks = np.asarray(tokens, dtype=np.int64)
-    if len(toks) < 2:
-        raise ValueError("span corruption needs at least 2 tokens")
-    mask = random_spans_noise_mask(len(toks), density, mean_span, rng)
-    first = mask & ~np.concatenate([[False], mask[:-1]])  # the first token of each noise span
-    n_spans = int(first.sum())
-    if n_spans > len(sentinels):
-        raise ConfigError(f"{n_spans} masked spans but only {len(sentinels)} sentinel tokens: lower "
-                          "data.max_source_length or raise data.mean_span_length / data.sentinels")
-    sent = np.asarray(sentinels[:n_spans], dtype=np.int64)
-    span_no = np.cumsum(first) - 1
-    inputs = np.where(first, sent[np.clip(span_no, 0, None)], toks)[~mask | first]
-    targets = np.insert(toks[mask], np.flatnonzero(first[mask]), sent)
-    return inputs.tolist() + [eos_id], targets.tolist() + [eos_id]
+    inputs, targets = corrupt_array(np.asarray(tokens, dtype=np.int64), np.asarray(sentinels, dtype=np.int64),
+                                    eos_id, density, mean_span, rng)
+    return inputs.tolist(), targets.tolist()
 
 
 def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -129,11 +157,20 @@ class TextSource:
     read: int = 0  # before filtering
 
 
-def read_texts(data: PretrainDataConfig, skip_invalid: bool = False) -> tuple[list[str], dict[str, Any]]:
-    """The texts to pretrain on, in a fixed order, and a report per source (read, kept, too short,
-    duplicates). Bad lines raise ``InputError`` naming file and line (with ``skip_invalid``: counted)."""
+@dataclass
+class Texts:
+    texts: list[str]  # what is pretrained on, in a fixed order
+    report: dict[str, Any]  # per source: read, kept, too_short, duplicates, over_max_texts
+    labels: list[str]  # the adapters' label names (options), one string per distinct option list: a tokenizer
+    # trained here sees them, as `train`'s does, so fine-tuning prompts tokenize as compactly
+
+
+def read_texts(data: PretrainDataConfig, skip_invalid: bool = False) -> Texts:
+    """The texts to pretrain on and a report per source. Bad lines raise ``InputError`` naming file and
+    line (with ``skip_invalid``: counted and skipped)."""
     errors = SkipCounter(skip_invalid)
     sources: list[TextSource] = []
+    labels: dict[str, None] = {}
     for i, entry in enumerate(data.files):
         for f in pretrain_files(entry, f"data.files[{i}]"):
             got = list(_read_file(f, data.text_field, errors))
@@ -142,6 +179,7 @@ def read_texts(data: PretrainDataConfig, skip_invalid: bool = False) -> tuple[li
         recs = load_records(ds, skip_invalid)
         sources.append(TextSource(f"{ds.adapter}:{ds.path}" + (f" [{ds.split}]" if ds.split else ""),
                                   [r.text for r in recs], len(recs)))
+        labels.update((" ".join(r.options), None) for r in recs if r.options)
     seen: set[str] = set()
     texts: list[str] = []
     report: dict[str, Any] = {"sources": []}
@@ -165,7 +203,7 @@ def read_texts(data: PretrainDataConfig, skip_invalid: bool = False) -> tuple[li
     if errors.count:
         report["skipped_invalid"] = errors.count
         log(errors.report())
-    return texts, report
+    return Texts(texts, report, list(labels))
 
 
 def _read_file(path: Path, field: str, on_error: Callable[[InputError], None]) -> Iterator[str]:
@@ -295,16 +333,30 @@ def corrupted_epoch(corpus: Corpus, d: PretrainDataConfig, chunk: int, seed: int
     batches = make_batches(lengths, batch_size, random.Random(f"{seed}:batches:{epoch}"),
                            length_grouping and not d.pack)
 
+    sent = np.asarray(sentinels, dtype=np.int64)
+
     def collate_batch(idx: list[int]) -> dict[str, torch.Tensor]:
-        src, tgt = [], []
-        for i in idx:
-            a, b = span_corrupt(stream[starts[i] : ends[i]], sentinels, eos_id, d.noise_density,
-                                d.mean_span_length, example_rng(seed, epoch, i))
-            src.append(a)
-            tgt.append(b)
-        return collate(list(range(len(idx))), Tokenized(src, tgt, 0, 0), pad_id, pad_multiple)
+        pairs = [corrupt_array(stream[starts[i] : ends[i]].astype(np.int64), sent, eos_id, d.noise_density,
+                               d.mean_span_length, example_rng(seed, epoch, i)) for i in idx]
+        return pad_batch(pairs, pad_id, pad_multiple)
 
     return Epoch(batches, collate_batch, [cache[n][1] for n in sizes])
+
+
+def pad_batch(pairs: list[tuple[np.ndarray, np.ndarray]], pad_id: int, pad_multiple: int) -> dict[str, torch.Tensor]:
+    """(inputs, targets) arrays -> input_ids / attention_mask / labels (-100 past each target), padded as
+    ``data.collate`` pads (to a multiple of ``pad_multiple``) but filled with numpy, not row by row in torch."""
+    ls = round_up(max(len(a) for a, _ in pairs), pad_multiple)
+    lt = round_up(max(len(b) for _, b in pairs), pad_multiple)
+    input_ids = np.full((len(pairs), ls), pad_id, dtype=np.int64)
+    attn = np.zeros((len(pairs), ls), dtype=np.int64)
+    labels = np.full((len(pairs), lt), -100, dtype=np.int64)
+    for r, (a, b) in enumerate(pairs):
+        input_ids[r, : len(a)] = a
+        attn[r, : len(a)] = 1
+        labels[r, : len(b)] = b
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attn),
+            "labels": torch.from_numpy(labels)}
 
 
 # ---------------------------------------------------------------- the recipe
@@ -319,7 +371,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
     main = accelerator.is_main_process
 
     # 1. texts
-    texts, data_report = read_texts(d, skip_invalid)
+    read = read_texts(d, skip_invalid)
+    texts, data_report = read.texts, read.report
     if main:
         for s in data_report["sources"]:
             log(f"text {s['source']}: {s['read']} read, {s.get('kept', 0)} kept"
@@ -341,7 +394,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
         # Trained once (on the main process), saved, and loaded back by every process: the model is then
         # sized for exactly the tokenizer that `train` will later load from the output directory.
         if main:
-            tok = train_tokenizer(texts, spec.vocab_size)
+            from .instructions import load_templates
+            templates = [s for v in load_templates(None).values() for s in v]  # the prompts `train` writes
+            tok = train_tokenizer(texts + read.labels + templates, spec.vocab_size)
             add_sentinels(tok, d.sentinels)
             tok.save_pretrained(str(out / "tokenizer"))
         accelerator.wait_for_everyone()
@@ -349,7 +404,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
         trained_tokenizer = True
     model, tokenizer, model_report = load_model_and_tokenizer(spec, texts)
     if trained_tokenizer:
-        model_report["tokenizer"] = f"byte-level BPE trained on the texts ({len(tokenizer)} tokens incl. sentinels)"
+        what = f"byte-level BPE trained on the texts, {d.sentinels} sentinels"
+        model_report["summary"] = model_report["summary"].replace(f"({spec.tokenizer})", f"({what})")
+        model_report["tokenizer"] = what
     added = add_sentinels(tokenizer, d.sentinels)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         resize_embeddings(model, len(tokenizer))
@@ -393,7 +450,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
                        max_target_length=tgt_len, examples_per_epoch=n_examples, steps_per_epoch=per_epoch,
                        total_steps=total_steps)
     if main:
-        write_json(out / "data_report.json", data_report)
+        before = out / "data_report.json"
+        if resume_from is not None and before.exists():
+            prev = json.loads(before.read_text(encoding="utf-8"))
+            if (prev.get("texts"), prev.get("tokens")) != (data_report["texts"], data_report["tokens"]):
+                log(f"warning: the texts changed since this run started ({prev.get('texts')} texts, "
+                    f"{prev.get('tokens')} tokens then; {data_report['texts']}, {data_report['tokens']} now): "
+                    "the resumed epoch's batches are not those of the interrupted one")
+        write_json(before, data_report)
         log(f"{len(texts)} texts, {len(corpus.ids)} tokens -> {n_examples} examples/epoch of {chunk} tokens "
             f"(inputs {src_len}, targets {tgt_len}), {per_epoch} steps/epoch, {total_steps} steps, "
             f"precision {precision}, {accelerator.num_processes} process(es)")
@@ -438,7 +502,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
         write_json(out / "metrics.json", {"step": state["step"], "train_time_s": state["train_time_s"],
                                           "examples": state["examples"], "target_tokens": state["target_tokens"],
                                           "final_train_loss": hist[-1]["loss"] if hist else None,
-                                          "eval_loss": final_loss})
+                                          "eval_loss": final_loss, "evals": state["evals"]})
         plot_history(out, state)
         log(f"saved pretrained model to {out} (step {state['step']}, {state['train_time_s']:.0f} s of training); "
             f"fine-tune it with model: {{name_or_path: {out}, init: pretrained}}")

@@ -223,8 +223,11 @@ def make_accelerator(t: TrainConfig) -> tuple[Any, str]:
     # which accelerate only turns into a process group (gloo) when told to use the CPU: otherwise every
     # process would train alone, all writing to the same output_dir.
     cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # step_scheduler_with_optimizer=False: the schedule counts optimizer steps of the whole run (total_steps
+    # already divides by the number of processes); accelerate's default steps a prepared scheduler
+    # num_processes times per step, which ran the schedule to its end halfway through a 2-process run.
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if precision == "bf16" else "no",
-                              gradient_accumulation_steps=t.grad_accum)
+                              gradient_accumulation_steps=t.grad_accum, step_scheduler_with_optimizer=False)
     set_seed(t.seed)
     return accelerator, precision
 

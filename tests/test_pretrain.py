@@ -371,3 +371,17 @@ def test_shipped_pretrain_configs_are_valid(monkeypatch):
         pytest.skip("shared data not here")
     cfg = load_pretrain_config("configs/pretrain-small.yaml")
     assert cfg.model.size == "small" and cfg.train.precision in ("auto", "bf16")
+
+
+def test_extractor_refuses_a_pretrained_base(tmp_path):
+    """A span-corruption base is not an extraction model: a clear error, not garbage output."""
+    import json
+
+    import pytest
+
+    from instructie.extractor import Extractor
+    from instructie.io import ConfigError
+
+    (tmp_path / "instructie.json").write_text(json.dumps({"kind": "pretrained"}))
+    with pytest.raises(ConfigError, match="fine-tune it"):
+        Extractor.from_pretrained(tmp_path)

@@ -99,34 +99,30 @@ def cmd_eval(a) -> int:
 
 
 # ---------------------------------------------------------------- train / pretrain
+def _run_overrides(a) -> list[str]:
+    """--set items plus the shorthand flags train and pretrain share."""
+    overrides = list(a.set or [])
+    if a.output_dir:
+        overrides.append(f"train.output_dir={a.output_dir}")
+    if a.max_steps is not None:
+        overrides.append(f"train.max_steps={a.max_steps}")
+    if a.max_time is not None:
+        overrides.append(f"train.max_time_s={a.max_time}")
+    return overrides
+
+
 def cmd_train(a) -> int:
     from .config import load_config
     from .train import train
 
-    overrides = list(a.set or [])
-    if a.output_dir:
-        overrides.append(f"train.output_dir={a.output_dir}")
-    if a.max_steps is not None:
-        overrides.append(f"train.max_steps={a.max_steps}")
-    if a.max_time is not None:
-        overrides.append(f"train.max_time_s={a.max_time}")
-    cfg = load_config(a.config, overrides)
-    res = train(cfg, resume=a.resume, skip_invalid=a.skip_invalid)
+    res = train(load_config(a.config, _run_overrides(a)), resume=a.resume, skip_invalid=a.skip_invalid)
     return 0 if res["status"] == "done" else 3
 
 
 def cmd_pretrain(a) -> int:
-    from .pretrain import pretrain, load_pretrain_config
+    from .pretrain import load_pretrain_config, pretrain
 
-    overrides = list(a.set or [])
-    if a.output_dir:
-        overrides.append(f"train.output_dir={a.output_dir}")
-    if a.max_steps is not None:
-        overrides.append(f"train.max_steps={a.max_steps}")
-    if a.max_time is not None:
-        overrides.append(f"train.max_time_s={a.max_time}")
-    cfg = load_pretrain_config(a.config, overrides)
-    res = pretrain(cfg, resume=a.resume, skip_invalid=a.skip_invalid)
+    res = pretrain(load_pretrain_config(a.config, _run_overrides(a)), resume=a.resume, skip_invalid=a.skip_invalid)
     return 0 if res["status"] == "done" else 3
 
 
@@ -148,10 +144,12 @@ def cmd_test(a) -> int:
     sources = load_sources(dsets, a.skip_invalid)
     cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
     report = {}
-    for constrained in ([False, True] if a.constrained == "both" else [a.constrained == "on"]):
+    modes = {"off": [False], "on": [True], "vocab": [True], "copy": ["copy"], "both": [False, True],
+             "all": [False, True, "copy"]}[a.constrained]
+    for constrained in modes:
         rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
                                constrained=constrained)
-        key = "constrained" if constrained else "unconstrained"
+        key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
         report[key] = rep
         print(f"== {key} ({rep['records']} records, {rep['generation_s']} s, unsupported rate "
               f"{rep['unsupported_rate']:.4f})\n{rep['table']}")
@@ -208,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override one config key")
         t.add_argument("--output-dir")
         t.add_argument("--max-steps", type=int)
-        t.add_argument("--max-time", type=float, help="seconds of training, then checkpoint and stop")
+        t.add_argument("--max-time", type=float, help="seconds of training in this call, then checkpoint and stop (exit 3)")
         t.add_argument("--skip-invalid", action="store_true")
         t.set_defaults(fn=fn)
 
@@ -216,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--model", required=True)
     ts.add_argument("--config", required=True)
     ts.add_argument("--split", choices=["test", "eval"], default="test")
-    ts.add_argument("--constrained", choices=["off", "on", "both"], default="off")
+    ts.add_argument("--constrained", choices=["off", "on", "vocab", "copy", "both", "all"], default="off",
+                    help="on/vocab: only tokens of the prompt; copy: every field a contiguous copy of the text or "
+                    "an option label; both: off + on; all: off + on + copy")
     ts.add_argument("--limit", type=int, default=None, help="at most N records per dataset")
     ts.add_argument("--device", default=None)
     ts.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
@@ -241,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's max_target_length")
     x.add_argument("--min-confidence", type=float, default=0.0)
     x.add_argument("--keep-unsupported", action="store_true", help="keep spans not found in the text, marked")
-    x.add_argument("--constrained", action="store_true", help="decode only spans copied from the input and "
-                   "labels from the options")
+    x.add_argument("--constrained", nargs="?", const="vocab", choices=["vocab", "copy"], default=None,
+                   help="decode only tokens of the input and the options (vocab, the default of a bare "
+                   "--constrained) or only contiguous copies of the text and whole option labels (copy)")
     x.add_argument("--html", help="also write a displaCy page")
     x.add_argument("--resume", action="store_true", help="continue after the last finished document")
     x.add_argument("--skip-invalid", action="store_true")

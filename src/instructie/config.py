@@ -90,7 +90,7 @@ class EvalConfig:
     batch_size: int = 64
     num_beams: int = 1
     max_new_tokens: int = 128
-    constrained: bool = False
+    constrained: Any = False          # false | vocab (tokens of the input) | copy (contiguous copies)
 
 
 @dataclass
@@ -399,6 +399,8 @@ def validate(cfg: RunConfig, src: str) -> None:
     _validate_train_values(t, bad)
     if not 0.0 <= d.mention_replacement <= 1.0:
         bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")
+    if e.constrained not in (False, True, "off", "on", "vocab", "copy"):
+        bad(f"eval.constrained must be false, vocab or copy, got {e.constrained!r}")
 
 
 PRETRAIN_SUFFIXES = (".txt", ".jsonl", ".csv")

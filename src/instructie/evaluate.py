@@ -42,15 +42,19 @@ def merge(results: Sequence[ParseResult]) -> ParseResult:
 
 def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
             max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
-            constrained: bool = False) -> tuple[list[Prediction], list[str]]:
-    """Predictions aligned with ``records`` and the raw answers (chunks joined by ' || ')."""
+            constrained: bool | str = False) -> tuple[list[Prediction], list[str]]:
+    """Predictions aligned with ``records`` and the raw answers (chunks joined by ' || ').
+
+    ``constrained``: False (free decoding), True or "vocab" (only tokens of the prompt), "copy"
+    (every field a contiguous copy of the text or a whole option label; see constrained.py)."""
     from .generation import generate
 
     plan = [(i, opts, src) for i, r in enumerate(records) for opts, src in prompts_for(r, templates, max_options)]
     factory = None
     if constrained:
-        from .constrained import source_vocabulary_factory
-        factory = source_vocabulary_factory(tokenizer, model.config.vocab_size)
+        from .constrained import make_factory
+        roles = sorted({x for r in records for rs in (r.roles or {}).values() for x in rs})
+        factory = make_factory(constrained, tokenizer, model.config.vocab_size, roles=roles, templates=templates)
     outs = generate(model, tokenizer, [p[2] for p in plan], batch_size=batch_size,
                     max_source_length=max_source_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     logits_processor_factory=factory, with_scores=False)
@@ -83,7 +87,8 @@ def unsupported_rate(preds: Sequence[Prediction]) -> float:
     return sum(p.n_unsupported for p in preds) / items if items else 0.0
 
 
-def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: dict, constrained: bool | None = None) -> dict:
+def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: dict,
+                     constrained: bool | str | None = None) -> dict:
     t0 = time.time()
     preds, raw = predict(model, tokenizer, records, templates, max_options=cfg.data.max_options,
                          max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
@@ -97,7 +102,7 @@ def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: di
 
 
 def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
-                     constrained: bool | None = None) -> dict:
+                     constrained: bool | str | None = None) -> dict:
     """Score main-task records of the configured eval/test datasets (``limit`` per dataset)."""
     records, per_dataset = [], {}
     for src in sources:

@@ -132,6 +132,9 @@ class Extractor:
             raise ConfigError(f"{p}: not an instructie model directory (no instructie.json); "
                               "train one with `instructie train`")
         card = json.loads(card_path.read_text(encoding="utf-8"))
+        if card.get("kind") == "pretrained":
+            raise ConfigError(f"{p}: a span-corruption pretrained base, not an extraction model; fine-tune it "
+                              f"with `instructie train` (model: {{name_or_path: {p}, init: pretrained}})")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
             dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
@@ -170,7 +173,7 @@ class Extractor:
                 labels: Sequence[str] | None = None, relations: Sequence[str] | None = None,
                 schema: Schema | None = None, language: str | None = None, batch_size: int = 64,
                 num_beams: int = 1, max_new_tokens: int | None = None, min_confidence: float = 0.0,
-                keep_unsupported: bool = False, constrained: bool = False, ids: Iterable[str] | None = None,
+                keep_unsupported: bool = False, constrained: bool | str = False, ids: Iterable[str] | None = None,
                 docs_per_chunk: int = 256, progress=None) -> Iterator[Document]:
         """Extract from each text; yields one ``Document`` per input text, in order.
 
@@ -179,7 +182,8 @@ class Extractor:
         zero-shot, they override ``schema``; unset labels are the model's trained ones (those
         of datasets in the document's language first). Long label lists are asked in chunks
         of the model's ``max_options``. ``min_confidence``: items below it are dropped before
-        grounding. ``constrained``: decode only tokens of the prompt (text and labels).
+        grounding. ``constrained``: True or "vocab": decode only tokens of the prompt (text and labels);
+        "copy": every field a contiguous copy of the text or a whole label (constrained.py).
         ``ids``: document ids (default "0", "1", ...). ``docs_per_chunk`` documents are planned
         and generated together (length-sorted batches of ``batch_size`` prompts); the input is
         consumed lazily, chunk by chunk.
@@ -274,8 +278,10 @@ class Extractor:
         docs, seg_of, prompts = self._plan(chunk, tasks, schema, language)
         factory = None
         if constrained:
-            from .constrained import source_vocabulary_factory
-            factory = source_vocabulary_factory(tok, self.model.config.vocab_size)
+            from .constrained import make_factory
+            role_map = {**self.trained_roles(), **schema.ee_roles}
+            factory = make_factory(constrained, tok, self.model.config.vocab_size, templates=self.templates,
+                                   roles=sorted({x for rs in role_map.values() for x in rs}))
         outs = generation.generate(self.model, tok, [p[4] for p in prompts], batch_size=batch_size,
                                    max_source_length=self.max_source_length,
                                    max_new_tokens=max_new_tokens or self.max_target_length, num_beams=num_beams,

@@ -18,6 +18,7 @@ the rest ``None``).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from bisect import bisect_right
@@ -427,24 +428,12 @@ def item_confidences(tokenizer, token_ids: list[int], logprobs: list[float], tex
     return out
 
 
-_BYTE_DECODER: dict[str, int] | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's printable-char -> byte table, as used by byte-level BPE (``decoders.ByteLevel``)."""
-    global _BYTE_DECODER
-    if _BYTE_DECODER is None:
-        bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-            list(range(ord("®"), ord("ÿ") + 1))
-        cs = bs[:]
-        n = 0
-        for b in range(256):
-            if b not in bs:
-                bs.append(b)
-                cs.append(256 + n)
-                n += 1
-        _BYTE_DECODER = {chr(c): b for b, c in zip(bs, cs)}
-    return _BYTE_DECODER
+    from .constrained import _bytes_to_unicode
+
+    return {c: b for b, c in _bytes_to_unicode().items()}
 
 
 class _TokenInfo:

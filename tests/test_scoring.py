@@ -302,3 +302,18 @@ def test_to_bio_counts_what_it_cannot_tag():
     tags, bad = to_bio("New York Times", [Entity("ORG", "New York Times", 0, 14), Entity("LOC", "New York", 0, 8),
                                           Entity("LOC", "Yor", 4, 7), Entity("LOC", "X")])
     assert tags == ["B-ORG", "I-ORG", "I-ORG"] and bad == 3
+
+
+def test_option_order_evaluation_permutes_options_but_keeps_the_set():
+    """`instructie test --option-seed`: the same records asked with options in another order."""
+    from instructie.evaluate import prompts_for, reorder_options
+    from instructie.instructions import load_templates
+
+    r = rec("NER", "Acme hired Bob .", entities=[Entity("ORG", "Acme", 0, 4)])
+    r.options = ["ORG", "PER", "LOC", "MISC", "DATE", "TIME"]
+    a, b = reorder_options(r, 1), reorder_options(r, 2)
+    assert sorted(a.options) == sorted(b.options) == sorted(r.options)
+    assert a.options != r.options or b.options != r.options
+    assert reorder_options(r, 1).options == a.options  # deterministic per seed
+    src = prompts_for(a, load_templates(), None)[0][1]
+    assert "Option: " + ", ".join(a.options) in src

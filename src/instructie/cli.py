@@ -148,6 +148,7 @@ def cmd_test(a) -> int:
              "all": [False, True, "copy"]}[a.constrained]
     for constrained in modes:
         rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
+                               option_seed=a.option_seed,
                                constrained=constrained)
         key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
         report[key] = rep
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="on/vocab: only tokens of the prompt; copy: every field a contiguous copy of the text or "
                     "an option label; both: off + on; all: off + on + copy")
     ts.add_argument("--limit", type=int, default=None, help="at most N records per dataset")
+    ts.add_argument("--option-seed", type=int, default=None,
+                    help="ask each record's options in an order shuffled with this seed (default: schema order)")
     ts.add_argument("--device", default=None)
     ts.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
     ts.add_argument("--json")

@@ -5,7 +5,9 @@ Used by training (dev/test during and after a run) and by ``instructie eval``.
 from __future__ import annotations
 
 import json
+import random
 import time
+from dataclasses import replace
 from typing import Sequence
 
 from .instructions import build_source, option_chunks, pick_template, restrict
@@ -101,15 +103,24 @@ def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: di
             "examples": [{"id": r.id, "task": r.task, "answer": a} for r, a in list(zip(records, raw))[:5]]}
 
 
+def reorder_options(record: Record, seed: int) -> Record:
+    """The record with its options in a seeded random order (the same for every run with
+    this seed): scoring one test set under two orders shows how much answers depend on it."""
+    opts = list(record.options)
+    random.Random(f"{seed}:{record.id}:{record.task}").shuffle(opts)
+    return replace(record, options=opts)
+
+
 def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
-                     constrained: bool | str | None = None) -> dict:
-    """Score main-task records of the configured eval/test datasets (``limit`` per dataset)."""
+                     constrained: bool | str | None = None, option_seed: int | None = None) -> dict:
+    """Score main-task records of the configured eval/test datasets (``limit`` per dataset);
+    with ``option_seed`` the options of every record are asked in a shuffled order."""
     records, per_dataset = [], {}
     for src in sources:
         for r in src.records:
             if r.task in MAIN_TASKS and (not limit or per_dataset.get(r.dataset, 0) < limit):
                 per_dataset[r.dataset] = per_dataset.get(r.dataset, 0) + 1
-                records.append(r)
+                records.append(r if option_seed is None else reorder_options(r, option_seed))
     return evaluate_records(model, tokenizer, records, cfg, templates, constrained)
 
 

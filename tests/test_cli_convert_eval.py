@@ -496,3 +496,24 @@ def test_eval_json_leaves_previous_report_on_error(converted, tmp_path, capsys):
     rc, _, _ = run(capsys, "eval", "--gold", converted["fewrel"], "--predictions", p, "--json", rep)
     assert rc == 2 and rep.read_text(encoding="utf-8") == "{}\n"
     assert leftovers(tmp_path, {"report.json", "preds.jsonl"}) == []
+
+
+def test_eval_rejects_gold_with_unknown_task_or_bad_offsets(tmp_path, capsys):
+    """One clear line naming file:line, exit 2, no traceback."""
+    import json as _json
+
+    from instructie.cli import main as _main
+
+    cases = {
+        "task": {"id": "1", "dataset": "d", "task": "ner", "text": "abc"},
+        "outside": {"id": "1", "dataset": "d", "task": "NER", "text": "abc",
+                    "entities": [{"label": "x", "text": "zz", "start": 50, "end": 52}]},
+        "mismatch": {"id": "1", "dataset": "d", "task": "NER", "text": "abc",
+                     "entities": [{"label": "x", "text": "zz", "start": 0, "end": 2}]},
+    }
+    for name, row in cases.items():
+        gold = tmp_path / f"{name}.jsonl"
+        gold.write_text(_json.dumps(row) + "\n")
+        assert _main(["eval", "--gold", str(gold), "--predictions", str(gold), "--field", "text"]) == 2
+        err = capsys.readouterr().err
+        assert f"{gold}:1" in err and "Traceback" not in err, err

@@ -493,10 +493,10 @@ def test_cli_resume_after_interruption(tmp_path, capsys, script, tiny_model_dir)
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    with pytest.MonkeyPatch.context() as m:  # Ctrl-C during generation: exit 130, a valid (empty) output
+    with pytest.MonkeyPatch.context() as m:  # Ctrl-C before any document: exit 130, nothing written
         m.setattr(generation, "generate", interrupted)
         rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out)
-    assert rc == 130 and "interrupted" in err and out.read_bytes() == b""
+    assert rc == 130 and "interrupted" in err and not out.exists()
     assert cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--resume")[0] == 0
     full = out.read_bytes().splitlines(keepends=True)
     assert len(full) == 6
@@ -577,3 +577,25 @@ def test_cli_labels_schema_confidence_unsupported(tmp_path, capsys, script, tiny
     assert rc == 0, err
     asked = {(prompt_task(x, s.templates), _field(x, "Option")) for x in s.sources}
     assert asked == {("NER", "gene, protein"), ("RE", "regulates"), ("EE", "mutation")}
+
+
+def test_cli_failed_fresh_run_keeps_the_previous_output(tmp_path, capsys, script, tiny_model_dir):
+    """A fresh run that stops on bad input before its first document leaves an earlier output as it was."""
+    script(obama_script)
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "old"}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "Obama visited Paris."\n')  # malformed JSON on line 1
+    rc, _, err = cli(capsys, "extract", bad, "--model", tiny_model_dir, "-o", out)
+    assert rc == 2 and f"{bad}:1" in err
+    assert out.read_text() == '{"id": "old"}\n'
+
+
+def test_cli_skip_invalid_drops_a_non_utf8_whole_file_document(tmp_path, capsys, script, tiny_model_dir):
+    script(obama_script)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"Obama visited Paris \xff\xfe.\n")
+    out = tmp_path / "out.jsonl"
+    rc, _, err = cli(capsys, "extract", bad, "--model", tiny_model_dir, "-o", out, "--skip-invalid")
+    assert rc == 0 and "skipped 1" in err
+    assert out.read_text() == ""  # reported as skipped, so not extracted either

@@ -317,3 +317,35 @@ def test_option_order_evaluation_permutes_options_but_keeps_the_set():
     assert reorder_options(r, 1).options == a.options  # deterministic per seed
     src = prompts_for(a, load_templates(), None)[0][1]
     assert "Option: " + ", ".join(a.options) in src
+
+
+def test_answers_of_option_chunks_are_grounded_chunk_by_chunk(monkeypatch):
+    """Labels asked in several prompts: each answer is placed in the text on its own, so
+    "Tim" answered after "Paris" in another prompt still lands on the first Tim."""
+    from instructie import generation
+    from instructie.evaluate import predict
+    from instructie.generation import Generated
+    from instructie.instructions import load_templates
+
+    text = "Tim met Bob in Paris. Tim left."
+    gold = rec("NER", text, entities=[Entity("person", "Tim", 0, 3), Entity("person", "Bob", 8, 11),
+                                      Entity("location", "Paris", 15, 20)])
+    gold.options = ["location", "person"]
+
+    def scripted(model, tok, sources, **kw):
+        return [Generated("Paris | location" if "Option: location" in s else "Tim | person; Bob | person", [], [])
+                for s in sources]
+
+    monkeypatch.setattr(generation, "generate", scripted)
+
+    class _Cfg:
+        vocab_size = 10
+
+    class _Model:
+        config = _Cfg()
+
+    preds, _ = predict(_Model(), None, [gold], load_templates(), max_options=1, max_source_length=64,
+                       max_new_tokens=16)
+    assert sorted((e.start, e.end, e.label) for e in preds[0].entities) == [(0, 3, "person"), (8, 11, "person"),
+                                                                           (15, 20, "location")]
+    assert prf(score_task([gold], preds), "entity")[0] == (3, 0, 0)

@@ -321,3 +321,17 @@ def test_collate_pads_to_multiples_and_masks_labels():
     assert collate([1], tok, pad_id=0, pad_multiple=1)["input_ids"].shape == (1, 2)
     fixed = collate([1], tok, pad_id=0, pad_multiple=16, fixed_source=64, fixed_target=8)
     assert fixed["input_ids"].shape == (1, 64) and fixed["labels"].shape == (1, 8)
+
+
+def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(tmp_path, capsys):
+    """Pruning would keep the old run's higher-numbered checkpoints and --resume would
+    continue the wrong run: a fresh run into such a folder stops with a clear line."""
+    from instructie.cli import main as _main
+
+    ckpt = tmp_path / "out" / "checkpoints" / "step-24"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    args = ["train", "--config", "configs/quickstart.yaml", "--output-dir", str(tmp_path / "out"), "--max-steps", "1"]
+    assert _main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert ckpt.exists()

@@ -99,6 +99,14 @@ def cmd_eval(a) -> int:
 
 
 # ---------------------------------------------------------------- train / pretrain
+def _clear_for_overwrite(a, output_dir: str) -> None:
+    """--overwrite: drop an earlier run's checkpoints so a fresh run may use the folder."""
+    import shutil
+
+    if getattr(a, "overwrite", False) and not a.resume:
+        shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
+
+
 def _run_overrides(a) -> list[str]:
     """--set items plus the shorthand flags train and pretrain share."""
     overrides = list(a.set or [])
@@ -115,14 +123,18 @@ def cmd_train(a) -> int:
     from .config import load_config
     from .train import train
 
-    res = train(load_config(a.config, _run_overrides(a)), resume=a.resume, skip_invalid=a.skip_invalid)
+    cfg = load_config(a.config, _run_overrides(a))
+    _clear_for_overwrite(a, cfg.train.output_dir)
+    res = train(cfg, resume=a.resume, skip_invalid=a.skip_invalid)
     return 0 if res["status"] == "done" else 3
 
 
 def cmd_pretrain(a) -> int:
     from .pretrain import load_pretrain_config, pretrain
 
-    res = pretrain(load_pretrain_config(a.config, _run_overrides(a)), resume=a.resume, skip_invalid=a.skip_invalid)
+    cfg = load_pretrain_config(a.config, _run_overrides(a))
+    _clear_for_overwrite(a, cfg.train.output_dir)
+    res = pretrain(cfg, resume=a.resume, skip_invalid=a.skip_invalid)
     return 0 if res["status"] == "done" else 3
 
 
@@ -204,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         t = sub.add_parser(name, help=helptext)
         t.add_argument("--config", required=True)
         t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        t.add_argument("--overwrite", action="store_true", help="start over in an output folder that holds "
+                       "an earlier run's checkpoints (they are deleted)")
         t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override one config key")
         t.add_argument("--output-dir")
         t.add_argument("--max-steps", type=int)

@@ -13,7 +13,7 @@ from typing import Sequence
 from .instructions import build_source, option_chunks, pick_template, restrict
 from .io import InputError, SkipCounter, iter_jsonl
 from .offsets import ground_for
-from .records import MAIN_TASKS, Record
+from .records import MAIN_TASKS, TASKS, Record
 from .scoring import Prediction, Report, format_table, score_all
 from .targets import ParseResult, parse
 
@@ -67,9 +67,22 @@ def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max
         raw[i].append(g.text)
     preds = []
     for rec, results in zip(records, parsed):
-        res = merge(results)
-        preds.append(Prediction.from_grounded(ground_for(rec, res), res.dropped))
+        # Ground each option chunk's answer on its own (its items are in text order; the
+        # chunks together are not), then pool the located items.
+        preds.append(merge_predictions([Prediction.from_grounded(ground_for(rec, r), r.dropped) for r in results]))
     return preds, [" || ".join(r) for r in raw]
+
+
+def merge_predictions(parts: Sequence[Prediction]) -> Prediction:
+    out = Prediction()
+    for p in parts:
+        out.entities += p.entities
+        out.relations += p.relations
+        out.events += p.events
+        out.labels += p.labels
+        out.dropped.update(p.dropped)
+        out.n_unsupported += p.n_unsupported
+    return out
 
 
 def summarize(report: Report) -> dict[str, float]:
@@ -125,6 +138,25 @@ def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int
 
 
 # ---------------------------------------------------------------- files
+def check_offsets(rec: Record) -> None:
+    """Every span with offsets must lie in the text and match it (ValueError otherwise)."""
+    spans = list(rec.entities)
+    for r in rec.relations:
+        spans += [r.head, r.tail, *r.slots]
+    for ev in rec.events:
+        spans += [ev.trigger, *ev.arguments]
+    for x in spans:
+        if x.start is None and x.end is None:
+            continue
+        if not (isinstance(x.start, int) and isinstance(x.end, int)) or isinstance(x.start, bool):
+            raise ValueError(f"span {x.text!r}: offsets must be integers, got {x.start!r}, {x.end!r}")
+        if not 0 <= x.start < x.end <= len(rec.text):
+            raise ValueError(f"span {x.text!r}: offsets {x.start}-{x.end} are outside the text "
+                             f"(length {len(rec.text)})")
+        if rec.text[x.start:x.end] != x.text:
+            raise ValueError(f"span {x.text!r}: text[{x.start}:{x.end}] is {rec.text[x.start:x.end]!r}")
+
+
 def read_gold(path: str, errors: SkipCounter) -> list[tuple[Record, dict]]:
     out = []
     for no, row in iter_jsonl(path, errors):
@@ -134,6 +166,9 @@ def read_gold(path: str, errors: SkipCounter) -> list[tuple[Record, dict]]:
             rec = Record.from_dict(row)
             if not isinstance(rec.text, str) or not isinstance(rec.task, str):
                 raise ValueError("'text' and 'task' must be strings")
+            if rec.task not in TASKS:
+                raise ValueError(f"unknown task {rec.task!r} (known: {', '.join(TASKS)})")
+            check_offsets(rec)
             out.append((rec, row))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
@@ -161,6 +196,7 @@ def prediction_from_row(rec: Record, row: dict, options: list[str], field: str |
         raise ValueError("'labels' must be a list of strings")
     structured = Record.from_dict({k: row[k] for k in _STRUCTURED[:3] if k in row} |
                                   {"id": rec.id, "dataset": rec.dataset, "task": rec.task, "text": rec.text})
+    check_offsets(structured)
     res = ParseResult(structured.entities, structured.relations, structured.events, list(labels))
     if any(e.start is None for e in res.entities):
         return Prediction.from_grounded(ground_for(rec, res))

@@ -67,7 +67,7 @@ def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCount
         except UnicodeDecodeError as e:
             errors(InputError(name, data[: e.start].count(b"\n") + 1,
                               f"not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})"))
-            text = data.decode("utf-8-sig", errors="replace")
+            return  # skipped (with --skip-invalid), like a bad line in --per-line mode
         if len(text) > MAX_DOC_CHARS:
             errors(InputError(name, None, _too_big(len(text))))
             return
@@ -153,14 +153,19 @@ def run_extract(a) -> int:
     done = set()
     if out_path and a.resume:
         done = finished_ids(out_path)
-    elif out_path and out_path.exists() and not a.resume:
-        out_path.unlink()  # a fresh run replaces the old output
+    fds: list[int] = []
     if out_path:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        def open_output() -> int:
+            # Opened at the first finished document: a run that fails on its input before
+            # that leaves an earlier output untouched. A fresh run replaces it; --resume appends.
+            if not fds:
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                mode = os.O_APPEND if a.resume else os.O_TRUNC
+                fds.append(os.open(out_path, os.O_WRONLY | os.O_CREAT | mode, 0o644))
+            return fds[0]
 
         def emit(line: str) -> None:
-            _write_all(fd, line.encode("utf-8"))
+            _write_all(open_output(), line.encode("utf-8"))
     else:
         def emit(line: str) -> None:  # stdout may be a captured stream with no file descriptor
             sys.stdout.write(line)
@@ -197,9 +202,11 @@ def run_extract(a) -> int:
             bar.update(len(doc.sentences))
             if a.html and len(html_docs) < 2000:
                 html_docs.append(doc)
+        if out_path:
+            open_output()  # a finished run with no document still replaces the old output
     finally:
         bar.close()
-        if out_path:
+        for fd in fds:
             os.close(fd)
     if a.html:
         write_html(a.html, html_docs)

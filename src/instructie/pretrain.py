@@ -40,7 +40,7 @@ from . import __version__
 from .config import PretrainConfig, PretrainDataConfig, load_pretrain_config, pretrain_files
 from .data import load_records, make_batches, round_up
 from .io import ConfigError, InputError, SkipCounter, _decoded_lines, iter_jsonl, read_text, write_json
-from .train import Epoch, find_resume, log, make_accelerator, plot_history, run_loop
+from .train import Epoch, check_output_dir, find_resume, log, make_accelerator, plot_history, run_loop
 
 __all__ = ["pretrain", "load_pretrain_config", "span_corrupt", "corrupt_array", "random_spans_noise_mask",
            "noise_counts", "corrupted_lengths", "chunk_length", "read_texts", "Texts", "Corpus", "add_sentinels",
@@ -367,6 +367,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
 
     t, d = cfg.train, cfg.data
     out = Path(t.output_dir)
+    check_output_dir(out, resume)
     accelerator, precision = make_accelerator(t)
     main = accelerator.is_main_process
 

@@ -106,6 +106,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
 
     t = cfg.train
     out = Path(t.output_dir)
+    check_output_dir(out, resume)
     accelerator, precision = make_accelerator(t)
     main = accelerator.is_main_process
 
@@ -230,6 +231,15 @@ def make_accelerator(t: TrainConfig) -> tuple[Any, str]:
                               gradient_accumulation_steps=t.grad_accum, step_scheduler_with_optimizer=False)
     set_seed(t.seed)
     return accelerator, precision
+
+
+def check_output_dir(out: Path, resume: bool) -> None:
+    """A fresh run must not mix its checkpoints with an earlier run's (pruning would keep
+    the old, higher-numbered ones and a later --resume would continue the wrong run)."""
+    if not resume and checkpoints(out):
+        raise ConfigError(f"{out} holds checkpoints of an earlier run (last: {checkpoints(out)[-1].name}): "
+                          "continue it with --resume, start over with --overwrite, or choose another "
+                          "train.output_dir")
 
 
 def find_resume(out: Path, resume: bool, main: bool = True) -> Path | None:

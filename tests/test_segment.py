@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 pytest.importorskip("spacy")
 
 from instructie import segment as seg_mod  # noqa: E402
-from instructie.segment import Segment, merge_window_items, segment, segment_many  # noqa: E402
+from instructie.segment import Segment, segment, segment_many  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -122,13 +122,6 @@ def test_segment_many_streams():
         assert [(s.start, s.end) for s in segs] == [(s.start, s.end) for s in segment(doc)]
         check(doc, segs)
     assert [s.text for s in rest[1]] == ["第一句。", "第二句！"]
-
-
-def test_merge_window_items():
-    items = [(0, 4, "PER", 0.5), (10, 12, "LOC", 0.9), (0, 4, "PER", 0.8), (0, 4, "ORG", 0.1),
-             (10, 12, "LOC", 0.3)]
-    assert merge_window_items(items) == [(0, 4, "ORG", 0.1), (0, 4, "PER", 0.8), (10, 12, "LOC", 0.9)]
-    assert merge_window_items([]) == []
 
 
 def test_pipelines_cached():

@@ -82,7 +82,6 @@ class TrainConfig:
     save_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 20
-    num_workers: int = 0
 
 
 @dataclass

@@ -86,15 +86,6 @@ def _decoded_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | InputEr
                 yield no, line.rstrip("\r\n")
 
 
-def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line of a UTF-8 file, streaming; blank lines skipped.
-    A line that is not UTF-8 raises ``InputError`` naming file and line."""
-    for no, line in _decoded_lines(path):
-        if isinstance(line, InputError):
-            raise line
-        yield no, line
-
-
 def iter_jsonl(path: str | os.PathLike, on_error: Callable[[InputError], None] | None = None) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object) per line of a JSON-lines file; a bad line (bytes or
     JSON) goes to ``on_error`` (default: raise) and reading goes on with the next."""
@@ -141,15 +132,6 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
-    n = 0
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -226,19 +226,3 @@ def segment_many(
             yield out
         base += len(docs)
 
-
-def merge_window_items(
-    items: Iterable[tuple[int, int, str, float]],
-) -> list[tuple[int, int, str, float]]:
-    """De-duplicate (start, end, label, confidence) items found by overlapping windows.
-
-    Items share document offsets, so the same (start, end, label) seen in two windows is
-    one finding: keep the copy with the higher confidence. Extra trailing tuple fields ride
-    along with the kept copy. Sorted by (start, end, label).
-    """
-    best: dict[tuple[int, int, str], tuple[int, int, str, float]] = {}
-    for item in items:
-        key = (item[0], item[1], item[2])
-        if key not in best or item[3] > best[key][3]:
-            best[key] = item
-    return [best[k] for k in sorted(best)]

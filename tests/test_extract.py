@@ -599,3 +599,21 @@ def test_cli_skip_invalid_drops_a_non_utf8_whole_file_document(tmp_path, capsys,
     rc, _, err = cli(capsys, "extract", bad, "--model", tiny_model_dir, "-o", out, "--skip-invalid")
     assert rc == 0 and "skipped 1" in err
     assert out.read_text() == ""  # reported as skipped, so not extracted either
+
+
+def test_windows_are_cut_per_prompt_not_for_the_most_crowded_one(tiny_model_dir):
+    """Long event-type labels leave little room for the text: only those prompts are windowed;
+    the NER prompt still sees the whole sentence."""
+    from instructie.extractor import Extractor, Schema
+
+    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
+    ex.max_source_length = 120
+    text = "Barack Obama visited Paris on Monday and met Emmanuel Macron at the Elysee Palace in the afternoon ."
+    long_types = ["a very long event type name number %d with many words in it" % k for k in range(3)]
+    _, _, prompts = ex._plan([("d", text)], ["NER", "EE"], Schema(ner=["person"], ee=long_types), "en")
+    ner = [p for p in prompts if p[2] == "NER"]
+    ee = [p for p in prompts if p[2] == "EE"]
+    assert [(p[1].start, p[1].end) for p in ner] == [(0, len(text))]
+    assert len(ee) > 1
+    for _, seg, _, _, _ in prompts:
+        assert text[seg.start:seg.end] == seg.text

@@ -24,7 +24,7 @@ import math
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from .instructions import build_source, option_chunks
 from .io import ConfigError
@@ -237,7 +237,7 @@ class Extractor:
         return (self.templates.get(task) or ["Extract."])[0]
 
     def _plan(self, chunk: list[tuple[str, str]], tasks: Sequence[str], schema: Schema, language: str | None
-              ) -> tuple[list[Document], dict[int, list], list[tuple[int, int, str, list[str], str]]]:
+              ) -> tuple[list[Document], dict[int, list], list[tuple[int, Any, str, list[str], str]]]:
         """Documents, their segments, and one prompt (doc, segment, task, options, source) per
         segment x task x option chunk -- exactly what ``extract`` sends to the model."""
         from .segment import segment_many
@@ -248,7 +248,7 @@ class Extractor:
         def tok_len(s: str) -> int:
             return len(tok(s, add_special_tokens=False)["input_ids"])
 
-        prompts: list[tuple[int, int, str, list[str], str]] = []
+        prompts: list[tuple[int, Any, str, list[str], str]] = []  # doc, segment, task, options, source
         by_lang: dict[str, list[int]] = {}
         for i, d in enumerate(docs):
             by_lang.setdefault(d.language, []).append(i)
@@ -256,19 +256,23 @@ class Extractor:
         for lang, idxs in by_lang.items():
             plans = {t: [(o, self._text_budget(t, o)) for o in
                          option_chunks(self._labels_for(t, schema, lang), self.max_options)] for t in tasks}
-            budget = min((b for v in plans.values() for _, b in v), default=self.max_source_length)
+            # Sentences are windowed for the roomiest prompt; a prompt with less room for the
+            # text (long labels) windows only the sentences too long for it.
+            budget = max((b for v in plans.values() for _, b in v), default=self.max_source_length)
             templates = {t: self._template(t) for t in tasks}
             for i, segs in zip(idxs, segment_many((docs[i].text for i in idxs), language=lang,
                                                   max_len=budget, length_fn=tok_len, overlap=32)):
                 seg_of[i] = segs
                 docs[i].sentences = _sentence_spans(segs)
-                for k, s in enumerate(segs):
+                for s in segs:
+                    n_tokens = tok_len(s.text)
                     for t in tasks:
-                        for opts, _ in plans[t]:
+                        for opts, room in plans[t]:
                             if not opts:
                                 continue
-                            rec = Record("", "", t, s.text, options=opts)
-                            prompts.append((i, k, t, opts, build_source(rec, templates[t], opts)))
+                            for piece in ([s] if n_tokens <= room else _windows(s, lang, room, tok_len)):
+                                rec = Record("", "", t, piece.text, options=opts)
+                                prompts.append((i, piece, t, opts, build_source(rec, templates[t], opts)))
         return docs, seg_of, prompts
 
     def _extract_chunk(self, chunk, tasks, schema, language, batch_size, num_beams, max_new_tokens,
@@ -289,8 +293,7 @@ class Extractor:
                                    logits_processor_factory=factory, progress=progress)
         roles = {**self.trained_roles(), **schema.ee_roles}
         found: dict[int, dict] = {i: {} for i in range(len(docs))}
-        for (i, k, task, opts, _), g in zip(prompts, outs):
-            seg = seg_of[i][k]
+        for (i, seg, task, opts, _), g in zip(prompts, outs):
             doc = docs[i]
             # Items are parsed one by one (each has its own confidence), then grounded together,
             # so that repeated mentions take successive occurrences ("Paris; Paris" -> two
@@ -381,6 +384,15 @@ def _shifted_dict(item, offset: int) -> dict:
             return [fix(v) for v in x]
         return x
     return fix(asdict(item))
+
+
+def _windows(seg, language: str, room: int, tok_len) -> list:
+    """``seg`` cut into overlapping windows of at most ``room`` tokens, in document offsets."""
+    from .segment import segment
+
+    return [replace(w, doc_index=seg.doc_index, start=seg.start + w.start, end=seg.start + w.start + len(w.text),
+                    sentence_index=seg.sentence_index, window_index=seg.window_index + k)
+            for k, w in enumerate(segment(seg.text, language=language, max_len=room, length_fn=tok_len, overlap=32))]
 
 
 def _shift(x, offset: int, score: float, label: str | None = None) -> Span:

@@ -1,4 +1,4 @@
-"""The ``instructie`` command: convert, eval, train, pretrain, extract.
+"""instructie: convert, eval, train, pretrain, test and extract from the command line.
 
 Bad input ends with one clear line (file, line/record, problem) and exit code 2,
 never a traceback; ``--skip-invalid`` counts bad records and goes on.

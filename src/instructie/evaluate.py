@@ -31,17 +31,6 @@ def prompts_for(record: Record, templates: dict, max_options: int | None) -> lis
     return [(c, build_source(restrict(record, c), instr, c)) for c in chunks]
 
 
-def merge(results: Sequence[ParseResult]) -> ParseResult:
-    out = ParseResult()
-    for r in results:
-        out.entities += r.entities
-        out.relations += r.relations
-        out.events += r.events
-        out.labels += r.labels
-        out.dropped.update(r.dropped)
-    return out
-
-
 def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
             max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
             constrained: bool | str = False) -> tuple[list[Prediction], list[str]]:

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from .instructions import build_source, option_chunks
 from .io import ConfigError
 from .offsets import ground
-from .records import Entity, Event, Record, detect_language, unique
+from .records import Event, Record, detect_language, unique
 from .targets import ParseResult, item_ranges, parse
 
 EXTRACT_TASKS = ("NER", "RE", "EE")

@@ -40,7 +40,7 @@ from . import __version__
 from .config import PretrainConfig, PretrainDataConfig, load_pretrain_config, pretrain_files
 from .data import load_records, make_batches, round_up
 from .io import ConfigError, InputError, SkipCounter, _decoded_lines, iter_jsonl, read_text, write_json
-from .train import Epoch, check_output_dir, find_resume, log, make_accelerator, plot_history, run_loop
+from .train import Epoch, check_output_dir, find_resume, log, make_accelerator, plot_history, run_loop, write_run_files
 
 __all__ = ["pretrain", "load_pretrain_config", "span_corrupt", "corrupt_array", "random_spans_noise_mask",
            "noise_counts", "corrupted_lengths", "chunk_length", "read_texts", "Texts", "Corpus", "add_sentinels",
@@ -416,11 +416,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
     model_report.update(sentinels_added=added, sentinel_ids=[sentinels[0], sentinels[-1]],
                         embedding_rows=model.get_input_embeddings().num_embeddings, tokenizer_len=len(tokenizer))
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume_from is None:
-            tokenizer.save_pretrained(str(out / "tokenizer"))
-        write_json(out / "run_config.json", cfg.to_dict())
-        write_json(out / "model_report.json", model_report)
+        write_run_files(out, resume_from, tokenizer, cfg, model_report)
         log(f"model: {model_report.get('summary', '')}" + (f"; added {added} sentinel tokens" if added else ""))
 
     # 3. the token stream, held-out texts, chunk sizes, total steps

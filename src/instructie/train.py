@@ -132,11 +132,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     texts = list(training_texts(train_sources)) + [s for v in templates.values() for s in v]
     model, tokenizer, model_report = load_model_and_tokenizer(spec, texts)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume_from is None:
-            tokenizer.save_pretrained(str(out / "tokenizer"))
-        write_json(out / "run_config.json", cfg.to_dict())
-        write_json(out / "model_report.json", model_report)
+        write_run_files(out, resume_from, tokenizer, cfg, model_report)
         log(f"model: {model_report.get('summary', '')}")
 
     # 3. total steps, and one epoch of batches: instances re-sampled, tokenized, length-grouped.
@@ -231,6 +227,15 @@ def make_accelerator(t: TrainConfig) -> tuple[Any, str]:
                               gradient_accumulation_steps=t.grad_accum, step_scheduler_with_optimizer=False)
     set_seed(t.seed)
     return accelerator, precision
+
+
+def write_run_files(out: Path, resume_from: Path | None, tokenizer, cfg, model_report: dict) -> None:
+    """The run's tokenizer (on a fresh start: a resume must reuse the first one), config and model report."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resume_from is None:
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+    write_json(out / "run_config.json", cfg.to_dict())
+    write_json(out / "model_report.json", model_report)
 
 
 def check_output_dir(out: Path, resume: bool) -> None:

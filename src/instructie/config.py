@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .io import ConfigError
+from .io import ConfigError, read_yaml
 from .records import TASKS
 
 
@@ -299,12 +299,7 @@ def _load(cls, path: str | Path | None, overrides: list[str], base: dict | None)
     data: dict = dict(base or {})
     if path:
         p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        data = read_yaml(p, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
     for item in overrides:

@@ -138,6 +138,15 @@ _GIVEN_MARKERS = (b"Entities: ", b"Pairs: ", b"Event: ", b"Head: ", b"Tail: ")
 _WS = b" \t\n\r\x0b\x0c"
 
 
+def _strip(rb: bytes, s: int, e: int) -> tuple[int, int]:
+    """``rb[s:e]`` without white space at its ends, as (start, end)."""
+    while s < e and rb[s] in _WS:
+        s += 1
+    while e > s and rb[e - 1] in _WS:
+        e -= 1
+    return s, e
+
+
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte <-> printable character map (used by byte-level BPE vocabularies)."""
     bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
@@ -271,21 +280,12 @@ def _find_units(rb: bytes) -> tuple[list[tuple[int, int, int, bool]], bytes]:
                 if p >= 0] + [n])
     pos = ostart
     for part in rb[ostart:oend].split(b", "):
-        s, e = pos, pos + len(part)
-        pos = e + 2
-        while s < e and rb[s] in _WS:
-            s += 1
-        while e > s and rb[e - 1] in _WS:
-            e -= 1
+        s, e = _strip(rb, pos, pos + len(part))
+        pos += len(part) + 2
         if e > s:
             units.append((s, e, LABEL, True))
-    ts = t + t_len
     a = rb.rfind(b"Answer:")
-    te = a if a >= ts else n
-    while ts < te and rb[ts] in _WS:
-        ts += 1
-    while te > ts and rb[te - 1] in _WS:
-        te -= 1
+    ts, te = _strip(rb, t + t_len, a if a >= t + t_len else n)
     if te > ts:
         units.append((ts, te, TEXT, False))
     return units, rb[:o]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .instructions import build_source, option_chunks
-from .io import ConfigError
+from .io import ConfigError, read_yaml
 from .offsets import ground
 from .records import Event, Record, detect_language, unique
 from .targets import ParseResult, item_ranges, parse
@@ -91,14 +91,8 @@ class Schema:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Schema":
-        import yaml
         p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: schema file not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML/JSON: {e}") from None
+        data = read_yaml(p, "schema file")
         if not isinstance(data, dict) or not set(data) <= {"ner", "re", "ee"}:
             raise ConfigError(f"{p}: expected a mapping with keys ner, re, ee")
         ee = data.get("ee")

@@ -21,9 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import yaml
 
-from .io import ConfigError
+from .io import ConfigError, read_yaml
 from .records import AUX_OF, TASKS, Record, unique
 from .targets import render, render_items
 
@@ -46,12 +45,7 @@ class Instance:
 
 def load_templates(path: str | Path | None = None) -> dict[str, list[str]]:
     p = Path(path) if path else DEFAULT_TEMPLATES
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: template file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    data = read_yaml(p, "template file")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping task -> list of templates")
     out = {}

@@ -102,6 +102,21 @@ def iter_jsonl(path: str | os.PathLike, on_error: Callable[[InputError], None] |
         yield no, obj
 
 
+def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
+    """A YAML (or JSON) file's content; ConfigError naming the file when missing or invalid."""
+    import yaml
+
+    p = Path(path)
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{p}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: {what} is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     text = read_text(path)
     try:

@@ -26,6 +26,15 @@ def register(name: str):
     return wrap
 
 
+def check_options(adapter: str, options: dict, known: set[str]) -> None:
+    """Unknown adapter options are a ConfigError naming them (a typo must not be ignored)."""
+    unknown = set(options) - known
+    if unknown:
+        from instructie.io import ConfigError
+        raise ConfigError(f"{adapter}: unknown option(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(known))}")
+
+
 def get_adapter(name: str) -> Callable:
     for m in _MODULES:  # import lazily so an adapter's bug cannot break the others
         if m == name and name not in ADAPTERS:

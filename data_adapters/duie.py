@@ -40,7 +40,7 @@ from instructie.io import ConfigError, InputError, SkipCounter, iter_jsonl
 from instructie.offsets import Span, closest_pair, nearest
 from instructie.records import Argument, Entity, Record, Relation, find_all
 
-from . import register
+from . import check_options, register
 
 _OPTIONS = {"schema", "labeled"}
 
@@ -128,9 +128,7 @@ def _check_spo(spo: Any, schema: dict) -> str | None:
 @register("duie")
 def read(path: str, *, split: str = "", on_error: Callable[[InputError], None] | None = None,
          stats: Counter | None = None, **options: Any) -> Iterator[Record]:
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise ConfigError(f"duie: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+    check_options("duie", options, _OPTIONS)
     if not options.get("schema"):
         raise ConfigError("duie: option 'schema' (path to duie_schema.json) is required")
     labeled = options.get("labeled", True)

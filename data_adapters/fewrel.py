@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 from instructie.io import ConfigError, InputError, SkipCounter, read_json
 from instructie.records import Entity, Record, Relation
 
-from . import register
+from . import check_options, register
 
 _OPTIONS = {"pid2name", "relations", "unseen_relations", "seed", "part", "instance_split", "test_fraction"}
 
@@ -97,9 +97,7 @@ def _choose_unseen(pids: list[str], unseen: Any, seed: int) -> set[str]:
 @register("fewrel")
 def read(path: str, *, split: str = "", on_error: Callable[[InputError], None] | None = None,
          stats: Counter | None = None, **options: Any) -> Iterator[Record]:
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise ConfigError(f"fewrel: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+    check_options("fewrel", options, _OPTIONS)
     if not options.get("pid2name"):
         raise ConfigError("fewrel: option 'pid2name' (path to pid2name.json) is required")
     seed = options.get("seed", 0)

@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator
 from instructie.io import ConfigError, InputError, SkipCounter, read_text
 from instructie.records import Entity, Record, find_all, unique
 
-from . import register
+from . import check_options, register
 
 DATASET = "fin_negative"
 COLUMNS = ["id", "title", "text", "entity"]
@@ -68,9 +68,7 @@ _SENT_END = re.compile(r"[。！？!?；;\n]+")
 @register("fin_negative")
 def read(path, *, split: str = "", on_error: Callable[[InputError], None] | None = None,
          stats: Counter | None = None, **options: Any) -> Iterator[Record]:
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise ConfigError(f"fin_negative: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_OPTIONS))}")
+    check_options("fin_negative", options, _OPTIONS)
     max_chars = options.get("max_chars", 400)
     if not isinstance(max_chars, int) or isinstance(max_chars, bool) or (max_chars and max_chars < 50):
         raise ConfigError(f"fin_negative: max_chars must be 0 (no limit) or an integer >= 50, not {max_chars!r}")

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 from instructie.io import ConfigError, InputError, SkipCounter, read_json
 from instructie.records import Argument, Entity, Event, Record, Relation, detect_language, find_all
 
-from . import register
+from . import check_options, register
 
 TASK_DIRS = ("NER", "RE", "EE")
 SPLITS = ("train", "dev", "test")
@@ -50,9 +50,7 @@ class _Bad(Exception):
 @register("ie_instructions")
 def read(path, *, split: str = "", on_error: Callable[[InputError], None] | None = None,
          stats: Counter | None = None, **options: Any) -> Iterator[Record]:
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise ConfigError(f"ie_instructions: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_OPTIONS))}")
+    check_options("ie_instructions", options, _OPTIONS)
     if split not in ("",) + SPLITS:
         raise ConfigError(f"ie_instructions: split must be one of train, dev, test or empty, not {split!r}")
     on_error = on_error or SkipCounter(False)

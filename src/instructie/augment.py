@@ -74,7 +74,7 @@ def replace_mentions(record: Record, pool: MentionPool, rng: random.Random, p: f
     for (a, b, _), (c, d, _) in zip(edits, edits[1:]):
         if c < b:  # overlapping annotations: keep the record as it is
             return record
-    all_offsets = _offsets(record)
+    all_offsets = [(x.start, x.end) for x in record.spans() if x.start is not None]
     for s, e in all_offsets:  # a span cutting into an edit cannot be mapped
         for a, b, _ in edits:
             if (s, e) != (a, b) and s < b and a < e:
@@ -107,13 +107,3 @@ def replace_mentions(record: Record, pool: MentionPool, rng: random.Random, p: f
                    for r in record.relations],
         events=[Event(ev.type, move(ev.trigger), tuple(move(a) for a in ev.arguments)) for ev in record.events],
     )
-
-
-def _offsets(record: Record) -> list[tuple[int, int]]:
-    out = [(e.start, e.end) for e in record.entities]
-    for r in record.relations:
-        out += [(r.head.start, r.head.end), (r.tail.start, r.tail.end)] + [(a.start, a.end) for a in r.slots]
-    for ev in record.events:
-        out += [(ev.trigger.start, ev.trigger.end)] + [(a.start, a.end) for a in ev.arguments]
-    return [(s, e) for s, e in out if s is not None]
-

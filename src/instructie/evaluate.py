@@ -129,12 +129,7 @@ def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int
 # ---------------------------------------------------------------- files
 def check_offsets(rec: Record) -> None:
     """Every span with offsets must lie in the text and match it (ValueError otherwise)."""
-    spans = list(rec.entities)
-    for r in rec.relations:
-        spans += [r.head, r.tail, *r.slots]
-    for ev in rec.events:
-        spans += [ev.trigger, *ev.arguments]
-    for x in spans:
+    for x in rec.spans():
         if x.start is None and x.end is None:
             continue
         if not (isinstance(x.start, int) and isinstance(x.end, int)) or isinstance(x.start, bool):

@@ -78,6 +78,15 @@ class Record:
     split: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def spans(self) -> list[Entity | Argument]:
+        """Every span of the record: entities, relation heads/tails/slots, triggers, arguments."""
+        out: list[Entity | Argument] = list(self.entities)
+        for r in self.relations:
+            out += [r.head, r.tail, *r.slots]
+        for ev in self.events:
+            out += [ev.trigger, *ev.arguments]
+        return out
+
     def to_dict(self) -> dict:
         return asdict(self)
 

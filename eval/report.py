@@ -7,16 +7,49 @@ records, same scorers). Only numbers that a recorded command produced appear.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
-RUN = HERE / "runs" / "multitask-small"
+RUNS = HERE / "runs"
 MARK_BEGIN, MARK_END = "<!-- generated: begin -->", "<!-- generated: end -->"
 DEVICE = "NVIDIA H100 80GB HBM3 (device tool, nvidia-h100-x1), torch 2.11, transformers 5.17"
-COMMAND = ("INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml --max-time 455; "
-           "then --resume --max-time 840 --set train.max_steps=5000 --set train.compile=false; then --resume "
-           "(final eval); constrained: instructie test --model runs/multitask-small --config "
-           "configs/multitask-small.yaml --constrained on")
+INIT = "random (T5 Flan-small shape, {params}; tokenizer trained on the training texts)"
+TEST_COPY = ("instructie test --model runs/{run} --config configs/{config}.yaml --constrained copy "
+             "--json test_copy.json")
+
+# The runs, newest first. "metrics" comes from the run's metrics.json, or from the test table in its log
+# when the machine holding metrics.json was returned before it could be copied back (plain-4000).
+RUN_SPECS = [
+    {"name": "multitask-small-copy", "dir": "multitask-small-copy", "config": "configs/multitask-small.yaml",
+     "params": "61.0M params incl. the copy head",
+     "summary": "copy head, 4,000 steps (session 2, best)",
+     "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml --max-time 450; "
+                "then --resume (final eval); " + TEST_COPY.format(run="multitask-small", config="multitask-small")},
+    {"name": "multitask-small-plain-4000", "dir": "multitask-small-plain-4000",
+     "config": "configs/multitask-small.yaml", "params": "60.4M params", "log": "train_c.log",
+     "summary": "no copy head, 4,000 steps (session 2, same schedule)",
+     "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml "
+                "--set model.copy_head=false --output-dir runs/multitask-small-plain --max-time 400; then --resume"},
+    {"name": "multitask-small-zeroshot", "dir": "multitask-small-zeroshot",
+     "config": "configs/multitask-small-zeroshot.yaml", "params": "61.0M params incl. the copy head",
+     "summary": "copy head, no CrossNER training, 4,000 steps (session 2)",
+     "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small-zeroshot.yaml "
+                "--max-time 400; then --resume --max-time 470 (final eval); "
+                + TEST_COPY.format(run="multitask-small-zeroshot", config="multitask-small-zeroshot")},
+    {"name": "multitask-small (session 1)", "dir": "multitask-small", "config": "configs/multitask-small.yaml "
+     "as of commit 37f7be4 (no copy head, AdamW 6e-4, 10,000-step cosine stopped at 5,000)",
+     "params": "60.4M params", "constrained_file": "test_constrained.json", "constrained_key": "constrained",
+     "summary": "no copy head, 5,000 of 10,000 scheduled steps (session 1)",
+     "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml --max-time 455; "
+                "then --resume --max-time 840 --set train.max_steps=5000 --set train.compile=false; then --resume; "
+                "instructie test --model runs/multitask-small --config configs/multitask-small.yaml --constrained on"},
+]
+HEAD = {"NER": "entity_f1", "RE": "triple_f1", "EE": "trigger_cls_f1", "RC": "accuracy", "NEG": "competition"}
+ROWS = [("CoNLL2003", "NER", "entity_f1"), ("CrossNER_AI", "NER", "entity_f1"),
+        ("CrossNER_literature", "NER", "entity_f1"), ("DuEE", "EE", "trigger_cls_f1"), ("DuEE", "EE", "arg_cls_f1"),
+        ("duie", "RE", "triple_f1"), ("fewrel", "RC", "accuracy"), ("fewrel_unseen", "RC", "accuracy"),
+        ("fin_negative", "NEG", "competition")]
 
 
 def metrics_by_key(scores: list[dict]) -> dict:
@@ -27,9 +60,63 @@ def metrics_by_key(scores: list[dict]) -> dict:
     return out
 
 
+def metrics_from_log(path: Path) -> dict:
+    """The '*' rows of the test table (P R F1 per dataset/task/metric) and the key=value summary lines."""
+    out: dict = {}
+    row = re.compile(r"^(\S+)\s+([A-Z]+)\s+(\S+)\s+\*\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+\d+\s*$")
+    summary = re.compile(r"^(\S+) ([A-Z]+): records=\d+;(.*)$")
+    for line in path.read_text(encoding="utf-8").replace("\r", "\n").splitlines():
+        if m := row.match(line):
+            ds, task, metric, p, r, f = m.groups()
+            out.setdefault(ds, {}).setdefault(task, {}).update(
+                {f"{metric}_precision": float(p), f"{metric}_recall": float(r), f"{metric}_f1": float(f)})
+        elif m := summary.match(line):
+            ds, task, rest = m.groups()
+            for k, v in re.findall(r"(\w+)=([\d.]+)(?=;|$)", rest.split("; dropped")[0]):
+                if k != "unsupported":
+                    out.setdefault(ds, {}).setdefault(task, {})[k] = float(v)
+    return out
+
+
+def load_run(spec: dict, base_metrics: dict) -> dict:
+    d = RUNS / spec["dir"]
+    if "log" in spec:
+        metrics, wall, unsupported = metrics_from_log(d / spec["log"]), None, None
+        steps = 4000
+        m = re.findall(r"saved model to \S+ \(step (\d+), (\d+) s of training\)", (d / spec["log"]).read_text())
+        if m:
+            steps, wall = int(m[-1][0]), float(m[-1][1])
+        constrained, c_unsupported = {}, None
+    else:
+        mj = json.loads((d / "metrics.json").read_text())
+        metrics, wall, steps = metrics_by_key(mj["test"]["scores"]), round(mj["train_time_s"], 1), mj["step"]
+        unsupported = mj["test"]["unsupported_rate"]
+        cj = json.loads((d / spec.get("constrained_file", "test_copy.json")).read_text())
+        c = cj[spec.get("constrained_key", "constrained_copy")]
+        constrained, c_unsupported = metrics_by_key(c["scores"]), c["unsupported_rate"]
+    report = d / "model_report.json"
+    return {
+        "name": spec["name"], "summary": spec["summary"],
+        "init": INIT.format(params=spec["params"]),
+        "config": spec["config"], "command": spec["command"], "device": DEVICE, "wall_s": wall, "steps": steps,
+        "copy_head": json.loads(report.read_text()).get("copy_head", False) if report.exists() else False,
+        "metrics": metrics,
+        "metrics_constrained": constrained,
+        "constrained_mode": "vocab" if spec.get("constrained_key") == "constrained" else "copy",
+        "unsupported_rate": {"unconstrained": unsupported, "constrained": c_unsupported},
+        "baselines": base_metrics,
+    }
+
+
+def get(m: dict, ds: str, task: str, metric: str):
+    return m.get(ds, {}).get(task, {}).get(metric)
+
+
+def fmt(v) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
 def main() -> None:
-    metrics = json.loads((RUN / "metrics.json").read_text())
-    constrained = json.loads((RUN / "test_constrained.json").read_text())["constrained"]
     base = json.loads((HERE / "baselines.json").read_text())
     base_metrics: dict = {}
     for name, scores in base["scores"].items():
@@ -37,67 +124,65 @@ def main() -> None:
             for k, v in s["metrics"].items():
                 if k.endswith(("_f1", "accuracy", "macro_f1")) or k == "competition":
                     base_metrics.setdefault(s["dataset"], {}).setdefault(s["task"], {})[f"{name}:{k}"] = round(v, 4)
-    runs = [{
-        "name": "multitask-small (random init, 5,000 steps)",
-        "init": "random (T5 Flan-small shape, 60.4M params; tokenizer trained on the training texts)",
-        "config": "configs/multitask-small.yaml",
-        "command": COMMAND,
-        "device": DEVICE,
-        "wall_s": round(metrics["train_time_s"], 1),
-        "metrics": metrics_by_key(metrics["test"]["scores"]),
-        "metrics_constrained": metrics_by_key(constrained["scores"]),
-        "unsupported_rate": {"unconstrained": metrics["test"]["unsupported_rate"],
-                             "constrained": constrained["unsupported_rate"]},
-        "baselines": base_metrics,
-    }]
+    runs = [load_run(spec, base_metrics) for spec in RUN_SPECS]
     (HERE / "results.json").write_text(json.dumps({"runs": runs}, ensure_ascii=False, indent=2) + "\n")
 
-    head = {"NER": "entity_f1", "RE": "triple_f1", "EE": "trigger_cls_f1", "RC": "accuracy", "NEG": "competition"}
-    best = {}
-    for ds, tasks in base_metrics.items():
-        for task, vals in tasks.items():
-            want = head.get(task)
-            cands = {k: v for k, v in vals.items() if k.split(":")[1] == want}
-            if task == "EE":
-                cands = {k: v for k, v in vals.items() if k.endswith(":trigger_cls_f1")}
-            if cands:
-                k = max(cands, key=cands.get)
-                best[(ds, task)] = (k.split(":")[0], cands[k])
-    rows = ["| dataset | task | metric | model | model, constrained | best no-model baseline | beats baseline? |",
-            "|---|---|---|---|---|---|---|"]
+    best: dict = {}
+    for (ds, task, metric) in ROWS:
+        vals = base_metrics.get(ds, {}).get(task, {})
+        cands = {k: v for k, v in vals.items() if k.split(":")[1] == metric}
+        if cands:
+            k = max(cands, key=cands.get)
+            best[(ds, task, metric)] = (k.split(":")[0], cands[k])
+
     r = runs[0]
-    for ds, tasks in r["metrics"].items():
-        for task, vals in tasks.items():
-            metric = head.get(task)
-            extra = [metric] + (["arg_cls_f1"] if task == "EE" else [])
-            for m in extra:
-                v = vals.get(m)
-                c = r["metrics_constrained"].get(ds, {}).get(task, {}).get(m)
-                b = best.get((ds, task)) if m == metric else None
-                if m == "arg_cls_f1":
-                    bv = base_metrics.get(ds, {}).get(task, {}).get("trigger_dictionary:arg_cls_f1")
-                    b = ("trigger_dictionary", bv) if bv is not None else None
-                bt = f"{b[1]:.4f} ({b[0]})" if b else "none (zero-shot: no training data)"
-                verdict = "—" if not b else ("yes" if v is not None and v > b[1] else "**no**")
-                rows.append(f"| {ds} | {task} | {m} | {v:.4f} | {c:.4f} | {bt} | {verdict} |")
-    table = "\n".join(rows)
+    rows = ["| dataset | task | metric | model | model, copy-constrained | best no-model baseline | "
+            "beats baseline? (free / constrained) |", "|---|---|---|---|---|---|---|"]
+    for ds, task, metric in ROWS:
+        v, c = get(r["metrics"], ds, task, metric), get(r["metrics_constrained"], ds, task, metric)
+        b = best.get((ds, task, metric))
+        bt = f"{b[1]:.4f} ({b[0]})" if b else "none (zero-shot: no training data)"
+        verdict = "—" if not b else " / ".join("yes" if x is not None and x > b[1] else "**no**" for x in (v, c))
+        rows.append(f"| {ds} | {task} | {metric} | {fmt(v)} | {fmt(c)} | {bt} | {verdict} |")
+
+    abl = ["| dataset | metric | " + " | ".join(x["summary"] for x in runs) + " | best baseline |",
+           "|---|---|" + "---|" * (len(runs) + 1)]
+    for ds, task, metric in ROWS:
+        cells = []
+        for x in runs:
+            v, c = get(x["metrics"], ds, task, metric), get(x["metrics_constrained"], ds, task, metric)
+            cells.append(fmt(v) + (f" ({fmt(c)})" if c is not None else ""))
+        b = best.get((ds, task, metric))
+        abl.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {fmt(b[1]) if b else '—'} |")
+    abl.append("| *unsupported-span rate* | | " + " | ".join(
+        (fmt(x["unsupported_rate"]["unconstrained"]) + (f" ({fmt(x['unsupported_rate']['constrained'])})"
+                                                         if x["unsupported_rate"]["constrained"] is not None else ""))
+        for x in runs) + " | |")
+    abl.append("| *training time (s) / steps* | | " + " | ".join(
+        f"{x['wall_s']:.0f} / {x['steps']}" if x["wall_s"] else f"— / {x['steps']}" for x in runs) + " | |")
+
     brow = ["| run | size | variant | batch | examples/s | target tokens/s | peak GiB | MFU | × plain (same run) |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for call, recs in (("call 2", json_lines(HERE / "runs/bench/bench_train_call2.jsonl")),
-                       ("call 1", json_lines(HERE / "runs/bench/bench_train_call1.jsonl"))):
+    for call, recs in (("call 2", json_lines(RUNS / "bench/bench_train_call2.jsonl")),
+                       ("call 1", json_lines(RUNS / "bench/bench_train_call1.jsonl"))):
         for x in recs:
             p = next(y for y in recs if y["variant"] == "plain" and y["size"] == x["size"])
             brow.append(f"| {call} | {x['size']} | {x['variant']} | {x['batch_size']} | {x['examples_per_s']} | "
                         f"{x['target_tokens_per_s']} | {x['peak_mem_gib']} | {x['mfu'] * 100:.1f}% | "
                         f"{x['examples_per_s'] / p['examples_per_s']:.2f} |")
-    gen = "\n".join([MARK_BEGIN, "", "### Test splits: model beside its no-model baselines (`python eval/report.py`)", "",
-                     f"Run: {r['name']}; init: {r['init']}; config `{r['config']}`; device: {r['device']}; "
-                     f"training time {r['wall_s']} s over three ≤10-minute calls.", "",
-                     table, "",
-                     f"Unsupported-span rate on the test splits (items whose spans are not in the text): "
-                     f"{r['unsupported_rate']['unconstrained']:.4f} unconstrained, "
-                     f"{r['unsupported_rate']['constrained']:.4f} constrained.", "",
-                     "### Training throughput (`eval/bench_train.py`, H100)", "", "\n".join(brow), "", MARK_END])
+    gen = "\n".join([
+        MARK_BEGIN, "",
+        "### Test splits: the best model beside its no-model baselines (`python eval/report.py`)", "",
+        f"Run: {r['name']} ({r['summary']}); init: {r['init']}; config `{r['config']}`; device: {r['device']}; "
+        f"training time {r['wall_s']} s over two ≤10-minute calls.", "",
+        "\n".join(rows), "",
+        f"Unsupported-span rate on the test splits (items whose spans are not in the text): "
+        f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
+        f"copy-constrained.", "",
+        "### Ablation: the same mix with and without the copy head (test splits; copy-/vocab-constrained in "
+        "parentheses)", "",
+        "\n".join(abl), "",
+        "### Training throughput (`eval/bench_train.py`, H100)", "", "\n".join(brow), "", MARK_END])
     path = HERE / "RESULTS.md"
     text = path.read_text(encoding="utf-8") if path.exists() else MARK_BEGIN + "\n" + MARK_END + "\n"
     a, b_ = text.index(MARK_BEGIN), text.index(MARK_END) + len(MARK_END)

@@ -27,6 +27,7 @@ class ModelConfig:
     tokenizer: str | None = None      # path or hub id; None -> trained on the training texts
     vocab_size: int = 16000           # for a trained tokenizer
     extend_vocab: bool = True         # add characters a pretrained tokenizer maps to <unk>
+    copy_head: bool = False           # T5 + pointer-generator copy head (copy_head.py): learn to copy spans
 
 
 @dataclass

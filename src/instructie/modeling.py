@@ -53,6 +53,7 @@ class ModelSpec:
     tokenizer: str | None = None  # tokenizer dir/hub id; None: the model's (pretrained) or trained (random)
     vocab_size: int = 16000  # for a tokenizer trained from the texts
     extend_vocab: bool = True  # add characters the tokenizer maps to <unk> (needs train_texts)
+    copy_head: bool = False  # add a pointer-generator copy head (copy_head.py); kept when the model has one
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -103,8 +104,13 @@ def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None 
     else:
         if spec.size not in SIZES:
             raise ConfigError(f"model.size must be one of {sorted(SIZES)}, got {spec.size!r}")
-        model = build_random_t5(spec.size, _round_up(len(tokenizer), VOCAB_MULTIPLE), tokenizer)
+        model = build_random_t5(spec.size, _round_up(len(tokenizer), VOCAB_MULTIPLE), tokenizer,
+                                copy_head=spec.copy_head)
         report["source"] = f"random-init T5 ({spec.size})"
+    if spec.copy_head and not getattr(model.config, "copy_head", False):
+        from .copy_head import add_copy_head
+        model = add_copy_head(model)
+    report["copy_head"] = bool(getattr(model.config, "copy_head", False))
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:  # extended vocab, or resuming with an already-extended tokenizer
         resize_embeddings(model, len(tokenizer))
@@ -128,8 +134,9 @@ def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None 
     return model, tokenizer, report
 
 
-def build_random_t5(size: str, vocab_rows: int, tokenizer: Any = None) -> nn.Module:
-    """A random-init Flan-T5-shaped model with the init fixes described in the module docstring."""
+def build_random_t5(size: str, vocab_rows: int, tokenizer: Any = None, copy_head: bool = False) -> nn.Module:
+    """A random-init Flan-T5-shaped model with the init fixes described in the module docstring
+    (with ``copy_head``: the pointer-generator T5 of copy_head.py)."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     pad = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
@@ -137,7 +144,11 @@ def build_random_t5(size: str, vocab_rows: int, tokenizer: Any = None) -> nn.Mod
     config = T5Config(vocab_size=vocab_rows, feed_forward_proj="gated-gelu", dropout_rate=0.1,
                       tie_word_embeddings=False,  # 5.x: means "no output scaling"; 4.x: also "untied"
                       pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad, **SIZES[size])
-    model = T5ForConditionalGeneration(config)
+    if copy_head:
+        from .copy_head import CopyT5ForConditionalGeneration
+        model = CopyT5ForConditionalGeneration(config)
+    else:
+        model = T5ForConditionalGeneration(config)
     if getattr(model.config, "scale_decoder_outputs", False):  # would double-scale with our head init
         raise RuntimeError("transformers built a T5 that scales decoder outputs despite tie_word_embeddings=False")
     d = config.d_model
@@ -221,18 +232,29 @@ def _load_tokenizer(name: str, what: str = "tokenizer") -> Any:
 
 
 def _load_pretrained_model(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
-    from transformers import AutoModelForSeq2SeqLM
-
     name = os.path.expanduser(name)
     try:
-        with _quiet_transformers("so we will NOT tie them"):
-            # dtype explicit: 5.x defaults to the checkpoint's dtype; training wants fp32 master weights.
-            model = AutoModelForSeq2SeqLM.from_pretrained(name, use_safetensors=True, trust_remote_code=False,
-                                                          dtype=dtype)
+        # dtype explicit: 5.x defaults to the checkpoint's dtype; training wants fp32 master weights.
+        model = _from_pretrained(name, dtype=dtype)
     except Exception as err:
         raise _hub_error("model", name, err) from err
     _pin_untied_head(model)
     return model
+
+
+def _from_pretrained(name: str, **kwargs: Any) -> nn.Module:
+    """A seq2seq model by path or hub id; a checkpoint saved with ``copy_head: true`` gets our copy-head
+    class (a class of this package, not remote code)."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    config = AutoConfig.from_pretrained(name, trust_remote_code=False,
+                                        local_files_only=kwargs.get("local_files_only", False))
+    cls: Any = AutoModelForSeq2SeqLM
+    if getattr(config, "copy_head", False):
+        from .copy_head import CopyT5ForConditionalGeneration
+        cls = CopyT5ForConditionalGeneration
+    with _quiet_transformers("so we will NOT tie them"):
+        return cls.from_pretrained(name, config=config, use_safetensors=True, trust_remote_code=False, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- saving
@@ -254,7 +276,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device | None = No
                  dtype: str | torch.dtype | None = None) -> tuple[nn.Module, Any]:
     """(model, tokenizer) from a ``save_model`` directory, offline, in eval mode.
     device None: cuda if available else cpu. dtype None: float32; a str like "bfloat16" is accepted."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     p = Path(path)
     if not (p / "config.json").exists():
@@ -264,9 +286,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device | None = No
         if not isinstance(dtype, torch.dtype):
             raise ConfigError(f"unknown dtype {dtype!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    with _quiet_transformers("so we will NOT tie them"):
-        model = AutoModelForSeq2SeqLM.from_pretrained(str(p), local_files_only=True, use_safetensors=True,
-                                                      trust_remote_code=False, dtype=dtype or torch.float32)
+    model = _from_pretrained(str(p), local_files_only=True, dtype=dtype or torch.float32)
     _pin_untied_head(model)
     tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
     tokenizer.clean_up_tokenization_spaces = False

@@ -23,6 +23,7 @@ config -> texts -> tokenizer (+ sentinels) -> model -> token stream -> the loop 
 """
 from __future__ import annotations
 
+import dataclasses
 import csv
 import io
 import json
@@ -385,9 +386,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
 
     # 2. tokenizer (with sentinels) and model
     resume_from = find_resume(out, resume, main)
-    spec = ModelSpec(name_or_path=cfg.model.name_or_path, init=cfg.model.init, size=cfg.model.size,
-                     tokenizer=cfg.model.tokenizer, vocab_size=cfg.model.vocab_size,
-                     extend_vocab=cfg.model.extend_vocab)
+    spec = ModelSpec(**dataclasses.asdict(cfg.model))
     trained_tokenizer = False
     if resume_from is not None:
         spec.tokenizer = str(out / "tokenizer")  # the tokenizer the run started with

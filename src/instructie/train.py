@@ -13,6 +13,7 @@ save/load of model, optimizer, scheduler and RNG state.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -124,9 +125,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
 
     # 2. model and tokenizer (a tokenizer is trained on the training texts when none is given).
     resume_from = find_resume(out, resume, main)
-    spec = ModelSpec(name_or_path=cfg.model.name_or_path, init=cfg.model.init, size=cfg.model.size,
-                     tokenizer=cfg.model.tokenizer, vocab_size=cfg.model.vocab_size,
-                     extend_vocab=cfg.model.extend_vocab)
+    spec = ModelSpec(**dataclasses.asdict(cfg.model))
     if resume_from is not None:
         spec.tokenizer = str(out / "tokenizer")  # the tokenizer the run started with
     texts = list(training_texts(train_sources)) + [s for v in templates.values() for s in v]
@@ -308,9 +307,18 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
             with accelerator.accumulate(model):
                 loss = forward(**batch).loss
                 accelerator.backward(loss)
+                finite = True
                 if accelerator.sync_gradients and t.grad_clip:
-                    accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
-                optimizer.step()
+                    norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
+                    # an inf/NaN gradient norm would write NaN into every weight (clipping multiplies
+                    # by clip/inf): skip that update, as AMP's GradScaler does, and count it
+                    finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
+                if finite:
+                    optimizer.step()
+                else:
+                    state["skipped_steps"] = state.get("skipped_steps", 0) + 1
+                    log(f"step {state['step'] + 1}: gradient norm {float(norm)}: update skipped "
+                        f"({state['skipped_steps']} so far)")
                 scheduler.step() if accelerator.sync_gradients else None
                 optimizer.zero_grad(set_to_none=True)
             loss_acc += float(loss.detach())

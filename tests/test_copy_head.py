@@ -1,0 +1,110 @@
+"""The pointer-generator copy head: a proper distribution, a copy route that learns, generation and
+save/load through the same paths as plain T5."""
+import math
+
+import pytest
+import torch
+
+from instructie import generation
+from instructie.copy_head import CopyT5ForConditionalGeneration, add_copy_head
+from instructie.modeling import ModelSpec, build_random_t5, load_model_and_tokenizer, load_trained, save_model
+
+TEXTS = ["John Smith lives in Berlin .", "Mary works for Acme Corp in Paris .", "张三在北京工作。"] * 5
+
+
+def _tiny(copy_head=True):
+    model, tok, report = load_model_and_tokenizer(
+        ModelSpec(init="random", size="tiny", vocab_size=300, copy_head=copy_head), TEXTS)
+    return model, tok, report
+
+
+def test_lm_head_input_is_last_decoder_hidden_state():
+    # copy_head.py reads the decoder state from decoder_hidden_states[-1]: true for this transformers version
+    model = build_random_t5("tiny", 128).eval()
+    x, y = torch.randint(3, 128, (2, 7)), torch.randint(3, 128, (2, 5))
+    out = model(input_ids=x, labels=y, output_hidden_states=True)
+    assert torch.allclose(model.lm_head(out.decoder_hidden_states[-1]), out.logits, atol=1e-5)
+
+
+def test_output_is_a_log_distribution_and_loss_matches():
+    model, tok, report = _tiny()
+    assert report["copy_head"] is True and isinstance(model, CopyT5ForConditionalGeneration)
+    model.eval()
+    enc = tok(["John Smith lives in Berlin ."], return_tensors="pt")
+    labels = tok(["John Smith"], return_tensors="pt")["input_ids"]
+    out = model(**enc, labels=labels)
+    probs = out.logits.exp().sum(-1)
+    assert torch.allclose(probs, torch.ones_like(probs), atol=1e-4)
+    nll = -out.logits[0].gather(-1, labels[0][:, None]).mean()
+    assert math.isclose(out.loss.item(), nll.item(), rel_tol=1e-5)
+
+
+def test_copy_route_puts_mass_on_source_tokens_only_through_the_gate():
+    model, tok, _ = _tiny()
+    model.eval()
+    with torch.no_grad():
+        model.copy_gate.bias.fill_(-30.0)  # gate ~0: all mass on the copy distribution
+    enc = tok(["Berlin Paris"], return_tensors="pt")
+    out = model(**enc, labels=tok(["Paris"], return_tensors="pt")["input_ids"])
+    p = out.logits[0, 0].exp()
+    src = set(enc["input_ids"][0].tolist())
+    assert p[sorted(src)].sum().item() == pytest.approx(1.0, abs=1e-4)
+    outside = [i for i in range(p.numel()) if i not in src]
+    assert p[outside].max().item() < 1e-6
+
+
+def _copy_first_word(copy_head: bool) -> int:
+    """Train on "<word> went home ." -> "<word>" and count exact answers on 40 words never seen in training."""
+    import random
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    letters = "bcdfghjklmnprstvz"
+    words = ["".join(rng.choice(letters) for _ in range(4)).capitalize() for _ in range(340)]
+    train_w, test_w = words[:300], words[300:]
+    model, tok, _ = load_model_and_tokenizer(
+        ModelSpec(init="random", size="tiny", vocab_size=600, copy_head=copy_head), [f"{w} went home ." for w in words])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(120):
+        batch = rng.sample(train_w, 32)
+        enc = tok([f"{w} went home ." for w in batch], return_tensors="pt", padding=True)
+        lab = tok(batch, return_tensors="pt", padding=True)["input_ids"]
+        lab[lab == tok.pad_token_id] = -100
+        model(**enc, labels=lab).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    outs = generation.generate(model, tok, [f"{w} went home ." for w in test_w], max_new_tokens=8)
+    return sum(o.text.strip() == w for o, w in zip(outs, test_w))
+
+
+def test_copy_head_copies_unseen_names_that_plain_t5_cannot():
+    # same data, steps and seed: plain T5 memorises training words (0/40 measured), the pointer copies (10/40)
+    plain, copying = _copy_first_word(False), _copy_first_word(True)
+    assert copying >= plain + 5, (plain, copying)
+
+
+def test_generate_save_load_round_trip(tmp_path):
+    model, tok, _ = _tiny()
+    model.eval()
+    before = generation.generate(model, tok, TEXTS[:3], max_new_tokens=6)
+    save_model(model, tok, tmp_path / "m")
+    loaded, tok2 = load_trained(tmp_path / "m", device="cpu")
+    assert isinstance(loaded, CopyT5ForConditionalGeneration)
+    assert loaded.lm_head.weight is not loaded.shared.weight
+    after = generation.generate(loaded, tok2, TEXTS[:3], max_new_tokens=6)
+    assert [b.token_ids for b in before] == [a.token_ids for a in after]
+    # a beam search expands source_ids with the rest of the inputs
+    beams = generation.generate(loaded, tok2, TEXTS[:3], max_new_tokens=6, num_beams=3)
+    assert len(beams) == 3
+
+
+def test_add_copy_head_keeps_the_plain_models_weights():
+    model, tok, _ = _tiny(copy_head=False)
+    new = add_copy_head(model)
+    assert isinstance(new, CopyT5ForConditionalGeneration)
+    assert new.lm_head.weight is not new.shared.weight
+    assert torch.equal(new.lm_head.weight, model.lm_head.weight)
+    assert torch.equal(new.shared.weight, model.shared.weight)
+    assert torch.equal(new.encoder.block[0].layer[0].SelfAttention.q.weight,
+                       model.encoder.block[0].layer[0].SelfAttention.q.weight)

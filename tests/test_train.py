@@ -335,3 +335,35 @@ def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(tmp_path, capsys):
     assert _main(args) == 2
     assert "--resume" in capsys.readouterr().err
     assert ckpt.exists()
+
+
+def test_an_update_with_a_non_finite_gradient_norm_is_skipped_and_counted(tmp_path, capsys, monkeypatch):
+    # A NaN/inf gradient norm would turn every weight into NaN (clipping scales by clip/inf): that step's
+    # update is skipped, counted in the state, and the run goes on to a finite model.
+    from accelerate import Accelerator
+    import torch
+    from safetensors.torch import load_file
+
+    real = Accelerator.clip_grad_norm_
+    calls = []
+
+    def flaky(self, params, max_norm, *a, **k):
+        calls.append(1)
+        params = list(params)
+        norm = real(self, params, max_norm, *a, **k)
+        if len(calls) == 3:  # what an overflow leaves behind: NaN gradients, an inf norm
+            for p in params:
+                if p.grad is not None:
+                    p.grad.fill_(float("nan"))
+            return torch.tensor(float("inf"))
+        return norm
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", flaky)
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, max_steps=5, save_every=5)
+    assert cli_main(["train", "--config", str(cfg)]) == 0
+    assert "step 3: gradient norm inf: update skipped (1 so far)" in capsys.readouterr().out
+    state = state_of(out, 5)
+    assert state["skipped_steps"] == 1 and state["step"] == 5
+    weights = load_file(str(out / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())

@@ -108,3 +108,14 @@ def test_add_copy_head_keeps_the_plain_models_weights():
     assert torch.equal(new.shared.weight, model.shared.weight)
     assert torch.equal(new.encoder.block[0].layer[0].SelfAttention.q.weight,
                        model.encoder.block[0].layer[0].SelfAttention.q.weight)
+
+
+def test_after_warm_up_the_training_forward_compiles_to_one_graph():
+    # train.compile: graph breaks would split the copy head's forward into many compiled pieces
+    import torch._dynamo
+    model, tok, _ = _tiny()
+    model.warm_up()
+    kw = dict(tok(TEXTS[:4], return_tensors="pt", padding=True),
+              labels=tok(["John", "Mary x", "a", "b"], return_tensors="pt", padding=True)["input_ids"])
+    explained = torch._dynamo.explain(model)(**kw)
+    assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]

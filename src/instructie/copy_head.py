@@ -47,6 +47,17 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
         self.copy_gate.weight.normal_(0.0, d ** -0.5)
         self.copy_gate.bias.zero_()
 
+    @torch.no_grad()
+    def warm_up(self) -> None:
+        """One tiny eager forward. transformers 5.x installs its hidden-state capturing hooks on the first
+        ``output_hidden_states=True`` call under a thread lock, which torch.compile cannot trace (4 graph
+        breaks); after this call the compiled forward is one graph (tests/test_copy_head.py)."""
+        was_training = self.training
+        ids = torch.full((1, 2), self.config.eos_token_id, dtype=torch.long, device=self.device)
+        self.eval()
+        self(input_ids=ids, labels=ids)
+        self.train(was_training)
+
     def forward(self, input_ids=None, attention_mask=None, labels=None, source_ids=None,
                 output_hidden_states=None, return_dict=None, **kwargs):
         # output_hidden_states / return_dict: always on (the head needs the states; callers get a ModelOutput)

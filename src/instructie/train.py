@@ -269,6 +269,8 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     # Compile only the training forward (evaluation generates with the plain module).
     # dynamic=True: padded lengths vary per batch; a static graph would recompile for each.
+    if t.compile and hasattr(accelerator.unwrap_model(model), "warm_up"):
+        accelerator.unwrap_model(model).warm_up()  # one eager call first: no graph breaks (copy_head.py)
     forward = torch.compile(model, dynamic=True) if t.compile else model
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "evals": [], "train_time_s": 0.0,

@@ -293,3 +293,21 @@ def test_count_params_and_flops():
     g = model_flops_per_token(cfg, src_len=128, tgt_len=32)
     assert g.encoder_per_src_token > f.encoder_per_src_token and g.decoder_per_tgt_token > f.decoder_per_tgt_token
     assert g.train_flops(1000, 100) == g.encoder_per_src_token * 1000 + g.decoder_per_tgt_token * 100
+
+
+def test_copy_head_on_a_pretrained_checkpoint_keeps_its_weights(flan_like_dir, zh, en):
+    # model.copy_head on top of a pretrained T5 (Flan-T5, a pretrain run): the checkpoint's weights and its
+    # separate output layer survive, the vocabulary is still extended for Chinese, and the loss is finite.
+    from instructie.copy_head import CopyT5ForConditionalGeneration
+    d, head_before = flan_like_dir
+    texts = zh + en[:50]
+    model, tok, report = load_model_and_tokenizer(
+        ModelSpec(name_or_path=str(d), init="pretrained", copy_head=True), texts)
+    assert isinstance(model, CopyT5ForConditionalGeneration) and report["copy_head"] is True
+    assert report["unknown_rate_after"]["rate"] == 0
+    head = model.get_output_embeddings().weight
+    assert head is not model.get_input_embeddings().weight
+    assert torch.equal(head[: head_before.shape[0]], head_before)
+    with torch.no_grad():
+        loss = model(**_batch(tok, texts[:3], ["王小明", "x", "b"])).loss
+    assert torch.isfinite(loss)

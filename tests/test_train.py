@@ -367,3 +367,29 @@ def test_an_update_with_a_non_finite_gradient_norm_is_skipped_and_counted(tmp_pa
     assert state["skipped_steps"] == 1 and state["step"] == 5
     weights = load_file(str(out / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch):
+    # A diverged model (every batch's loss NaN from step 5 on) ends the run with one clear line (exit 1),
+    # not a traceback; its NaN updates are skipped, so the checkpoints before it stay usable.
+    from transformers import T5ForConditionalGeneration
+
+    real = T5ForConditionalGeneration.forward
+    calls = []
+
+    def nan_after_four(self, *a, **k):
+        out = real(self, *a, **k)
+        if self.training and out.loss is not None:
+            calls.append(1)
+            if len(calls) > 4:
+                out["loss"] = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(T5ForConditionalGeneration, "forward", nan_after_four)
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, max_steps=8, save_every=2)
+    assert cli_main(["train", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "error: loss is not finite at step 5 (every batch since the last log, 1)" in err
+    assert "the last checkpoint is step-4: continue with --resume" in err and "Traceback" not in err
+    assert state_of(out, 4)["step"] == 4

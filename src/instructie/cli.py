@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import ConfigError, InputError
+from .io import ConfigError, InputError, TrainingError
 
 
 def _kv(items: list[str]) -> dict:
@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ConfigError) as e:
         print(f"instructie {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingError as e:  # the run started and cannot go on; its checkpoints are kept
+        print(f"instructie {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"instructie {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -26,6 +26,11 @@ class ConfigError(Exception):
     """A bad configuration, reported before any work starts."""
 
 
+class TrainingError(RuntimeError):
+    """A run that cannot go on (loss went NaN, GPU out of memory): one line for the user, naming the last
+    checkpoint to ``--resume`` from once the config is changed. Finished checkpoints are kept."""
+
+
 class SkipCounter:
     """With ``skip_invalid`` errors are counted (and the first few kept for the report);
     without it the first error is raised."""

@@ -31,9 +31,15 @@ from . import __version__
 from .config import RunConfig, TrainConfig
 from .data import Source, collate, load_sources, make_batches, make_instances, tokenize, training_texts
 from .instructions import load_templates
-from .io import ConfigError, atomic_write, write_json
+from .io import ConfigError, TrainingError, atomic_write, write_json
 
 STATE_FILE = "trainer_state.json"
+
+
+def _last_checkpoint_hint(out: Path) -> str:
+    ckpts = checkpoints(out)
+    return (f"the last checkpoint is {ckpts[-1].name}: continue with --resume" if ckpts
+            else "no checkpoint was written yet")
 
 
 def log(msg: str) -> None:
@@ -288,7 +294,7 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     t_start = time.time()
     t_budget_start = state["train_time_s"]
-    loss_acc, loss_n = 0.0, 0
+    loss_acc, loss_n, loss_bad = 0.0, 0, 0  # finite losses since the last log; non-finite ones
     stopped_early = False
     model.train()
     while state["step"] < total_steps:
@@ -307,13 +313,22 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
             rank_batch = batches[b][accelerator.process_index :: accelerator.num_processes]
             batch = {k: v.to(accelerator.device) for k, v in data.collate(rank_batch).items()}
             with accelerator.accumulate(model):
-                loss = forward(**batch).loss
-                accelerator.backward(loss)
+                try:
+                    loss = forward(**batch).loss
+                    accelerator.backward(loss)
+                except torch.OutOfMemoryError:
+                    width = {k: tuple(v.shape) for k, v in batch.items() if k in ("input_ids", "labels")}
+                    raise TrainingError(
+                        f"out of GPU memory at step {state['step'] + 1} (batch {width}): lower train.batch_size "
+                        f"(train.grad_accum keeps the effective batch) or data.max_source_length / "
+                        f"max_target_length; other processes on the GPU count too. {_last_checkpoint_hint(out)}"
+                    ) from None
                 finite = True
-                if accelerator.sync_gradients and t.grad_clip:
-                    norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
-                    # an inf/NaN gradient norm would write NaN into every weight (clipping multiplies
-                    # by clip/inf): skip that update, as AMP's GradScaler does, and count it
+                if accelerator.sync_gradients:
+                    # An inf/NaN gradient norm would write NaN into every weight (clipping multiplies by
+                    # clip/inf): skip that update, as AMP's GradScaler does, and count it. With grad_clip 0
+                    # the norm is still measured (max_norm inf scales nothing).
+                    norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
                     finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
                 if finite:
                     optimizer.step()
@@ -323,8 +338,12 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                         f"({state['skipped_steps']} so far)")
                 scheduler.step() if accelerator.sync_gradients else None
                 optimizer.zero_grad(set_to_none=True)
-            loss_acc += float(loss.detach())
-            loss_n += 1
+            loss_value = float(loss.detach())
+            if math.isfinite(loss_value):  # a non-finite batch (its update skipped above) is left out
+                loss_acc += loss_value
+                loss_n += 1
+            else:
+                loss_bad += 1
             state["batch_in_epoch"] = b + 1
             state["examples"] += len(batches[b])
             state["target_tokens"] += sum(data.target_tokens[i] for i in batches[b])
@@ -334,14 +353,15 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
             bar.update(1)
             elapsed = t_budget_start + time.time() - t_start
             if state["step"] % t.log_every == 0 or state["step"] == total_steps:
+                if loss_bad and not loss_n:  # every batch since the last log: the model itself is broken
+                    raise TrainingError(f"loss is not finite at step {state['step']} (every batch since the "
+                                        f"last log, {loss_bad}): lower train.lr or use optimizer: adafactor (random-init T5 "
+                                        f"diverges with a high AdamW rate). " + _last_checkpoint_hint(out))
                 avg = loss_acc / max(1, loss_n)
-                if not math.isfinite(avg):
-                    raise FloatingPointError(f"loss is {avg} at step {state['step']}: lower train.lr or use "
-                                             "optimizer: adafactor (random-init T5 diverges with a high AdamW rate)")
                 state["history"].append({"step": state["step"], "loss": avg, "lr": scheduler.get_last_lr()[0],
                                          "time_s": round(elapsed, 2)})
                 bar.set_postfix(loss=f"{avg:.4f}")
-                loss_acc, loss_n = 0.0, 0
+                loss_acc, loss_n, loss_bad = 0.0, 0, 0
             if on_eval is not None and t.eval_every and state["step"] % t.eval_every == 0 \
                     and state["step"] < total_steps:
                 on_eval(model, state)

@@ -36,6 +36,7 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
         self.copy_query = nn.Linear(d, d, bias=False)
         self.copy_key = nn.Linear(d, d, bias=False)
         self.copy_gate = nn.Linear(d, 1)
+        self.copy_next = nn.Linear(d, 1)  # weight of the "continue the copy" bias, per decoder state
         self.reset_copy_head()
 
     @torch.no_grad()
@@ -46,6 +47,8 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
         self.copy_key.weight.normal_(0.0, d ** -0.5)
         self.copy_gate.weight.normal_(0.0, d ** -0.5)
         self.copy_gate.bias.zero_()
+        self.copy_next.weight.normal_(0.0, d ** -0.5)
+        self.copy_next.bias.fill_(1.0)  # prior: after a copied token, its source successor is likely next
 
     @torch.no_grad()
     def warm_up(self) -> None:
@@ -74,7 +77,7 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
         enc = out.encoder_last_hidden_state  # (B, S, d)
         if attention_mask is None:
             attention_mask = source_ids.ne(self.config.pad_token_id)
-        log_p = self.mix(out.logits, dec, enc, source_ids, attention_mask)
+        log_p = self.mix(out.logits, dec, enc, source_ids, attention_mask, kwargs.get("decoder_input_ids"))
 
         loss = None
         if labels is not None:
@@ -86,11 +89,18 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
             out["loss"] = loss
         return out
 
-    def mix(self, vocab_logits, dec, enc, source_ids, source_mask):
-        """log of the gated mixture of the vocabulary and copy distributions, (B, T, V), float32."""
+    def mix(self, vocab_logits, dec, enc, source_ids, source_mask, prev_ids=None):
+        """log of the gated mixture of the vocabulary and copy distributions, (B, T, V), float32.
+        ``prev_ids`` (B, T): the token before each output position (the decoder input). Source positions
+        whose predecessor is that token get a learned bias: copying a multi-token name then means
+        "continue where the last copy was", which content matching alone learns slowly."""
         q = self.copy_query(dec)
         k = self.copy_key(enc)
         scores = torch.matmul(q, k.transpose(1, 2)).float() * (q.size(-1) ** -0.5)  # (B, T, S)
+        if prev_ids is not None:
+            src_prev = F.pad(source_ids[:, :-1], (1, 0), value=-1)  # token before each source position
+            follows = prev_ids[:, :, None] == src_prev[:, None, :]  # (B, T, S)
+            scores = scores + follows * self.copy_next(dec).float()
         keep = source_mask.bool()[:, None, :]
         scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
         attn = torch.softmax(scores, dim=-1)

@@ -86,7 +86,9 @@ def checkpoints(out: Path) -> list[Path]:
 
 
 def save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> None:
-    """Write to a temporary folder, then rename: a kill mid-write leaves the last one intact."""
+    """Write to a temporary folder, then rename: a kill mid-write leaves the last one intact.
+    Weights are safetensors; optimizer/scheduler/RNG states are accelerate's torch.save files, which its
+    load_state reads with ``torch.load(weights_only=True)`` (no arbitrary unpickling)."""
     final = out / "checkpoints" / f"step-{state['step']}"
     tmp = out / "checkpoints" / f".tmp-step-{state['step']}"
     if accelerator.is_main_process and tmp.exists():

@@ -135,3 +135,28 @@ def test_after_warm_up_the_training_forward_compiles_to_one_graph():
               labels=tok(["John", "Mary x", "a", "b"], return_tensors="pt", padding=True)["input_ids"])
     explained = torch._dynamo.explain(model)(**kw)
     assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
+
+
+def test_extractor_runs_a_copy_head_model_with_exact_offsets(tiny_model_dir, tmp_path):
+    # The API end to end on a copy-head model (real generation, free and copy-constrained): every span it
+    # returns is text[start:end] of its document.
+    import shutil
+
+    from instructie import Extractor
+    from instructie.modeling import VOCAB_MULTIPLE, _round_up, load_trained
+
+    torch.manual_seed(0)
+    _, tok = load_trained(tiny_model_dir, device="cpu")
+    model = build_random_t5("tiny", _round_up(len(tok), VOCAB_MULTIPLE), tok, copy_head=True).eval()
+    d = tmp_path / "copy_model"
+    save_model(model, tok, d)
+    shutil.copy(tiny_model_dir / "instructie.json", d / "instructie.json")
+    ex = Extractor.from_pretrained(d, device="cpu")
+    assert isinstance(ex.model, CopyT5ForConditionalGeneration)
+    texts = ["Barack Obama met Emmanuel Macron in Paris.", "王小明的妻子是李华。"]
+    for constrained in (None, "copy"):
+        docs = list(ex.extract(texts, tasks=["NER", "RE"], constrained=constrained))
+        assert len(docs) == 2
+        for doc, text in zip(docs, texts):
+            spans = [*doc.entities, *(s for r in doc.relations for s in (r.head, r.tail))]
+            assert all(text[s.start:s.end] == s.text for s in spans)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from instructie.baselines import FIN_HOLDOUT, score_baselines, shared_splits, splits_from_config, table_rows
 from instructie.evaluate import HEADLINE
+from instructie.records import MAIN_TASKS
 from instructie.scoring import Report, TaskScore
 
 HERE = Path(__file__).parent
@@ -64,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--config", help="take train/test records from this training config instead")
     ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--limit", type=int, default=None,
+                    help="score only the first N test records per split (as `instructie test --limit N`)")
     a = ap.parse_args(argv)
     t0 = time.time()
     splits = splits_from_config(a.config) if a.config else shared_splits(a.data)
+    if a.limit:
+        splits = {n: (tr, [r for r in te if r.task in MAIN_TASKS][: a.limit]) for n, (tr, te) in splits.items()}
     train = [r for tr, _ in splits.values() for r in tr]
     test = [r for _, te in splits.values() for r in te]
     res = score_baselines(test, train)

@@ -160,3 +160,17 @@ def test_extractor_runs_a_copy_head_model_with_exact_offsets(tiny_model_dir, tmp
         for doc, text in zip(docs, texts):
             spans = [*doc.entities, *(s for r in doc.relations for s in (r.head, r.tail))]
             assert all(text[s.start:s.end] == s.text for s in spans)
+
+
+def test_padded_batch_loss_and_output_order():
+    # a right-padded batch: padding is neither attended nor copied, and out[0] is the loss as in T5
+    model, tok, _ = _tiny()
+    model.eval()
+    enc = tok(["John Smith lives in Berlin .", "Paris ."], return_tensors="pt", padding=True)
+    labels = tok(["John Smith", "Paris"], return_tensors="pt", padding=True)["input_ids"]
+    labels[labels == tok.pad_token_id] = -100
+    out = model(**enc, labels=labels)
+    assert out[0] is out.loss and torch.isfinite(out.loss)
+    single = model(**tok(["Paris ."], return_tensors="pt"), labels=tok(["Paris"], return_tensors="pt")["input_ids"])
+    n = int((labels[1] != -100).sum())
+    assert torch.allclose(out.logits[1, :n], single.logits[0, :n], atol=1e-4)

@@ -370,8 +370,10 @@ def test_an_update_with_a_non_finite_gradient_norm_is_skipped_and_counted(tmp_pa
 
 
 def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch):
-    # A diverged model (every batch's loss NaN from step 5 on) ends the run with one clear line (exit 1),
-    # not a traceback; its NaN updates are skipped, so the checkpoints before it stay usable.
+    # A diverged model (every batch's loss NaN from step 5 on) ends the run after MAX_SKIPPED_IN_A_ROW
+    # skipped updates with one clear line (exit 1), not a traceback; the NaN updates were skipped, so the
+    # checkpoints stay usable and the NaN batches stay out of the logged loss.
+    from instructie.train import MAX_SKIPPED_IN_A_ROW
     from transformers import T5ForConditionalGeneration
 
     real = T5ForConditionalGeneration.forward
@@ -387,9 +389,15 @@ def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, cap
 
     monkeypatch.setattr(T5ForConditionalGeneration, "forward", nan_after_four)
     out = tmp_path / "run"
-    cfg = tiny_config(tmp_path, out, max_steps=8, save_every=2)
+    cfg = tiny_config(tmp_path, out, max_steps=30, save_every=4)
     assert cli_main(["train", "--config", str(cfg)]) == 1
     err = capsys.readouterr().err
-    assert "error: loss is not finite at step 5 (every batch since the last log, 1)" in err
-    assert "the last checkpoint is step-4: continue with --resume" in err and "Traceback" not in err
-    assert state_of(out, 4)["step"] == 4
+    last = 4 + MAX_SKIPPED_IN_A_ROW
+    assert f"error: loss or gradients not finite for {MAX_SKIPPED_IN_A_ROW} updates in a row (up to step {last})" in err
+    assert "the last checkpoint is step-12: continue with --resume" in err and "Traceback" not in err
+    state = state_of(out, 12)
+    assert state["skipped_steps"] == 8 and [h["step"] for h in state["history"]] == [1, 2, 3, 4]
+    from safetensors.torch import load_file
+    import torch
+    w = load_file(str(out / "checkpoints" / "step-12" / "model.safetensors"))
+    assert all(torch.isfinite(x).all() for x in w.values())

@@ -83,11 +83,11 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
         if labels is not None:
             loss = F.nll_loss(log_p.reshape(-1, log_p.size(-1)), labels.to(log_p.device).reshape(-1),
                               ignore_index=-100)
-        # the same output object (its cache field is named differently across transformers 5.x releases)
-        out["logits"] = log_p
-        if loss is not None:
-            out["loss"] = loss
-        return out
+        # the same output class with its own fields (the cache field's name differs across transformers 5.x
+        # releases); rebuilt so that the loss comes first, as in T5's own output
+        fields = {k: v for k, v in out.items() if k != "loss"}
+        fields["logits"] = log_p
+        return type(out)(loss=loss, **fields) if loss is not None else type(out)(**fields)
 
     def mix(self, vocab_logits, dec, enc, source_ids, source_mask, prev_ids=None):
         """log of the gated mixture of the vocabulary and copy distributions, (B, T, V), float32.

@@ -36,6 +36,9 @@ from .io import ConfigError, TrainingError, atomic_write, write_json
 STATE_FILE = "trainer_state.json"
 
 
+MAX_SKIPPED_IN_A_ROW = 10  # non-finite updates in a row that end a run (fewer are skipped and counted)
+
+
 def _last_checkpoint_hint(out: Path) -> str:
     ckpts = checkpoints(out)
     return (f"the last checkpoint is {ckpts[-1].name}: continue with --resume" if ckpts
@@ -296,7 +299,8 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     t_start = time.time()
     t_budget_start = state["train_time_s"]
-    loss_acc, loss_n, loss_bad = 0.0, 0, 0  # finite losses since the last log; non-finite ones
+    loss_acc, loss_n = 0.0, 0  # finite batch losses since the last log
+    skipped_in_a_row = 0  # updates skipped for a non-finite gradient norm, since the last one made
     stopped_early = False
     model.train()
     while state["step"] < total_steps:
@@ -318,34 +322,36 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                 try:
                     loss = forward(**batch).loss
                     accelerator.backward(loss)
-                except torch.OutOfMemoryError:
+                    finite = True
+                    if accelerator.sync_gradients:
+                        # An inf/NaN gradient norm would write NaN into every weight (clipping multiplies by
+                        # clip/inf): skip that update, as AMP's GradScaler does, and count it. The norm is of
+                        # the all-reduced gradients, so every rank decides alike; with grad_clip 0 it is still
+                        # measured (max_norm inf scales nothing).
+                        norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
+                        finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
+                    if finite:
+                        optimizer.step()
+                        skipped_in_a_row = 0 if accelerator.sync_gradients else skipped_in_a_row
+                    else:
+                        state["skipped_steps"] = state.get("skipped_steps", 0) + 1
+                        skipped_in_a_row += 1
+                        if main:
+                            log(f"step {state['step'] + 1}: gradient norm {float(norm)}: update skipped "
+                                f"({state['skipped_steps']} so far)")
+                except torch.cuda.OutOfMemoryError:
                     width = {k: tuple(v.shape) for k, v in batch.items() if k in ("input_ids", "labels")}
                     raise TrainingError(
                         f"out of GPU memory at step {state['step'] + 1} (batch {width}): lower train.batch_size "
                         f"(train.grad_accum keeps the effective batch) or data.max_source_length / "
                         f"max_target_length; other processes on the GPU count too. {_last_checkpoint_hint(out)}"
                     ) from None
-                finite = True
-                if accelerator.sync_gradients:
-                    # An inf/NaN gradient norm would write NaN into every weight (clipping multiplies by
-                    # clip/inf): skip that update, as AMP's GradScaler does, and count it. With grad_clip 0
-                    # the norm is still measured (max_norm inf scales nothing).
-                    norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
-                    finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
-                if finite:
-                    optimizer.step()
-                else:
-                    state["skipped_steps"] = state.get("skipped_steps", 0) + 1
-                    log(f"step {state['step'] + 1}: gradient norm {float(norm)}: update skipped "
-                        f"({state['skipped_steps']} so far)")
                 scheduler.step() if accelerator.sync_gradients else None
                 optimizer.zero_grad(set_to_none=True)
             loss_value = float(loss.detach())
             if math.isfinite(loss_value):  # a non-finite batch (its update skipped above) is left out
                 loss_acc += loss_value
                 loss_n += 1
-            else:
-                loss_bad += 1
             state["batch_in_epoch"] = b + 1
             state["examples"] += len(batches[b])
             state["target_tokens"] += sum(data.target_tokens[i] for i in batches[b])
@@ -354,16 +360,23 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
             state["step"] += 1
             bar.update(1)
             elapsed = t_budget_start + time.time() - t_start
+            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                # A NaN loss on any rank gives NaN all-reduced gradients, so this count is the same on every
+                # rank. This many non-finite updates in a row: the model is broken, not unlucky.
+                raise TrainingError(f"loss or gradients not finite for {skipped_in_a_row} updates in a row (up to "
+                                    f"step {state['step']}): lower train.lr or use optimizer: adafactor "
+                                    f"(random-init T5 diverges with a high AdamW rate). " + _last_checkpoint_hint(out))
             if state["step"] % t.log_every == 0 or state["step"] == total_steps:
-                if loss_bad and not loss_n:  # every batch since the last log: the model itself is broken
-                    raise TrainingError(f"loss is not finite at step {state['step']} (every batch since the "
-                                        f"last log, {loss_bad}): lower train.lr or use optimizer: adafactor (random-init T5 "
-                                        f"diverges with a high AdamW rate). " + _last_checkpoint_hint(out))
-                avg = loss_acc / max(1, loss_n)
-                state["history"].append({"step": state["step"], "loss": avg, "lr": scheduler.get_last_lr()[0],
-                                         "time_s": round(elapsed, 2)})
-                bar.set_postfix(loss=f"{avg:.4f}")
-                loss_acc, loss_n, loss_bad = 0.0, 0, 0
+                # summed over ranks: the logged loss is a global average of the finite batch losses
+                totals = accelerator.reduce(torch.tensor([loss_acc, loss_n], dtype=torch.float64,
+                                                         device=accelerator.device), reduction="sum")
+                loss_acc, loss_n = totals[0].item(), int(totals[1].item())
+                if loss_n:  # a window of only non-finite batches logs nothing
+                    avg = loss_acc / loss_n
+                    state["history"].append({"step": state["step"], "loss": avg, "lr": scheduler.get_last_lr()[0],
+                                             "time_s": round(elapsed, 2)})
+                    bar.set_postfix(loss=f"{avg:.4f}")
+                loss_acc, loss_n = 0.0, 0
             if on_eval is not None and t.eval_every and state["step"] % t.eval_every == 0 \
                     and state["step"] < total_steps:
                 on_eval(model, state)

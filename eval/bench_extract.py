@@ -223,10 +223,7 @@ def run_naive(model, tok, ex, groups, tasks, args, device) -> dict:
     max_new = ex.max_target_length
     # warm-up (CUDA context, kernels): not timed
     enc = tok(prompts[0][1][0] if prompts and prompts[0][1] else "warm up", return_tensors="pt")
-    enc = {k2: v.to(device) for k2, v in enc.items()}
-    if getattr(model, "needs_source_ids", False):
-        enc["source_ids"] = enc["input_ids"]
-    model.generate(**enc, max_new_tokens=4, do_sample=False, num_beams=1)
+    model.generate(**{k2: v.to(device) for k2, v in enc.items()}, max_new_tokens=4, do_sample=False, num_beams=1)
     _reset_peak(device)
     t0 = time.perf_counter()
     done = n_prompts = 0
@@ -234,10 +231,8 @@ def run_naive(model, tok, ex, groups, tasks, args, device) -> dict:
     for g, ps in prompts:
         for p in ps:
             enc = tok(p, return_tensors="pt", truncation=True, max_length=ex.max_source_length)
-            enc = {k2: v.to(device) for k2, v in enc.items()}
-            if getattr(model, "needs_source_ids", False):  # the copy head points into the source
-                enc["source_ids"] = enc["input_ids"]
-            out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, num_beams=1)
+            out = model.generate(**{k2: v.to(device) for k2, v in enc.items()}, max_new_tokens=max_new,
+                                 do_sample=False, num_beams=1)
             tok.decode(out[0], skip_special_tokens=True)
             n_prompts += 1
         done += 1

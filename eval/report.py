@@ -81,11 +81,11 @@ def metrics_from_log(path: Path) -> dict:
 def load_run(spec: dict, base_metrics: dict) -> dict:
     d = RUNS / spec["dir"]
     if "log" in spec:
-        metrics, wall, unsupported = metrics_from_log(d / spec["log"]), None, None
-        steps = 4000
+        metrics, unsupported = metrics_from_log(d / spec["log"]), None
         m = re.findall(r"saved model to \S+ \(step (\d+), (\d+) s of training\)", (d / spec["log"]).read_text())
-        if m:
-            steps, wall = int(m[-1][0]), float(m[-1][1])
+        if not m:
+            raise SystemExit(f"{d / spec['log']}: no 'saved model ... (step N, S s of training)' line")
+        steps, wall = int(m[-1][0]), float(m[-1][1])
         constrained, c_unsupported = {}, None
     else:
         mj = json.loads((d / "metrics.json").read_text())
@@ -159,7 +159,7 @@ def main() -> None:
                                                          if x["unsupported_rate"]["constrained"] is not None else ""))
         for x in runs) + " | |")
     abl.append("| *training time (s) / steps* | | " + " | ".join(
-        f"{x['wall_s']:.0f} / {x['steps']}" if x["wall_s"] else f"— / {x['steps']}" for x in runs) + " | |")
+        f"{x['wall_s']:.0f} / {x['steps']}" for x in runs) + " | |")
 
     brow = ["| run | size | variant | batch | examples/s | target tokens/s | peak GiB | MFU | × plain (same run) |",
             "|---|---|---|---|---|---|---|---|---|"]

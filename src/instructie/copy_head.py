@@ -12,7 +12,7 @@ the vocabulary distribution at the source tokens' ids, mixed by a learned gate.
 
 ``forward`` returns log p as ``logits``, so ``generate``, beam search, logits processors (constrained
 decoding) and ``compute_transition_scores`` work unchanged. Generation needs the source ids at every
-step: ``generate(..., source_ids=input_ids)`` (``generation.generate`` passes them). The model saves as a
+step: ``generate`` passes its ``input_ids`` on as ``source_ids``, so callers need nothing special. The model saves as a
 normal T5 checkpoint plus three small tensors; ``config.copy_head: true`` tells ``modeling.load_trained``
 to build this class (no remote code). Loaded as plain T5 elsewhere, the copy tensors are ignored.
 """
@@ -27,8 +27,6 @@ _TINY = 1e-30  # floor under the copy probability before its log: never -inf, no
 
 
 class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
-    needs_source_ids = True  # generation.generate passes source_ids=input_ids to generate()
-
     def __init__(self, config):
         config.copy_head = True
         super().__init__(config)
@@ -61,13 +59,21 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
         self(input_ids=ids, labels=ids)
         self.train(was_training)
 
+    def generate(self, inputs=None, **kwargs):
+        # every decoding step points into the source: hand the encoder's ids on to forward (beam search
+        # expands them with the other inputs)
+        ids = inputs if inputs is not None else kwargs.get("input_ids")
+        if kwargs.get("source_ids") is None and ids is not None:
+            kwargs["source_ids"] = ids
+        return super().generate(inputs, **kwargs)
+
     def forward(self, input_ids=None, attention_mask=None, labels=None, source_ids=None,
                 output_hidden_states=None, return_dict=None, **kwargs):
         # output_hidden_states / return_dict: always on (the head needs the states; callers get a ModelOutput)
         if source_ids is None:
             source_ids = input_ids
         if source_ids is None:
-            raise ValueError("the copy head needs the source token ids: call generate(..., source_ids=input_ids)")
+            raise ValueError("the copy head needs the source token ids: pass input_ids (or source_ids)")
         if labels is not None and kwargs.get("decoder_input_ids") is None and kwargs.get("decoder_inputs_embeds") is None:
             kwargs["decoder_input_ids"] = self._shift_right(labels)
         # output_hidden_states: the last decoder state is lm_head's input (tests/test_copy_head.py checks it)

@@ -53,8 +53,6 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
         if logits_processor_factory is not None:
             from transformers import LogitsProcessorList
             kwargs["logits_processor"] = LogitsProcessorList([logits_processor_factory(ids, mask)])
-        if getattr(model, "needs_source_ids", False):  # the copy head (copy_head.py) points into the source
-            kwargs["source_ids"] = ids
         res = model.generate(**kwargs)
         seqs = res.sequences
         if with_scores:

@@ -23,8 +23,8 @@ config -> texts -> tokenizer (+ sentinels) -> model -> token stream -> the loop 
 """
 from __future__ import annotations
 
-import dataclasses
 import csv
+import dataclasses
 import io
 import json
 import math

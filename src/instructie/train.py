@@ -34,8 +34,6 @@ from .instructions import load_templates
 from .io import ConfigError, TrainingError, atomic_write, write_json
 
 STATE_FILE = "trainer_state.json"
-
-
 MAX_SKIPPED_IN_A_ROW = 10  # non-finite updates in a row that end a run (fewer are skipped and counted)
 
 
@@ -330,12 +328,11 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                         # measured (max_norm inf scales nothing).
                         norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
                         finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
+                        skipped_in_a_row = 0 if finite else skipped_in_a_row + 1
                     if finite:
                         optimizer.step()
-                        skipped_in_a_row = 0 if accelerator.sync_gradients else skipped_in_a_row
                     else:
                         state["skipped_steps"] = state.get("skipped_steps", 0) + 1
-                        skipped_in_a_row += 1
                         if main:
                             log(f"step {state['step'] + 1}: gradient norm {float(norm)}: update skipped "
                                 f"({state['skipped_steps']} so far)")

@@ -182,27 +182,29 @@ def resize_embeddings(model: nn.Module, n_tokens: int) -> int:
     New rows start at the old rows' mean/covariance (HF ``mean_resizing``)."""
     _pin_untied_head(model)  # why: resize calls tie_weights(), which would re-tie Flan-T5's head to `shared`
     rows = _round_up(n_tokens, VOCAB_MULTIPLE)
-    with _quiet_transformers("mean and covariance"):
+    with quiet_logs("mean and covariance"):
         model.resize_token_embeddings(rows, mean_resizing=True)
     return rows
 
 
 @contextlib.contextmanager
-def _quiet_transformers(*fragments: str) -> Iterator[None]:
-    """Drop transformers log records containing any of ``fragments`` (known, handled warnings)."""
+def quiet_logs(*fragments: str, loggers: tuple[str, ...] = ("transformers.modeling_utils", "transformers")
+               ) -> Iterator[None]:
+    """Drop records containing any of ``fragments`` (known, handled warnings) from ``loggers`` (a filter
+    acts only on records logged to its own logger, so name the module that logs them)."""
     class _Drop(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             msg = record.getMessage()
             return not any(f in msg for f in fragments)
 
-    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers")]
+    targets = [logging.getLogger(n) for n in loggers]
     flt = _Drop()
-    for lg in loggers:
+    for lg in targets:
         lg.addFilter(flt)
     try:
         yield
     finally:
-        for lg in loggers:
+        for lg in targets:
             lg.removeFilter(flt)
 
 
@@ -253,7 +255,7 @@ def _from_pretrained(name: str, **kwargs: Any) -> nn.Module:
     if getattr(config, "copy_head", False):
         from .copy_head import CopyT5ForConditionalGeneration
         cls = CopyT5ForConditionalGeneration
-    with _quiet_transformers("so we will NOT tie them"):
+    with quiet_logs("so we will NOT tie them"):
         return cls.from_pretrained(name, config=config, use_safetensors=True, trust_remote_code=False, **kwargs)
 
 

@@ -32,6 +32,7 @@ from .config import RunConfig, TrainConfig
 from .data import Source, collate, load_sources, make_batches, make_instances, tokenize, training_texts
 from .instructions import load_templates
 from .io import ConfigError, TrainingError, atomic_write, write_json
+from .modeling import quiet_logs
 
 STATE_FILE = "trainer_state.json"
 MAX_SKIPPED_IN_A_ROW = 10  # non-finite updates in a row that end a run (fewer are skipped and counted)
@@ -95,7 +96,10 @@ def save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> None:
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    # T5's encoder/decoder embeddings are `shared` itself: safetensors stores it once and loading re-ties them
+    # (the resume tests continue exactly), so accelerate's "Removed shared tensor" warning is noise here.
+    with quiet_logs("Removed shared tensor", loggers=("accelerate.utils.other",)):
+        accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()  # every rank's random_states_<rank>.pkl is in tmp before the rename
     if accelerator.is_main_process:
         write_json(tmp / STATE_FILE, state)  # written last: marks the checkpoint complete

@@ -53,35 +53,21 @@ def test_copy_route_puts_mass_on_source_tokens_only_through_the_gate():
     assert p[outside].max().item() < 1e-6
 
 
-def _copy_first_word(copy_head: bool) -> int:
-    """Train on "<word> went home ." -> "<word>" and count exact answers on 40 words never seen in training."""
-    import random
-    torch.manual_seed(0)
-    rng = random.Random(0)
-    letters = "bcdfghjklmnprstvz"
-    words = ["".join(rng.choice(letters) for _ in range(4)).capitalize() for _ in range(340)]
-    train_w, test_w = words[:300], words[300:]
-    model, tok, _ = load_model_and_tokenizer(
-        ModelSpec(init="random", size="tiny", vocab_size=600, copy_head=copy_head), [f"{w} went home ." for w in words])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(120):
-        batch = rng.sample(train_w, 32)
-        enc = tok([f"{w} went home ." for w in batch], return_tensors="pt", padding=True)
-        lab = tok(batch, return_tensors="pt", padding=True)["input_ids"]
-        lab[lab == tok.pad_token_id] = -100
-        model(**enc, labels=lab).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    outs = generation.generate(model, tok, [f"{w} went home ." for w in test_w], max_new_tokens=8)
-    return sum(o.text.strip() == w for o, w in zip(outs, test_w))
+def _copy_task():
+    """eval/copy_task.py (the script that records these numbers), loaded as a module."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("eval_copy_task", Path(__file__).parents[1] / "eval" / "copy_task.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_copy_head_copies_unseen_names_that_plain_t5_cannot():
     # same data, steps and seed: plain T5 memorises training words (0/40 measured), the pointer copies
-    # them (40/40 measured; 10-15/40 before the continue-the-copy bias)
-    plain, copying = _copy_first_word(False), _copy_first_word(True)
+    # them (40/40 measured; 14/40 with the continue-the-copy bias frozen at 0): python eval/copy_task.py
+    task = _copy_task()
+    plain, copying = task.copy_first_word("plain"), task.copy_first_word("copy")
     assert copying >= 30 and copying >= plain + 20, (plain, copying)
 
 

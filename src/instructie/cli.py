@@ -160,8 +160,7 @@ def cmd_test(a) -> int:
              "all": [False, True, "copy"]}[a.constrained]
     for constrained in modes:
         rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
-                               option_seed=a.option_seed,
-                               constrained=constrained)
+                               option_seed=a.option_seed, constrained=constrained, memory=ex.memory)
         key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
         report[key] = rep
         print(f"== {key} ({rep['records']} records, {rep['generation_s']} s, unsupported rate "
@@ -261,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--constrained", nargs="?", const="vocab", choices=["vocab", "copy"], default=None,
                    help="decode only tokens of the input and the options (vocab, the default of a bare "
                    "--constrained) or only contiguous copies of the text and whole option labels (copy)")
+    x.add_argument("--memory", nargs="+", metavar="JSONL", help="labeled records (`instructie convert` output) "
+                   "added to the memory hints of a model trained with data.memory_hints (your gazetteer)")
     x.add_argument("--html", help="also write a displaCy page")
     x.add_argument("--resume", action="store_true", help="continue after the last finished document")
     x.add_argument("--skip-invalid", action="store_true")

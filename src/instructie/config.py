@@ -56,6 +56,9 @@ class DataConfig:
     max_target_length: int = 128
     max_eval_records: int | None = 500  # per dataset, during training (the test set is full)
     mention_replacement: float = 0.0  # lever: probability to swap spans for other same-type spans
+    memory_hints: bool = False        # lever: prompts carry what the training data says (memory.py)
+    memory_folds: int = 5             # training hints come from the other folds' records
+    memory_max_items: int = 16        # items per hint line
 
 
 @dataclass
@@ -389,6 +392,7 @@ def validate(cfg: RunConfig, src: str) -> None:
     _check_minimums(_train_minimums(t) + [
         ("data.max_source_length", d.max_source_length, 1), ("data.max_target_length", d.max_target_length, 1),
         ("data.max_options", d.max_options, 1), ("data.max_eval_records", d.max_eval_records, 1),
+        ("data.memory_folds", d.memory_folds, 2), ("data.memory_max_items", d.memory_max_items, 1),
         ("eval.batch_size", e.batch_size, 1), ("eval.num_beams", e.num_beams, 1),
         ("eval.max_new_tokens", e.max_new_tokens, 1)], bad)
     _validate_train_values(t, bad)

@@ -54,9 +54,10 @@ def load_sources(dsets: list[DatasetConfig], skip_invalid: bool = False) -> list
 
 
 def make_instances(sources: list[Source], data: DataConfig, templates: dict, seed: int,
-                   epoch: int = 0, train: bool = True) -> list[Instance]:
+                   epoch: int = 0, train: bool = True, memory=None) -> list[Instance]:
     """Instances for one epoch. Training samples options/templates per epoch (seeded);
-    evaluation uses template 0, every option in schema order, main tasks only."""
+    evaluation uses template 0, every option in schema order, main tasks only.
+    ``memory``: hints for the prompts (``training_memory`` for training)."""
     rng = random.Random(f"{seed}:epoch:{epoch}")
     out: list[Instance] = []
     pool = None
@@ -75,9 +76,9 @@ def make_instances(sources: list[Source], data: DataConfig, templates: dict, see
             if train:
                 out.append(to_instance(rec, templates, template=data.template, seed=seed + epoch,
                                        max_options=data.max_options, shuffle_options=data.shuffle_options,
-                                       suffix=f"#{k}"))
+                                       suffix=f"#{k}", memory=memory))
             else:
-                out.append(to_instance(rec, templates, template=0, seed=seed, max_options=None))
+                out.append(to_instance(rec, templates, template=0, seed=seed, max_options=None, memory=memory))
     return out
 
 
@@ -141,6 +142,18 @@ def collate(batch: list[int], tok: Tokenized, pad_id: int, pad_multiple: int,
         attn[r, : len(s)] = 1
         labels[r, : len(t)] = torch.tensor(t)
     return {"input_ids": input_ids, "attention_mask": attn, "labels": labels}
+
+
+def training_memory(sources: list[Source], data: DataConfig):
+    """(hints for training instances, memory of all training records) when
+    ``data.memory_hints`` is on, else (None, None). See memory.py."""
+    if not data.memory_hints:
+        return None, None
+    from .memory import FoldedMemory, Memory
+
+    records = [r for s in sources for r in s.records]
+    return (FoldedMemory(records, data.memory_folds, data.memory_max_items),
+            Memory.from_records(records, data.memory_max_items))
 
 
 def training_texts(sources: Iterable[Source]) -> Iterable[str]:

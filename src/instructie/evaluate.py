@@ -23,24 +23,28 @@ HEADLINE = {"NER": "entity_f1", "ET": "entity_f1", "ES": "span_f1", "RE": "tripl
             "RC": "accuracy", "NEG": "competition"}
 
 
-def prompts_for(record: Record, templates: dict, max_options: int | None) -> list[tuple[list[str], str]]:
+def prompts_for(record: Record, templates: dict, max_options: int | None, memory=None) -> list[tuple[list[str], str]]:
     """(options, source) per option chunk; NEG and RC ask all their options at once
-    (the candidates are the question; RC must choose among all relations)."""
+    (the candidates are the question; RC must choose among all relations). With a
+    ``memory`` each chunk's prompt carries its hint for that chunk's options."""
     chunks = [record.options] if record.task in ("NEG", "RC") else option_chunks(record.options, max_options)
     instr = pick_template(templates, record.task, 0, 0, "")
-    return [(c, build_source(restrict(record, c), instr, c)) for c in chunks]
+    return [(c, build_source(restrict(record, c), instr, c, memory.hint(record, c) if memory else None))
+            for c in chunks]
 
 
 def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
             max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
-            constrained: bool | str = False) -> tuple[list[Prediction], list[str]]:
+            constrained: bool | str = False, memory=None) -> tuple[list[Prediction], list[str]]:
     """Predictions aligned with ``records`` and the raw answers (chunks joined by ' || ').
 
     ``constrained``: False (free decoding), True or "vocab" (only tokens of the prompt), "copy"
-    (every field a contiguous copy of the text or a whole option label; see constrained.py)."""
+    (every field a contiguous copy of the text or a whole option label; see constrained.py).
+    ``memory``: the training memory whose hints the model was trained with (memory.py)."""
     from .generation import generate
 
-    plan = [(i, opts, src) for i, r in enumerate(records) for opts, src in prompts_for(r, templates, max_options)]
+    plan = [(i, opts, src) for i, r in enumerate(records)
+            for opts, src in prompts_for(r, templates, max_options, memory)]
     factory = None
     if constrained:
         from .constrained import make_factory
@@ -92,12 +96,12 @@ def unsupported_rate(preds: Sequence[Prediction]) -> float:
 
 
 def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: dict,
-                     constrained: bool | str | None = None) -> dict:
+                     constrained: bool | str | None = None, memory=None) -> dict:
     t0 = time.time()
     preds, raw = predict(model, tokenizer, records, templates, max_options=cfg.data.max_options,
                          max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
                          batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
-                         constrained=cfg.eval.constrained if constrained is None else constrained)
+                         constrained=cfg.eval.constrained if constrained is None else constrained, memory=memory)
     report = score_all(records, preds)
     return {"summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
             "records": len(records), "generation_s": round(time.time() - t0, 2),
@@ -114,7 +118,8 @@ def reorder_options(record: Record, seed: int) -> Record:
 
 
 def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
-                     constrained: bool | str | None = None, option_seed: int | None = None) -> dict:
+                     constrained: bool | str | None = None, option_seed: int | None = None,
+                     memory=None) -> dict:
     """Score main-task records of the configured eval/test datasets (``limit`` per dataset);
     with ``option_seed`` the options of every record are asked in a shuffled order."""
     records, per_dataset = [], {}
@@ -123,7 +128,7 @@ def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int
             if r.task in MAIN_TASKS and (not limit or per_dataset.get(r.dataset, 0) < limit):
                 per_dataset[r.dataset] = per_dataset.get(r.dataset, 0) + 1
                 records.append(r if option_seed is None else reorder_options(r, option_seed))
-    return evaluate_records(model, tokenizer, records, cfg, templates, constrained)
+    return evaluate_records(model, tokenizer, records, cfg, templates, constrained, memory)
 
 
 # ---------------------------------------------------------------- files

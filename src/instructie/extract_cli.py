@@ -150,6 +150,12 @@ def run_extract(a) -> int:
     if out_path is not None and a.input != "-" and Path(a.input).resolve() == out_path.resolve():
         raise ConfigError(f"output {a.output} is the input file")
     ex = Extractor.from_pretrained(a.model, device=a.device)
+    if a.memory:
+        from .evaluate import read_gold
+
+        for path in a.memory:
+            n = ex.remember(rec for rec, _ in read_gold(path, errors))
+            print(f"[instructie] memory: {n} records added from {path}", file=sys.stderr)
     done = set()
     if out_path and a.resume:
         done = finished_ids(out_path)

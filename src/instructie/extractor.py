@@ -107,12 +107,28 @@ class Schema:
 
 
 class Extractor:
-    def __init__(self, model, tokenizer, card: dict, device: str):
+    def __init__(self, model, tokenizer, card: dict, device: str, memory=None):
         self.model, self.tokenizer, self.card, self.device = model, tokenizer, card, device
         self.templates = card.get("templates") or {}
         self.max_options = card.get("max_options") or 16
         self.max_source_length = int(card.get("max_source_length", 256))
         self.max_target_length = int(card.get("max_target_length", 128))
+        # A model trained with memory hints is always asked with one (memory.py); the hint
+        # line gets at most this many tokens of the prompt.
+        self.memory = memory
+        self.hint_budget = min(64, self.max_source_length // 4) if memory is not None else 0
+
+    def remember(self, records: Iterable[Record]) -> int:
+        """Add labeled records (a user's gazetteer or annotations) to the memory the hints
+        come from; returns how many were added. Only for models trained with hints."""
+        if self.memory is None:
+            raise ConfigError("this model was trained without memory hints (data.memory_hints); "
+                              "it cannot use added records")
+        n = 0
+        for r in records:
+            self.memory.add(r)
+            n += 1
+        return n
 
     # ------------------------------------------------------------ loading
     @classmethod
@@ -143,7 +159,14 @@ class Extractor:
             if bar:
                 hf_logging.enable_progress_bar()
         model.eval()
-        return cls(model, tok, card, device)
+        memory = None
+        if card.get("memory_hints"):
+            from .memory import Memory
+
+            if not (p / "memory.json").exists():
+                raise ConfigError(f"{p}: the model was trained with memory hints but memory.json is missing")
+            memory = Memory.load(p / "memory.json")
+        return cls(model, tok, card, device, memory)
 
     # ------------------------------------------------------------ labels
     def trained_labels(self, task: str, language: str | None = None) -> list[str]:
@@ -224,8 +247,24 @@ class Extractor:
     def _text_budget(self, task: str, options: list[str]) -> int:
         """Tokens left for the text once instruction and options are in the prompt."""
         probe = build_source(Record("", "", task, ""), self._template(task), options)
-        used = len(self.tokenizer(probe)["input_ids"])
+        used = len(self.tokenizer(probe)["input_ids"]) + self.hint_budget
         return max(16, self.max_source_length - used)
+
+    def _hint(self, rec: Record, tok_len) -> str | None:
+        """The memory's hint for a prompt, cut (whole items) to ``hint_budget`` tokens."""
+        if self.memory is None:
+            return None
+        from .memory import HINT_PREFIX, HINT_TASKS
+        from .targets import render_items
+
+        if rec.task not in HINT_TASKS:
+            return None
+        items = self.memory.items(rec)
+        while True:
+            line = HINT_PREFIX + render_items(items)
+            if not items or tok_len(line) <= self.hint_budget:
+                return line
+            items = items[:-1]
 
     def _template(self, task: str) -> str:
         return (self.templates.get(task) or ["Extract."])[0]
@@ -265,8 +304,9 @@ class Extractor:
                             if not opts:
                                 continue
                             for piece in ([s] if n_tokens <= room else _windows(s, lang, room, tok_len)):
-                                rec = Record("", "", t, piece.text, options=opts)
-                                prompts.append((i, piece, t, opts, build_source(rec, templates[t], opts)))
+                                rec = Record("", "", t, piece.text, language=lang, options=opts)
+                                prompts.append((i, piece, t, opts,
+                                                build_source(rec, templates[t], opts, self._hint(rec, tok_len))))
         return docs, seg_of, prompts
 
     def _extract_chunk(self, chunk, tasks, schema, language, batch_size, num_beams, max_new_tokens,

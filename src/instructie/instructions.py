@@ -6,6 +6,7 @@ A source reads::
     Option: label1, label2, ...
     [Entities: / Pairs: / Event: / Head: + Tail:  (the inputs an auxiliary task is given)]
     Text: <text>
+    [Memory: what the training data says about the text (``memory.py``; with data.memory_hints)]
     Answer:
 
 Long option lists (DuIE has 48 predicates) are cut into chunks of at most
@@ -130,11 +131,14 @@ def given_inputs(record: Record) -> list[str]:
     return []
 
 
-def build_source(record: Record, instruction: str, options: list[str] | None = None) -> str:
+def build_source(record: Record, instruction: str, options: list[str] | None = None,
+                 hint: str | None = None) -> str:
+    """The prompt. A memory ``hint`` goes after the text, so a source cut to the length
+    limit loses the hint before any of the text."""
     opts = record.options if options is None else options
     lines = [instruction.strip(), "Option: " + ", ".join(opts)]
     lines += given_inputs(record)
-    lines += ["Text: " + record.text, "Answer:"]
+    lines += ["Text: " + record.text] + ([hint] if hint else []) + ["Answer:"]
     return "\n".join(lines)
 
 
@@ -149,14 +153,16 @@ def pick_template(templates: dict[str, list[str]], task: str, template: int | st
 
 def to_instance(record: Record, templates: dict[str, list[str]], *, template: int | str = 0,
                 seed: int = 0, max_options: int | None = None, shuffle_options: bool = False,
-                suffix: str = "") -> Instance:
-    """One training/eval instance. With ``max_options`` the options are sampled to fit."""
+                suffix: str = "", memory=None) -> Instance:
+    """One training/eval instance. With ``max_options`` the options are sampled to fit;
+    with a ``memory`` (``memory.Memory`` or ``FoldedMemory``) the prompt gets its hint."""
     key = f"{record.id}#{record.task}{suffix}"
     rng = random.Random(f"{seed}:opts:{key}")
     opts = sample_options(record, max_options, rng, shuffle_options)
     rec = restrict(record, opts) if opts != record.options else record
     instruction = pick_template(templates, record.task, template, seed, key)
-    return Instance(key, record.task, record.dataset, build_source(rec, instruction, opts), render(rec), rec)
+    hint = memory.hint(record, opts) if memory is not None else None
+    return Instance(key, record.task, record.dataset, build_source(rec, instruction, opts, hint), render(rec), rec)
 
 
 def derive_aux(record: Record, tasks: Iterable[str]) -> Iterator[Record]:

@@ -29,7 +29,8 @@ import torch
 
 from . import __version__
 from .config import RunConfig, TrainConfig
-from .data import Source, collate, load_sources, make_batches, make_instances, tokenize, training_texts
+from .data import (Source, collate, load_sources, make_batches, make_instances, tokenize, training_memory,
+                   training_texts)
 from .instructions import load_templates
 from .io import ConfigError, TrainingError, atomic_write, write_json
 from .modeling import quiet_logs
@@ -148,7 +149,11 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         log(f"model: {model_report.get('summary', '')}")
 
     # 3. total steps, and one epoch of batches: instances re-sampled, tokenized, length-grouped.
-    probe = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, 0), tokenizer,
+    fold_memory, memory = training_memory(train_sources, cfg.data)
+    if memory is not None and main:
+        memory.save(out / "memory.json")
+        log(f"memory hints: {len(memory)} training entries; training hints from {cfg.data.memory_folds} folds")
+    probe = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, 0, memory=fold_memory), tokenizer,
                      cfg.data.max_source_length, cfg.data.max_target_length)
     n_inst = len(probe.source_ids)
     per_epoch = math.ceil(n_inst / t.batch_size / accelerator.num_processes / t.grad_accum)
@@ -158,7 +163,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
             f"precision {precision}, {accelerator.num_processes} process(es)")
 
     def make_epoch(epoch: int) -> Epoch:
-        tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch), tokenizer,
+        tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch, memory=fold_memory), tokenizer,
                        cfg.data.max_source_length, cfg.data.max_target_length)
         lengths = [len(s) + len(g) for s, g in zip(tok.source_ids, tok.target_ids)]
         global_bs = t.batch_size * accelerator.num_processes
@@ -174,7 +179,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
         rep = evaluate_sources(unwrapped, tokenizer, sources, cfg, templates, limit=(
-            cfg.data.max_eval_records if name == "dev" else None))
+            cfg.data.max_eval_records if name == "dev" else None), memory=memory)
         unwrapped.train()
         return rep
 
@@ -447,6 +452,7 @@ def model_card(cfg: RunConfig, templates: dict, sources: list[Source], state: di
         "max_options": cfg.data.max_options,
         "max_source_length": cfg.data.max_source_length,
         "max_target_length": cfg.data.max_target_length,
+        "memory_hints": cfg.data.memory_hints,  # memory.json holds the memory
         "steps": state["step"],
         "train_config": cfg.to_dict(),
     }

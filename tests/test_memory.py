@@ -1,0 +1,171 @@
+"""Memory hints (memory.py): what the training data says about a text, in the prompt.
+
+The hint must be what the no-model baselines would answer, training hints must come
+from the other folds (else the model learns to copy them blindly), the memory must
+round-trip through the model directory, and extraction must ask with it."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from instructie.baselines import ner_dictionary, rc_entity_memory, train_triples
+from instructie.memory import FoldedMemory, Memory, fold_of
+from instructie.records import Entity, Record, Relation
+
+from test_train import _fixture_records, tiny_config
+
+
+@pytest.fixture(scope="module")
+def records():
+    return _fixture_records()
+
+
+def _split(records):
+    train = [r for r in records if r.split == "train" or (r.dataset == "duie" and int(r.id.split("-")[-1]) < 20)]
+    test = [r for r in records if r not in train]
+    return train, test
+
+
+def test_hints_are_the_baselines_answers(records):
+    checked = 0
+    for r in records:  # each record answered from all the others: what a test sentence gets
+        if r.task not in ("NER", "RE"):
+            continue
+        train = [x for x in records if x is not r]
+        mem = Memory.from_records(train)
+        if r.task == "NER":
+            want = [(e.text, e.label) for e in ner_dictionary([x for x in train if x.task == "NER"])(r).entities]
+            assert mem.items(r) == want[: mem.max_items]
+        else:
+            base = train_triples([x for x in train if x.task == "RE"])(r)
+            want = sorted(x.key() for x in base.relations)
+            assert sorted(mem.items(r)) == want
+        checked += bool(want)
+    assert checked >= 10
+    # Options restrict the hint as they restrict the answer.
+    conll = next(r for r in records if r.dataset == "CoNLL2003" and len({e.label for e in r.entities}) > 1)
+    full = Memory.from_records([conll])
+    only = conll.entities[0].label
+    assert {lab for _, lab in full.items(conll, [only])} == {only}
+    assert full.hint(conll).startswith("Memory: ") and full.hint(Record("x", "d", "NEG", "t")) is None
+    assert full.hint(Record("x", "d", "NER", "nothing known here", options=[only])) == "Memory: None"  # the empty answer
+
+
+def test_rc_hint_backs_off_like_entity_memory():
+    def rc(h, t, lab):
+        return Record(f"{h}{t}{lab}", "fewrel", "RC", f"{h} and {t}", options=["mother", "child", "spouse"],
+                      relations=[Relation(Entity("head", h), lab, Entity("tail", t))])
+    train = [rc("Ann", "Bob", "mother"), rc("Ann", "Bob", "mother"), rc("Cid", "Bob", "child"),
+             rc("Cid", "Bob", "child"), rc("Cid", "Bob", "child"), rc("Ann", "Dee", "spouse")]
+    mem = Memory.from_records(train)
+    assert mem.items(rc("Ann", "Bob", "?")) == [("pair", "mother"), ("tail", "child"), ("head", "mother")]
+    assert mem.items(rc("Eve", "Bob", "?")) == [("tail", "child")]
+    assert mem.items(rc("Eve", "Fay", "?")) == []
+    base = rc_entity_memory(train)
+    assert base(rc("Eve", "Bob", "?")).labels == ["child"]  # the baseline's answer is the first level
+
+
+def test_training_hints_come_from_the_other_folds(records):
+    train, _ = _split(records)
+    folded, full = FoldedMemory(train, 5, block=4), Memory.from_records(train)
+    own_only = 0
+    for r in train:
+        if r.task != "NER":
+            continue
+        k = folded.fold_of(r)
+        others = [x for x in train if folded.fold_of(x) != k]
+        assert folded.hint(r) == Memory.from_records(others).hint(r)
+        seen_elsewhere = {e.text for x in others for e in x.entities}
+        hinted = {s for s, _ in folded.parts[k].items(r)}
+        assert hinted <= seen_elsewhere
+        own_only += len({e.text for e in r.entities} & {s for s, _ in full.items(r)} - seen_elsewhere)
+    assert own_only > 0, "some spans are hinted by the full memory only because the record itself has them"
+    # Folds are runs of consecutive records (block=4), in the order given.
+    ids = list(dict.fromkeys(r.id for r in train))
+    assert [folded.fold_of(next(r for r in train if r.id == i)) for i in ids[:12]] == [0] * 4 + [1] * 4 + [2] * 4
+    ee = next(r for r in train if r.task == "EE")
+    assert folded.fold_of(replace(ee, id=ee.id + "@1")) == folded.fold_of(ee)  # EEA copies share the fold
+    assert fold_of("unknown@1", 5) == fold_of("unknown", 5)  # ids never seen: a stable hash
+
+
+def test_memory_file_round_trips_and_bad_files_name_themselves(records, tmp_path):
+    train, test = _split(records)
+    mem = Memory.from_records(train, max_items=3)
+    mem.save(tmp_path / "memory.json")
+    back = Memory.load(tmp_path / "memory.json")
+    assert back.to_json() == mem.to_json() and back.max_items == 3
+    assert [back.hint(r) for r in test] == [mem.hint(r) for r in test]
+    from instructie.io import InputError
+    (tmp_path / "bad.json").write_text('{"format": 1, "spans": [["x"]]}')
+    with pytest.raises(InputError, match="bad.json"):
+        Memory.load(tmp_path / "bad.json")
+
+
+def test_prompt_carries_the_hint_after_the_text_per_option_chunk(records):
+    from instructie.evaluate import prompts_for
+    from instructie.instructions import load_templates
+
+    train, _ = _split(records)
+    mem = Memory.from_records(train)
+    rec = next(r for r in train if r.task == "NER" and len({e.label for e in r.entities}) > 1)
+    prompts = prompts_for(rec, load_templates(), max_options=2, memory=mem)
+    assert len(prompts) == 2
+    for opts, src in prompts:
+        lines = src.split("\n")
+        assert lines[-3].startswith("Text: ") and lines[-2].startswith("Memory: ") and lines[-1] == "Answer:"
+        assert lines[-2] == mem.hint(rec, opts)
+    assert all("Memory:" not in src for _, src in prompts_for(rec, load_templates(), max_options=2))
+
+
+def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
+    from instructie.cli import main as cli_main
+    from instructie.config import load_config
+    from instructie.data import load_sources, make_instances, training_memory
+    from instructie.extractor import Extractor
+    from instructie.instructions import load_templates
+
+    out = tmp_path / "run"
+    cfg_path = tiny_config(tmp_path, out, max_steps=3, save_every=0)
+    cfg = load_config(cfg_path, ["data.memory_hints=true"])
+    fold, full = training_memory(load_sources(cfg.data.train), cfg.data)
+    inst = make_instances(load_sources(cfg.data.train), cfg.data, load_templates(None), 0, 0, memory=fold)
+    hinted = [i for i in inst if "\nMemory: " in i.source]
+    assert hinted and {i.task for i in hinted} <= {"NER", "RE", "EE", "RC"}
+    assert all("\nMemory: " not in i.source for i in inst if i.task not in ("NER", "RE", "EE", "RC"))
+
+    assert cli_main(["train", "--config", str(cfg_path), "--set", "data.memory_hints=true"]) == 0
+    assert json.loads((out / "instructie.json").read_text())["memory_hints"] is True
+    assert Memory.load(out / "memory.json").to_json() == full.to_json()
+
+    ex = Extractor.from_pretrained(out, device="cpu")
+    assert ex.memory is not None
+    text = "EU rejects German call to boycott British lamb ."
+    _, _, prompts = ex._plan([("0", text)], ["NER"], __import__("instructie.extractor").extractor.Schema(), "en")
+    assert prompts and all("\nMemory: EU | organization" in p[4] for p in prompts if "organization" in p[3])
+    # A user's own records join the memory (instructie extract --memory FILE).
+    ex.remember([Record("u", "mine", "NER", "Zorblax", entities=[Entity("person", "Zorblax", 0, 7)])])
+    _, _, prompts = ex._plan([("0", "Zorblax met EU officials .")], ["NER"],
+                             __import__("instructie.extractor").extractor.Schema(), "en")
+    assert any("Memory: Zorblax | person" in p[4] for p in prompts)
+
+    (out / "memory.json").unlink()
+    from instructie.io import ConfigError
+    with pytest.raises(ConfigError, match="memory.json is missing"):
+        Extractor.from_pretrained(out, device="cpu")
+
+
+def test_extract_cli_adds_memory_records(tmp_path, tiny_model_dir, capsys):
+    from instructie.cli import main as cli_main
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Zorblax met EU officials .", encoding="utf-8")
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text(json.dumps({"id": "u", "dataset": "mine", "task": "NER", "text": "Zorblax",
+                                "entities": [{"label": "person", "text": "Zorblax", "start": 0, "end": 7}]}) + "\n")
+    # The tiny model was trained without hints: added records are refused with a clear message.
+    assert cli_main(["extract", str(doc), "--model", str(tiny_model_dir), "--memory", str(mine),
+                     "-o", str(tmp_path / "o.jsonl"), "--device", "cpu"]) == 2
+    assert "trained without memory hints" in capsys.readouterr().err

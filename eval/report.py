@@ -18,29 +18,73 @@ INIT = "random (T5 Flan-small shape, {params}; tokenizer trained on the training
 TEST_COPY = ("instructie test --model runs/{run} --config configs/{config}.yaml --constrained copy "
              "--json test_copy.json")
 
-# The runs, newest first. "metrics" comes from the run's metrics.json, or from the test table in its log
-# when the machine holding metrics.json was returned before it could be copied back (plain-4000).
+# The runs, newest first; runs[0] is the best model. "metrics" comes from the run's metrics.json (its final
+# test), or "test_file"/"test_key" where the final test ran as a separate `instructie test`, or from the
+# test table in its log when the machine holding metrics.json was returned before it could be copied back.
+S2 = "configs/multitask-small.yaml as of commit 1ea2383 (AdamW 6e-4, no memory hints; copy head without the " \
+     "continuation bias)"
+ADAMW = "--set train.optimizer=adamw --set train.lr=6e-4"
 RUN_SPECS = [
-    {"name": "multitask-small-copy", "dir": "multitask-small-copy", "config": "configs/multitask-small.yaml",
-     "params": "61.0M params incl. the copy head",
-     "summary": "copy head, 4,000 steps (session 2, best)",
+    {"name": "multitask-small-adafactor", "dir": "multitask-small-adafactor", "group": 3,
+     "config": "configs/multitask-small.yaml", "params": "61.0M params incl. the copy head",
+     "summary": "Adafactor 5e-3 + memory hints (session 3, best)", "optseed_file": "test_optseed1.json",
+     "calls": "three ≤10-minute calls joined by --resume, beside the pretraining run on the same GPU",
+     "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml --max-time 470; "
+                "then --resume --max-time 500; then --resume (final test); "
+                + TEST_COPY.format(run="multitask-small", config="multitask-small")
+                + "; the same with --option-seed 1 instead of --constrained copy"},
+    {"name": "multitask-small-memory-adamw", "dir": "multitask-small-memory-adamw", "group": 3,
+     "config": "configs/multitask-small.yaml", "params": "61.0M params incl. the copy head",
+     "summary": "AdamW 6e-4 + memory hints (session 3)", "test_file": "test_all.json",
+     "constrained_file": "test_all.json", "optseed_file": "test_optseed1.json",
+     "calls": "two ≤10-minute calls joined by --resume, beside the no-memory run on the same GPU",
+     "command": f"INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml {ADAMW} "
+                "--output-dir runs/mem --max-time 450; then --resume --set 'data.test=[]'; "
+                "instructie test --model runs/mem --config configs/multitask-small.yaml --constrained all "
+                "--json test_all.json; the same with --option-seed 1"},
+    {"name": "multitask-small-nomem-adamw", "dir": "multitask-small-nomem-adamw", "group": 3,
+     "config": "configs/multitask-small.yaml", "params": "61.0M params incl. the copy head",
+     "summary": "AdamW 6e-4, no memory hints (session 3)", "test_file": "test_all.json",
+     "constrained_file": "test_all.json", "optseed_file": "test_optseed1.json",
+     "calls": "two ≤10-minute calls joined by --resume, beside the memory run on the same GPU",
+     "command": f"INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml {ADAMW} "
+                "--set data.memory_hints=false --output-dir runs/nomem --max-time 450; then --resume "
+                "--set 'data.test=[]'; instructie test --model runs/nomem --config configs/multitask-small.yaml "
+                "--constrained all --json test_all.json; the same with --option-seed 1"},
+    {"name": "multitask-small-pretrained-adamw", "dir": "multitask-small-pretrained-adamw", "group": 3,
+     "config": "configs/pretrain-small.yaml, then configs/multitask-small.yaml",
+     "params": "61.0M params incl. the copy head; T5 span-corruption pretraining, 800 steps (189 s), first",
+     "summary": "pretrain 800 steps, then AdamW 6e-4 + memory hints, 3,000 steps (session 3)",
+     "no_constrained": True, "extra_wall_s": 188.8,
+     "calls": "pretraining and fine-tuning over two ≤10-minute calls, beside the Adafactor run on the same GPU",
+     "command": "INSTRUCTIE_DATA=.devdata instructie pretrain --config configs/pretrain-small.yaml "
+                "--set train.max_steps=800; instructie train --config configs/multitask-small.yaml "
+                f"--set model.name_or_path=runs/pretrain-small --set model.init=pretrained {ADAMW} "
+                "--set train.max_steps=3000 --output-dir runs/pre --max-time 200; then --resume (final test)"},
+    {"name": "multitask-small-copy", "dir": "multitask-small-copy", "config": S2, "group": 2,
+     "params": "61.0M params incl. the copy head", "summary": "copy head, AdamW 6e-4, 4,000 steps (session 2)",
+     "calls": "two ≤10-minute calls joined by --resume",
      "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml --max-time 450; "
                 "then --resume (final eval); " + TEST_COPY.format(run="multitask-small", config="multitask-small")},
-    {"name": "multitask-small-plain-4000", "dir": "multitask-small-plain-4000",
-     "config": "configs/multitask-small.yaml", "params": "60.4M params", "log": "train_c.log",
-     "summary": "no copy head, 4,000 steps (session 2, same schedule)",
+    {"name": "multitask-small-plain-4000", "dir": "multitask-small-plain-4000", "group": 2,
+     "config": S2, "params": "60.4M params", "log": "train_c.log",
+     "summary": "no copy head, AdamW 6e-4, 4,000 steps (session 2)",
+     "calls": "two ≤10-minute calls joined by --resume",
      "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml "
                 "--set model.copy_head=false --output-dir runs/multitask-small-plain --max-time 400; then --resume"},
-    {"name": "multitask-small-zeroshot", "dir": "multitask-small-zeroshot",
+    {"name": "multitask-small-zeroshot", "dir": "multitask-small-zeroshot", "group": 2,
      "config": "configs/multitask-small-zeroshot.yaml", "params": "61.0M params incl. the copy head",
-     "summary": "copy head, no CrossNER training, 4,000 steps (session 2)",
+     "summary": "copy head, no CrossNER training, AdamW, 4,000 steps (session 2)",
+     "calls": "two ≤10-minute calls joined by --resume",
      "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small-zeroshot.yaml "
                 "--max-time 400; then --resume --max-time 470 (final eval); "
                 + TEST_COPY.format(run="multitask-small-zeroshot", config="multitask-small-zeroshot")},
-    {"name": "multitask-small (session 1)", "dir": "multitask-small", "config": "configs/multitask-small.yaml "
-     "as of commit 37f7be4 (no copy head, AdamW 6e-4, 10,000-step cosine stopped at 5,000)",
+    {"name": "multitask-small (session 1)", "dir": "multitask-small", "group": 1,
+     "config": "configs/multitask-small.yaml as of commit 37f7be4 (no copy head, AdamW 6e-4, 10,000-step cosine "
+     "stopped at 5,000)",
      "params": "60.4M params", "constrained_file": "test_constrained.json", "constrained_key": "constrained",
-     "summary": "no copy head, 5,000 of 10,000 scheduled steps (session 1)",
+     "summary": "no copy head, AdamW, 5,000 of 10,000 scheduled steps (session 1)",
+     "calls": "three ≤10-minute calls joined by --resume",
      "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml --max-time 455; "
                 "then --resume --max-time 840 --set train.max_steps=5000 --set train.compile=false; then --resume; "
                 "instructie test --model runs/multitask-small --config configs/multitask-small.yaml --constrained on"},
@@ -80,31 +124,40 @@ def metrics_from_log(path: Path) -> dict:
 
 def load_run(spec: dict, base_metrics: dict) -> dict:
     d = RUNS / spec["dir"]
+    constrained, c_unsupported, option_order = {}, None, {}
     if "log" in spec:
         metrics, unsupported = metrics_from_log(d / spec["log"]), None
         m = re.findall(r"saved model to \S+ \(step (\d+), (\d+) s of training\)", (d / spec["log"]).read_text())
         if not m:
             raise SystemExit(f"{d / spec['log']}: no 'saved model ... (step N, S s of training)' line")
         steps, wall = int(m[-1][0]), float(m[-1][1])
-        constrained, c_unsupported = {}, None
     else:
         mj = json.loads((d / "metrics.json").read_text())
-        metrics, wall, steps = metrics_by_key(mj["test"]["scores"]), round(mj["train_time_s"], 1), mj["step"]
-        unsupported = mj["test"]["unsupported_rate"]
-        cj = json.loads((d / spec.get("constrained_file", "test_copy.json")).read_text())
-        c = cj[spec.get("constrained_key", "constrained_copy")]
-        constrained, c_unsupported = metrics_by_key(c["scores"]), c["unsupported_rate"]
+        test = json.loads((d / spec["test_file"]).read_text())["unconstrained"] if "test_file" in spec else mj["test"]
+        metrics, wall, steps = metrics_by_key(test["scores"]), round(mj["train_time_s"], 1), mj["step"]
+        unsupported = test["unsupported_rate"]
+        if not spec.get("no_constrained"):
+            cj = json.loads((d / spec.get("constrained_file", "test_copy.json")).read_text())
+            c = cj[spec.get("constrained_key", "constrained_copy")]
+            constrained, c_unsupported = metrics_by_key(c["scores"]), c["unsupported_rate"]
+        if "optseed_file" in spec:
+            o = json.loads((d / spec["optseed_file"]).read_text())["unconstrained"]
+            option_order = metrics_by_key(o["scores"])
     report = d / "model_report.json"
+    copy_head = json.loads(report.read_text()).get("copy_head", False) if report.exists() else "copy head" in spec["params"]
     return {
         "name": spec["name"], "summary": spec["summary"],
         "init": INIT.format(params=spec["params"]),
-        "config": spec["config"], "command": spec["command"], "device": DEVICE, "wall_s": wall, "steps": steps,
-        "copy_head": json.loads(report.read_text()).get("copy_head", False) if report.exists() else False,
+        "config": spec["config"], "command": spec["command"], "device": DEVICE,
+        "wall_s": round(wall + spec.get("extra_wall_s", 0.0), 1), "steps": steps, "calls": spec["calls"],
+        "copy_head": copy_head,
         "metrics": metrics,
         "metrics_constrained": constrained,
+        "metrics_option_seed_1": option_order,
         "constrained_mode": "vocab" if spec.get("constrained_key") == "constrained" else "copy",
         "unsupported_rate": {"unconstrained": unsupported, "constrained": c_unsupported},
         "baselines": base_metrics,
+        "session": spec["group"],
     }
 
 
@@ -145,21 +198,32 @@ def main() -> None:
         verdict = "—" if not b else " / ".join("yes" if x is not None and x > b[1] else "**no**" for x in (v, c))
         rows.append(f"| {ds} | {task} | {metric} | {fmt(v)} | {fmt(c)} | {bt} | {verdict} |")
 
-    abl = ["| dataset | metric | " + " | ".join(x["summary"] for x in runs) + " | best baseline |",
-           "|---|---|" + "---|" * (len(runs) + 1)]
-    for ds, task, metric in ROWS:
-        cells = []
-        for x in runs:
-            v, c = get(x["metrics"], ds, task, metric), get(x["metrics_constrained"], ds, task, metric)
-            cells.append(fmt(v) + (f" ({fmt(c)})" if c is not None else ""))
-        b = best.get((ds, task, metric))
-        abl.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {fmt(b[1]) if b else '—'} |")
-    abl.append("| *unsupported-span rate* | | " + " | ".join(
-        (fmt(x["unsupported_rate"]["unconstrained"]) + (f" ({fmt(x['unsupported_rate']['constrained'])})"
-                                                         if x["unsupported_rate"]["constrained"] is not None else ""))
-        for x in runs) + " | |")
-    abl.append("| *training time (s) / steps* | | " + " | ".join(
-        f"{x['wall_s']:.0f} / {x['steps']}" for x in runs) + " | |")
+    def ablation(group: list[dict]) -> str:
+        abl = ["| dataset | metric | " + " | ".join(x["summary"] for x in group) + " | best baseline |",
+               "|---|---|" + "---|" * (len(group) + 1)]
+        for ds, task, metric in ROWS:
+            cells = []
+            for x in group:
+                v, c = get(x["metrics"], ds, task, metric), get(x["metrics_constrained"], ds, task, metric)
+                cells.append(fmt(v) + (f" ({fmt(c)})" if c is not None else ""))
+            b = best.get((ds, task, metric))
+            abl.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {fmt(b[1]) if b else '—'} |")
+        abl.append("| *unsupported-span rate* | | " + " | ".join(
+            (fmt(x["unsupported_rate"]["unconstrained"]) + (f" ({fmt(x['unsupported_rate']['constrained'])})"
+                                                             if x["unsupported_rate"]["constrained"] is not None
+                                                             else "")) for x in group) + " | |")
+        abl.append("| *training time (s) / steps* | | " + " | ".join(
+            f"{x['wall_s']:.0f} / {x['steps']}" for x in group) + " | |")
+        return "\n".join(abl)
+
+    order = ["| run | dataset | metric | schema order | shuffled (seed 1) | difference |", "|---|---|---|---|---|---|"]
+    for x in runs:
+        if not x["metrics_option_seed_1"]:
+            continue
+        for ds, task, metric in ROWS:
+            v, o = get(x["metrics"], ds, task, metric), get(x["metrics_option_seed_1"], ds, task, metric)
+            if v is not None and o is not None:
+                order.append(f"| {x['name']} | {ds} | {metric} | {fmt(v)} | {fmt(o)} | {abs(v - o):.4f} |")
 
     brow = ["| run | size | variant | batch | examples/s | target tokens/s | peak GiB | MFU | × plain (same run) |",
             "|---|---|---|---|---|---|---|---|---|"]
@@ -174,14 +238,18 @@ def main() -> None:
         MARK_BEGIN, "",
         "### Test splits: the best model beside its no-model baselines (`python eval/report.py`)", "",
         f"Run: {r['name']} ({r['summary']}); init: {r['init']}; config `{r['config']}`; device: {r['device']}; "
-        f"training time {r['wall_s']} s over two ≤10-minute calls.", "",
+        f"training time {r['wall_s']} s over {r['calls']}.", "",
         "\n".join(rows), "",
         f"Unsupported-span rate on the test splits (items whose spans are not in the text): "
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.", "",
-        "### Ablation: the same mix with and without the copy head (test splits; copy-/vocab-constrained in "
-        "parentheses)", "",
-        "\n".join(abl), "",
+        "### Ablation, session 3: optimizer, memory hints, pretraining (test splits; copy-constrained in "
+        "parentheses; same mix, seed and copy head)", "",
+        ablation([x for x in runs if x["session"] == 3]), "",
+        "### Ablation, sessions 1–2: the copy head (test splits; copy-/vocab-constrained in parentheses)", "",
+        ablation([x for x in runs if x["session"] < 3]), "",
+        "### Option order: each test set asked with its options in schema order and shuffled (free decoding)", "",
+        "\n".join(order), "",
         "### Training throughput (`eval/bench_train.py`, H100)", "", "\n".join(brow), "", MARK_END])
     path = HERE / "RESULTS.md"
     text = path.read_text(encoding="utf-8") if path.exists() else MARK_BEGIN + "\n" + MARK_END + "\n"

@@ -401,3 +401,27 @@ def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, cap
     import torch
     w = load_file(str(out / "checkpoints" / "step-12" / "model.safetensors"))
     assert all(torch.isfinite(x).all() for x in w.values())
+
+
+# ---------------------------------------------------------------- option chunks in training
+def test_option_chunk_sampling_trains_on_inference_like_chunks():
+    """Inference asks a long label list in chunks, most without a gold label; with
+    data.option_chunk_sampling some training instances are such chunks (answer None)."""
+    from instructie.instructions import load_templates, to_instance
+    from instructie.targets import NONE
+
+    rec = next(r for r in _fixture_records() if r.dataset == "DuEE" and r.events)
+    assert len(rec.options) > 8
+    templates = load_templates(None)
+    gold = {e.type for e in rec.events}
+
+    def instances(share):
+        return [to_instance(rec, templates, seed=s, max_options=8, shuffle_options=True, chunk_share=share)
+                for s in range(60)]
+    always = instances(0.0)
+    assert all(gold <= set(i.record.options) and len(i.record.options) == 8 for i in always)
+    half = instances(0.5)
+    without = [i for i in half if not gold & set(i.record.options)]
+    assert without and all(i.target == NONE and not i.record.events for i in without)
+    assert 0.2 < sum(not gold <= set(i.record.options) for i in half) / len(half) < 0.8
+    assert all(len(i.record.options) == 8 for i in half)

@@ -24,9 +24,13 @@ TEST_COPY = ("instructie test --model runs/{run} --config configs/{config}.yaml 
 S2 = "configs/multitask-small.yaml as of commit 1ea2383 (AdamW 6e-4, no memory hints; copy head without the " \
      "continuation bias)"
 ADAMW = "--set train.optimizer=adamw --set train.lr=6e-4"
+# Session-3 runs: the code of commit 01a388e; the config as committed in e648694. A review then changed how
+# training hints are built (folds within each dataset; names put in by mention replacement left out).
+S3 = "configs/multitask-small.yaml at commit e648694 (later commits build training hints differently: folds " \
+     "within each dataset, names put in by mention replacement left out)"
 RUN_SPECS = [
     {"name": "multitask-small-adafactor", "dir": "multitask-small-adafactor", "group": 3,
-     "config": "configs/multitask-small.yaml", "params": "61.0M params incl. the copy head",
+     "config": S3, "params": "61.0M params incl. the copy head",
      "summary": "Adafactor 5e-3 + memory hints (session 3, best)", "optseed_file": "test_optseed1.json",
      "calls": "three ≤10-minute calls joined by --resume, beside the pretraining run on the same GPU",
      "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml --max-time 470; "
@@ -34,7 +38,7 @@ RUN_SPECS = [
                 + TEST_COPY.format(run="multitask-small", config="multitask-small")
                 + "; the same with --option-seed 1 instead of --constrained copy"},
     {"name": "multitask-small-memory-adamw", "dir": "multitask-small-memory-adamw", "group": 3,
-     "config": "configs/multitask-small.yaml", "params": "61.0M params incl. the copy head",
+     "config": S3, "params": "61.0M params incl. the copy head",
      "summary": "AdamW 6e-4 + memory hints (session 3)", "test_file": "test_all.json",
      "constrained_file": "test_all.json", "optseed_file": "test_optseed1.json",
      "calls": "two ≤10-minute calls joined by --resume, beside the no-memory run on the same GPU",
@@ -43,7 +47,7 @@ RUN_SPECS = [
                 "instructie test --model runs/mem --config configs/multitask-small.yaml --constrained all "
                 "--json test_all.json; the same with --option-seed 1"},
     {"name": "multitask-small-nomem-adamw", "dir": "multitask-small-nomem-adamw", "group": 3,
-     "config": "configs/multitask-small.yaml", "params": "61.0M params incl. the copy head",
+     "config": S3, "params": "61.0M params incl. the copy head",
      "summary": "AdamW 6e-4, no memory hints (session 3)", "test_file": "test_all.json",
      "constrained_file": "test_all.json", "optseed_file": "test_optseed1.json",
      "calls": "two ≤10-minute calls joined by --resume, beside the memory run on the same GPU",
@@ -52,7 +56,7 @@ RUN_SPECS = [
                 "--set 'data.test=[]'; instructie test --model runs/nomem --config configs/multitask-small.yaml "
                 "--constrained all --json test_all.json; the same with --option-seed 1"},
     {"name": "multitask-small-pretrained-adamw", "dir": "multitask-small-pretrained-adamw", "group": 3,
-     "config": "configs/pretrain-small.yaml, then configs/multitask-small.yaml",
+     "config": "configs/pretrain-small.yaml, then " + S3,
      "params": "61.0M params incl. the copy head; T5 span-corruption pretraining, 800 steps (189 s), first",
      "summary": "pretrain 800 steps, then AdamW 6e-4 + memory hints, 3,000 steps (session 3)",
      "no_constrained": True, "extra_wall_s": 188.8,

@@ -83,9 +83,13 @@ def test_training_hints_come_from_the_other_folds(records):
         assert hinted <= seen_elsewhere
         own_only += len({e.text for e in r.entities} & {s for s, _ in full.items(r)} - seen_elsewhere)
     assert own_only > 0, "some spans are hinted by the full memory only because the record itself has them"
-    # Folds are runs of consecutive records (block=4), in the order given.
-    ids = list(dict.fromkeys(r.id for r in train))
-    assert [folded.fold_of(next(r for r in train if r.id == i)) for i in ids[:12]] == [0] * 4 + [1] * 4 + [2] * 4
+    # Folds are runs of consecutive records of each dataset (at most block=4, at most a fifth of it).
+    conll = list(dict.fromkeys(r.id for r in train if r.dataset == "CoNLL2003"))
+    assert len(conll) == 12  # runs of 3
+    assert [folded.fold[i] for i in conll] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    for ds in {r.dataset for r in train}:  # every dataset, small ones too, is spread over the folds
+        n = len([r for r in train if r.dataset == ds])
+        assert n >= 10 and len({folded.fold_of(r) for r in train if r.dataset == ds}) >= 4
     ee = next(r for r in train if r.task == "EE")
     assert folded.fold_of(replace(ee, id=ee.id + "@1")) == folded.fold_of(ee)  # EEA copies share the fold
     assert fold_of("unknown@1", 5) == fold_of("unknown", 5)  # ids never seen: a stable hash
@@ -99,9 +103,47 @@ def test_memory_file_round_trips_and_bad_files_name_themselves(records, tmp_path
     assert back.to_json() == mem.to_json() and back.max_items == 3
     assert [back.hint(r) for r in test] == [mem.hint(r) for r in test]
     from instructie.io import InputError
-    (tmp_path / "bad.json").write_text('{"format": 1, "spans": [["x"]]}')
-    with pytest.raises(InputError, match="bad.json"):
-        Memory.load(tmp_path / "bad.json")
+    for bad in ('{"format": 1, "spans": [["x"]]}', "[]", '"x"', "{not json"):
+        (tmp_path / "bad.json").write_text(bad)
+        with pytest.raises(InputError, match="bad.json"):
+            Memory.load(tmp_path / "bad.json")
+
+
+def test_re_hint_order_is_by_position_then_longest_head():
+    def re(text, triples):
+        return Record(text, "d", "RE", text, language="en", options=["in", "mayor"],
+                      relations=[Relation(Entity("", h), lab, Entity("", t)) for h, lab, t in triples])
+    mem = Memory.from_records([re("x", [("New", "in", "Jersey"), ("New York", "in", "USA"),
+                                        ("New York City", "mayor", "Adams"), ("Adams", "in", "USA")])])
+    text = re("New York City , USA , Adams , Jersey , New", [])
+    assert mem.items(text) == [("New York City", "mayor", "Adams"), ("New York", "in", "USA"),
+                               ("New", "in", "Jersey"), ("Adams", "in", "USA")]
+    assert mem.items(text, exclude=frozenset({"USA"})) == [("New York City", "mayor", "Adams"), ("New", "in", "Jersey")]
+
+
+def test_names_put_in_by_mention_replacement_are_not_hinted(records):
+    from instructie.config import DataConfig
+    from instructie.data import Source, make_instances
+    from instructie.config import DatasetConfig
+    from instructie.instructions import load_templates
+
+    train, _ = _split(records)
+    conll = [r for r in train if r.dataset == "CoNLL2003"]
+    folded = FoldedMemory(conll, 2, block=3)
+    data = DataConfig(mention_replacement=1.0, memory_hints=True)
+    src = [Source(DatasetConfig("ie_instructions", "x"), conll)]
+    inst = make_instances(src, data, load_templates(None), seed=0, epoch=0, memory=folded)
+    original = {r.text for r in conll}
+    replaced = [i for i in inst if i.record.text not in original]
+    assert replaced
+    for i in replaced:
+        own = {e.text for r in conll if r.id == i.record.id for e in r.entities}
+        new_names = {e.text for e in i.record.entities} - own
+        hinted = {it[0] for it in folded.parts[folded.fold_of(i.record)].items(i.record)}
+        line = i.source.split("\n")[-2]
+        assert line.startswith("Memory: ")
+        assert not any(f"{n} |" in line for n in new_names & hinted), (line, new_names)
+
 
 
 def test_prompt_carries_the_hint_after_the_text_per_option_chunk(records):
@@ -134,6 +176,8 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     inst = make_instances(load_sources(cfg.data.train), cfg.data, load_templates(None), 0, 0, memory=fold)
     hinted = [i for i in inst if "\nMemory: " in i.source]
     assert hinted and {i.task for i in hinted} <= {"NER", "RE", "EE", "RC"}
+    # the training hints do know things (each dataset spread over the folds), not only "None"
+    assert sum("\nMemory: None\n" not in i.source for i in hinted) >= len(hinted) // 5
     assert all("\nMemory: " not in i.source for i in inst if i.task not in ("NER", "RE", "EE", "RC"))
 
     assert cli_main(["train", "--config", str(cfg_path), "--set", "data.memory_hints=true"]) == 0

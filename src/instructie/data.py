@@ -66,9 +66,15 @@ def make_instances(sources: list[Source], data: DataConfig, templates: dict, see
         pool = build_pool(r for s in sources for r in s.records)
     for src in sources:
         recs = weighted_sample(src.records, src.config.weight, rng) if train else src.records
+        inserted: dict[int, frozenset[str]] = {}  # names mention replacement put in (kept out of hints)
         if pool is not None:
             from .augment import replace_mentions
-            recs = [replace_mentions(r, pool, rng, data.mention_replacement) for r in recs]
+            new = [replace_mentions(r, pool, rng, data.mention_replacement) for r in recs]
+            if memory is not None:
+                for a, b in zip(recs, new):
+                    if a is not b:
+                        inserted[id(b)] = frozenset(x.text for x in b.spans()) - {x.text for x in a.spans()}
+            recs = new
         tasks = src.tasks(data.tasks) if train else None
         for k, rec in enumerate(expand_tasks(recs, tasks)):
             if not train and rec.task not in MAIN_TASKS:
@@ -76,7 +82,8 @@ def make_instances(sources: list[Source], data: DataConfig, templates: dict, see
             if train:
                 out.append(to_instance(rec, templates, template=data.template, seed=seed + epoch,
                                        max_options=data.max_options, shuffle_options=data.shuffle_options,
-                                       suffix=f"#{k}", memory=memory, chunk_share=data.option_chunk_sampling))
+                                       suffix=f"#{k}", memory=memory, chunk_share=data.option_chunk_sampling,
+                                       hint_exclude=inserted.get(id(rec), frozenset())))
             else:
                 out.append(to_instance(rec, templates, template=0, seed=seed, max_options=None, memory=memory))
     return out

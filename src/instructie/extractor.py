@@ -120,14 +120,18 @@ class Extractor:
 
     def remember(self, records: Iterable[Record]) -> int:
         """Add labeled records (a user's gazetteer or annotations) to the memory the hints
-        come from; returns how many were added. Only for models trained with hints."""
+        come from; returns how many NER/RE/EE/RC records were added (others have nothing to
+        remember). Only for models trained with hints."""
+        from .memory import HINT_TASKS
+
         if self.memory is None:
             raise ConfigError("this model was trained without memory hints (data.memory_hints); "
                               "it cannot use added records")
         n = 0
         for r in records:
-            self.memory.add(r)
-            n += 1
+            if r.task in HINT_TASKS:
+                self.memory.add(r)
+                n += 1
         return n
 
     # ------------------------------------------------------------ loading

@@ -85,15 +85,16 @@ def sample_options(record: Record, max_options: int | None, rng: random.Random, 
     """Training: all gold labels plus random others up to ``max_options``, optionally shuffled.
 
     With ``chunk_share`` (``data.option_chunk_sampling``) that share of long option lists is
-    instead one random ``max_options``-sized chunk, as inference asks them: most chunks of
+    instead one chunk of the (shuffled) list cut as inference cuts it (``option_chunks``): most chunks of
     DuEE's 65 event types hold no gold type, and a model that never saw such a chunk in
     training answers every chunk with an event (precision 0.14)."""
     opts = list(record.options)
     if record.task == "NEG":  # the candidates are the question itself: never drop one
         max_options = None
     if max_options and len(opts) > max_options:
-        if chunk_share and rng.random() < chunk_share:
-            opts = rng.sample(opts, max_options)
+        if chunk_share and record.task != "RC" and rng.random() < chunk_share:
+            # RC is asked with all its options at once; others in chunks of a list (here shuffled)
+            opts = rng.choice(option_chunks(rng.sample(opts, len(opts)), max_options))
         else:
             gold = [o for o in gold_labels(record) if o in opts]
             rest = [o for o in opts if o not in set(gold)]
@@ -162,7 +163,8 @@ def pick_template(templates: dict[str, list[str]], task: str, template: int | st
 
 def to_instance(record: Record, templates: dict[str, list[str]], *, template: int | str = 0,
                 seed: int = 0, max_options: int | None = None, shuffle_options: bool = False,
-                suffix: str = "", memory=None, chunk_share: float = 0.0) -> Instance:
+                suffix: str = "", memory=None, chunk_share: float = 0.0,
+                hint_exclude: frozenset[str] = frozenset()) -> Instance:
     """One training/eval instance. With ``max_options`` the options are sampled to fit;
     with a ``memory`` (``memory.Memory`` or ``FoldedMemory``) the prompt gets its hint."""
     key = f"{record.id}#{record.task}{suffix}"
@@ -170,7 +172,7 @@ def to_instance(record: Record, templates: dict[str, list[str]], *, template: in
     opts = sample_options(record, max_options, rng, shuffle_options, chunk_share)
     rec = restrict(record, opts) if opts != record.options else record
     instruction = pick_template(templates, record.task, template, seed, key)
-    hint = memory.hint(record, opts) if memory is not None else None
+    hint = memory.hint(record, opts, hint_exclude) if memory is not None else None
     return Instance(key, record.task, record.dataset, build_source(rec, instruction, opts, hint), render(rec), rec)
 
 

@@ -20,8 +20,10 @@ The hint is what the no-model baselines would answer (``baselines.py``), per tas
 
 Training hints must be as imperfect as test hints, or the model learns to copy them
 blindly: with ``folds = k`` a training record's hint comes from a memory of the other
-``k - 1`` folds (runs of consecutive records), so its own spans are found only when
-a record elsewhere has them too -- as for a test sentence. Evaluation and extraction use
+``k - 1`` folds (runs of consecutive records of each dataset), so its own spans are found
+only when a record elsewhere has them too -- as for a test sentence. Names put in by
+mention replacement (augment.py) are left out of the hint: they come from the other
+folds' records, so the memory would nearly always know them, unlike a test sentence's names. Evaluation and extraction use
 the memory of the whole training data, saved as ``memory.json`` in the model directory.
 """
 from __future__ import annotations
@@ -99,23 +101,28 @@ class Memory:
         return len(self.spans) + len(self.triggers) + len(self.triples) + len(self.pairs)
 
     # -------------------------------------------------------------- answering
-    def items(self, record: Record, options: Sequence[str] | None = None) -> list[tuple[str, ...]]:
+    def items(self, record: Record, options: Sequence[str] | None = None,
+              exclude: frozenset[str] = frozenset()) -> list[tuple[str, ...]]:
         """The memory's answer for ``record`` restricted to ``options`` (default: the
-        record's), as answer items: (span, label), (head, relation, tail) or (level, relation)."""
+        record's), as answer items: (span, label), (head, relation, tail) or (level, relation).
+        Items naming a string in ``exclude`` are left out."""
         if not self._built:
             self._build()
         opts = list(record.options if options is None else options)
         text, task = record.text, record.task
         if task in ("NER", "EE"):
             d = self._spans if task == "NER" else self._triggers
-            return [(text[s:e], lab) for s, e, lab in d.match(text, record.language, opts)][: self.max_items]
+            return [(text[s:e], lab) for s, e, lab in d.match(text, record.language, opts)
+                    if text[s:e] not in exclude][: self.max_items]
         if task == "RE":
             allowed = set(opts)
             found = {text[s:e] for s, e in self._heads.candidates(text, word_boundaries=record.language != "zh")}
             out = []
-            for h in sorted(found, key=text.find):
+            for h in sorted(found, key=lambda h: (text.find(h), -len(h), h)):  # same order in every process
+                if h in exclude:
+                    continue
                 for lab, t, _ in self._by_head[h]:
-                    if (not allowed or lab in allowed) and t in text:
+                    if (not allowed or lab in allowed) and t in text and t not in exclude:
                         out.append((h, lab, t))
             return out[: self.max_items]
         if task == "RC" and record.relations:
@@ -128,12 +135,13 @@ class Memory:
             return out
         return []
 
-    def hint(self, record: Record, options: Sequence[str] | None = None) -> str | None:
+    def hint(self, record: Record, options: Sequence[str] | None = None,
+             exclude: frozenset[str] = frozenset()) -> str | None:
         """The prompt line (``Memory: ...``; the empty answer ``None`` when nothing is known),
         or None for tasks that take no hint."""
         if record.task not in HINT_TASKS:
             return None
-        return HINT_PREFIX + render_items(self.items(record, options))
+        return HINT_PREFIX + render_items(self.items(record, options, exclude))
 
     # -------------------------------------------------------------- files
     def to_json(self) -> dict:
@@ -155,6 +163,8 @@ class Memory:
         p = Path(path)
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
+            if not isinstance(d, dict):
+                raise ValueError("expected a JSON object")
             if d.get("format") != FORMAT:
                 raise ValueError(f"format {d.get('format')!r}, expected {FORMAT}")
             m = cls(max_items=int(d.get("max_items", 16)))
@@ -183,18 +193,30 @@ def fold_of(record_id: str, folds: int) -> int:
 class FoldedMemory:
     """Training hints: each record answered by the memory of the other folds.
 
-    Folds are runs of ``block`` consecutive records (in the datasets' file order), not
-    single records: CoNLL's sentences come in documents that repeat their names, and a
-    fold that took every fifth sentence would find a sentence's names in its neighbours
-    -- hints far better than a test document gets (dictionary F1 0.76 vs 0.58)."""
+    Folds are runs of consecutive records of one dataset (in file order), not single
+    records: CoNLL's sentences come in documents that repeat their names, and a fold that
+    took every fifth sentence would find a sentence's names in its neighbours -- hints far
+    better than a test document gets (dictionary F1 0.76 vs 0.58). Runs are at most
+    ``block`` records and at most a ``folds``-th of their dataset, so a 100-record dataset
+    is spread over every fold too (else its names would never be hinted in training and
+    always at test time)."""
 
     def __init__(self, records: Sequence[Record], folds: int, max_items: int = 16, block: int = 256):
         if folds < 2:
             raise ValueError("folds must be at least 2")
         self.folds = folds
-        self.fold: dict[str, int] = {}
+        by_dataset: dict[str, list[str]] = defaultdict(list)
+        seen: set[str] = set()
         for r in records:
-            self.fold.setdefault(_base_id(r.id), (len(self.fold) // block) % folds)
+            b = _base_id(r.id)
+            if b not in seen:
+                seen.add(b)
+                by_dataset[r.dataset].append(b)
+        self.fold: dict[str, int] = {}
+        for ids in by_dataset.values():
+            run = max(1, min(block, -(-len(ids) // folds)))
+            for i, b in enumerate(ids):
+                self.fold[b] = (i // run) % folds
         self.parts = [Memory(max_items=max_items) for _ in range(folds)]
         for r in records:
             k = self.fold[_base_id(r.id)]
@@ -206,5 +228,6 @@ class FoldedMemory:
         k = self.fold.get(_base_id(record.id))
         return fold_of(record.id, self.folds) if k is None else k
 
-    def hint(self, record: Record, options: Sequence[str] | None = None) -> str | None:
-        return self.parts[self.fold_of(record)].hint(record, options)
+    def hint(self, record: Record, options: Sequence[str] | None = None,
+             exclude: frozenset[str] = frozenset()) -> str | None:
+        return self.parts[self.fold_of(record)].hint(record, options, exclude)

@@ -258,17 +258,7 @@ class Extractor:
         """The memory's hint for a prompt, cut (whole items) to ``hint_budget`` tokens."""
         if self.memory is None:
             return None
-        from .memory import HINT_PREFIX, HINT_TASKS
-        from .targets import render_items
-
-        if rec.task not in HINT_TASKS:
-            return None
-        items = self.memory.items(rec)
-        while True:
-            line = HINT_PREFIX + render_items(items)
-            if not items or tok_len(line) <= self.hint_budget:
-                return line
-            items = items[:-1]
+        return self.memory.hint(rec, fits=lambda line: tok_len(line) <= self.hint_budget)
 
     def _template(self, task: str) -> str:
         return (self.templates.get(task) or ["Extract."])[0]

@@ -33,7 +33,7 @@ import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .baselines import SpanDictionary, _first_allowed, _ranked
 from .io import InputError, atomic_write
@@ -136,12 +136,18 @@ class Memory:
         return []
 
     def hint(self, record: Record, options: Sequence[str] | None = None,
-             exclude: frozenset[str] = frozenset()) -> str | None:
+             exclude: frozenset[str] = frozenset(), fits: Callable[[str], bool] | None = None) -> str | None:
         """The prompt line (``Memory: ...``; the empty answer ``None`` when nothing is known),
-        or None for tasks that take no hint."""
+        or None for tasks that take no hint. ``fits``: items are dropped from the end until
+        the line passes it (the extractor's token budget)."""
         if record.task not in HINT_TASKS:
             return None
-        return HINT_PREFIX + render_items(self.items(record, options, exclude))
+        items = self.items(record, options, exclude)
+        while True:
+            line = HINT_PREFIX + render_items(items)
+            if not items or fits is None or fits(line):
+                return line
+            items = items[:-1]
 
     # -------------------------------------------------------------- files
     def to_json(self) -> dict:

@@ -162,9 +162,16 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         log(f"{n_inst} training instances/epoch, {per_epoch} steps/epoch, {total_steps} steps, "
             f"precision {precision}, {accelerator.num_processes} process(es)")
 
+    # Epochs are deterministic in (seed, epoch): the probe is epoch 0, used once and then let go.
+    first_epoch = {0: probe}
+    del probe
+
     def make_epoch(epoch: int) -> Epoch:
-        tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch, memory=fold_memory), tokenizer,
-                       cfg.data.max_source_length, cfg.data.max_target_length)
+        tok = first_epoch.pop(epoch, None)
+        first_epoch.clear()
+        if tok is None:
+            tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch, memory=fold_memory),
+                           tokenizer, cfg.data.max_source_length, cfg.data.max_target_length)
         lengths = [len(s) + len(g) for s, g in zip(tok.source_ids, tok.target_ids)]
         global_bs = t.batch_size * accelerator.num_processes
         batches = make_batches(lengths, global_bs, random.Random(f"{t.seed}:batches:{epoch}"), t.length_grouping)

@@ -28,6 +28,7 @@ ADAMW = "--set train.optimizer=adamw --set train.lr=6e-4"
 # training hints are built (folds within each dataset; names put in by mention replacement left out).
 S3 = "configs/multitask-small.yaml at commit e648694 (later commits build training hints differently: folds " \
      "within each dataset, names put in by mention replacement left out)"
+S4 = "configs/multitask-small.yaml at commit abee462"
 RUN_SPECS = [
     {"name": "multitask-small-adafactor", "dir": "multitask-small-adafactor", "group": 3,
      "config": S3, "params": "61.0M params incl. the copy head",
@@ -37,6 +38,21 @@ RUN_SPECS = [
                 "then --resume --max-time 500; then --resume (final test); "
                 + TEST_COPY.format(run="multitask-small", config="multitask-small")
                 + "; the same with --option-seed 1 instead of --constrained copy"},
+    # Session 4: the code and config of commit abee462 (review-fixed training hints), two runs side by side.
+    {"name": "multitask-small-s4", "dir": "multitask-small-s4", "group": 4,
+     "config": S4, "params": "61.0M params incl. the copy head",
+     "summary": "Adafactor 5e-3 + review-fixed hints (session 4)",
+     "calls": "three ≤10-minute calls joined by --resume, beside the chunk-sampling run on the same GPU",
+     "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml "
+                "--output-dir runs/base --max-time 490; then --resume --max-time 535; then --resume (final test); "
+                + TEST_COPY.format(run="base", config="multitask-small")},
+    {"name": "multitask-small-s4-chunk", "dir": "multitask-small-s4-chunk", "group": 4,
+     "config": S4 + " with --set data.option_chunk_sampling=0.5", "params": "61.0M params incl. the copy head",
+     "summary": "the same + option_chunk_sampling 0.5 (session 4)",
+     "calls": "three ≤10-minute calls joined by --resume, beside the run without chunk sampling on the same GPU",
+     "command": "INSTRUCTIE_DATA=.devdata instructie train --config configs/multitask-small.yaml "
+                "--set data.option_chunk_sampling=0.5 --output-dir runs/chunk --max-time 490; then --resume "
+                "--max-time 535; then --resume (final test); " + TEST_COPY.format(run="chunk", config="multitask-small")},
     {"name": "multitask-small-memory-adamw", "dir": "multitask-small-memory-adamw", "group": 3,
      "config": S3, "params": "61.0M params incl. the copy head",
      "summary": "AdamW 6e-4 + memory hints (session 3)", "test_file": "test_all.json",
@@ -121,7 +137,7 @@ def metrics_from_log(path: Path) -> dict:
         elif m := summary.match(line):
             ds, task, rest = m.groups()
             for k, v in re.findall(r"(\w+)=([\d.]+)(?=;|$)", rest.split("; dropped")[0]):
-                if k != "unsupported":
+                if k not in ("unsupported", "truncated_prompts"):
                     out.setdefault(ds, {}).setdefault(task, {})[k] = float(v)
     return out
 
@@ -247,6 +263,9 @@ def main() -> None:
         f"Unsupported-span rate on the test splits (items whose spans are not in the text): "
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.", "",
+        "### Session 4: review-fixed training hints, and option-chunk sampling (test splits; copy-constrained in "
+        "parentheses; the session-3 best run, commit e648694, for reference)", "",
+        ablation([runs[0]] + [x for x in runs if x["session"] == 4]), "",
         "### Ablation, session 3: optimizer, memory hints, pretraining (test splits; copy-constrained in "
         "parentheses; same mix, seed and copy head)", "",
         ablation([x for x in runs if x["session"] == 3]), "",

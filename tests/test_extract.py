@@ -617,3 +617,13 @@ def test_windows_are_cut_per_prompt_not_for_the_most_crowded_one(tiny_model_dir)
     assert len(ee) > 1
     for _, seg, _, _, _ in prompts:
         assert text[seg.start:seg.end] == seg.text
+
+
+def test_a_prompt_still_too_long_is_counted_in_the_documents_stats(ex):
+    """Windows fit the text to the prompt; labels alone longer than the model's limit cannot fit, and the
+    document says its prompts were cut instead of hiding it."""
+    doc = next(ex.extract([EN], tasks=["NER"], labels=["person", "location"], max_new_tokens=2))
+    assert "truncated_prompts" not in doc.stats
+    huge = [f"a very long label naming kind {k} of thing " * 6 for k in range(3)]
+    doc = next(ex.extract([EN], tasks=["NER"], labels=huge, max_new_tokens=2))
+    assert doc.stats["truncated_prompts"] >= 1

@@ -349,3 +349,27 @@ def test_answers_of_option_chunks_are_grounded_chunk_by_chunk(monkeypatch):
     assert sorted((e.start, e.end, e.label) for e in preds[0].entities) == [(0, 3, "person"), (8, 11, "person"),
                                                                            (15, 20, "location")]
     assert prf(score_task([gold], preds), "entity")[0] == (3, 0, 0)
+
+
+def test_evaluation_reports_prompts_cut_to_the_source_limit(tiny_model_dir):
+    """A test prompt longer than max_source_length reaches the model without its end (memory hint,
+    'Answer:'): the score table says how many, per dataset, instead of hiding it."""
+    from instructie.evaluate import predict
+    from instructie.instructions import load_templates
+    from instructie.modeling import load_trained
+    from instructie.scoring import score_all
+
+    model, tok = load_trained(tiny_model_dir, device="cpu")
+    short = rec("NER", "Obama visited Paris .", entities=[Entity("person", "Obama", 0, 5)])
+    long_ = rec("NER", "Obama visited Paris . " * 30, entities=[Entity("person", "Obama", 0, 5)])
+    for r in (short, long_):
+        r.options = ["person", "location"]
+    preds, _ = predict(model, tok, [short, long_], load_templates(), max_options=1, max_source_length=64,
+                       max_new_tokens=4)
+    assert [p.n_truncated for p in preds] == [0, 2]  # two option chunks, both cut
+    rep = score_all([short, long_], preds)
+    assert rep.scores[0].n_truncated == 2 and rep.scores[0].to_json()["truncated_prompts"] == 2
+    assert "truncated_prompts=2" in format_table(rep)
+    preds, _ = predict(model, tok, [long_], load_templates(), max_options=None, max_source_length=512,
+                       max_new_tokens=4)
+    assert preds[0].n_truncated == 0

@@ -214,6 +214,18 @@ def test_max_time_reached_on_the_last_step_is_a_complete_run(tmp_path, capsys):
     assert (out / "model.safetensors").is_file()
 
 
+def test_training_warns_when_the_source_limit_cuts_a_datasets_prompts(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, max_steps=1, save_every=0)
+    assert cli_main(["train", "--config", str(cfg), "--set", "data.max_source_length=40"]) == 0
+    log = capsys.readouterr().out
+    warning = next(x for x in log.splitlines() if "WARNING: data.max_source_length 40 cuts" in x)
+    assert "duie/RE" in warning and "Raise data.max_source_length" in warning
+    assert cli_main(["train", "--config", str(cfg), "--set", "data.max_source_length=4096",
+                     "--output-dir", str(tmp_path / "run2")]) == 0
+    assert "WARNING: data.max_source_length" not in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- mention replacement
 def _fixture_records():
     from instructie.config import DatasetConfig
@@ -430,3 +442,22 @@ def test_option_chunk_sampling_trains_on_inference_like_chunks():
     from dataclasses import replace as _replace
     rc = _replace(rc, task="RC", relations=rc.relations[:1])
     assert all(to_instance(rc, templates, seed=s, max_options=2, chunk_share=1.0).record.relations for s in range(20))
+
+
+def test_tokenize_counts_cut_prompts_per_dataset_and_task():
+    """A prompt cut to the limit loses its end (hint, 'Answer:'): training names the datasets it happens to."""
+    from instructie.data import tokenize
+    from instructie.instructions import Instance
+    from instructie.modeling import train_tokenizer
+
+    tok = train_tokenizer(["short text", "a much longer text " * 20], vocab_size=300)
+    short, long_ = "Text: short text\nAnswer:", "Text: " + "a much longer text " * 20 + "\nAnswer:"
+    insts = [Instance(f"{i}", task, ds, src, "None", None) for i, (ds, task, src) in enumerate(
+        [("DuEE", "EE", long_), ("DuEE", "EE", short), ("CoNLL2003", "NER", short), ("CoNLL2003", "NER", short),
+         ("CoNLL2003", "NER", long_)] + [("CoNLL2003", "NER", short)] * 30)]
+    t = tokenize(insts, tok, max_source=32, max_target=8)
+    assert t.n_truncated_source == 2
+    assert t.source_cuts == {"CoNLL2003/NER": (1, 33), "DuEE/EE": (1, 2)}
+    assert t.longest_source > 32 and all(len(s) <= 32 and s[-1] == tok.eos_token_id for s in t.source_ids)
+    assert t.heavy_cuts(0.05) == {"DuEE/EE": (1, 2)}  # 1 of 33 CoNLL prompts is under 5%
+    assert tokenize(insts, tok, max_source=4096, max_target=8).source_cuts == {}

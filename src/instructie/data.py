@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 import torch
@@ -95,6 +95,14 @@ class Tokenized:
     target_ids: list[list[int]]
     n_truncated_source: int
     n_truncated_target: int
+    # "dataset/task" -> (sources cut, instances): a prompt cut to the limit loses its end (the memory hint and
+    # "Answer:"), and its answer may name text the model never saw -- it learns to invent spans.
+    source_cuts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    longest_source: int = 0  # tokens, before any cut
+
+    def heavy_cuts(self, share: float = 0.05) -> dict[str, tuple[int, int]]:
+        """The dataset/task pairs with more than ``share`` of their sources cut."""
+        return {k: (c, n) for k, (c, n) in self.source_cuts.items() if c > share * n}
 
 
 def tokenize(instances: Sequence[Instance], tokenizer, max_source: int, max_target: int) -> Tokenized:
@@ -110,7 +118,14 @@ def tokenize(instances: Sequence[Instance], tokenizer, max_source: int, max_targ
                 seqs[k] = s[: n - 1] + [eos]  # keep </s> so the model still learns to stop
         return cnt
 
-    return Tokenized(src, tgt, cut(src, max_source), cut(tgt, max_target))
+    per_key: dict[str, list[int]] = {}
+    for inst, s in zip(instances, src):
+        c = per_key.setdefault(f"{inst.dataset}/{inst.task}", [0, 0])
+        c[0] += len(s) > max_source
+        c[1] += 1
+    longest = max((len(s) for s in src), default=0)
+    return Tokenized(src, tgt, cut(src, max_source), cut(tgt, max_target),
+                     {k: (c, n) for k, (c, n) in sorted(per_key.items()) if c}, longest)
 
 
 def make_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,

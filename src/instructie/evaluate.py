@@ -58,11 +58,16 @@ def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max
     for (i, opts, _), g in zip(plan, outs):
         parsed[i].append(parse(g.text, records[i].task, options=opts, roles=records[i].roles or None))
         raw[i].append(g.text)
+    truncated = [0] * len(records)
+    for (i, _, _), g in zip(plan, outs):
+        truncated[i] += g.truncated
     preds = []
-    for rec, results in zip(records, parsed):
+    for rec, results, n_cut in zip(records, parsed, truncated):
         # Ground each option chunk's answer on its own (its items are in text order; the
         # chunks together are not), then pool the located items.
-        preds.append(merge_predictions([Prediction.from_grounded(ground_for(rec, r), r.dropped) for r in results]))
+        p = merge_predictions([Prediction.from_grounded(ground_for(rec, r), r.dropped) for r in results])
+        p.n_truncated = n_cut
+        preds.append(p)
     return preds, [" || ".join(r) for r in raw]
 
 
@@ -75,6 +80,7 @@ def merge_predictions(parts: Sequence[Prediction]) -> Prediction:
         out.labels += p.labels
         out.dropped.update(p.dropped)
         out.n_unsupported += p.n_unsupported
+        out.n_truncated += p.n_truncated
     return out
 
 

@@ -323,6 +323,8 @@ class Extractor:
         found: dict[int, dict] = {i: {} for i in range(len(docs))}
         for (i, seg, task, opts, _), g in zip(prompts, outs):
             doc = docs[i]
+            if g.truncated:  # the text budget should prevent this; say so if it did not
+                doc.stats["truncated_prompts"] = doc.stats.get("truncated_prompts", 0) + 1
             # Items are parsed one by one (each has its own confidence), then grounded together,
             # so that repeated mentions take successive occurrences ("Paris; Paris" -> two
             # offsets). ``ground`` carries labels through untouched: each item's label is tagged

@@ -17,6 +17,7 @@ class Generated:
     text: str
     token_ids: list[int]
     token_logprobs: list[float]  # one per generated token (special tokens excluded)
+    truncated: bool = False  # the source was cut to max_source_length (its end never reached the model)
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype | None):
@@ -34,7 +35,11 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
     if not sources:  # e.g. a chunk of empty documents: nothing to ask
         return []
     device = next(model.parameters()).device
-    enc = tokenizer(list(sources), add_special_tokens=True, truncation=True, max_length=max_source_length)["input_ids"]
+    enc = tokenizer(list(sources), add_special_tokens=True)["input_ids"]
+    cut = [len(e) > max_source_length for e in enc]
+    eos_id = tokenizer.eos_token_id
+    # Cut as training cuts (tokenize in data.py): the first max_source_length - 1 tokens, then </s>.
+    enc = [e[: max_source_length - 1] + [eos_id] if c else e for e, c in zip(enc, cut)]
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i])) if sort_by_length else list(range(len(enc)))
     out: list[Generated | None] = [None] * len(enc)
     pad = tokenizer.pad_token_id
@@ -75,7 +80,7 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
             rows_lps.append(lps)
         texts = tokenizer.batch_decode(rows_toks, skip_special_tokens=True)  # one call per batch
         for r, i in enumerate(idx):
-            out[i] = Generated(texts[r], rows_toks[r], rows_lps[r])
+            out[i] = Generated(texts[r], rows_toks[r], rows_lps[r], cut[i])
         if progress:
             progress(len(idx))
     return out  # type: ignore[return-value]

@@ -91,6 +91,7 @@ class Prediction:
     labels: list[str] = field(default_factory=list)  # RC relation / NEG key entities
     dropped: Counter = field(default_factory=Counter)  # parser drops, reason -> count
     n_unsupported: int = 0  # items whose spans are not in the text (included above)
+    n_truncated: int = 0  # prompts for this record cut to the model's max source length
 
     @classmethod
     def from_grounded(cls, g: Grounded, dropped: Counter | None = None) -> "Prediction":
@@ -234,6 +235,7 @@ class TaskScore:
     extra: dict[str, float] = field(default_factory=dict)  # accuracy, macro_f1, competition
     dropped: Counter = field(default_factory=Counter)
     n_unsupported: int = 0
+    n_truncated: int = 0  # prompts cut to max_source_length (their end -- hint, 'Answer:' -- unseen)
 
     def values(self) -> dict[str, float]:
         """Flat {metric: value}: ``entity_f1``, ``entity_precision``, ``entity_tp``, ..."""
@@ -250,7 +252,8 @@ class TaskScore:
     def to_json(self) -> dict:
         return {"dataset": self.dataset, "task": self.task, "records": self.n_records,
                 "metrics": self.values(), "per_label": self.labels(),
-                "dropped": dict(self.dropped), "unsupported": self.n_unsupported}
+                "dropped": dict(self.dropped), "unsupported": self.n_unsupported,
+                "truncated_prompts": self.n_truncated}
 
 
 def score_task(golds: Sequence[Record], preds: Sequence[Prediction], task: str | None = None,
@@ -275,6 +278,7 @@ def score_task(golds: Sequence[Record], preds: Sequence[Prediction], task: str |
     for g, p in zip(golds, preds):
         ts.dropped.update(p.dropped)
         ts.n_unsupported += p.n_unsupported
+        ts.n_truncated += p.n_truncated
         for m, items in METRICS[task].items():
             gi, pi = items(g), items(p)
             if spans == "text":
@@ -364,6 +368,8 @@ def format_table(report: Report) -> str:
                 rows.append((s.dataset, s.task, m, lab, f"{cc.precision:.4f}", f"{cc.recall:.4f}",
                              f"{cc.f1:.4f}", str(cc.support)))
         bits = [f"records={s.n_records}", f"unsupported={s.n_unsupported}"]
+        if s.n_truncated:
+            bits.append(f"truncated_prompts={s.n_truncated}")
         bits += [f"{k}={v:.4f}" for k, v in s.extra.items()]
         if s.dropped:
             bits.append("dropped: " + ", ".join(f"{k}={v}" for k, v in sorted(s.dropped.items())))

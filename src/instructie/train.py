@@ -161,6 +161,12 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     if main:
         log(f"{n_inst} training instances/epoch, {per_epoch} steps/epoch, {total_steps} steps, "
             f"precision {precision}, {accelerator.num_processes} process(es)")
+        if heavy := probe.heavy_cuts():
+            cuts = ", ".join(f"{k} {c}/{n} ({c / n:.0%})" for k, (c, n) in heavy.items())
+            log(f"WARNING: data.max_source_length {cfg.data.max_source_length} cuts the training prompts of {cuts}: "
+                f"a cut prompt loses its end (memory hint, 'Answer:') and its answer may name text the model "
+                f"never saw. Raise data.max_source_length (the longest prompt has {probe.longest_source} "
+                f"tokens) or lower data.max_options.")
 
     # Epochs are deterministic in (seed, epoch): the probe is epoch 0, used once and then let go.
     first_epoch = {0: probe}

@@ -1,0 +1,111 @@
+"""How many prompts a source-length limit cuts, per dataset and task (CPU, no model).
+
+A prompt longer than ``data.max_source_length`` is cut at its end, which holds the memory
+hint and "Answer:" (and, for long texts, the text's tail): in training its answer may name
+text the model never saw. This builds the tokenizer as training does (trained on the
+training texts, or the config's), epoch 0's training instances and the test prompts (one
+per option chunk, with memory hints when the config has them), and reports token lengths,
+the share over each limit, and the share of training answers that name text their cut
+prompt no longer shows.
+
+    INSTRUCTIE_DATA=.devdata python eval/prompt_lengths.py --config configs/multitask-small.yaml \
+        --limits 256 384 512 --json eval/runs/prompt_lengths.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from instructie.config import load_config  # noqa: E402
+from instructie.data import load_sources, make_instances, training_memory, training_texts  # noqa: E402
+from instructie.evaluate import prompts_for  # noqa: E402
+from instructie.instructions import load_templates  # noqa: E402
+from instructie.modeling import _load_tokenizer, train_tokenizer  # noqa: E402
+from instructie.records import MAIN_TASKS  # noqa: E402
+
+
+def percentile(xs: list[int], q: float) -> int:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def describe(lengths: dict[str, list[int]], limits: list[int]) -> dict:
+    out = {}
+    for key, xs in sorted(lengths.items()):
+        out[key] = {"prompts": len(xs), "p50": percentile(xs, 0.5), "p99": percentile(xs, 0.99), "max": max(xs),
+                    "over": {str(n): round(sum(x > n for x in xs) / len(xs), 4) for n in limits}}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--limits", type=int, nargs="+", default=[256, 384, 512])
+    ap.add_argument("--json", help="write the report here")
+    a = ap.parse_args(argv)
+    cfg = load_config(a.config)
+    templates = load_templates(cfg.data.templates)
+    train = load_sources(cfg.data.train)
+    test = load_sources(cfg.data.test)
+    given = cfg.model.tokenizer or cfg.model.name_or_path
+    if given:
+        tok = _load_tokenizer(given)
+    else:  # the tokenizer `instructie train` would train (same texts, same vocabulary size)
+        tok = train_tokenizer(list(training_texts(train)) + [s for v in templates.values() for s in v],
+                              cfg.model.vocab_size)
+    folded, memory = training_memory(train, cfg.data)
+
+    train_len: dict[str, list[int]] = defaultdict(list)
+    # per limit, dataset/task -> training answers naming a span the cut prompt no longer shows
+    unseen: dict[int, dict[str, int]] = {n: defaultdict(int) for n in a.limits}
+    insts = make_instances(train, cfg.data, templates, 0, 0, memory=folded)
+    for inst, ids in zip(insts, tok([i.source for i in insts])["input_ids"]):
+        key = f"{inst.dataset}/{inst.task}"
+        train_len[key].append(len(ids))
+        for n in a.limits:
+            if len(ids) > n:
+                kept = tok.decode(ids[: n - 1], skip_special_tokens=True)
+                shown = kept[kept.index("Text: "):] if "Text: " in kept else ""
+                unseen[n][key] += any(x.text not in shown for x in inst.record.spans())
+    test_len: dict[str, list[int]] = defaultdict(list)
+    for src in test:
+        recs = [r for r in src.records if r.task in MAIN_TASKS]
+        prompts = [(r, p) for r in recs for _, p in prompts_for(r, templates, cfg.data.max_options, memory)]
+        for (r, _), ids in zip(prompts, tok([p for _, p in prompts])["input_ids"]):
+            test_len[f"{r.dataset}/{r.task}"].append(len(ids))
+    every = [x for xs in train_len.values() for x in xs]
+    report = {
+        "command": "python eval/prompt_lengths.py --config " + a.config + " --limits " + " ".join(map(str, a.limits)),
+        "tokenizer": given or "trained on the training texts",
+        "max_options": cfg.data.max_options, "memory_hints": cfg.data.memory_hints,
+        "train_epoch0": describe(train_len, a.limits),
+        "train_answers_naming_cut_text": {str(n): {k: round(v / len(train_len[k]), 4) for k, v in sorted(d.items())
+                                                   if v} for n, d in unseen.items()},
+        "test": describe(test_len, a.limits),
+        "train_source_tokens_at_limit": {str(n): sum(min(x, n) for x in every) for n in a.limits},
+    }
+    cols = " ".join(f"{'>' + str(n):>7}" for n in a.limits)
+    for part in ("train_epoch0", "test"):
+        print(f"\n{part}: {'dataset/task':<28} {'prompts':>7} {'p50':>5} {'p99':>5} {'max':>5} {cols}")
+        for key, d in report[part].items():
+            over = " ".join(f"{d['over'][str(n)]:>7.1%}" for n in a.limits)
+            print(f"{'':>{len(part) + 1}} {key:<28} {d['prompts']:>7} {d['p50']:>5} {d['p99']:>5} {d['max']:>5} {over}")
+    print("\ntraining answers that name text their cut prompt no longer shows (share of the dataset/task):")
+    for n, d in report["train_answers_naming_cut_text"].items():
+        print(f"  limit {n}: " + (", ".join(f"{k} {v:.1%}" for k, v in d.items()) or "none"))
+    base = report["train_source_tokens_at_limit"][str(a.limits[0])]
+    print("\ntraining source tokens per epoch at each limit: " + ", ".join(
+        f"{n}: {v} ({v / base:.3f}x)" for n, v in report["train_source_tokens_at_limit"].items()))
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

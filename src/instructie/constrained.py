@@ -521,8 +521,9 @@ def _layout(vocab: CopyVocabulary, tokenizer, rows: list[list[int]], extra_segme
         cb = [0]
         for ch in text:
             cb.append(cb[-1] + len(ch.encode("utf-8")))
-        tok_at = {}
+        tok_at, any_tok_at = {}, {}
         for j, x in enumerate(toks):
+            any_tok_at.setdefault(starts[j], j)
             if unit_tok[j] >= 0:
                 tok_at.setdefault(starts[j], j)
         try:
@@ -532,7 +533,9 @@ def _layout(vocab: CopyVocabulary, tokenizer, rows: list[list[int]], extra_segme
         for _, (cs, ce) in pieces:
             bs, be = cb[cs], cb[ce]
             p = tok_at.get(bs)
-            q = tok_at.get(be, len(toks) if be >= n else None)
+            # the token after the word: in its unit (the copy goes on there) or not (a label's
+            # comma, the text's line end: the variant ends the copy)
+            q = any_tok_at.get(be, len(toks) if be >= n else None)
             if p is None or q is None or q <= p:
                 continue
             piece = text[cs:ce]
@@ -646,6 +649,23 @@ def copy_factory(tokenizer, vocab_size: int, *, roles: Sequence[str] | None = No
 
     make.vocab = vocab  # type: ignore[attr-defined]
     return make
+
+
+def first_blocked(factory, tokenizer, source: str, answer: str, max_source_length: int = 512) -> int | None:
+    """Drive a processor built by ``factory`` along ``answer``'s tokens (as ``generate`` would,
+    from the decoder start token): the index of the first token it forbids, or None when the
+    whole answer and ``</s>`` may be written. A gold answer the constraint forbids is one it
+    can only get wrong."""
+    enc = tokenizer([source], truncation=True, max_length=max_source_length, return_tensors="pt")
+    proc = factory(enc["input_ids"], enc["attention_mask"])
+    start = getattr(tokenizer, "pad_token_id", 0) or 0  # T5: the decoder starts from <pad>
+    ids = torch.tensor([[start]])
+    width = max(len(tokenizer), int(enc["input_ids"].max()) + 1)
+    for k, t in enumerate(tokenizer(answer)["input_ids"]):  # ends with </s>
+        if proc(ids, torch.zeros(1, width))[0, t] < -1e30:
+            return k
+        ids = torch.cat([ids, torch.tensor([[t]])], dim=1)
+    return None
 
 
 def make_factory(constrained, tokenizer, vocab_size: int, *, roles: Sequence[str] | None = None,

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             if len(ids) > n:
                 kept = tok.decode(ids[: n - 1], skip_special_tokens=True)
                 shown = kept[kept.index("Text: "):] if "Text: " in kept else ""
+                shown = shown.split("\nMemory: ")[0]  # a name only in the hint is not in the text
                 unseen[n][key] += any(x.text not in shown for x in inst.record.spans())
     test_len: dict[str, list[int]] = defaultdict(list)
     for src in test:

@@ -656,11 +656,13 @@ def first_blocked(factory, tokenizer, source: str, answer: str, max_source_lengt
     from the decoder start token): the index of the first token it forbids, or None when the
     whole answer and ``</s>`` may be written. A gold answer the constraint forbids is one it
     can only get wrong."""
-    enc = tokenizer([source], truncation=True, max_length=max_source_length, return_tensors="pt")
-    proc = factory(enc["input_ids"], enc["attention_mask"])
+    from .generation import encode_sources
+
+    src = torch.tensor(encode_sources(tokenizer, [source], max_source_length)[0])  # as generate feeds it
+    proc = factory(src, torch.ones_like(src))
     start = getattr(tokenizer, "pad_token_id", 0) or 0  # T5: the decoder starts from <pad>
     ids = torch.tensor([[start]])
-    width = max(len(tokenizer), int(enc["input_ids"].max()) + 1)
+    width = max(len(tokenizer), int(src.max()) + 1)
     for k, t in enumerate(tokenizer(answer)["input_ids"]):  # ends with </s>
         if proc(ids, torch.zeros(1, width))[0, t] < -1e30:
             return k

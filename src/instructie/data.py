@@ -106,8 +106,9 @@ class Tokenized:
 
 
 def tokenize(instances: Sequence[Instance], tokenizer, max_source: int, max_target: int) -> Tokenized:
-    src = tokenizer([i.source for i in instances], add_special_tokens=True)["input_ids"]
-    tgt = tokenizer([i.target for i in instances], add_special_tokens=True)["input_ids"]
+    # verbose=False: no "longer than the maximum length" warning -- long sequences are cut below
+    src = tokenizer([i.source for i in instances], add_special_tokens=True, verbose=False)["input_ids"]
+    tgt = tokenizer([i.target for i in instances], add_special_tokens=True, verbose=False)["input_ids"]
     eos = tokenizer.eos_token_id
 
     def cut(seqs, n):

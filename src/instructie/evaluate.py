@@ -80,7 +80,6 @@ def merge_predictions(parts: Sequence[Prediction]) -> Prediction:
         out.labels += p.labels
         out.dropped.update(p.dropped)
         out.n_unsupported += p.n_unsupported
-        out.n_truncated += p.n_truncated
     return out
 
 

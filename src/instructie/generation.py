@@ -20,6 +20,17 @@ class Generated:
     truncated: bool = False  # the source was cut to max_source_length (its end never reached the model)
 
 
+def encode_sources(tokenizer, sources: Sequence[str], max_source_length: int) -> tuple[list[list[int]], list[bool]]:
+    """Token ids of each source, cut as training cuts them (``data.tokenize``): a source over the
+    limit keeps its first ``max_source_length - 1`` tokens and ``</s>``. Also: which were cut."""
+    # verbose=False: the "longer than the maximum length" warning is wrong here -- the ids are cut below
+    enc = tokenizer(list(sources), add_special_tokens=True, verbose=False)["input_ids"]
+    cut = [len(e) > max_source_length for e in enc]
+    eos = tokenizer.eos_token_id
+    tail = [] if eos is None else [eos]
+    return [e[: max_source_length - len(tail)] + tail if c else e for e, c in zip(enc, cut)], cut
+
+
 def autocast_for(device: torch.device, dtype: torch.dtype | None):
     if device.type == "cuda" and dtype in (torch.bfloat16,):
         return torch.autocast("cuda", dtype=dtype)
@@ -35,11 +46,7 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
     if not sources:  # e.g. a chunk of empty documents: nothing to ask
         return []
     device = next(model.parameters()).device
-    enc = tokenizer(list(sources), add_special_tokens=True)["input_ids"]
-    cut = [len(e) > max_source_length for e in enc]
-    eos_id = tokenizer.eos_token_id
-    # Cut as training cuts (tokenize in data.py): the first max_source_length - 1 tokens, then </s>.
-    enc = [e[: max_source_length - 1] + [eos_id] if c else e for e, c in zip(enc, cut)]
+    enc, cut = encode_sources(tokenizer, sources, max_source_length)
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i])) if sort_by_length else list(range(len(enc)))
     out: list[Generated | None] = [None] * len(enc)
     pad = tokenizer.pad_token_id

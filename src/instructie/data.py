@@ -12,6 +12,7 @@ import torch
 from data_adapters import get_adapter
 
 from .config import DataConfig, DatasetConfig
+from .generation import cut_ids
 from .instructions import Instance, expand_tasks, to_instance
 from .io import SkipCounter
 from .records import MAIN_TASKS, Record
@@ -109,23 +110,15 @@ def tokenize(instances: Sequence[Instance], tokenizer, max_source: int, max_targ
     # verbose=False: no "longer than the maximum length" warning -- long sequences are cut below
     src = tokenizer([i.source for i in instances], add_special_tokens=True, verbose=False)["input_ids"]
     tgt = tokenizer([i.target for i in instances], add_special_tokens=True, verbose=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-
-    def cut(seqs, n):
-        cnt = 0
-        for k, s in enumerate(seqs):
-            if len(s) > n:
-                cnt += 1
-                seqs[k] = s[: n - 1] + [eos]  # keep </s> so the model still learns to stop
-        return cnt
-
-    per_key: dict[str, list[int]] = {}
-    for inst, s in zip(instances, src):
-        c = per_key.setdefault(f"{inst.dataset}/{inst.task}", [0, 0])
-        c[0] += len(s) > max_source
-        c[1] += 1
     longest = max((len(s) for s in src), default=0)
-    return Tokenized(src, tgt, cut(src, max_source), cut(tgt, max_target),
+    src, src_cut = cut_ids(src, max_source, tokenizer.eos_token_id)
+    tgt, tgt_cut = cut_ids(tgt, max_target, tokenizer.eos_token_id)
+    per_key: dict[str, list[int]] = {}
+    for inst, was_cut in zip(instances, src_cut):
+        c = per_key.setdefault(f"{inst.dataset}/{inst.task}", [0, 0])
+        c[0] += was_cut
+        c[1] += 1
+    return Tokenized(src, tgt, sum(src_cut), sum(tgt_cut),
                      {k: (c, n) for k, (c, n) in sorted(per_key.items()) if c}, longest)
 
 

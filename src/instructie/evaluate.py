@@ -55,11 +55,10 @@ def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max
                     logits_processor_factory=factory, with_scores=False)
     parsed: list[list[ParseResult]] = [[] for _ in records]
     raw: list[list[str]] = [[] for _ in records]
+    truncated = [0] * len(records)
     for (i, opts, _), g in zip(plan, outs):
         parsed[i].append(parse(g.text, records[i].task, options=opts, roles=records[i].roles or None))
         raw[i].append(g.text)
-    truncated = [0] * len(records)
-    for (i, _, _), g in zip(plan, outs):
         truncated[i] += g.truncated
     preds = []
     for rec, results, n_cut in zip(records, parsed, truncated):

@@ -20,15 +20,19 @@ class Generated:
     truncated: bool = False  # the source was cut to max_source_length (its end never reached the model)
 
 
-def encode_sources(tokenizer, sources: Sequence[str], max_source_length: int) -> tuple[list[list[int]], list[bool]]:
-    """Token ids of each source, cut as training cuts them (``data.tokenize``): a source over the
-    limit keeps its first ``max_source_length - 1`` tokens and ``</s>``. Also: which were cut."""
-    # verbose=False: the "longer than the maximum length" warning is wrong here -- the ids are cut below
-    enc = tokenizer(list(sources), add_special_tokens=True, verbose=False)["input_ids"]
-    cut = [len(e) > max_source_length for e in enc]
-    eos = tokenizer.eos_token_id
+def cut_ids(seqs: list[list[int]], limit: int, eos: int | None) -> tuple[list[list[int]], list[bool]]:
+    """Sequences over ``limit`` tokens keep their first ``limit - 1`` and ``</s>`` (so a cut target
+    still teaches the model to stop); also: which were cut. Training and generation cut alike."""
+    cut = [len(s) > limit for s in seqs]
     tail = [] if eos is None else [eos]
-    return [e[: max_source_length - len(tail)] + tail if c else e for e, c in zip(enc, cut)], cut
+    return [s[: limit - len(tail)] + tail if c else s for s, c in zip(seqs, cut)], cut
+
+
+def encode_sources(tokenizer, sources: Sequence[str], max_source_length: int) -> tuple[list[list[int]], list[bool]]:
+    """Token ids of each source, cut as training cuts them (``cut_ids``), and which were cut."""
+    # verbose=False: the "longer than the maximum length" warning is wrong here -- the ids are cut after
+    enc = tokenizer(list(sources), add_special_tokens=True, verbose=False)["input_ids"]
+    return cut_ids(enc, max_source_length, tokenizer.eos_token_id)
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype | None):

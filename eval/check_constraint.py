@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     train, test = load_sources(cfg.data.train), load_sources(cfg.data.test)
     given = cfg.model.tokenizer or cfg.model.name_or_path
     tok = _load_tokenizer(given) if given else train_tokenizer(
-        list(training_texts(train)) + [s for v in templates.values() for s in v], cfg.model.vocab_size)
+        list(training_texts(train, templates)), cfg.model.vocab_size)
     _, memory = training_memory(train, cfg.data)
     records = [r for s in test for r in s.records if r.task in MAIN_TASKS]
     roles = sorted({x for r in records for rs in (r.roles or {}).values() for x in rs})

@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if given:
         tok = _load_tokenizer(given)
     else:  # the tokenizer `instructie train` would train (same texts, same vocabulary size)
-        tok = train_tokenizer(list(training_texts(train)) + [s for v in templates.values() for s in v],
-                              cfg.model.vocab_size)
+        tok = train_tokenizer(list(training_texts(train, templates)), cfg.model.vocab_size)
     folded, memory = training_memory(train, cfg.data)
 
     train_len: dict[str, list[int]] = defaultdict(list)

@@ -172,9 +172,12 @@ def training_memory(sources: list[Source], data: DataConfig):
             Memory.from_records(records, data.memory_max_items))
 
 
-def training_texts(sources: Iterable[Source]) -> Iterable[str]:
-    """Texts a tokenizer is trained on: every text, option and label the model will see."""
+def training_texts(sources: Iterable[Source], templates: dict[str, list[str]] | None = None) -> Iterable[str]:
+    """Texts a tokenizer is trained on: every text, option and label the model will see, and the
+    instruction ``templates``."""
     for src in sources:
         for rec in src.records:
             yield rec.text
             yield " ".join(rec.options)
+    for ts in (templates or {}).values():
+        yield from ts

@@ -142,7 +142,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     spec = ModelSpec(**dataclasses.asdict(cfg.model))
     if resume_from is not None:
         spec.tokenizer = str(out / "tokenizer")  # the tokenizer the run started with
-    texts = list(training_texts(train_sources)) + [s for v in templates.values() for s in v]
+    texts = list(training_texts(train_sources, templates))
     model, tokenizer, model_report = load_model_and_tokenizer(spec, texts)
     if main:
         write_run_files(out, resume_from, tokenizer, cfg, model_report)

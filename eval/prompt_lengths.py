@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
-from instructie.data import load_sources, make_instances, training_memory, training_texts  # noqa: E402
+from instructie.data import (load_sources, make_batches, make_instances, round_up, tokenize,  # noqa: E402
+                             training_memory, training_texts)
 from instructie.evaluate import prompts_for  # noqa: E402
 from instructie.instructions import load_templates  # noqa: E402
 from instructie.modeling import _load_tokenizer, train_tokenizer  # noqa: E402
@@ -48,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--limits", type=int, nargs="+", default=[256, 384, 512])
     ap.add_argument("--json", help="write the report here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override one config key")
     a = ap.parse_args(argv)
-    cfg = load_config(a.config)
+    cfg = load_config(a.config, a.set)
     templates = load_templates(cfg.data.templates)
     train = load_sources(cfg.data.train)
     test = load_sources(cfg.data.test)
@@ -79,9 +82,20 @@ def main(argv: list[str] | None = None) -> int:
         prompts = [(r, p) for r in recs for _, p in prompts_for(r, templates, cfg.data.max_options, memory)]
         for (r, _), ids in zip(prompts, tok([p for _, p in prompts])["input_ids"]):
             test_len[f"{r.dataset}/{r.task}"].append(len(ids))
+    # epoch 0's batches exactly as `instructie train` makes them (seed, length grouping, padding), and how
+    # many of them train.max_batch_tokens runs in parts (train.micro_batches)
+    t = cfg.train
+    tk = tokenize(insts, tok, cfg.data.max_source_length, cfg.data.max_target_length)
+    batches = make_batches([len(s) + len(g) for s, g in zip(tk.source_ids, tk.target_ids)], t.batch_size,
+                           random.Random(f"{t.seed}:batches:0"), t.length_grouping)
+    widths = [len(b) * round_up(max(len(tk.source_ids[i]) for i in b), t.pad_to_multiple) for b in batches]
+    split = {"max_batch_tokens": t.max_batch_tokens, "batches": len(batches),
+             "split": sum(bool(t.max_batch_tokens) and w > t.max_batch_tokens for w in widths),
+             "padded_source_tokens": sum(widths), "widest_batch": max(widths)}
     every = [x for xs in train_len.values() for x in xs]
     report = {
-        "command": "python eval/prompt_lengths.py --config " + a.config + " --limits " + " ".join(map(str, a.limits)),
+        "command": "python eval/prompt_lengths.py --config " + a.config + "".join(f" --set {x}" for x in a.set)
+                   + " --limits " + " ".join(map(str, a.limits)),
         "tokenizer": given or "trained on the training texts",
         "max_options": cfg.data.max_options, "memory_hints": cfg.data.memory_hints,
         "train_epoch0": describe(train_len, a.limits),
@@ -89,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    if v} for n, d in unseen.items()},
         "test": describe(test_len, a.limits),
         "train_source_tokens_at_limit": {str(n): sum(min(x, n) for x in every) for n in a.limits},
+        "train_epoch0_batches": split,
     }
     cols = " ".join(f"{'>' + str(n):>7}" for n in a.limits)
     for part in ("train_epoch0", "test"):
@@ -102,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     base = report["train_source_tokens_at_limit"][str(a.limits[0])]
     print("\ntraining source tokens per epoch at each limit: " + ", ".join(
         f"{n}: {v} ({v / base:.3f}x)" for n, v in report["train_source_tokens_at_limit"].items()))
+    print(f"\nepoch 0 at the configured limit: {split['batches']} batches of {t.batch_size}, widest "
+          f"{split['widest_batch']} padded source tokens, {split['padded_source_tokens']} in all; "
+          f"train.max_batch_tokens={split['max_batch_tokens']} runs {split['split']} of them in parts")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0

@@ -353,6 +353,25 @@ def test_zero_shot_labels_and_schema_reach_the_prompt(ex, script):
     assert [_field(src, "Option") for src in s.sources] == ["a, b, c", "d, e"]
 
 
+def test_a_long_label_list_is_split_until_the_text_has_room(tiny_model_dir, script):
+    """A model trained with every label in one prompt (max_options null) asks a user's long label list
+    in as few chunks as leave the text a quarter of the prompt, every label once, nothing cut."""
+    from instructie.extractor import Extractor
+
+    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
+    ex.max_options = None
+    s = script(lambda task, text, opts: "None")
+    labels = [f"kind of thing number {k}" for k in range(40)]
+    doc = next(ex.extract(["Barack Obama visited Paris on Monday."], tasks=["NER"], labels=labels))
+    asked = [_field(src, "Option").split(", ") for src in s.sources]
+    assert 1 < len(asked) < 40
+    assert [x for opts in asked for x in opts] == labels
+    assert "truncated_prompts" not in doc.stats
+    s.sources.clear()
+    list(ex.extract(["Obama visited Paris."], tasks=["NER"], labels=labels[:3]))  # few labels: one prompt, as trained
+    assert [_field(src, "Option") for src in s.sources] == [", ".join(labels[:3])]
+
+
 def test_default_labels_follow_the_document_language(ex, script):
     s = script(lambda task, text, opts: "None")
     list(ex.extract(["Obama visited Paris.", "王小明的妻子是李华。"], tasks=["NER", "RE"]))
@@ -624,6 +643,6 @@ def test_a_prompt_still_too_long_is_counted_in_the_documents_stats(ex):
     document says its prompts were cut instead of hiding it."""
     doc = next(ex.extract([EN], tasks=["NER"], labels=["person", "location"], max_new_tokens=2))
     assert "truncated_prompts" not in doc.stats
-    huge = [f"a very long label naming kind {k} of thing " * 6 for k in range(3)]
+    huge = [f"a very long label naming kind {k} of thing " * 30 for k in range(3)]  # each alone over the limit
     doc = next(ex.extract([EN], tasks=["NER"], labels=huge, max_new_tokens=2))
     assert doc.stats["truncated_prompts"] >= 1

@@ -461,3 +461,47 @@ def test_tokenize_counts_cut_prompts_per_dataset_and_task():
     assert t.longest_source > 32 and all(len(s) <= 32 and s[-1] == tok.eos_token_id for s in t.source_ids)
     assert t.heavy_cuts(0.05) == {"DuEE/EE": (1, 2)}  # 1 of 33 CoNLL prompts is under 5%
     assert tokenize(insts, tok, max_source=4096, max_target=8).source_cuts == {}
+
+
+@pytest.mark.parametrize("copy_head", [False, True])
+def test_micro_batches_make_the_same_update_as_the_whole_batch(copy_head):
+    """train.max_batch_tokens runs a batch of long prompts in parts: the summed part losses
+    and gradients must be the whole batch's (else the setting would change what is learned)."""
+    import torch
+
+    from instructie.data import Tokenized, collate
+    from instructie.modeling import build_random_t5
+    from instructie.train import micro_batches
+
+    torch.manual_seed(0)
+    model = build_random_t5("tiny", 64, copy_head=copy_head)
+    model.eval()  # no dropout: both passes must see the same network
+    rng = random.Random(3)
+    srcs = [[rng.randint(3, 63) for _ in range(rng.randint(4, 30))] + [1] for _ in range(7)]
+    tgts = [[rng.randint(3, 63) for _ in range(rng.randint(1, 9))] + [1] for _ in range(7)]
+    batch = collate(list(range(7)), Tokenized(srcs, tgts, 0, 0), pad_id=0, pad_multiple=1)
+    width = batch["input_ids"].shape[1]
+
+    def run(parts):
+        model.zero_grad()
+        total = 0.0
+        for part, share in parts:
+            loss = model(**part).loss * share
+            loss.backward()
+            total += float(loss.detach())
+        return total, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    assert micro_batches(batch, None) == [(batch, 1.0)]
+    assert micro_batches(batch, 7 * width) == [(batch, 1.0)]  # fits: untouched
+    parts = micro_batches(batch, 3 * width)
+    assert [p["input_ids"].shape[0] for p, _ in parts] == [3, 3, 1]
+    assert sum(share for _, share in parts) == pytest.approx(1.0)
+    # each part is cut to its own longest source and target
+    for part, _ in parts:
+        assert part["attention_mask"][:, -1].any() and (part["labels"][:, -1] != -100).any()
+    whole_loss, whole_grads = run([(batch, 1.0)])
+    split_loss, split_grads = run(parts)
+    assert split_loss == pytest.approx(whole_loss, rel=1e-5)
+    assert len(split_grads) == len(whole_grads)
+    for a, b in zip(whole_grads, split_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -76,6 +76,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     batch_size: int = 32
     grad_accum: int = 1
+    max_batch_tokens: int | None = None  # padded source tokens per forward pass: a batch of long prompts is
+                                      # run in parts (gradients summed: the same update, less memory)
     epochs: float = 1.0
     max_steps: int | None = None      # overrides epochs when set
     max_time_s: float | None = None   # stop (with a checkpoint) after this much training time in this
@@ -358,6 +360,7 @@ def _check_minimums(checks, bad) -> None:
 
 def _train_minimums(t: TrainConfig) -> list[tuple[str, Any, int]]:
     return [("train.batch_size", t.batch_size, 1), ("train.grad_accum", t.grad_accum, 1),
+            ("train.max_batch_tokens", t.max_batch_tokens, 1),
             ("train.log_every", t.log_every, 1), ("train.pad_to_multiple", t.pad_to_multiple, 1),
             ("train.keep_checkpoints", t.keep_checkpoints, 1), ("train.warmup_steps", t.warmup_steps, 0),
             ("train.save_every", t.save_every, 0), ("train.eval_every", t.eval_every, 0),

@@ -110,7 +110,7 @@ class Extractor:
     def __init__(self, model, tokenizer, card: dict, device: str, memory=None):
         self.model, self.tokenizer, self.card, self.device = model, tokenizer, card, device
         self.templates = card.get("templates") or {}
-        self.max_options = card.get("max_options") or 16
+        self.max_options = card.get("max_options", 16)  # None: every label in one prompt, as trained
         self.max_source_length = int(card.get("max_source_length", 256))
         self.max_target_length = int(card.get("max_target_length", 128))
         # A model trained with memory hints is always asked with one (memory.py); the hint
@@ -254,6 +254,21 @@ class Extractor:
         used = len(self.tokenizer(probe)["input_ids"]) + self.hint_budget
         return max(16, self.max_source_length - used)
 
+    def _option_plan(self, task: str, labels: list[str]) -> list[tuple[list[str], int]]:
+        """(option chunk, text budget) pairs: chunks of the model's ``max_options``, and any chunk whose
+        labels would leave the text under a quarter of the prompt halved until they do not (a long
+        label list, or a model trained with every label in one prompt, must not push the text out)."""
+        plan, todo = [], option_chunks(labels, self.max_options)
+        while todo:
+            opts = todo.pop(0)
+            room = self._text_budget(task, opts)
+            if room < self.max_source_length // 4 and len(opts) > 1:
+                half = (len(opts) + 1) // 2
+                todo[:0] = [opts[:half], opts[half:]]
+            else:
+                plan.append((opts, room))
+        return plan
+
     def _hint(self, rec: Record, tok_len) -> str | None:
         """The memory's hint for a prompt, cut (whole items) to ``hint_budget`` tokens."""
         if self.memory is None:
@@ -281,8 +296,7 @@ class Extractor:
             by_lang.setdefault(d.language, []).append(i)
         seg_of: dict[int, list] = {}
         for lang, idxs in by_lang.items():
-            plans = {t: [(o, self._text_budget(t, o)) for o in
-                         option_chunks(self._labels_for(t, schema, lang), self.max_options)] for t in tasks}
+            plans = {t: self._option_plan(t, self._labels_for(t, schema, lang)) for t in tasks}
             # Sentences are windowed for the roomiest prompt; a prompt with less room for the
             # text (long labels) windows only the sentences too long for it.
             budget = max((b for v in plans.values() for _, b in v), default=self.max_source_length)

@@ -13,6 +13,7 @@ save/load of model, optimizer, scheduler and RNG state.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -340,8 +341,15 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
             batch = {k: v.to(accelerator.device) for k, v in data.collate(rank_batch).items()}
             with accelerator.accumulate(model):
                 try:
-                    loss = forward(**batch).loss
-                    accelerator.backward(loss)
+                    parts = micro_batches(batch, t.max_batch_tokens)
+                    loss = 0.0
+                    for k, (part, share) in enumerate(parts):
+                        # gradients of all parts are summed locally; DDP all-reduces once, after the last
+                        sync = contextlib.nullcontext() if k == len(parts) - 1 else accelerator.no_sync(model)
+                        with sync:
+                            part_loss = forward(**part).loss * share
+                            accelerator.backward(part_loss)
+                        loss = loss + part_loss.detach()
                     finite = True
                     if accelerator.sync_gradients:
                         # An inf/NaN gradient norm would write NaN into every weight (clipping multiplies by
@@ -361,8 +369,9 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                 except torch.cuda.OutOfMemoryError:
                     width = {k: tuple(v.shape) for k, v in batch.items() if k in ("input_ids", "labels")}
                     raise TrainingError(
-                        f"out of GPU memory at step {state['step'] + 1} (batch {width}): lower train.batch_size "
-                        f"(train.grad_accum keeps the effective batch) or data.max_source_length / "
+                        f"out of GPU memory at step {state['step'] + 1} (batch {width}): set train.max_batch_tokens "
+                        f"(long batches run in parts, same update) or lower train.batch_size (train.grad_accum "
+                        f"keeps the effective batch) or data.max_source_length / "
                         f"max_target_length; other processes on the GPU count too. {_last_checkpoint_hint(out)}"
                     ) from None
                 scheduler.step() if accelerator.sync_gradients else None
@@ -427,6 +436,30 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
     else:
         save_checkpoint(accelerator, out, state, t.keep_checkpoints)
     return model, state, stopped_early
+
+
+def micro_batches(batch: dict[str, torch.Tensor], max_tokens: int | None) -> list[tuple[dict, float]]:
+    """``batch`` as (part, share) pairs of at most ``max_tokens`` padded source tokens each (``None``: whole).
+
+    Both model heads' losses are means over the target tokens of what they are given, so the
+    parts' losses weighted by their share of the batch's target tokens sum to the whole
+    batch's loss, and their summed gradients make the same update. Each part is cut to the
+    longest source and target it holds (length-grouped batches are rarely all one length)."""
+    rows, width = batch["input_ids"].shape
+    if not max_tokens or rows * width <= max_tokens:
+        return [(batch, 1.0)]
+    size = max(1, max_tokens // width)
+    n_target = int((batch["labels"] != -100).sum())
+    parts = []
+    for start in range(0, rows, size):
+        part = {k: v[start : start + size] for k, v in batch.items()}
+        src_len = int(part["attention_mask"].sum(1).max())
+        tgt_len = int((part["labels"] != -100).sum(1).max())
+        part["input_ids"], part["attention_mask"] = part["input_ids"][:, :src_len], part["attention_mask"][:, :src_len]
+        part["labels"] = part["labels"][:, : max(1, tgt_len)]
+        part = {k: v.contiguous() for k, v in part.items()}  # T5's loss .view()s the labels
+        parts.append((part, int((part["labels"] != -100).sum()) / max(1, n_target)))
+    return parts
 
 
 def record_eval(out: Path, state: dict, rep: dict, main: bool) -> None:

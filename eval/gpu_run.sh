@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One training run of a config on the device machine, over three calls of the device tool (each under its
+# 10-minute limit) joined by --resume; what comes back lands in $OUT (at most 8 files a call).
+# Run from the repository root there, with .whl and .devdata carried (README of the device tool):
+#
+#   bash eval/gpu_run.sh NAME 1 [KEY.PATH=VALUE ...]   # fresh run, trains TRAIN_S s (default 450)
+#   bash eval/gpu_run.sh NAME 2 [KEY.PATH=VALUE ...]   # --resume, trains TRAIN_S s (default 490)
+#   bash eval/gpu_run.sh NAME 3 [KEY.PATH=VALUE ...]   # --resume to the end and the test, then the
+#                                                     # copy-constrained test if CALL_S leaves time
+#
+# Chain the calls at once: the machine is given back after 30 s idle, and runs/NAME with it (stage 2 and 3
+# then stop with a line saying so instead of training afresh). CFG picks the config
+# (default configs/multitask-small.yaml); the KEY.PATH=VALUE overrides go to every stage alike.
+set -u -o pipefail
+name=$1 stage=$2
+shift 2
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD:${PYTHONPATH:-} INSTRUCTIE_DATA=.devdata PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+# the device image lacks datasets and seqeval: install the carried wheels (once per machine)
+python3 -c "import datasets, seqeval" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile \
+    --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+cfg=${CFG:-configs/multitask-small.yaml}
+sets=()
+for kv in "$@"; do sets+=(--set "$kv"); done
+run=runs/$name
+if [ "$stage" != 1 ] && ! ls "$run"/checkpoints/step-* >/dev/null 2>&1; then
+    echo "gpu_run: $run has no checkpoint on this machine (given back since the last call?): start again at stage 1"
+    exit 1
+fi
+start=$SECONDS
+train=(python3 -m instructie train --config "$cfg" --output-dir "$run" ${sets[@]+"${sets[@]}"})
+case $stage in
+    1) "${train[@]}" --max-time "${TRAIN_S:-450}" > "$OUT/${name}_1.log" 2>&1 ;;
+    2) "${train[@]}" --resume --max-time "${TRAIN_S:-490}" > "$OUT/${name}_2.log" 2>&1 ;;
+    3) timeout $(( ${CALL_S:-560} - 15 )) "${train[@]}" --resume > "$OUT/${name}_3.log" 2>&1
+       for f in metrics.json training.png; do [ -f "$run/$f" ] && cp "$run/$f" "$OUT/${name}_$f"; done
+       left=$(( ${CALL_S:-560} - (SECONDS - start) ))
+       if [ -f "$run/metrics.json" ] && [ "$left" -gt 120 ]; then
+           timeout $(( left - 10 )) python3 -m instructie test --model "$run" --config "$cfg" --constrained copy \
+               --json "$OUT/${name}_test_copy.json" ${sets[@]+"${sets[@]}"} > "$OUT/${name}_test_copy.log" 2>&1
+       fi ;;
+    *) echo "gpu_run: stage must be 1, 2 or 3"; exit 1 ;;
+esac
+# exit status 3 is "time budget reached, checkpoint saved": expected in stages 1 and 2
+grep -aoh "eval at step [0-9]*: [^\\]*\|time budget reached[^\\]*\|saved model[^\\]*\|error:[^\\]*" \
+    "$OUT/${name}"_*.log | tail -6
+echo "gpu_run: stage $stage took $(( SECONDS - start )) s"

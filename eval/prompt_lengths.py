@@ -92,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     split = {"max_batch_tokens": t.max_batch_tokens, "batches": len(batches),
              "split": sum(bool(t.max_batch_tokens) and w > t.max_batch_tokens for w in widths),
              "padded_source_tokens": sum(widths), "widest_batch": max(widths)}
+    # what a dataset's whole label list costs in a prompt (max_options null puts all of it in every prompt)
+    option_tokens = {}
+    for src in test:
+        for ds in sorted({r.dataset for r in src.records}):
+            opts = list(dict.fromkeys(o for r in src.records if r.dataset == ds for o in r.options))
+            if ds not in option_tokens and opts and all(r.task != "NEG" for r in src.records if r.dataset == ds):
+                option_tokens[ds] = {"labels": len(opts),
+                                     "tokens": len(tok(", ".join(opts), add_special_tokens=False)["input_ids"])}
     every = [x for xs in train_len.values() for x in xs]
     report = {
         "command": "python eval/prompt_lengths.py --config " + a.config + "".join(f" --set {x}" for x in a.set)
@@ -104,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "test": describe(test_len, a.limits),
         "train_source_tokens_at_limit": {str(n): sum(min(x, n) for x in every) for n in a.limits},
         "train_epoch0_batches": split,
+        "label_list_tokens": option_tokens,
     }
     cols = " ".join(f"{'>' + str(n):>7}" for n in a.limits)
     for part in ("train_epoch0", "test"):
@@ -117,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     base = report["train_source_tokens_at_limit"][str(a.limits[0])]
     print("\ntraining source tokens per epoch at each limit: " + ", ".join(
         f"{n}: {v} ({v / base:.3f}x)" for n, v in report["train_source_tokens_at_limit"].items()))
+    print("\nwhole label list, tokens: " + ", ".join(f"{k} {v['labels']} labels {v['tokens']}"
+                                                  for k, v in option_tokens.items()))
     print(f"\nepoch 0 at the configured limit: {split['batches']} batches of {t.batch_size}, widest "
           f"{split['widest_batch']} padded source tokens, {split['padded_source_tokens']} in all; "
           f"train.max_batch_tokens={split['max_batch_tokens']} runs {split['split']} of them in parts")

@@ -499,9 +499,25 @@ def test_micro_batches_make_the_same_update_as_the_whole_batch(copy_head):
     # each part is cut to its own longest source and target
     for part, _ in parts:
         assert part["attention_mask"][:, -1].any() and (part["labels"][:, -1] != -100).any()
+    for part, _ in micro_batches(batch, 3 * width, pad_multiple=8):  # widths rounded as collate rounds
+        assert part["input_ids"].shape[1] in (width, *range(8, width, 8))
     whole_loss, whole_grads = run([(batch, 1.0)])
     split_loss, split_grads = run(parts)
     assert split_loss == pytest.approx(whole_loss, rel=1e-5)
     assert len(split_grads) == len(whole_grads)
     for a, b in zip(whole_grads, split_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_max_batch_tokens_is_refused_under_deepspeed(tmp_path):
+    """DeepSpeed's engine steps the optimizer after every backward, so parts would be separate updates:
+    a clear error instead of a silently different training."""
+    from types import SimpleNamespace
+
+    from instructie.config import TrainConfig
+    from instructie.io import ConfigError
+    from instructie.train import run_loop
+
+    acc = SimpleNamespace(is_main_process=True, distributed_type="DEEPSPEED")
+    with pytest.raises(ConfigError, match="max_batch_tokens does not work under DeepSpeed"):
+        run_loop(acc, None, TrainConfig(max_batch_tokens=4096), tmp_path, 10, lambda epoch: None)

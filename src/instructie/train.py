@@ -30,8 +30,8 @@ import torch
 
 from . import __version__
 from .config import RunConfig, TrainConfig
-from .data import (Source, collate, load_sources, make_batches, make_instances, tokenize, training_memory,
-                   training_texts)
+from .data import (Source, collate, load_sources, make_batches, make_instances, round_up, tokenize,
+                   training_memory, training_texts)
 from .instructions import load_templates
 from .io import ConfigError, TrainingError, atomic_write, write_json
 from .modeling import quiet_logs
@@ -296,6 +296,10 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
     from tqdm.auto import tqdm
 
     main = accelerator.is_main_process
+    if t.max_batch_tokens and accelerator.distributed_type == "DEEPSPEED":
+        # DeepSpeed's engine steps the optimizer after every backward: parts would be separate updates
+        raise ConfigError("train.max_batch_tokens does not work under DeepSpeed: leave it unset and use a smaller "
+                          "train.batch_size with train.grad_accum")
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, total_steps))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -338,16 +342,20 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                 state["batch_in_epoch"] = b + 1
                 continue
             rank_batch = batches[b][accelerator.process_index :: accelerator.num_processes]
-            batch = {k: v.to(accelerator.device) for k, v in data.collate(rank_batch).items()}
+            # split on the CPU (no device sync), then moved part by part
+            parts = micro_batches(data.collate(rank_batch), t.max_batch_tokens, t.pad_to_multiple)
             with accelerator.accumulate(model):
                 try:
-                    parts = micro_batches(batch, t.max_batch_tokens)
                     loss = 0.0
                     for k, (part, share) in enumerate(parts):
-                        # gradients of all parts are summed locally; DDP all-reduces once, after the last
-                        sync = contextlib.nullcontext() if k == len(parts) - 1 else accelerator.no_sync(model)
+                        batch = {key: v.to(accelerator.device) for key, v in part.items()}
+                        # gradients of all parts are summed locally and all-reduced once, after the last; inside a
+                        # non-final accumulation step accumulate() has already turned syncing off
+                        last = k == len(parts) - 1
+                        sync = contextlib.nullcontext() if last or not accelerator.sync_gradients \
+                            else accelerator.no_sync(model)
                         with sync:
-                            part_loss = forward(**part).loss * share
+                            part_loss = forward(**batch).loss * share
                             accelerator.backward(part_loss)
                         loss = loss + part_loss.detach()
                     finite = True
@@ -367,9 +375,11 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                             log(f"step {state['step'] + 1}: gradient norm {float(norm)}: update skipped "
                                 f"({state['skipped_steps']} so far)")
                 except torch.cuda.OutOfMemoryError:
-                    width = {k: tuple(v.shape) for k, v in batch.items() if k in ("input_ids", "labels")}
+                    width = {key: tuple(v.shape) for key, v in part.items() if key in ("input_ids", "labels")}
+                    where = f"part {k + 1} of {len(parts)}, " if len(parts) > 1 else ""
                     raise TrainingError(
-                        f"out of GPU memory at step {state['step'] + 1} (batch {width}): set train.max_batch_tokens "
+                        f"out of GPU memory at step {state['step'] + 1} ({where}batch {width}, train.max_batch_tokens "
+                        f"{t.max_batch_tokens}): set or lower train.max_batch_tokens "
                         f"(long batches run in parts, same update) or lower train.batch_size (train.grad_accum "
                         f"keeps the effective batch) or data.max_source_length / "
                         f"max_target_length; other processes on the GPU count too. {_last_checkpoint_hint(out)}"
@@ -438,13 +448,15 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
     return model, state, stopped_early
 
 
-def micro_batches(batch: dict[str, torch.Tensor], max_tokens: int | None) -> list[tuple[dict, float]]:
+def micro_batches(batch: dict[str, torch.Tensor], max_tokens: int | None,
+                  pad_multiple: int = 1) -> list[tuple[dict, float]]:
     """``batch`` as (part, share) pairs of at most ``max_tokens`` padded source tokens each (``None``: whole).
 
     Both model heads' losses are means over the target tokens of what they are given, so the
     parts' losses weighted by their share of the batch's target tokens sum to the whole
     batch's loss, and their summed gradients make the same update. Each part is cut to the
-    longest source and target it holds (length-grouped batches are rarely all one length)."""
+    longest source and target it holds, rounded up to ``pad_multiple`` as collate rounds (length-grouped
+    batches are rarely all one length)."""
     rows, width = batch["input_ids"].shape
     if not max_tokens or rows * width <= max_tokens:
         return [(batch, 1.0)]
@@ -453,10 +465,11 @@ def micro_batches(batch: dict[str, torch.Tensor], max_tokens: int | None) -> lis
     parts = []
     for start in range(0, rows, size):
         part = {k: v[start : start + size] for k, v in batch.items()}
-        src_len = int(part["attention_mask"].sum(1).max())
-        tgt_len = int((part["labels"] != -100).sum(1).max())
+        src_len = min(width, round_up(int(part["attention_mask"].sum(1).max()), pad_multiple))
+        tgt_len = min(batch["labels"].shape[1],
+                      round_up(max(1, int((part["labels"] != -100).sum(1).max())), pad_multiple))
         part["input_ids"], part["attention_mask"] = part["input_ids"][:, :src_len], part["attention_mask"][:, :src_len]
-        part["labels"] = part["labels"][:, : max(1, tgt_len)]
+        part["labels"] = part["labels"][:, :tgt_len]
         part = {k: v.contiguous() for k, v in part.items()}  # T5's loss .view()s the labels
         parts.append((part, int((part["labels"] != -100).sum()) / max(1, n_target)))
     return parts

@@ -12,6 +12,7 @@ ceiling on what the constraint costs. The tokenizer is the one training would bu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -26,7 +27,7 @@ from instructie.constrained import copy_factory, first_blocked  # noqa: E402
 from instructie.data import load_sources, training_memory, training_texts  # noqa: E402
 from instructie.evaluate import prompts_for  # noqa: E402
 from instructie.instructions import load_templates, restrict  # noqa: E402
-from instructie.modeling import _load_tokenizer, train_tokenizer  # noqa: E402
+from instructie.modeling import ModelSpec, load_tokenizer  # noqa: E402
 from instructie.records import MAIN_TASKS  # noqa: E402
 from instructie.targets import render  # noqa: E402
 
@@ -40,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(a.config)
     templates = load_templates(cfg.data.templates)
     train, test = load_sources(cfg.data.train), load_sources(cfg.data.test)
-    given = cfg.model.tokenizer or cfg.model.name_or_path
-    tok = _load_tokenizer(given) if given else train_tokenizer(
-        list(training_texts(train, templates)), cfg.model.vocab_size)
+    tok, _ = load_tokenizer(ModelSpec(**dataclasses.asdict(cfg.model)), training_texts(train, templates))
     _, memory = training_memory(train, cfg.data)
     records = [r for s in test for r in s.records if r.task in MAIN_TASKS]
     roles = sorted({x for r in records for rs in (r.roles or {}).values() for x in rs})

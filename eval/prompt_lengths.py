@@ -14,8 +14,8 @@ prompt no longer shows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import random
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -24,12 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
-from instructie.data import (load_sources, make_batches, make_instances, round_up, tokenize,  # noqa: E402
+from instructie.data import (collate, epoch_batches, load_sources, make_instances, tokenize,  # noqa: E402
                              training_memory, training_texts)
 from instructie.evaluate import prompts_for  # noqa: E402
 from instructie.instructions import load_templates  # noqa: E402
-from instructie.modeling import _load_tokenizer, train_tokenizer  # noqa: E402
+from instructie.modeling import ModelSpec, load_tokenizer  # noqa: E402
 from instructie.records import MAIN_TASKS  # noqa: E402
+from instructie.train import micro_batches  # noqa: E402
 
 
 def percentile(xs: list[int], q: float) -> int:
@@ -56,11 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     templates = load_templates(cfg.data.templates)
     train = load_sources(cfg.data.train)
     test = load_sources(cfg.data.test)
-    given = cfg.model.tokenizer or cfg.model.name_or_path
-    if given:
-        tok = _load_tokenizer(given)
-    else:  # the tokenizer `instructie train` would train (same texts, same vocabulary size)
-        tok = train_tokenizer(list(training_texts(train, templates)), cfg.model.vocab_size)
+    # the tokenizer `instructie train` would use: the config's, or one trained on the same texts
+    tok, tok_report = load_tokenizer(ModelSpec(**dataclasses.asdict(cfg.model)), training_texts(train, templates))
     folded, memory = training_memory(train, cfg.data)
 
     train_len: dict[str, list[int]] = defaultdict(list)
@@ -82,15 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         prompts = [(r, p) for r in recs for _, p in prompts_for(r, templates, cfg.data.max_options, memory)]
         for (r, _), ids in zip(prompts, tok([p for _, p in prompts])["input_ids"]):
             test_len[f"{r.dataset}/{r.task}"].append(len(ids))
-    # epoch 0's batches exactly as `instructie train` makes them (seed, length grouping, padding), and how
-    # many of them train.max_batch_tokens runs in parts (train.micro_batches)
+    # epoch 0's batches exactly as `instructie train` makes and pads them, and how many of them
+    # train.max_batch_tokens runs in parts (train.micro_batches)
     t = cfg.train
     tk = tokenize(insts, tok, cfg.data.max_source_length, cfg.data.max_target_length)
-    batches = make_batches([len(s) + len(g) for s, g in zip(tk.source_ids, tk.target_ids)], t.batch_size,
-                           random.Random(f"{t.seed}:batches:0"), t.length_grouping)
-    widths = [len(b) * round_up(max(len(tk.source_ids[i]) for i in b), t.pad_to_multiple) for b in batches]
-    split = {"max_batch_tokens": t.max_batch_tokens, "batches": len(batches),
-             "split": sum(bool(t.max_batch_tokens) and w > t.max_batch_tokens for w in widths),
+    widths, n_split = [], 0
+    for b in epoch_batches(tk, t.batch_size, t.seed, 0, t.length_grouping):
+        batch = collate(b, tk, tok.pad_token_id, t.pad_to_multiple)
+        widths.append(batch["input_ids"].numel())
+        n_split += len(micro_batches(batch, t.max_batch_tokens, t.pad_to_multiple)) > 1
+    split = {"max_batch_tokens": t.max_batch_tokens, "batches": len(widths), "split": n_split,
              "padded_source_tokens": sum(widths), "widest_batch": max(widths)}
     # what a dataset's whole label list costs in a prompt (max_options null puts all of it in every prompt)
     option_tokens = {}
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": "python eval/prompt_lengths.py --config " + a.config + "".join(f" --set {x}" for x in a.set)
                    + " --limits " + " ".join(map(str, a.limits)),
-        "tokenizer": given or "trained on the training texts",
+        "tokenizer": tok_report["tokenizer"],
         "max_options": cfg.data.max_options, "memory_hints": cfg.data.memory_hints,
         "train_epoch0": describe(train_len, a.limits),
         "train_answers_naming_cut_text": {str(n): {k: round(v / len(train_len[k]), 4) for k, v in sorted(d.items())

@@ -138,6 +138,13 @@ def make_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
     return batches
 
 
+def epoch_batches(tok: Tokenized, batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
+    """One training epoch's index batches (``make_batches`` on source + target lengths), seeded by
+    (seed, epoch) so that a resumed run rebuilds the same batches."""
+    lengths = [len(s) + len(g) for s, g in zip(tok.source_ids, tok.target_ids)]
+    return make_batches(lengths, batch_size, random.Random(f"{seed}:batches:{epoch}"), group_by_length)
+
+
 def round_up(n: int, multiple: int) -> int:
     return int(math.ceil(n / multiple) * multiple) if multiple > 1 else n
 

@@ -67,37 +67,12 @@ def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None 
     ``extend_vocab``, missing characters are added (embeddings resized)."""
     if spec.init not in ("pretrained", "random"):
         raise ConfigError(f"model.init must be 'pretrained' or 'random', got {spec.init!r}")
-    texts = list(train_texts) if train_texts is not None else None
-    report: dict[str, Any] = {"init": spec.init}
-
-    # 1. tokenizer
-    tok_source = spec.tokenizer or spec.name_or_path
     if spec.init == "pretrained" and not spec.name_or_path:
         raise ConfigError("model.name_or_path is required with init: pretrained (or use init: random)")
-    if tok_source:
-        # errors name the model when its own tokenizer is what failed to load
-        tokenizer = _load_tokenizer(tok_source, "tokenizer" if spec.tokenizer else "model")
-        report["tokenizer"] = tok_source
-    else:
-        if not texts:
-            raise ConfigError("init: random without a tokenizer needs training texts to train one")
-        tokenizer = train_tokenizer(texts, spec.vocab_size)
-        report["tokenizer"] = f"trained byte-level BPE (vocab {len(tokenizer)})"
-    tokenizer.clean_up_tokenization_spaces = False  # why: "lamb ." must decode as "lamb ." to match the source
+    tokenizer, report = load_tokenizer(spec, train_texts)
+    report = {"init": spec.init, **report}
 
-    # 2. unknown characters, measured (and fixed) before the model is sized
-    if texts:
-        before = unknown_rate(tokenizer, texts)
-        report["unknown_rate_before"] = before
-        report["added_chars"] = []
-        if spec.extend_vocab and before["missing_chars"]:
-            tokenizer, report["extend_method"] = extend_tokenizer(tokenizer, before["missing_chars"])
-            report["added_chars"] = before["missing_chars"]
-            report["unknown_rate_after"] = unknown_rate(tokenizer, texts)
-        else:
-            report["unknown_rate_after"] = before
-
-    # 3. model
+    # the model, sized to the tokenizer
     if spec.init == "pretrained":
         model = _load_pretrained_model(spec.name_or_path)
         report["source"] = spec.name_or_path
@@ -221,6 +196,38 @@ def _hub_error(what: str, name: str, err: Exception) -> ConfigError:
     reason = " ".join(str(err).split())[:400].rstrip(".")
     return ConfigError(f"{what} {name!r} is not a local directory and could not be loaded from the Hugging "
                        f"Face hub (offline?): {type(err).__name__}: {reason}. Give a local path or use init: random")
+
+
+def load_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """(tokenizer, report): ``spec.tokenizer``, else ``name_or_path``'s, else one trained on ``train_texts``.
+    With ``train_texts`` the unknown-character rate is measured and, with ``extend_vocab``, missing
+    characters are added -- the tokenizer a run of ``spec`` trains with."""
+    texts = list(train_texts) if train_texts is not None else None
+    report: dict[str, Any] = {}
+    tok_source = spec.tokenizer or spec.name_or_path
+    if tok_source:
+        # errors name the model when its own tokenizer is what failed to load
+        tokenizer = _load_tokenizer(tok_source, "tokenizer" if spec.tokenizer else "model")
+        report["tokenizer"] = tok_source
+    else:
+        if not texts:
+            raise ConfigError("init: random without a tokenizer needs training texts to train one")
+        tokenizer = train_tokenizer(texts, spec.vocab_size)
+        report["tokenizer"] = f"trained byte-level BPE (vocab {len(tokenizer)})"
+    tokenizer.clean_up_tokenization_spaces = False  # why: "lamb ." must decode as "lamb ." to match the source
+
+    # unknown characters, measured (and fixed) before the model is sized
+    if texts:
+        before = unknown_rate(tokenizer, texts)
+        report["unknown_rate_before"] = before
+        report["added_chars"] = []
+        if spec.extend_vocab and before["missing_chars"]:
+            tokenizer, report["extend_method"] = extend_tokenizer(tokenizer, before["missing_chars"])
+            report["added_chars"] = before["missing_chars"]
+            report["unknown_rate_after"] = unknown_rate(tokenizer, texts)
+        else:
+            report["unknown_rate_after"] = before
+    return tokenizer, report
 
 
 def _load_tokenizer(name: str, what: str = "tokenizer") -> Any:

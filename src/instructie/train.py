@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import shutil
 import sys
 import time
@@ -30,7 +29,7 @@ import torch
 
 from . import __version__
 from .config import RunConfig, TrainConfig
-from .data import (Source, collate, load_sources, make_batches, make_instances, round_up, tokenize,
+from .data import (Source, collate, epoch_batches, load_sources, make_instances, round_up, tokenize,
                    training_memory, training_texts)
 from .instructions import load_templates
 from .io import ConfigError, TrainingError, atomic_write, write_json
@@ -179,9 +178,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         if tok is None:
             tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch, memory=fold_memory),
                            tokenizer, cfg.data.max_source_length, cfg.data.max_target_length)
-        lengths = [len(s) + len(g) for s, g in zip(tok.source_ids, tok.target_ids)]
-        global_bs = t.batch_size * accelerator.num_processes
-        batches = make_batches(lengths, global_bs, random.Random(f"{t.seed}:batches:{epoch}"), t.length_grouping)
+        batches = epoch_batches(tok, t.batch_size * accelerator.num_processes, t.seed, epoch, t.length_grouping)
         note = ""
         if tok.n_truncated_source or tok.n_truncated_target:
             note = (f"epoch {epoch}: truncated {tok.n_truncated_source} sources to {cfg.data.max_source_length} "

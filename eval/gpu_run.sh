@@ -43,11 +43,12 @@ case $stage in
 esac
 rc=$?
 if [ "$stage" = 3 ] && [ $rc = 0 ]; then
-    for f in metrics.json training.png; do [ -f "$run/$f" ] && cp "$run/$f" "$OUT/${name}_$f"; done
+    for f in metrics.json training.png test_predictions.jsonl; do [ -f "$run/$f" ] && cp "$run/$f" "$OUT/${name}_$f"; done
     left=$(( ${CALL_S:-560} - (SECONDS - start) ))
     if [ "$left" -gt 120 ]; then
         timeout -k 10 $(( left - 10 )) python3 -m instructie test --model "$run" --config "$cfg" --constrained copy \
-            --json "$OUT/${name}_test_copy.json" ${sets[@]+"${sets[@]}"} > "$OUT/${name}_test_copy.log" 2>&1 \
+            --json "$OUT/${name}_test_copy.json" --predictions "$OUT/${name}_test_copy_predictions.jsonl" \
+            ${sets[@]+"${sets[@]}"} > "$OUT/${name}_test_copy.log" 2>&1 \
             || echo "gpu_run: the copy-constrained test did not finish (exit $?)"
     fi
 fi

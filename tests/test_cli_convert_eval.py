@@ -517,3 +517,39 @@ def test_eval_rejects_gold_with_unknown_task_or_bad_offsets(tmp_path, capsys):
         assert _main(["eval", "--gold", str(gold), "--predictions", str(gold), "--field", "text"]) == 2
         err = capsys.readouterr().err
         assert f"{gold}:1" in err and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------- prediction rows round-trip
+def test_prediction_rows_rescore_to_the_same_report(tmp_path, capsys):
+    """`instructie test --predictions` rows hold the scored items: `instructie eval` on them gives
+    the report scored in memory, for right, wrong and unsupported (not-in-text) answers alike."""
+    from instructie.evaluate import evaluate_files, prediction_rows, read_gold
+    from instructie.io import SkipCounter
+    from instructie.offsets import ground_for
+    from instructie.scoring import Prediction, score_all
+    from instructie.targets import parse
+
+    gold = tmp_path / "gold.jsonl"
+    parts = []
+    for i, (dataset, args) in enumerate((("ie_instructions", ["--input", IEI, "--split", "test"]), ("duie", DUIE),
+                                         ("fewrel", FEWREL), ("fin_negative", ["--input", FIN / "Train_Data.csv"]))):
+        parts.append(tmp_path / f"{i}.jsonl")
+        assert convert(capsys, dataset, parts[-1], *args)[0] == 0
+    gold.write_text("".join(p.read_text(encoding="utf-8") for p in parts), encoding="utf-8")
+    pairs = read_gold(str(gold), SkipCounter(False))
+    records = [r for r, _ in pairs]
+    # every third record answered with its neighbour's target: wrong and unsupported items
+    answers = [row["target"] if k % 3 else pairs[(k + 1) % len(pairs)][1]["target"] for k, (_, row) in enumerate(pairs)]
+    preds = []
+    for r, a in zip(records, answers):
+        res = parse(a, r.task, options=r.options or None, roles=r.roles or None)
+        preds.append(Prediction.from_grounded(ground_for(r, res), res.dropped))
+    assert sum(p.n_unsupported for p in preds) > 0 and {r.task for r in records} >= {"NER", "RE", "EE", "RC", "NEG"}
+    pred_path = tmp_path / "pred.jsonl"
+    pred_path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n"
+                                 for x in prediction_rows(records, preds, answers)), encoding="utf-8")
+    want = score_all(records, preds)
+    got = evaluate_files(str(gold), str(pred_path))
+    assert got["missing_predictions"] == 0 and got["unmatched_predictions"] == 0
+    assert got["scores"] == want.to_json()
+    assert 0 < got["summary"]["CoNLL2003/NER/entity_f1"] < 1

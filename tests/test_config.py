@@ -2,6 +2,7 @@
 into one line on stderr and exit code 2, before any work (no output directory, no model)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -145,6 +146,7 @@ def test_parse_override():
     assert parse_override("data.train[0].options.schema=s.json") == (["data", "train", 0, "options", "schema"],
                                                                       "s.json")
     assert parse_override("data.train.1.weight=2") == (["data", "train", 1, "weight"], 2)
+    assert parse_override("data.train[+]={adapter: duie}") == (["data", "train", "+"], {"adapter": "duie"})
     for bad in ("train.lr", "train..lr=1", "train.lr[x]=1", "=3"):
         with pytest.raises(ConfigError, match="--set"):
             parse_override(bad)
@@ -167,6 +169,21 @@ def test_overrides_apply_and_are_validated(tmp_path):
         load_config(p, ["data.train[3].weight=2"])
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(p, ["train.learning_rate=1"])
+
+
+def test_an_override_appends_a_dataset_to_the_mix(tmp_path):
+    raw = base(tmp_path)
+    p = write(tmp_path, raw)
+    first = dict(raw["data"]["train"][0])
+    cfg = load_config(p, ["data.train[+]=" + json.dumps({**first, "weight": 3}), "data.eval[+]=" + json.dumps(first)])
+    assert len(cfg.data.train) == len(raw["data"]["train"]) + 1 and cfg.data.train[-1].weight == 3.0
+    assert cfg.data.train[0].weight != 3.0 and len(cfg.data.eval) == len(raw["data"].get("eval") or []) + 1
+    with pytest.raises(ConfigError, match=r"\[\+\] appends to a list and must end the key"):
+        load_config(p, ["data.train[+].weight=2"])
+    with pytest.raises(ConfigError, match=r"\[\+\] appends to a list"):
+        load_config(p, ["train[+]=1"])
+    with pytest.raises(ConfigError, match="missing required key"):  # the new item is validated like the others
+        load_config(p, ["data.train[+]={adapter: duie}"])
 
 
 # ---------------------------------------------------------------- ${VAR:-default}

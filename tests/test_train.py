@@ -120,6 +120,28 @@ def test_model_dir_is_complete_and_loads_offline(full_run, monkeypatch):
     assert len(docs) == 1 and docs[0].text == "Barack Obama visited Paris."
 
 
+def test_test_predictions_are_written_and_rescore_to_the_reported_scores(full_run, tmp_path, capsys):
+    from instructie.evaluate import evaluate_files
+    metrics = json.loads((full_run / "metrics.json").read_text())
+    written = [json.loads(x) for x in (full_run / "test_predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert "predictions" not in metrics["test"] and len(written) == metrics["test"]["records"]
+    assert {"id", "dataset", "task", "answer", "entities"} <= set(written[0])
+    # instructie test writes the same rows, and the scored records beside them
+    pred, gold, rep = tmp_path / "p.jsonl", tmp_path / "g.jsonl", tmp_path / "r.json"
+    assert cli_main(["test", "--model", str(full_run), "--config", str(full_run.parent / f"{full_run.name}.yaml"),
+                     "--device", "cpu", "--predictions", str(pred), "--gold-out", str(gold), "--json", str(rep)]) == 0
+    assert [json.loads(x) for x in pred.read_text(encoding="utf-8").splitlines()] == written
+    again = evaluate_files(str(gold), str(pred))
+    report = json.loads(rep.read_text())["unconstrained"]
+    assert again["missing_predictions"] == 0 and "predictions" not in report
+    assert again["summary"] == report["summary"] == metrics["test"]["summary"]
+    assert again["scores"] == report["scores"]
+    # several decoding modes: one file each, named after the mode
+    assert cli_main(["test", "--model", str(full_run), "--config", str(full_run.parent / f"{full_run.name}.yaml"),
+                     "--device", "cpu", "--constrained", "both", "--predictions", str(pred)]) == 0
+    assert (tmp_path / "p.unconstrained.jsonl").is_file() and (tmp_path / "p.constrained.jsonl").is_file()
+
+
 # ---------------------------------------------------------------- resume after SIGKILL
 def test_resume_after_sigkill_continues_at_the_exact_batch(full_run, tmp_path, capsys):
     from instructie.train import STATE_FILE, checkpoints

@@ -144,9 +144,9 @@ def cmd_test(a) -> int:
 
     from .config import load_config
     from .data import load_sources
-    from .evaluate import evaluate_sources
+    from .evaluate import evaluate_sources, scored_records
     from .extractor import Extractor
-    from .io import write_json
+    from .io import write_json, write_jsonl
 
     cfg = load_config(a.config, list(a.set or []))
     ex = Extractor.from_pretrained(a.model, device=a.device)
@@ -158,10 +158,18 @@ def cmd_test(a) -> int:
     report = {}
     modes = {"off": [False], "on": [True], "vocab": [True], "copy": ["copy"], "both": [False, True],
              "all": [False, True, "copy"]}[a.constrained]
+    if a.gold_out:
+        n = write_jsonl(a.gold_out, (r.to_dict() for r in scored_records(sources, a.limit)))
+        print(f"wrote {n} gold records to {a.gold_out}", file=sys.stderr)
     for constrained in modes:
         rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
-                               option_seed=a.option_seed, constrained=constrained, memory=ex.memory)
+                               option_seed=a.option_seed, constrained=constrained, memory=ex.memory,
+                               keep_predictions=bool(a.predictions))
         key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
+        if a.predictions:  # several modes: one file each, named after the mode
+            path = a.predictions if len(modes) == 1 else str(Path(a.predictions).with_suffix(f".{key}.jsonl"))
+            n = write_jsonl(path, rep.pop("predictions"))
+            print(f"wrote {n} predictions to {path}", file=sys.stderr)
         report[key] = rep
         print(f"== {key} ({rep['records']} records, {rep['generation_s']} s, unsupported rate "
               f"{rep['unsupported_rate']:.4f})\n{rep['table']}")
@@ -237,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--device", default=None)
     ts.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
     ts.add_argument("--json")
+    ts.add_argument("--predictions", metavar="JSONL", help="write each record's answer and scored items (with "
+                    "offsets); `instructie eval --gold` on the --gold-out file scores them the same")
+    ts.add_argument("--gold-out", metavar="JSONL", help="write the scored records (converted format)")
     ts.add_argument("--skip-invalid", action="store_true")
     ts.set_defaults(fn=cmd_test)
 

@@ -219,12 +219,13 @@ def _build(cls, data: dict, where: str):
         raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
-_KEY = re.compile(r"^(\w+)((?:\[\d+\])*)$")
+_KEY = re.compile(r"^(\w+)((?:\[(?:\d+|\+)\])*)$")
+APPEND = "+"  # data.train[+]={...}: a new last list item (add a dataset to a mix from the command line)
 
 
 def parse_override(item: str) -> tuple[list[str | int], Any]:
     """``a.b=value`` -> (["a", "b"], value parsed as YAML). List items are addressed as
-    ``data.train[0].weight=2`` (or ``data.train.0.weight=2``)."""
+    ``data.train[0].weight=2`` (or ``data.train.0.weight=2``); ``data.train[+]={...}`` appends one."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key.path=value")
     key, raw = item.split("=", 1)
@@ -234,7 +235,7 @@ def parse_override(item: str) -> tuple[list[str | int], Any]:
         if not m:
             raise ConfigError(f"--set {item!r}: bad key {part!r} (expected names like train.lr or data.train[0].path)")
         keys.append(int(part) if part.isdigit() else m.group(1))
-        keys += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(2))]
+        keys += [i if i == APPEND else int(i) for i in re.findall(r"\[(\d+|\+)\]", m.group(2))]
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as e:
@@ -248,6 +249,11 @@ def apply_override(data: dict, item: str) -> None:
     node: Any = data
     for i, k in enumerate(keys):
         last = i == len(keys) - 1
+        if k == APPEND:
+            if not isinstance(node, list) or not last:
+                raise ConfigError(f"--set {item!r}: [+] appends to a list and must end the key")
+            node.append(value)
+            continue
         if isinstance(k, int):
             if not isinstance(node, list) or not -len(node) <= k < len(node):
                 raise ConfigError(f"--set {item!r}: no list item [{k}] there")
@@ -262,7 +268,7 @@ def apply_override(data: dict, item: str) -> None:
             node[k] = value
         else:
             if node.get(k) is None:
-                node[k] = [] if isinstance(keys[i + 1], int) else {}
+                node[k] = [] if isinstance(keys[i + 1], int) or keys[i + 1] == APPEND else {}
             node = node[k]
 
 

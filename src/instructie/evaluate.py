@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Sequence
 
 from .instructions import build_source, option_chunks, pick_template, restrict
 from .io import InputError, SkipCounter, iter_jsonl
 from .offsets import ground_for
-from .records import MAIN_TASKS, TASKS, Record
+from .records import MAIN_TASKS, TASKS, Event, Record, Relation
 from .scoring import Prediction, Report, format_table, score_all
 from .targets import ParseResult, parse
 
@@ -99,18 +99,34 @@ def unsupported_rate(preds: Sequence[Prediction]) -> float:
     return sum(p.n_unsupported for p in preds) / items if items else 0.0
 
 
+def prediction_rows(records: Sequence[Record], preds: Sequence[Prediction], answers: Sequence[str]) -> list[dict]:
+    """One row per record: its id, dataset and task, the model's answer text and the items
+    scored (with character offsets where the span is in the text). ``instructie eval
+    --predictions`` reads these rows back and scores them the same way."""
+    return [{"id": r.id, "dataset": r.dataset, "task": r.task, "answer": a,
+             "entities": [asdict(x) for x in p.entities], "relations": [asdict(x) for x in p.relations],
+             "events": [asdict(x) for x in p.events], "labels": list(p.labels),
+             "unsupported": p.n_unsupported, "dropped": dict(p.dropped)}
+            for r, p, a in zip(records, preds, answers)]
+
+
 def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: dict,
-                     constrained: bool | str | None = None, memory=None) -> dict:
+                     constrained: bool | str | None = None, memory=None, keep_predictions: bool = False) -> dict:
+    """Predict and score ``records``; with ``keep_predictions`` the report's "predictions"
+    holds ``prediction_rows`` (for a predictions file, not for metrics.json)."""
     t0 = time.time()
     preds, raw = predict(model, tokenizer, records, templates, max_options=cfg.data.max_options,
                          max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
                          batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
                          constrained=cfg.eval.constrained if constrained is None else constrained, memory=memory)
     report = score_all(records, preds)
-    return {"summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
-            "records": len(records), "generation_s": round(time.time() - t0, 2),
-            "unsupported_rate": round(unsupported_rate(preds), 4),
-            "examples": [{"id": r.id, "task": r.task, "answer": a} for r, a in list(zip(records, raw))[:5]]}
+    out = {"summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
+           "records": len(records), "generation_s": round(time.time() - t0, 2),
+           "unsupported_rate": round(unsupported_rate(preds), 4),
+           "examples": [{"id": r.id, "task": r.task, "answer": a} for r, a in list(zip(records, raw))[:5]]}
+    if keep_predictions:
+        out["predictions"] = prediction_rows(records, preds, raw)
+    return out
 
 
 def reorder_options(record: Record, seed: int) -> Record:
@@ -123,16 +139,22 @@ def reorder_options(record: Record, seed: int) -> Record:
 
 def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
                      constrained: bool | str | None = None, option_seed: int | None = None,
-                     memory=None) -> dict:
+                     memory=None, keep_predictions: bool = False) -> dict:
     """Score main-task records of the configured eval/test datasets (``limit`` per dataset);
     with ``option_seed`` the options of every record are asked in a shuffled order."""
-    records, per_dataset = [], {}
+    records = [r if option_seed is None else reorder_options(r, option_seed) for r in scored_records(sources, limit)]
+    return evaluate_records(model, tokenizer, records, cfg, templates, constrained, memory, keep_predictions)
+
+
+def scored_records(sources, limit: int | None = None) -> list[Record]:
+    """The records ``evaluate_sources`` scores, as gold for ``instructie eval``."""
+    out, per_dataset = [], {}
     for src in sources:
         for r in src.records:
             if r.task in MAIN_TASKS and (not limit or per_dataset.get(r.dataset, 0) < limit):
                 per_dataset[r.dataset] = per_dataset.get(r.dataset, 0) + 1
-                records.append(r if option_seed is None else reorder_options(r, option_seed))
-    return evaluate_records(model, tokenizer, records, cfg, templates, constrained, memory)
+                out.append(r)
+    return out
 
 
 # ---------------------------------------------------------------- files
@@ -191,9 +213,24 @@ def prediction_from_row(rec: Record, row: dict, options: list[str], field: str |
                                   {"id": rec.id, "dataset": rec.dataset, "task": rec.task, "text": rec.text})
     check_offsets(structured)
     res = ParseResult(structured.entities, structured.relations, structured.events, list(labels))
-    if any(e.start is None for e in res.entities):
-        return Prediction.from_grounded(ground_for(rec, res))
-    return Prediction.from_parse(res)
+    pred = (Prediction.from_grounded(ground_for(rec, res)) if any(e.start is None for e in res.entities)
+            else Prediction.from_parse(res))
+    # as counted when the answer was parsed (prediction_rows): items with a span not in the text, parser drops
+    pred.n_unsupported = sum(any(x.text and x.start is None for x in _spans(it))
+                             for it in (*pred.entities, *pred.relations, *pred.events))
+    dropped = row.get("dropped") or {}
+    if not isinstance(dropped, dict) or not all(isinstance(v, int) for v in dropped.values()):
+        raise ValueError("'dropped' must map reasons to counts")
+    pred.dropped.update(dropped)
+    return pred
+
+
+def _spans(item) -> list:
+    if isinstance(item, Relation):
+        return [item.head, item.tail, *item.slots]
+    if isinstance(item, Event):
+        return [item.trigger, *item.arguments]
+    return [item]
 
 
 def _index_predictions(pred_path: str, errors: SkipCounter) -> tuple[dict, dict, dict]:

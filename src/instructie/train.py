@@ -32,7 +32,7 @@ from .config import RunConfig, TrainConfig
 from .data import (Source, collate, epoch_batches, load_sources, make_instances, round_up, tokenize,
                    training_memory, training_texts)
 from .instructions import load_templates
-from .io import ConfigError, TrainingError, atomic_write, write_json
+from .io import ConfigError, TrainingError, atomic_write, write_json, write_jsonl
 from .modeling import quiet_logs
 
 STATE_FILE = "trainer_state.json"
@@ -190,7 +190,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
         rep = evaluate_sources(unwrapped, tokenizer, sources, cfg, templates, limit=(
-            cfg.data.max_eval_records if name == "dev" else None), memory=memory)
+            cfg.data.max_eval_records if name == "dev" else None), memory=memory, keep_predictions=name == "test")
         unwrapped.train()
         return rep
 
@@ -210,7 +210,9 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         record_eval(out, state, final["dev"], main)
     if test_sources:
         final["test"] = run_eval(model, test_sources, "test")
-        if main:
+        rows = final["test"].pop("predictions")
+        if main:  # what the model answered per test record, for error analysis (`instructie eval` rescores it)
+            write_jsonl(out / "test_predictions.jsonl", rows)
             log("test scores:\n" + final["test"]["table"])
     if main:
         unwrapped = accelerator.unwrap_model(model)

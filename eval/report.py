@@ -29,6 +29,10 @@ ADAMW = "--set train.optimizer=adamw --set train.lr=6e-4"
 S3 = "configs/multitask-small.yaml at commit e648694 (later commits build training hints differently: folds " \
      "within each dataset, names put in by mention replacement left out)"
 S4 = "configs/multitask-small.yaml at commit abee462"
+S6 = "configs/multitask-small.yaml at commit 7af000e (max_options null, max_source_length 1024, max_batch_tokens 57344)"
+S6B_SETS = ("'data.train[0].options.datasets=[CoNLL2003]' 'data.train[+]={adapter: ie_instructions, path: "
+            ".devdata/ie_instructions, split: train, weight: 4, options: {datasets: [DuEE]}}' 'data.train[2].weight=3' "
+            "train.max_steps=2000")
 RUN_SPECS = [
     {"name": "multitask-small-adafactor", "dir": "multitask-small-adafactor", "group": 3,
      "config": S3, "params": "61.0M params incl. the copy head",
@@ -38,6 +42,22 @@ RUN_SPECS = [
                 "then --resume --max-time 500; then --resume (final test); "
                 + TEST_COPY.format(run="multitask-small", config="multitask-small")
                 + "; the same with --option-seed 1 instead of --constrained copy"},
+    # Session 6: every label in one prompt at 1,024 source tokens (commit 7af000e), the GPU to itself.
+    {"name": "multitask-small-s6", "dir": "multitask-small-s6", "group": 6,
+     "config": S6 + "; train.max_steps 4000 -> 3600 from step 1,384 on (set at the first resume: 4,000 steps "
+               "would not have fitted the session's device time; the cosine horizon moved with it)",
+     "params": "61.0M params incl. the copy head",
+     "summary": "every label in one prompt, 1,024 tokens, 3,600 steps (session 6)",
+     "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
+     "command": "bash eval/gpu_run.sh s6 1; TRAIN_S=500 bash eval/gpu_run.sh s6 2 train.max_steps=3600; "
+                "CALL_S=590 bash eval/gpu_run.sh s6 3 train.max_steps=3600 (the last runs "
+                + TEST_COPY.format(run="s6", config="multitask-small") + ")"},
+    {"name": "multitask-small-s6b-mix", "dir": "multitask-small-s6b-mix", "group": 6,
+     "config": S6 + " with DuEE in its own entry at weight 4 and DuIE at weight 3; 2,000 steps",
+     "params": "61.0M params incl. the copy head",
+     "summary": "the same, DuEE weight 4, DuIE 3, 2,000 steps (session 6)",
+     "calls": "two ≤10-minute calls joined by --resume, the GPU to itself",
+     "command": "TRAIN_S=430 bash eval/gpu_run.sh s6b 1 " + S6B_SETS + "; bash eval/gpu_run.sh s6b 3 " + S6B_SETS},
     # Session 4: the code and config of commit abee462 (review-fixed training hints), two runs side by side.
     {"name": "multitask-small-s4", "dir": "multitask-small-s4", "group": 4,
      "config": S4, "params": "61.0M params incl. the copy head",
@@ -263,6 +283,10 @@ def main() -> None:
         f"Unsupported-span rate on the test splits (items whose spans are not in the text): "
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.", "",
+        "### Session 6: every label in one prompt (1,024 source tokens), and a mix weighted to DuEE and DuIE "
+        "(test splits; copy-constrained in parentheses; the session-3 best and the session-4 run for reference)", "",
+        ablation([runs[0]] + [x for x in runs if x["name"] == "multitask-small-s4"]
+                 + [x for x in runs if x["session"] == 6]), "",
         "### Session 4: review-fixed training hints, and option-chunk sampling (test splits; copy-constrained in "
         "parentheses; the session-3 best run, commit e648694, for reference)", "",
         ablation([runs[0]] + [x for x in runs if x["session"] == 4]), "",

@@ -213,3 +213,31 @@ def test_extract_cli_adds_memory_records(tmp_path, tiny_model_dir, capsys):
     assert cli_main(["extract", str(doc), "--model", str(tiny_model_dir), "--memory", str(mine),
                      "-o", str(tmp_path / "o.jsonl"), "--device", "cpu"]) == 2
     assert "trained without memory hints" in capsys.readouterr().err
+
+
+def test_hint_usage_splits_answers_by_what_the_hint_offered(records):
+    """eval/hint_usage.py: kept / dropped hint items and the model's own, each with its precision."""
+    import importlib.util
+    from dataclasses import asdict
+    spec = importlib.util.spec_from_file_location("hint_usage", Path(__file__).parents[1] / "eval" / "hint_usage.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    test = [r for r in records if r.task == "NER"]
+    mem = Memory.from_records([r for r in records if r.split == "train" or r.dataset != "CoNLL2003"])
+    rows, hinted = {}, 0
+    for k, r in enumerate(test):
+        hint = mem.items(r)
+        hinted += len(hint)
+        keep = hint[: len(hint) // 2] if k % 2 else hint  # odd records: drop the second half of the hint
+        ents = [Entity(lab, text) for text, lab in keep] + [Entity(r.options[0], "not a span here")]
+        rows[r.id, r.task] = {"entities": [asdict(e) for e in ents], "relations": [], "events": [], "labels": []}
+    rep = mod.usage(test, rows, mem)
+    kept = sum(len(mem.items(r)) if k % 2 == 0 else len(mem.items(r)) // 2 for k, r in enumerate(test))
+    tot = {key: sum(v[key] for v in rep.values()) for key in ("hint_items", "kept", "dropped", "not_hinted")}
+    assert hinted > 0 and tot == {"hint_items": hinted, "kept": kept, "dropped": hinted - kept, "not_hinted": len(test)}
+    assert all(v["not_hinted_precision"] == 0.0 for v in rep.values())  # the invented span is never gold
+    # the hint's own precision: its right items over all of them, per dataset
+    for ds, v in rep.items():
+        rs = [r for r in test if r.dataset == ds]
+        right = sum(len(set(mem.items(r)) & {(e.text, e.label) for e in r.entities}) for r in rs)
+        assert v["hint_precision"] == (round(right / v["hint_items"], 4) if v["hint_items"] else None)

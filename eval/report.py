@@ -53,7 +53,8 @@ RUN_SPECS = [
                 "CALL_S=590 bash eval/gpu_run.sh s6 3 train.max_steps=3600 (the last runs "
                 + TEST_COPY.format(run="s6", config="multitask-small") + ")"},
     {"name": "multitask-small-s6b-mix", "dir": "multitask-small-s6b-mix", "group": 6,
-     "config": S6 + " with DuEE in its own entry at weight 4 and DuIE at weight 3; 2,000 steps",
+     "config": S6 + " with DuEE in its own entry at weight 4 and DuIE at weight 3; 2,000 steps; run with the code of "
+               "commit 91971ab (the same, plus the test predictions files)",
      "params": "61.0M params incl. the copy head",
      "summary": "the same, DuEE weight 4, DuIE 3, 2,000 steps (session 6)",
      "calls": "two ≤10-minute calls joined by --resume, the GPU to itself",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import random
 import sys
 from collections import defaultdict
@@ -26,6 +25,7 @@ from instructie.config import load_config  # noqa: E402
 from instructie.constrained import copy_factory, first_blocked  # noqa: E402
 from instructie.data import load_sources, training_memory, training_texts  # noqa: E402
 from instructie.evaluate import prompts_for  # noqa: E402
+from instructie.io import write_json  # noqa: E402
 from instructie.instructions import load_templates, restrict  # noqa: E402
 from instructie.modeling import ModelSpec, load_tokenizer  # noqa: E402
 from instructie.records import MAIN_TASKS  # noqa: E402
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ds:<22} records {len(sample):>5}  prompts {n:>5}  gold answers blocked {blocked:>5} "
               f"({blocked / max(1, n):.1%})")
     if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(a.json, report)
     return 0
 
 

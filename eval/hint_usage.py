@@ -28,22 +28,15 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources, training_memory  # noqa: E402
 from instructie.evaluate import scored_records  # noqa: E402
+from instructie.io import write_json  # noqa: E402
+from instructie.records import Record  # noqa: E402
 
 
-def gold_items(record) -> set[tuple]:
-    if record.task == "NER":
-        return {(e.text, e.label) for e in record.entities}
+def item_keys(record: Record) -> set[tuple]:
+    """A gold record's or a prediction row's items as text keys, the memory's form."""
     if record.task == "EE":
         return {(ev.trigger.text, ev.type) for ev in record.events}
-    return {(r.head.text, r.label, r.tail.text) for r in record.relations}
-
-
-def predicted_items(row: dict, task: str) -> set[tuple]:
-    if task == "NER":
-        return {(e["text"], e["label"]) for e in row["entities"]}
-    if task == "EE":
-        return {(ev["trigger"]["text"], ev["type"]) for ev in row["events"]}
-    return {(r["head"]["text"], r["label"], r["tail"]["text"]) for r in row["relations"]}
+    return {x.key() for x in (record.entities if record.task == "NER" else record.relations)}
 
 
 def precision(tp: int, n: int) -> float | None:
@@ -72,7 +65,8 @@ def usage(records, rows: dict, memory) -> dict:
             c["overrode_right"] += h is not None and p != h and p == g
             c["right"] += p == g
             continue
-        g, p, h = gold_items(r), predicted_items(row, r.task), set(hint)
+        answered = Record.from_dict({**row, "id": r.id, "dataset": r.dataset, "task": r.task, "text": r.text})
+        g, p, h = item_keys(r), item_keys(answered), set(hint)
         for name, items in (("gold", g), ("predicted", p), ("hint", h), ("kept", p & h), ("dropped", h - p),
                             ("not_hinted", p - h)):
             c[name] += len(items)
@@ -120,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     for ds, v in report.items():
         print(ds, json.dumps(v))
     if a.json:
-        Path(a.json).write_text(json.dumps({"config": a.config, "overrides": a.set, "predictions": a.predictions,
-                                            "datasets": report}, ensure_ascii=False, indent=1) + "\n")
+        write_json(a.json, {"config": a.config, "overrides": a.set, "predictions": a.predictions,
+                            "datasets": report})
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +26,7 @@ from instructie.config import load_config  # noqa: E402
 from instructie.data import (collate, epoch_batches, load_sources, make_instances, tokenize,  # noqa: E402
                              training_memory, training_texts)
 from instructie.evaluate import prompts_for  # noqa: E402
+from instructie.io import write_json  # noqa: E402
 from instructie.instructions import load_templates  # noqa: E402
 from instructie.modeling import ModelSpec, load_tokenizer  # noqa: E402
 from instructie.records import MAIN_TASKS  # noqa: E402
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{split['widest_batch']} padded source tokens, {split['padded_source_tokens']} in all; "
           f"train.max_batch_tokens={split['max_batch_tokens']} runs {split['split']} of them in parts")
     if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(a.json, report)
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Sequence
 from .instructions import build_source, option_chunks, pick_template, restrict
 from .io import InputError, SkipCounter, iter_jsonl
 from .offsets import ground_for
-from .records import MAIN_TASKS, TASKS, Event, Record, Relation
+from .records import MAIN_TASKS, TASKS, Record, item_spans
 from .scoring import Prediction, Report, format_table, score_all
 from .targets import ParseResult, parse
 
@@ -216,21 +216,13 @@ def prediction_from_row(rec: Record, row: dict, options: list[str], field: str |
     pred = (Prediction.from_grounded(ground_for(rec, res)) if any(e.start is None for e in res.entities)
             else Prediction.from_parse(res))
     # as counted when the answer was parsed (prediction_rows): items with a span not in the text, parser drops
-    pred.n_unsupported = sum(any(x.text and x.start is None for x in _spans(it))
+    pred.n_unsupported = sum(any(x.text and x.start is None for x in item_spans(it))
                              for it in (*pred.entities, *pred.relations, *pred.events))
     dropped = row.get("dropped") or {}
     if not isinstance(dropped, dict) or not all(isinstance(v, int) for v in dropped.values()):
         raise ValueError("'dropped' must map reasons to counts")
     pred.dropped.update(dropped)
     return pred
-
-
-def _spans(item) -> list:
-    if isinstance(item, Relation):
-        return [item.head, item.tail, *item.slots]
-    if isinstance(item, Event):
-        return [item.trigger, *item.arguments]
-    return [item]
 
 
 def _index_predictions(pred_path: str, errors: SkipCounter) -> tuple[dict, dict, dict]:

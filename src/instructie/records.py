@@ -80,12 +80,7 @@ class Record:
 
     def spans(self) -> list[Entity | Argument]:
         """Every span of the record: entities, relation heads/tails/slots, triggers, arguments."""
-        out: list[Entity | Argument] = list(self.entities)
-        for r in self.relations:
-            out += [r.head, r.tail, *r.slots]
-        for ev in self.events:
-            out += [ev.trigger, *ev.arguments]
-        return out
+        return [x for item in (*self.entities, *self.relations, *self.events) for x in item_spans(item)]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +101,16 @@ class Record:
             split=d.get("split", ""),
             meta=dict(d.get("meta", {})),
         )
+
+
+def item_spans(item: Entity | Relation | Event) -> list[Entity | Argument]:
+    """The spans of one item: an entity itself, a relation's head, tail and slots, an event's
+    trigger and arguments."""
+    if isinstance(item, Relation):
+        return [item.head, item.tail, *item.slots]
+    if isinstance(item, Event):
+        return [item.trigger, *item.arguments]
+    return [item]
 
 
 def relation_from_dict(d: dict) -> Relation:

@@ -7,7 +7,9 @@
 #   bash eval/gpu_run.sh NAME 2 [KEY.PATH=VALUE ...]   # --resume, trains TRAIN_S s (default 490)
 #   bash eval/gpu_run.sh NAME 3 [KEY.PATH=VALUE ...]   # --resume for up to CALL_S - 200 s (default 560):
 #                                                     # the end and the test, then the copy-constrained
-#                                                     # test if time is left; if the steps did not fit,
+#                                                     # test if time is left (with TUNE set: the hint-bias
+#                                                     # tuning instead, eval/tune_hint_bias.py, its value
+#                                                     # the dev-set overrides); if the steps did not fit,
 #                                                     # it saved a checkpoint: call stage 3 again
 #
 # Chain the calls at once: the machine is given back after 30 s idle, and runs/NAME with it (stage 2 and 3
@@ -45,7 +47,17 @@ rc=$?
 if [ "$stage" = 3 ] && [ $rc = 0 ]; then
     for f in metrics.json training.png test_predictions.jsonl; do [ -f "$run/$f" ] && cp "$run/$f" "$OUT/${name}_$f"; done
     left=$(( ${CALL_S:-560} - (SECONDS - start) ))
-    if [ "$left" -gt 120 ]; then
+    if [ -n "${TUNE:-}" ] && [ "$left" -gt 120 ]; then
+        # TUNE="DEV_SET_OVERRIDES": pick the hint bias on dev (eval/tune_hint_bias.py), test with it, and
+        # copy-constrained at 0
+        tsets=()
+        for kv in $TUNE; do tsets+=(--set "$kv"); done
+        timeout -k 10 $(( left - 10 )) python3 eval/tune_hint_bias.py --model "$run" --config "$cfg" \
+            ${sets[@]+"${sets[@]}"} ${tsets[@]+"${tsets[@]}"} --json "$OUT/${name}_hint_bias.json" \
+            --predictions "$OUT/${name}_test_hint_predictions.jsonl" > "$OUT/${name}_hint_bias.log" 2>&1 \
+            || echo "gpu_run: the hint-bias tuning did not finish (exit $?)"
+        grep -a "chosen bias" "$OUT/${name}_hint_bias.log"
+    elif [ "$left" -gt 120 ]; then
         timeout -k 10 $(( left - 10 )) python3 -m instructie test --model "$run" --config "$cfg" --constrained copy \
             --json "$OUT/${name}_test_copy.json" --predictions "$OUT/${name}_test_copy_predictions.jsonl" \
             ${sets[@]+"${sets[@]}"} > "$OUT/${name}_test_copy.log" 2>&1 \

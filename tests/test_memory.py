@@ -6,6 +6,7 @@ round-trip through the model directory, and extraction must ask with it."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -194,6 +195,26 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     _, _, prompts = ex._plan([("0", "Zorblax met EU officials .")], ["NER"],
                              __import__("instructie.extractor").extractor.Schema(), "en")
     assert any("Memory: Zorblax | person" in p[4] for p in prompts)
+
+    # Hint-biased decoding (hint_bias.py): instructie test scores each bias asked for, and
+    # eval/tune_hint_bias.py picks one on the dev sets and stores it for extraction.
+    assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+                     "--split", "eval", "--hint-bias", "0", "1e4", "--json", str(tmp_path / "t.json")]) == 0
+    rep = json.loads((tmp_path / "t.json").read_text())
+    assert set(rep) == {"unconstrained", "unconstrained+hint10000"}
+    assert rep["unconstrained"]["summary"] and rep["unconstrained+hint10000"]["summary"]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+    import tune_hint_bias
+    tj = tmp_path / "tune.json"
+    assert tune_hint_bias.main(["--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+                                "--values", "0", "1e4", "--json", str(tj), "--write-card", "--device", "cpu",
+                                "--predictions", str(tmp_path / "p.jsonl")]) == 0
+    tune = json.loads(tj.read_text())
+    assert set(tune["dev"]) == {"0", "10000"} and tune["chosen"] in (0, 1e4)
+    assert tune["chosen"] == tune_hint_bias.pick({float(k): v["summary"] for k, v in tune["dev"].items()},
+                                                 set(tune["dev_datasets"]))
+    assert {"constrained_copy"} <= set(tune["test"]) and (tmp_path / "p.jsonl").exists() == bool(tune["chosen"])
+    assert Extractor.from_pretrained(out, device="cpu").hint_bias == tune["chosen"]
 
     (out / "memory.json").unlink()
     from instructie.io import ConfigError

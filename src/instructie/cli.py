@@ -161,11 +161,18 @@ def cmd_test(a) -> int:
     if a.gold_out:
         n = write_jsonl(a.gold_out, (r.to_dict() for r in scored_records(sources, a.limit)))
         print(f"wrote {n} gold records to {a.gold_out}", file=sys.stderr)
-    for constrained in modes:
+    biases = a.hint_bias or [cfg.eval.hint_bias]
+    if any(b < 0 for b in biases):
+        raise ConfigError(f"--hint-bias must be >= 0, got {min(biases)}")
+    if any(biases) and ex.memory is None:
+        raise ConfigError(f"{a.model}: --hint-bias needs a model trained with memory hints (data.memory_hints)")
+    modes = [(c, b) for c in modes for b in biases]
+    for constrained, bias in modes:
         rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
                                option_seed=a.option_seed, constrained=constrained, memory=ex.memory,
-                               keep_predictions=bool(a.predictions))
+                               keep_predictions=bool(a.predictions), hint_bias=bias)
         key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
+        key += f"+hint{bias:g}" if bias else ""
         if a.predictions:  # several modes: one file each, named after the mode
             path = a.predictions if len(modes) == 1 else str(Path(a.predictions).with_suffix(f".{key}.jsonl"))
             n = write_jsonl(path, rep.pop("predictions"))
@@ -239,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--constrained", choices=["off", "on", "vocab", "copy", "both", "all"], default="off",
                     help="on/vocab: only tokens of the prompt; copy: every field a contiguous copy of the text or "
                     "an option label; both: off + on; all: off + on + copy")
+    ts.add_argument("--hint-bias", type=float, nargs="+", metavar="B", help="lean decoding toward the memory "
+                    "hint's items by B (log-probability; several values: one report each; default: eval.hint_bias)")
     ts.add_argument("--limit", type=int, default=None, help="at most N records per dataset")
     ts.add_argument("--option-seed", type=int, default=None,
                     help="ask each record's options in an order shuffled with this seed (default: schema order)")
@@ -271,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--constrained", nargs="?", const="vocab", choices=["vocab", "copy"], default=None,
                    help="decode only tokens of the input and the options (vocab, the default of a bare "
                    "--constrained) or only contiguous copies of the text and whole option labels (copy)")
+    x.add_argument("--hint-bias", type=float, default=None, metavar="B", help="lean decoding toward the memory "
+                   "hint's items by B (default: the model's tuned value, else 0)")
     x.add_argument("--memory", nargs="+", metavar="JSONL", help="labeled records (`instructie convert` output) "
                    "added to the memory hints of a model trained with data.memory_hints (your gazetteer)")
     x.add_argument("--html", help="also write a displaCy page")

@@ -313,6 +313,20 @@ def _boundaries(rb: bytes):
     return out
 
 
+def beam_parents(prev_ids: torch.Tensor, input_ids: torch.Tensor, beams: int) -> torch.Tensor | None:
+    """Beam search reorders rows between steps: the row of the previous step (``prev_ids``)
+    whose tokens each row's prefix repeats (rows of one batch item only), for a processor to
+    carry its per-row state along; None when the shapes do not line up."""
+    cur = input_ids[:, :-1]
+    if prev_ids.shape != cur.shape:
+        return None
+    b = cur.shape[0] // beams
+    t = cur.shape[1]
+    same = (cur.view(b, beams, 1, t) == prev_ids.view(b, 1, beams, t)).all(-1)  # [b, beams, beams]
+    parent = same.float().argmax(-1) + torch.arange(b, device=cur.device)[:, None] * beams
+    return parent.flatten()
+
+
 class CopyProcessor:
     """A transformers LogitsProcessor: every answer field is a contiguous copy of the prompt.
 
@@ -351,22 +365,11 @@ class CopyProcessor:
         self.state["cand"] = self.start_ok & ((self.bits & fb) != 0)
         self.prev_ids = input_ids
 
-    def _reorder(self, input_ids: torch.Tensor, beams: int):
-        """Beam search reorders rows between steps: take each row's state from the row of the
-        previous step with the same prefix (rows of one batch item only)."""
-        prev, cur = self.prev_ids, input_ids[:, :-1]
-        if prev.shape != cur.shape:
-            return
-        b = cur.shape[0] // beams
-        t = cur.shape[1]
-        same = (cur.view(b, beams, 1, t) == prev.view(b, 1, beams, t)).all(-1)  # [b, beams, beams]
-        parent = same.float().argmax(-1) + torch.arange(b, device=cur.device)[:, None] * beams
-        parent = parent.flatten()
-        self.state = {k: v[parent] for k, v in self.state.items()}
-
     def _step(self, input_ids: torch.Tensor, beams: int):
         if beams > 1:
-            self._reorder(input_ids, beams)
+            parent = beam_parents(self.prev_ids, input_ids, beams)
+            if parent is not None:
+                self.state = {k: v[parent] for k, v in self.state.items()}
         s, v = self.state, self.vocab.on(input_ids.device)
         t = input_ids[:, -1]
         sep, item, ws, eq = v["is_sep"][t], v["is_item"][t], v["is_ws"][t], v["is_eq"][t]
@@ -670,15 +673,41 @@ def first_blocked(factory, tokenizer, source: str, answer: str, max_source_lengt
     return None
 
 
+class ProcessorChain:
+    """Several per-batch processors applied in turn (a hint bias, then a constraint's mask)."""
+
+    def __init__(self, processors):
+        self.processors = processors
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for p in self.processors:
+            scores = p(input_ids, scores)
+        return scores
+
+
 def make_factory(constrained, tokenizer, vocab_size: int, *, roles: Sequence[str] | None = None,
-                 templates: dict[str, list[str]] | None = None):
+                 templates: dict[str, list[str]] | None = None, hint_bias: float = 0.0):
     """The logits-processor factory for a ``constrained`` setting: False/None/"off" -> None;
     True/"on"/"vocab" -> tokens of the prompt only (``source_vocabulary_factory``); "copy" ->
-    every field a contiguous copy of the text or a label (``copy_factory``)."""
+    every field a contiguous copy of the text or a label (``copy_factory``). A ``hint_bias``
+    (hint_bias.py) leans decoding toward the prompt's memory-hint items first; None when
+    there is nothing to do."""
     if constrained is None or constrained is False or constrained == "off":
-        return None
-    if constrained is True or constrained in ("on", "vocab"):
-        return source_vocabulary_factory(tokenizer, vocab_size)
-    if constrained == "copy":
-        return copy_factory(tokenizer, vocab_size, roles=roles, templates=templates)
-    raise ValueError(f"constrained must be False, True, 'vocab' or 'copy', not {constrained!r}")
+        mask = None
+    elif constrained is True or constrained in ("on", "vocab"):
+        mask = source_vocabulary_factory(tokenizer, vocab_size)
+    elif constrained == "copy":
+        mask = copy_factory(tokenizer, vocab_size, roles=roles, templates=templates)
+    else:
+        raise ValueError(f"constrained must be False, True, 'vocab' or 'copy', not {constrained!r}")
+    if not hint_bias:
+        return mask
+    from .hint_bias import hint_bias_factory
+    bias = hint_bias_factory(tokenizer, vocab_size, hint_bias, getattr(mask, "vocab", None))
+    if mask is None:
+        return bias
+
+    def make(ids: torch.Tensor, m: torch.Tensor) -> ProcessorChain:
+        return ProcessorChain([bias(ids, m), mask(ids, m)])
+
+    return make

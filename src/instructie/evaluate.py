@@ -35,21 +35,23 @@ def prompts_for(record: Record, templates: dict, max_options: int | None, memory
 
 def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
             max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
-            constrained: bool | str = False, memory=None) -> tuple[list[Prediction], list[str]]:
+            constrained: bool | str = False, memory=None, hint_bias: float = 0.0) -> tuple[list[Prediction], list[str]]:
     """Predictions aligned with ``records`` and the raw answers (chunks joined by ' || ').
 
     ``constrained``: False (free decoding), True or "vocab" (only tokens of the prompt), "copy"
     (every field a contiguous copy of the text or a whole option label; see constrained.py).
-    ``memory``: the training memory whose hints the model was trained with (memory.py)."""
+    ``memory``: the training memory whose hints the model was trained with (memory.py);
+    ``hint_bias``: lean decoding toward the hint's items by this much (hint_bias.py)."""
     from .generation import generate
 
     plan = [(i, opts, src) for i, r in enumerate(records)
             for opts, src in prompts_for(r, templates, max_options, memory)]
     factory = None
-    if constrained:
+    if constrained or (hint_bias and memory is not None):
         from .constrained import make_factory
         roles = sorted({x for r in records for rs in (r.roles or {}).values() for x in rs})
-        factory = make_factory(constrained, tokenizer, model.config.vocab_size, roles=roles, templates=templates)
+        factory = make_factory(constrained, tokenizer, model.config.vocab_size, roles=roles, templates=templates,
+                               hint_bias=hint_bias if memory is not None else 0.0)
     outs = generate(model, tokenizer, [p[2] for p in plan], batch_size=batch_size,
                     max_source_length=max_source_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     logits_processor_factory=factory, with_scores=False)
@@ -111,14 +113,17 @@ def prediction_rows(records: Sequence[Record], preds: Sequence[Prediction], answ
 
 
 def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: dict,
-                     constrained: bool | str | None = None, memory=None, keep_predictions: bool = False) -> dict:
+                     constrained: bool | str | None = None, memory=None, keep_predictions: bool = False,
+                     hint_bias: float | None = None) -> dict:
     """Predict and score ``records``; with ``keep_predictions`` the report's "predictions"
-    holds ``prediction_rows`` (for a predictions file, not for metrics.json)."""
+    holds ``prediction_rows`` (for a predictions file, not for metrics.json). ``constrained``
+    and ``hint_bias`` default to the config's ``eval`` values."""
     t0 = time.time()
     preds, raw = predict(model, tokenizer, records, templates, max_options=cfg.data.max_options,
                          max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
                          batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
-                         constrained=cfg.eval.constrained if constrained is None else constrained, memory=memory)
+                         constrained=cfg.eval.constrained if constrained is None else constrained, memory=memory,
+                         hint_bias=cfg.eval.hint_bias if hint_bias is None else hint_bias)
     report = score_all(records, preds)
     out = {"summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
            "records": len(records), "generation_s": round(time.time() - t0, 2),
@@ -139,11 +144,12 @@ def reorder_options(record: Record, seed: int) -> Record:
 
 def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
                      constrained: bool | str | None = None, option_seed: int | None = None,
-                     memory=None, keep_predictions: bool = False) -> dict:
+                     memory=None, keep_predictions: bool = False, hint_bias: float | None = None) -> dict:
     """Score main-task records of the configured eval/test datasets (``limit`` per dataset);
     with ``option_seed`` the options of every record are asked in a shuffled order."""
     records = [r if option_seed is None else reorder_options(r, option_seed) for r in scored_records(sources, limit)]
-    return evaluate_records(model, tokenizer, records, cfg, templates, constrained, memory, keep_predictions)
+    return evaluate_records(model, tokenizer, records, cfg, templates, constrained, memory, keep_predictions,
+                            hint_bias)
 
 
 def scored_records(sources, limit: int | None = None) -> list[Record]:

@@ -196,7 +196,8 @@ def run_extract(a) -> int:
         for doc in ex.extract(texts(), tasks, labels=split(a.labels), relations=split(a.relations), schema=schema,
                               language=a.language, batch_size=a.batch_size, num_beams=a.num_beams,
                               max_new_tokens=a.max_new_tokens, min_confidence=a.min_confidence,
-                              keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=ids()):
+                              keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=ids(),
+                              hint_bias=a.hint_bias):
             line = json.dumps(doc.to_dict(), ensure_ascii=False) + "\n"
             try:
                 emit(line)

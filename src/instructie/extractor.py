@@ -117,6 +117,7 @@ class Extractor:
         # line gets at most this many tokens of the prompt.
         self.memory = memory
         self.hint_budget = min(64, self.max_source_length // 4) if memory is not None else 0
+        self.hint_bias = float(card.get("hint_bias", 0.0)) if memory is not None else 0.0
 
     def remember(self, records: Iterable[Record]) -> int:
         """Add labeled records (a user's gazetteer or annotations) to the memory the hints
@@ -196,7 +197,7 @@ class Extractor:
                 schema: Schema | None = None, language: str | None = None, batch_size: int = 64,
                 num_beams: int = 1, max_new_tokens: int | None = None, min_confidence: float = 0.0,
                 keep_unsupported: bool = False, constrained: bool | str = False, ids: Iterable[str] | None = None,
-                docs_per_chunk: int = 256, progress=None) -> Iterator[Document]:
+                docs_per_chunk: int = 256, progress=None, hint_bias: float | None = None) -> Iterator[Document]:
         """Extract from each text; yields one ``Document`` per input text, in order.
 
         ``tasks``: NER, RE, EE (default: the model's). ``labels``: entity types to ask for
@@ -206,12 +207,20 @@ class Extractor:
         of the model's ``max_options``. ``min_confidence``: items below it are dropped before
         grounding. ``constrained``: True or "vocab": decode only tokens of the prompt (text and labels);
         "copy": every field a contiguous copy of the text or a whole label (constrained.py).
+        ``hint_bias``: lean decoding toward the memory hint's items (hint_bias.py; models trained
+        with hints only); default: the model's (set by ``eval/tune_hint_bias.py --write-card``), else 0.
         ``ids``: document ids (default "0", "1", ...). ``docs_per_chunk`` documents are planned
         and generated together (length-sorted batches of ``batch_size`` prompts); the input is
         consumed lazily, chunk by chunk.
         """
         if isinstance(texts, str):
             texts = [texts]
+        hint_bias = self.hint_bias if hint_bias is None else float(hint_bias)
+        if hint_bias < 0:
+            raise ConfigError(f"hint_bias must be >= 0, got {hint_bias}")
+        if hint_bias and self.memory is None:
+            raise ConfigError("hint_bias needs a model trained with memory hints (data.memory_hints)")
+        decoding = (constrained, hint_bias)
         tasks = [t.upper() for t in (tasks or self.default_tasks())]
         for t in tasks:
             if t not in EXTRACT_TASKS:
@@ -234,12 +243,12 @@ class Extractor:
             chunk.append((doc_id, text))
             if len(chunk) >= docs_per_chunk:
                 yield from self._extract_chunk(chunk, tasks, schema, language, batch_size, num_beams,
-                                               max_new_tokens, min_confidence, keep_unsupported, constrained,
+                                               max_new_tokens, min_confidence, keep_unsupported, decoding,
                                                progress)
                 chunk = []
         if chunk:
             yield from self._extract_chunk(chunk, tasks, schema, language, batch_size, num_beams,
-                                           max_new_tokens, min_confidence, keep_unsupported, constrained, progress)
+                                           max_new_tokens, min_confidence, keep_unsupported, decoding, progress)
 
     def default_tasks(self) -> list[str]:
         return [t for t in self.card.get("tasks", []) if t in EXTRACT_TASKS] or ["NER"]
@@ -318,17 +327,18 @@ class Extractor:
         return docs, seg_of, prompts
 
     def _extract_chunk(self, chunk, tasks, schema, language, batch_size, num_beams, max_new_tokens,
-                       min_confidence, keep_unsupported, constrained, progress) -> Iterator[Document]:
+                       min_confidence, keep_unsupported, decoding, progress) -> Iterator[Document]:
         from . import generation
 
         tok = self.tokenizer
         docs, seg_of, prompts = self._plan(chunk, tasks, schema, language)
         factory = None
-        if constrained:
+        constrained, hint_bias = decoding
+        if constrained or hint_bias:
             from .constrained import make_factory
             role_map = {**self.trained_roles(), **schema.ee_roles}
             factory = make_factory(constrained, tok, self.model.config.vocab_size, templates=self.templates,
-                                   roles=sorted({x for rs in role_map.values() for x in rs}))
+                                   roles=sorted({x for rs in role_map.values() for x in rs}), hint_bias=hint_bias)
         outs = generation.generate(self.model, tok, [p[4] for p in prompts], batch_size=batch_size,
                                    max_source_length=self.max_source_length,
                                    max_new_tokens=max_new_tokens or self.max_target_length, num_beams=num_beams,

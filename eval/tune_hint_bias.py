@@ -1,0 +1,133 @@
+"""Pick a model's hint bias on dev sets, then score the test sets with it (GPU or CPU).
+
+A model trained with memory hints can be decoded with a bias toward the hint's items
+(``src/instructie/hint_bias.py``): 0 is plain decoding, a large bias writes the hint (the
+no-model baseline's answer). This scores the config's dev datasets (``data.eval``) at each
+``--values`` bias and keeps the one with the best mean headline score over them; dev
+datasets that read the same file and split as a test dataset are left out (DuIE's public
+dev file is this project's DuIE test set). Then it scores the test datasets at that bias,
+free and copy-constrained, and copy-constrained at 0 (free at 0 is the training run's own
+test). ``--write-card`` stores the bias in the model's instructie.json, so ``Extractor``
+and ``instructie extract`` decode with it by default.
+
+    INSTRUCTIE_DATA=.devdata python eval/tune_hint_bias.py --model runs/X \\
+        --config configs/multitask-small.yaml [--set KEY=VALUE ...] --json out.json \\
+        [--predictions test_hint_predictions.jsonl] [--values 0 1 2 4 8] [--dev-limit 400]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from instructie.config import load_config  # noqa: E402
+from instructie.data import load_sources  # noqa: E402
+from instructie.evaluate import HEADLINE, evaluate_records, scored_records  # noqa: E402
+from instructie.io import atomic_write, write_json, write_jsonl  # noqa: E402
+
+
+def _where(ds) -> tuple:
+    return (str(ds.path), ds.split)
+
+
+def tuning_sources(cfg):
+    """The dev datasets that share no file and split with a test dataset (and which did)."""
+    test_files = {_where(ds) for ds in cfg.data.test}
+    keep = [ds for ds in cfg.data.eval if _where(ds) not in test_files]
+    dropped = [ds.name or Path(str(ds.path)).name for ds in cfg.data.eval if _where(ds) in test_files]
+    return keep, dropped
+
+
+def mean_headline(summary: dict, datasets: set[str]) -> float:
+    """The mean of each dev dataset's headline metric (``summary``: evaluate.summarize)."""
+    vals = [v for k, v in summary.items()
+            if k.split("/")[0] in datasets and k.split("/")[2] == HEADLINE.get(k.split("/")[1])]
+    return sum(vals) / len(vals) if vals else 0.0
+
+
+def pick(dev: dict[float, dict], datasets: set[str]) -> float:
+    """The bias with the best mean dev headline; ties go to the smaller bias."""
+    return max(sorted(dev), key=lambda b: (round(mean_headline(dev[b], datasets), 6), -b))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    ap.add_argument("--values", type=float, nargs="+", default=[0, 1, 2, 4, 8])
+    ap.add_argument("--dev-limit", type=int, default=400, help="records per dev dataset")
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--predictions", help="write the test predictions at the chosen bias (free decoding)")
+    ap.add_argument("--no-test", action="store_true", help="only pick the bias on dev")
+    ap.add_argument("--write-card", action="store_true", help="store the chosen bias in the model's instructie.json")
+    ap.add_argument("--device", default=None)
+    a = ap.parse_args(argv)
+
+    from instructie.extractor import Extractor
+
+    cfg = load_config(a.config, a.set)
+    ex = Extractor.from_pretrained(a.model, device=a.device)
+    if ex.memory is None:
+        print(f"{a.model}: trained without memory hints: nothing to tune", file=sys.stderr)
+        return 2
+    cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
+    dev_sets, left_out = tuning_sources(cfg)
+    dev_records = scored_records(load_sources(dev_sets), a.dev_limit)
+    names = {r.dataset for r in dev_records}
+    out = {"model": a.model, "config": a.config, "set": a.set, "values": a.values, "dev_limit": a.dev_limit,
+           "dev_datasets": sorted(names), "dev_left_out": left_out,
+           "rule": "the bias with the best mean dev headline score (ties: the smaller)", "dev": {}}
+
+    def run(records, bias, constrained, keep=False):
+        t0 = time.time()
+        rep = evaluate_records(ex.model, ex.tokenizer, records, cfg, ex.templates, constrained=constrained,
+                               memory=ex.memory, keep_predictions=keep, hint_bias=bias)
+        print(f"[tune_hint_bias] bias {bias:g} {'copy' if constrained else 'free'}: {len(records)} records, "
+              f"{time.time() - t0:.1f} s", file=sys.stderr)
+        return rep
+
+    dev = {}
+    for b in a.values:
+        dev[b] = run(dev_records, b, False)["summary"]
+        out["dev"][f"{b:g}"] = {"summary": dev[b], "mean_headline": round(mean_headline(dev[b], names), 4)}
+        write_json(a.json, out)  # a cut run keeps what it finished
+    best = pick(dev, names)
+    out["chosen"] = best
+    print(f"[tune_hint_bias] chosen bias {best:g} (dev mean headline "
+          f"{out['dev'][f'{best:g}']['mean_headline']} vs {out['dev'][f'{min(a.values):g}']['mean_headline']} "
+          f"at {min(a.values):g})", file=sys.stderr)
+    write_json(a.json, out)
+    if a.write_card:
+        card_path = Path(a.model) / "instructie.json"
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card["hint_bias"] = best
+        card["hint_bias_tuning"] = {k: out[k] for k in ("dev_datasets", "values", "rule")}
+        with atomic_write(card_path, "w") as f:
+            json.dump(card, f, ensure_ascii=False, indent=1)
+    if a.no_test:
+        return 0
+    test_records = scored_records(load_sources(cfg.data.test))
+    out["test"] = {}
+    for key, bias, constrained in ((f"unconstrained+hint{best:g}", best, False),
+                                   (f"constrained_copy+hint{best:g}", best, "copy"),
+                                   ("constrained_copy", 0.0, "copy")):
+        if not bias and key != "constrained_copy":
+            continue
+        rep = run(test_records, bias, constrained, keep=bool(a.predictions) and not constrained)
+        if "predictions" in rep:
+            write_jsonl(a.predictions, rep.pop("predictions"))
+        print(f"== {key} (unsupported rate {rep['unsupported_rate']:.4f})\n{rep['table']}")
+        out["test"][key] = {k: v for k, v in rep.items() if k != "table"}
+        write_json(a.json, out)
+    print(json.dumps({k: v["summary"] for k, v in out["test"].items()}, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

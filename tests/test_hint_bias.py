@@ -1,0 +1,176 @@
+"""Hint-biased decoding: the processor adds its bias to the tokens that start or continue a
+memory-hint item, and to nothing else; driven step by step with scripted tokens, then
+through ``generate`` with a random tiny model."""
+import pytest
+import torch
+
+from instructie.constrained import make_factory
+from instructie.hint_bias import HintBiasProcessor, hint_bias_factory, hint_items
+from instructie.instructions import build_source, load_templates
+from instructie.memory import Memory
+from instructie.records import Entity, Record, Relation
+
+TEXT = "Barack Obama visited Paris on Monday . Obama met Emmanuel Macron in Paris ."
+OPTIONS = ["person", "location"]
+BIAS = 5.0
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def ner_prompt(hint_items_=(("Obama", "person"), ("Paris", "location"))):
+    rec = Record("", "", "NER", TEXT, options=OPTIONS)
+    from instructie.targets import render_items
+    return build_source(rec, load_templates()["NER"][0], OPTIONS, "Memory: " + render_items(list(hint_items_)))
+
+
+def rc_prompt():
+    rec = Record("", "", "RC", "Mary is the mother of John .", options=["mother", "child", "spouse"],
+                 relations=[Relation(Entity("", "Mary"), "mother", Entity("", "John"))])
+    return build_source(rec, load_templates()["RC"][0], rec.options, "Memory: pair | mother; tail | child")
+
+
+def test_hint_items_read_from_the_prompt():
+    assert hint_items(ner_prompt()) == [("Obama", "person"), ("Paris", "location")]
+    assert hint_items(ner_prompt(())) == []  # "Memory: None"
+    rec = Record("", "", "NER", TEXT, options=OPTIONS)
+    assert hint_items(build_source(rec, load_templates()["NER"][0], OPTIONS)) == []  # no hint line
+    # RC: the answer is one relation; the hint's evidence levels are not answer items
+    assert hint_items(rc_prompt()) == [("mother",), ("child",)]
+    # a prompt cut inside the hint (no "Answer:" line): the last, maybe partial, item is dropped
+    cut = ner_prompt().split("\nAnswer:")[0][:-3]
+    assert hint_items(cut) == [("Obama", "person")]
+    # escapes round-trip: a span holding the item separator
+    assert hint_items(ner_prompt((("A; B", "person"),))) == [("A; B", "person")]
+
+
+def test_hint_items_match_what_the_memory_hints():
+    train = [Record("t1", "d", "NER", "Obama visited Paris .", options=OPTIONS,
+                    entities=[Entity("person", "Obama", 0, 5), Entity("location", "Paris", 14, 19)])]
+    mem = Memory.from_records(train)
+    rec = Record("x", "d", "NER", TEXT, options=OPTIONS)
+    prompt = build_source(rec, load_templates()["NER"][0], OPTIONS, mem.hint(rec))
+    assert hint_items(prompt) == mem.items(rec)
+
+
+class Driver:
+    def __init__(self, tok, prompts, bias=BIAS, beams=1, factory=None):
+        enc = tok(prompts, return_tensors="pt", padding=True)
+        factory = factory or hint_bias_factory(tok, len(tok), bias)
+        self.proc = factory(enc["input_ids"], enc["attention_mask"])
+        self.tok = tok
+        self.ids = torch.zeros(len(prompts) * beams, 1, dtype=torch.long)
+        self.out = self._call()
+
+    def _call(self):
+        return self.proc(self.ids, torch.zeros(self.ids.shape[0], len(self.tok) + 3))
+
+    def write(self, text, row=None):
+        for t in self.tok(text, add_special_tokens=False)["input_ids"]:
+            col = torch.full((self.ids.shape[0], 1), t) if row is None else self.ids[:, -1:].clone()
+            if row is not None:
+                col[row] = t
+            self.ids = torch.cat([self.ids, col], dim=1)
+            self.out = self._call()
+
+    def biased(self, row=0):
+        return {self.tok.decode([i]) for i in (self.out[row] != 0).nonzero().flatten().tolist()}
+
+
+def first_token(tok, s):
+    return tok.decode(tok(s, add_special_tokens=False)["input_ids"][:1])
+
+
+def test_bias_starts_continues_and_retires_hint_items(tok):
+    d = Driver(tok, [ner_prompt()])
+    assert isinstance(d.proc, HintBiasProcessor)
+    # at the answer's start: the first token of each hint item, by exactly the bias
+    assert d.biased() == {first_token(tok, "Obama"), first_token(tok, "Paris")}
+    assert set(d.out[0][d.out[0] != 0].tolist()) == {BIAS}
+    # inside an item: only its next token
+    ids = tok("Obama | person", add_special_tokens=False)["input_ids"]
+    d.write(tok.decode(ids[:1]))
+    if len(ids) > 1:
+        assert d.biased() == {tok.decode(ids[1:2])}
+    d.write(tok.decode(ids[1:]))
+    assert d.biased() == set()  # item complete: nothing pushed (the model chooses "; " or the end)
+    # after the item separator: the items not yet written; Obama is retired
+    d.write(";")
+    assert d.biased() == {first_token(tok, " Paris")}
+    # the model leaves the hint: no bias until the next item starts
+    d.write(" Monday")
+    assert d.biased() == set()
+    d.write(" | location;")
+    assert d.biased() == {first_token(tok, " Paris")}
+
+
+def test_a_repeated_hint_item_is_offered_again_for_its_second_mention(tok):
+    d = Driver(tok, [ner_prompt((("Obama", "person"), ("Obama", "person")))])
+    d.write("Obama | person;")
+    assert d.biased() == {first_token(tok, " Obama")}
+    d.write(" Obama | person;")
+    assert d.biased() == set()
+
+
+def test_rows_are_independent_and_a_prompt_without_hint_is_untouched(tok):
+    rec = Record("", "", "NER", TEXT, options=OPTIONS)
+    plain = build_source(rec, load_templates()["NER"][0], OPTIONS)
+    d = Driver(tok, [plain, ner_prompt(), rc_prompt()])
+    assert d.biased(0) == set()
+    assert d.biased(1) == {first_token(tok, "Obama"), first_token(tok, "Paris")}
+    assert d.biased(2) == {first_token(tok, "mother"), first_token(tok, "child")}
+
+
+def test_zero_bias_makes_no_processor_and_bias_composes_with_the_copy_constraint(tok):
+    assert make_factory(False, tok, len(tok)) is None
+    assert make_factory(False, tok, len(tok), hint_bias=0.0) is None
+    d = Driver(tok, [ner_prompt()], factory=make_factory("copy", tok, len(tok), hint_bias=BIAS))
+    allowed = d.out[0] > -1e30
+    # the hint's first tokens are raised, and still only copies of the text are allowed
+    for s in ("Obama", "Paris"):
+        assert d.out[0, tok(s, add_special_tokens=False)["input_ids"][0]] == BIAS
+    assert not allowed[tok("Tokyo", add_special_tokens=False)["input_ids"][0]] or "Tokyo" in TEXT
+
+
+def test_beams_carry_their_own_state(tok):
+    """Beam search reorders rows between steps: each row's bias is what a processor that saw
+    only that row's prefix gives."""
+    a = tok("Obama | person;", add_special_tokens=False)["input_ids"]
+    b = tok("Paris | location;", add_special_tokens=False)["input_ids"]
+    n = min(len(a), len(b))
+    a, b = a[: n - 1] + a[-1:], b[: n - 1] + b[-1:]  # same length, both end with ";"
+    beams = Driver(tok, [ner_prompt()], beams=2)
+    for x, y in zip(a, b):
+        beams.ids = torch.cat([beams.ids, torch.tensor([[x], [y]])], dim=1)
+        beams.out = beams._call()
+    nxt = tok(" Paris", add_special_tokens=False)["input_ids"][0]
+    beams.ids = torch.cat([beams.ids[[1, 0]], torch.tensor([[nxt], [nxt]])], dim=1)  # the beams swap places
+    beams.out = beams._call()
+    for row, prefix in ((0, b), (1, a)):
+        single = Driver(tok, [ner_prompt()])
+        for t in prefix + [nxt]:
+            single.ids = torch.cat([single.ids, torch.tensor([[t]])], dim=1)
+            single.out = single._call()
+        assert torch.equal(beams.out[row], single.out[0])
+    assert not torch.equal(beams.out[0], beams.out[1])
+
+
+def test_a_large_bias_makes_a_random_model_write_the_hint(tiny_model_dir):
+    """End to end through ``generate``: a random tiny model writes garbage, with a bias far
+    above its logit range it writes the hint's first item first."""
+    from instructie.extractor import Extractor
+    from instructie.generation import generate
+
+    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
+    src = ner_prompt()
+    free = generate(ex.model, ex.tokenizer, [src], max_new_tokens=12, with_scores=False)[0].text
+    fac = make_factory(False, ex.tokenizer, ex.model.config.vocab_size, hint_bias=1e4)
+    biased = generate(ex.model, ex.tokenizer, [src], max_new_tokens=12, with_scores=False,
+                      logits_processor_factory=fac)[0].text
+    hint = ("Obama | person", "Paris | location")
+    assert not free.startswith(hint)
+    assert biased.startswith(hint)  # then garbage again: the bias pushes hint items, nothing after them

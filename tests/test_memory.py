@@ -110,6 +110,34 @@ def test_memory_file_round_trips_and_bad_files_name_themselves(records, tmp_path
             Memory.load(tmp_path / "bad.json")
 
 
+def test_hints_come_from_the_records_own_dataset_as_its_baseline_does(tmp_path):
+    """CoNLL calls "Google" an organization; a CrossNER-like set calls it a product. Pooled,
+    CoNLL's many records won every vote in the other set's hints; per dataset each gets its own
+    baseline's answer, and a record of no known dataset (a user's text) the pooled one."""
+    opts = ["organization", "product"]
+
+    def rec(i, ds, label):
+        return Record(f"{ds}-{i}", ds, "NER", "Google rose .", options=opts, entities=[Entity(label, "Google", 0, 6)])
+
+    train = [rec(i, "conll", "organization") for i in range(5)] + [rec(i, "ai", "product") for i in range(2)]
+    mem = Memory.from_records(train)
+    ask = Record("q", "ai", "NER", "Google fell .", options=opts)
+    assert mem.items(ask) == [("Google", "product")]
+    assert mem.items(ask) == [(e.text, e.label) for e in ner_dictionary(train[5:])(ask).entities]
+    assert mem.items(replace(ask, dataset="conll")) == [("Google", "organization")]
+    assert mem.items(replace(ask, dataset="")) == [("Google", "organization")]  # pooled: 5 votes to 2
+    assert mem.items(replace(ask, dataset="new")) == [("Google", "organization")]
+    # a dataset without records of the task falls back to the pooled memory
+    mem.add(Record("e", "ai", "EE", "x", events=[]))
+    assert mem.items(replace(ask, task="NER")) == [("Google", "product")]
+    # the per-dataset tables survive the model directory; a format-1 file (pooled only) still loads
+    mem.save(tmp_path / "m.json")
+    assert Memory.load(tmp_path / "m.json").items(ask) == [("Google", "product")]
+    old = {k: v for k, v in mem.to_json().items() if k != "datasets"} | {"format": 1}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert Memory.load(tmp_path / "old.json").items(ask) == [("Google", "organization")]
+
+
 def test_re_hint_order_is_by_position_then_longest_head():
     def re(text, triples):
         return Record(text, "d", "RE", text, language="en", options=["in", "mayor"],

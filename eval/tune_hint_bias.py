@@ -1,14 +1,15 @@
-"""Pick a model's hint bias on dev sets, then score the test sets with it (GPU or CPU).
+"""Pick a model's hint bias per task on dev sets, then score the test sets with it (GPU or CPU).
 
 A model trained with memory hints can be decoded with a bias toward the hint's items
 (``src/instructie/hint_bias.py``): 0 is plain decoding, a large bias writes the hint (the
 no-model baseline's answer). This scores the config's dev datasets (``data.eval``) at each
-``--values`` bias and keeps the one with the best mean headline score over them; dev
-datasets that read the same file and split as a test dataset are left out (DuIE's public
-dev file is this project's DuIE test set). Then it scores the test datasets at that bias,
-free and copy-constrained, and copy-constrained at 0 (free at 0 is the training run's own
-test). ``--write-card`` stores the bias in the model's instructie.json, so ``Extractor``
-and ``instructie extract`` decode with it by default.
+``--values`` bias and keeps, per task, the bias with the best mean headline score over that
+task's dev datasets; a hinted task with no dev dataset (RE, RC here) gets the bias with the
+best mean over all of them. Dev datasets that read the same file and split as a test dataset
+are left out (DuIE's public dev file is this project's DuIE test set). Then it scores the
+test datasets with the chosen biases, free and copy-constrained, and copy-constrained at 0
+(free at 0 is the training run's own test). ``--write-card`` stores the biases in the model's
+instructie.json, so ``Extractor`` and ``instructie extract`` decode with them by default.
 
     INSTRUCTIE_DATA=.devdata python eval/tune_hint_bias.py --model runs/X \\
         --config configs/multitask-small.yaml [--set KEY=VALUE ...] --json out.json \\
@@ -28,7 +29,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources  # noqa: E402
 from instructie.evaluate import HEADLINE, evaluate_records, scored_records  # noqa: E402
+from instructie.hint_bias import bias_label, check_bias  # noqa: E402
 from instructie.io import atomic_write, write_json, write_jsonl  # noqa: E402
+from instructie.memory import HINT_TASKS  # noqa: E402
 
 
 def _where(ds) -> tuple:
@@ -43,16 +46,25 @@ def tuning_sources(cfg):
     return keep, dropped
 
 
-def mean_headline(summary: dict, datasets: set[str]) -> float:
-    """The mean of each dev dataset's headline metric (``summary``: evaluate.summarize)."""
+def mean_headline(summary: dict, datasets: set[str], task: str | None = None) -> float:
+    """The mean headline metric of the dev ``datasets`` (of one ``task``, or all); ``summary``:
+    evaluate.summarize."""
     vals = [v for k, v in summary.items()
-            if k.split("/")[0] in datasets and k.split("/")[2] == HEADLINE.get(k.split("/")[1])]
+            if k.split("/")[0] in datasets and k.split("/")[2] == HEADLINE.get(k.split("/")[1])
+            and (task is None or k.split("/")[1] == task)]
     return sum(vals) / len(vals) if vals else 0.0
 
 
-def pick(dev: dict[float, dict], datasets: set[str]) -> float:
-    """The bias with the best mean dev headline; ties go to the smaller bias."""
-    return max(sorted(dev), key=lambda b: (round(mean_headline(dev[b], datasets), 6), -b))
+def pick(dev: dict[float, dict], datasets: set[str], task: str | None = None) -> float:
+    """The bias with the best mean dev headline (of ``task``'s datasets, or all); ties: the smaller."""
+    return max(sorted(dev), key=lambda b: (round(mean_headline(dev[b], datasets, task), 6), -b))
+
+
+def pick_per_task(dev: dict[float, dict], datasets: set[str]) -> dict[str, float]:
+    """A bias for every hinted task: its own dev datasets' best, else the best over all."""
+    tasks_seen = {k.split("/")[1] for s in dev.values() for k in s if k.split("/")[0] in datasets}
+    overall = pick(dev, datasets)
+    return {t: pick(dev, datasets, t) if t in tasks_seen else overall for t in HINT_TASKS}
 
 
 def main(argv=None) -> int:
@@ -82,13 +94,14 @@ def main(argv=None) -> int:
     names = {r.dataset for r in dev_records}
     out = {"model": a.model, "config": a.config, "set": a.set, "values": a.values, "dev_limit": a.dev_limit,
            "dev_datasets": sorted(names), "dev_left_out": left_out,
-           "rule": "the bias with the best mean dev headline score (ties: the smaller)", "dev": {}}
+           "rule": "per task, the bias with the best mean dev headline score of its dev datasets, else of all "
+                   "(ties: the smaller)", "dev": {}}
 
     def run(records, bias, constrained, keep=False):
         t0 = time.time()
         rep = evaluate_records(ex.model, ex.tokenizer, records, cfg, ex.templates, constrained=constrained,
                                memory=ex.memory, keep_predictions=keep, hint_bias=bias)
-        print(f"[tune_hint_bias] bias {bias:g} {'copy' if constrained else 'free'}: {len(records)} records, "
+        print(f"[tune_hint_bias] bias {bias_label(bias)} {'copy' if constrained else 'free'}: {len(records)} records, "
               f"{time.time() - t0:.1f} s", file=sys.stderr)
         return rep
 
@@ -97,16 +110,18 @@ def main(argv=None) -> int:
         dev[b] = run(dev_records, b, False)["summary"]
         out["dev"][f"{b:g}"] = {"summary": dev[b], "mean_headline": round(mean_headline(dev[b], names), 4)}
         write_json(a.json, out)  # a cut run keeps what it finished
-    best = pick(dev, names)
+    best = pick_per_task(dev, names)
     out["chosen"] = best
-    print(f"[tune_hint_bias] chosen bias {best:g} (dev mean headline "
-          f"{out['dev'][f'{best:g}']['mean_headline']} vs {out['dev'][f'{min(a.values):g}']['mean_headline']} "
-          f"at {min(a.values):g})", file=sys.stderr)
+    for t in sorted({k.split("/")[1] for k in dev[min(a.values)]}):
+        b = best.get(t, 0.0)
+        print(f"[tune_hint_bias] {t}: chosen bias {b:g} (dev mean headline "
+              f"{mean_headline(dev[b], names, t):.4f} vs {mean_headline(dev[min(a.values)], names, t):.4f} "
+              f"at {min(a.values):g})", file=sys.stderr)
     write_json(a.json, out)
     if a.write_card:
         card_path = Path(a.model) / "instructie.json"
         card = json.loads(card_path.read_text(encoding="utf-8"))
-        card["hint_bias"] = best
+        card["hint_bias"] = check_bias(best)
         card["hint_bias_tuning"] = {k: out[k] for k in ("dev_datasets", "values", "rule")}
         with atomic_write(card_path, "w") as f:
             json.dump(card, f, ensure_ascii=False, indent=1)
@@ -114,8 +129,8 @@ def main(argv=None) -> int:
         return 0
     test_records = scored_records(load_sources(cfg.data.test))
     out["test"] = {}
-    for key, bias, constrained in ((f"unconstrained+hint{best:g}", best, False),
-                                   (f"constrained_copy+hint{best:g}", best, "copy"),
+    best = check_bias(best)
+    for key, bias, constrained in (("unconstrained+hint", best, False), ("constrained_copy+hint", best, "copy"),
                                    ("constrained_copy", 0.0, "copy")):
         if not bias and key != "constrained_copy":
             continue

@@ -78,7 +78,12 @@ class Driver:
             self.out = self._call()
 
     def biased(self, row=0):
-        return {self.tok.decode([i]) for i in (self.out[row] != 0).nonzero().flatten().tolist()}
+        """The tokens raised."""
+        return {self.tok.decode([i]) for i in (self.out[row] > 0).nonzero().flatten().tolist()}
+
+    def eos(self, row=0):
+        """What was added to </s>: -bias while hint items are left unwritten."""
+        return float(self.out[row, self.tok.eos_token_id])
 
 
 def first_token(tok, s):
@@ -90,7 +95,8 @@ def test_bias_starts_continues_and_retires_hint_items(tok):
     assert isinstance(d.proc, HintBiasProcessor)
     # at the answer's start: the first token of each hint item, by exactly the bias
     assert d.biased() == {first_token(tok, "Obama"), first_token(tok, "Paris")}
-    assert set(d.out[0][d.out[0] != 0].tolist()) == {BIAS}
+    assert set(d.out[0][d.out[0] != 0].tolist()) == {BIAS, -BIAS}
+    assert d.eos() == -BIAS  # the answer may not end while hint items are left
     # inside an item: only its next token
     ids = tok("Obama | person", add_special_tokens=False)["input_ids"]
     d.write(tok.decode(ids[:1]))
@@ -105,7 +111,9 @@ def test_bias_starts_continues_and_retires_hint_items(tok):
     d.write(" Monday")
     assert d.biased() == set()
     d.write(" | location;")
-    assert d.biased() == {first_token(tok, " Paris")}
+    assert d.biased() == {first_token(tok, " Paris")} and d.eos() == -BIAS
+    d.write(" Paris | location")
+    assert d.biased() == set() and d.eos() == 0  # every hint item written: the model may end
 
 
 def test_a_repeated_hint_item_is_offered_again_for_its_second_mention(tok):
@@ -120,9 +128,16 @@ def test_rows_are_independent_and_a_prompt_without_hint_is_untouched(tok):
     rec = Record("", "", "NER", TEXT, options=OPTIONS)
     plain = build_source(rec, load_templates()["NER"][0], OPTIONS)
     d = Driver(tok, [plain, ner_prompt(), rc_prompt()])
-    assert d.biased(0) == set()
+    assert d.biased(0) == set() and d.eos(0) == 0
     assert d.biased(1) == {first_token(tok, "Obama"), first_token(tok, "Paris")}
     assert d.biased(2) == {first_token(tok, "mother"), first_token(tok, "child")}
+
+
+def test_a_bias_per_task_reads_each_prompts_task_from_its_instruction(tok):
+    d = Driver(tok, [ner_prompt(), rc_prompt()], factory=hint_bias_factory(tok, len(tok), {"RC": 3.0}))
+    assert d.biased(0) == set() and d.eos(0) == 0  # NER: no bias given
+    assert d.biased(1) == {first_token(tok, "mother"), first_token(tok, "child")} and d.eos(1) == -3.0
+    assert make_factory(False, tok, len(tok), hint_bias={"NER": 0.0}) is None
 
 
 def test_zero_bias_makes_no_processor_and_bias_composes_with_the_copy_constraint(tok):
@@ -174,3 +189,33 @@ def test_a_large_bias_makes_a_random_model_write_the_hint(tiny_model_dir):
     hint = ("Obama | person", "Paris | location")
     assert not free.startswith(hint)
     assert biased.startswith(hint)  # then garbage again: the bias pushes hint items, nothing after them
+
+
+def test_the_tuning_picks_a_bias_per_task_on_its_own_dev_sets():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+    from tune_hint_bias import pick_per_task
+
+    dev = {0.0: {"c/NER/entity_f1": 0.60, "d/EE/trigger_cls_f1": 0.20, "d/EE/arg_cls_f1": 0.9},
+           2.0: {"c/NER/entity_f1": 0.70, "d/EE/trigger_cls_f1": 0.50, "d/EE/arg_cls_f1": 0.0},
+           8.0: {"c/NER/entity_f1": 0.65, "d/EE/trigger_cls_f1": 0.66, "d/EE/arg_cls_f1": 0.0}}
+    # RE and RC have no dev set: the best mean over all (0.655 at 8 against 0.60 at 2); arguments are not headline
+    assert pick_per_task(dev, {"c", "d"}) == {"NER": 2.0, "EE": 8.0, "RE": 8.0, "RC": 8.0}
+
+
+def test_bad_hint_bias_settings_are_named(monkeypatch):
+    from pathlib import Path
+
+    from instructie.config import load_config
+    from instructie.hint_bias import check_bias
+    from instructie.io import ConfigError
+
+    assert check_bias({"NER": 2, "EE": 0}) == {"NER": 2.0} and check_bias({"EE": 0}) == 0.0
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    cfg = "configs/quickstart.yaml"
+    assert load_config(cfg, ["eval.hint_bias={NER: 2, EE: 8}"]).eval.hint_bias == {"NER": 2.0, "EE": 8.0}
+    for bad, msg in (("eval.hint_bias=-1", "number >= 0"), ("eval.hint_bias={XX: 1}", "unknown task 'XX'"),
+                     ("eval.hint_bias=high", "number >= 0")):
+        with pytest.raises(ConfigError, match=f"eval.hint_bias: .*{msg}"):
+            load_config(cfg, [bad])

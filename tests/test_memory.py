@@ -238,11 +238,14 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
                                 "--values", "0", "1e4", "--json", str(tj), "--write-card", "--device", "cpu",
                                 "--predictions", str(tmp_path / "p.jsonl")]) == 0
     tune = json.loads(tj.read_text())
-    assert set(tune["dev"]) == {"0", "10000"} and tune["chosen"] in (0, 1e4)
-    assert tune["chosen"] == tune_hint_bias.pick({float(k): v["summary"] for k, v in tune["dev"].items()},
-                                                 set(tune["dev_datasets"]))
-    assert {"constrained_copy"} <= set(tune["test"]) and (tmp_path / "p.jsonl").exists() == bool(tune["chosen"])
-    assert Extractor.from_pretrained(out, device="cpu").hint_bias == tune["chosen"]
+    dev = {float(k): v["summary"] for k, v in tune["dev"].items()}
+    assert set(dev) == {0, 1e4} and set(tune["chosen"]) == {"NER", "RE", "EE", "RC"}
+    for task, b in tune["chosen"].items():  # each task's own dev sets where it has some, else all of them
+        seen = any(k.split("/")[1] == task for k in dev[0])
+        assert b == tune_hint_bias.pick(dev, set(tune["dev_datasets"]), task if seen else None)
+    chosen = {t: b for t, b in tune["chosen"].items() if b} or 0.0
+    assert {"constrained_copy"} <= set(tune["test"]) and (tmp_path / "p.jsonl").exists() == bool(chosen)
+    assert Extractor.from_pretrained(out, device="cpu").hint_bias == chosen
 
     (out / "memory.json").unlink()
     from instructie.io import ConfigError

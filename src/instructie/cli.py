@@ -161,8 +161,9 @@ def cmd_test(a) -> int:
     if a.gold_out:
         n = write_jsonl(a.gold_out, (r.to_dict() for r in scored_records(sources, a.limit)))
         print(f"wrote {n} gold records to {a.gold_out}", file=sys.stderr)
+    from .hint_bias import bias_label
     biases = a.hint_bias or [cfg.eval.hint_bias]
-    if any(b < 0 for b in biases):
+    if any(not isinstance(b, dict) and b < 0 for b in biases):
         raise ConfigError(f"--hint-bias must be >= 0, got {min(biases)}")
     if any(biases) and ex.memory is None:
         raise ConfigError(f"{a.model}: --hint-bias needs a model trained with memory hints (data.memory_hints)")
@@ -172,7 +173,7 @@ def cmd_test(a) -> int:
                                option_seed=a.option_seed, constrained=constrained, memory=ex.memory,
                                keep_predictions=bool(a.predictions), hint_bias=bias)
         key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
-        key += f"+hint{bias:g}" if bias else ""
+        key += f"+hint{bias_label(bias)}" if bias else ""
         if a.predictions:  # several modes: one file each, named after the mode
             path = a.predictions if len(modes) == 1 else str(Path(a.predictions).with_suffix(f".{key}.jsonl"))
             n = write_jsonl(path, rep.pop("predictions"))

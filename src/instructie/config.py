@@ -98,8 +98,8 @@ class EvalConfig:
     num_beams: int = 1
     max_new_tokens: int = 128
     constrained: Any = False          # false | vocab (tokens of the input) | copy (contiguous copies)
-    hint_bias: float = 0.0            # lean decoding toward the memory hint's items (hint_bias.py; pick it
-                                      # on dev sets with eval/tune_hint_bias.py); 0: plain decoding
+    hint_bias: Any = 0.0              # lean decoding toward the memory hint's items (hint_bias.py): a number
+                                      # or {task: number}; eval/tune_hint_bias.py picks it on dev sets; 0: off
 
 
 @dataclass
@@ -407,7 +407,7 @@ def validate(cfg: RunConfig, src: str) -> None:
         ("data.max_options", d.max_options, 1), ("data.max_eval_records", d.max_eval_records, 1),
         ("data.memory_folds", d.memory_folds, 2), ("data.memory_max_items", d.memory_max_items, 1),
         ("eval.batch_size", e.batch_size, 1), ("eval.num_beams", e.num_beams, 1),
-        ("eval.max_new_tokens", e.max_new_tokens, 1), ("eval.hint_bias", e.hint_bias, 0)], bad)
+        ("eval.max_new_tokens", e.max_new_tokens, 1)], bad)
     _validate_train_values(t, bad)
     if not 0.0 <= d.mention_replacement <= 1.0:
         bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")
@@ -415,6 +415,11 @@ def validate(cfg: RunConfig, src: str) -> None:
         bad(f"data.option_chunk_sampling is a share (0 to 1), got {d.option_chunk_sampling}")
     if e.constrained not in (False, True, "off", "on", "vocab", "copy"):
         bad(f"eval.constrained must be false, vocab or copy, got {e.constrained!r}")
+    from .hint_bias import check_bias
+    try:
+        e.hint_bias = check_bias(e.hint_bias)
+    except ValueError as err:
+        bad(f"eval.hint_bias: {err}")
 
 
 PRETRAIN_SUFFIXES = (".txt", ".jsonl", ".csv")

@@ -686,12 +686,12 @@ class ProcessorChain:
 
 
 def make_factory(constrained, tokenizer, vocab_size: int, *, roles: Sequence[str] | None = None,
-                 templates: dict[str, list[str]] | None = None, hint_bias: float = 0.0):
+                 templates: dict[str, list[str]] | None = None, hint_bias: float | dict[str, float] = 0.0):
     """The logits-processor factory for a ``constrained`` setting: False/None/"off" -> None;
     True/"on"/"vocab" -> tokens of the prompt only (``source_vocabulary_factory``); "copy" ->
     every field a contiguous copy of the text or a label (``copy_factory``). A ``hint_bias``
-    (hint_bias.py) leans decoding toward the prompt's memory-hint items first; None when
-    there is nothing to do."""
+    (hint_bias.py; a number or one per task) leans decoding toward the prompt's memory-hint
+    items first; None when there is nothing to do."""
     if constrained is None or constrained is False or constrained == "off":
         mask = None
     elif constrained is True or constrained in ("on", "vocab"):
@@ -700,10 +700,10 @@ def make_factory(constrained, tokenizer, vocab_size: int, *, roles: Sequence[str
         mask = copy_factory(tokenizer, vocab_size, roles=roles, templates=templates)
     else:
         raise ValueError(f"constrained must be False, True, 'vocab' or 'copy', not {constrained!r}")
-    if not hint_bias:
+    if not (any(hint_bias.values()) if isinstance(hint_bias, dict) else hint_bias):
         return mask
     from .hint_bias import hint_bias_factory
-    bias = hint_bias_factory(tokenizer, vocab_size, hint_bias, getattr(mask, "vocab", None))
+    bias = hint_bias_factory(tokenizer, vocab_size, hint_bias, getattr(mask, "vocab", None), templates)
     if mask is None:
         return bias
 

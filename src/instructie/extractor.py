@@ -117,7 +117,7 @@ class Extractor:
         # line gets at most this many tokens of the prompt.
         self.memory = memory
         self.hint_budget = min(64, self.max_source_length // 4) if memory is not None else 0
-        self.hint_bias = float(card.get("hint_bias", 0.0)) if memory is not None else 0.0
+        self.hint_bias = card.get("hint_bias", 0.0) if memory is not None else 0.0  # a number or {task: number}
 
     def remember(self, records: Iterable[Record]) -> int:
         """Add labeled records (a user's gazetteer or annotations) to the memory the hints
@@ -207,17 +207,20 @@ class Extractor:
         of the model's ``max_options``. ``min_confidence``: items below it are dropped before
         grounding. ``constrained``: True or "vocab": decode only tokens of the prompt (text and labels);
         "copy": every field a contiguous copy of the text or a whole label (constrained.py).
-        ``hint_bias``: lean decoding toward the memory hint's items (hint_bias.py; models trained
-        with hints only); default: the model's (set by ``eval/tune_hint_bias.py --write-card``), else 0.
+        ``hint_bias``: lean decoding toward the memory hint's items (hint_bias.py; a number or
+        ``{task: number}``; models trained with hints only); default: the model's (set by
+        ``eval/tune_hint_bias.py --write-card``), else 0.
         ``ids``: document ids (default "0", "1", ...). ``docs_per_chunk`` documents are planned
         and generated together (length-sorted batches of ``batch_size`` prompts); the input is
         consumed lazily, chunk by chunk.
         """
         if isinstance(texts, str):
             texts = [texts]
-        hint_bias = self.hint_bias if hint_bias is None else float(hint_bias)
-        if hint_bias < 0:
-            raise ConfigError(f"hint_bias must be >= 0, got {hint_bias}")
+        from .hint_bias import check_bias
+        try:
+            hint_bias = check_bias(self.hint_bias if hint_bias is None else hint_bias)
+        except ValueError as e:
+            raise ConfigError(f"hint_bias: {e}") from None
         if hint_bias and self.memory is None:
             raise ConfigError("hint_bias needs a model trained with memory hints (data.memory_hints)")
         decoding = (constrained, hint_bias)

@@ -10,10 +10,13 @@ items (precision 0.75) and dropped 357 (precision 0.57), while its own triggers 
   answer's start, or after an item separator ``;``), and
 * the next token of a hint item the answer is in the middle of writing,
 
-so the model keeps a hint item unless it prefers something else by more than ``bias`` (in
-log-probability), and once it starts one it finishes it rather than drifting into a
-non-word. ``bias`` 0 is plain decoding; a large bias writes the hint. Where between the two
-is best is a property of the model: ``eval/tune_hint_bias.py`` picks it on dev sets.
+and subtracts it from ``</s>`` while hint items are left unwritten, so the model keeps a hint
+item unless it prefers something else by more than ``bias`` (in log-probability) -- ending
+the answer early included -- and once it starts one it finishes it rather than drifting into
+a non-word. ``bias`` 0 is plain decoding; a large bias writes the hint. Where between the two
+is best is a property of the model and the task: ``eval/tune_hint_bias.py`` picks it per task
+on dev sets (``bias`` may be one number or ``{task: number}``; the task of a prompt is read
+from its instruction, one of the templates).
 
 The hint is read from the prompt itself (the ``Memory:`` line, between ``Text:`` and
 ``Answer:``), so the processor works for anything that builds prompts with hints:
@@ -28,11 +31,36 @@ from __future__ import annotations
 
 import torch
 
-from .constrained import CopyVocabulary, beam_parents
+from .constrained import CopyVocabulary, _norm, beam_parents
 from .memory import HINT_PREFIX
 from .targets import NONE, render_items, split_items
 
 _RC_LEVELS = ("pair", "tail", "head")
+
+
+def check_bias(bias) -> float | dict[str, float]:
+    """A hint bias as given (config, card, API): a number >= 0 or {task: number >= 0}; ValueError
+    otherwise. Zero entries of a mapping are dropped, and an empty mapping is 0 (off)."""
+    from .records import TASKS
+
+    if isinstance(bias, dict):
+        out = {}
+        for task, v in bias.items():
+            if task not in TASKS:
+                raise ValueError(f"hint bias for unknown task {task!r} (tasks: {', '.join(TASKS)})")
+            if v := check_bias(v):
+                out[task] = v
+        return out or 0.0
+    if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not bias >= 0:
+        raise ValueError(f"a hint bias is a number >= 0 or {{task: number}}, got {bias!r}")
+    return float(bias)
+
+
+def bias_label(bias: float | dict[str, float]) -> str:
+    """A short name for a bias setting in report keys: "8", "EE=8,NER=2"."""
+    if isinstance(bias, dict):
+        return ",".join(f"{t}={v:g}" for t, v in sorted(bias.items()))
+    return f"{bias:g}"
 
 
 def hint_items(prompt: str) -> list[tuple[str, ...]]:
@@ -80,9 +108,9 @@ class HintBiasProcessor:
     end in ``A[L]`` with successor ``nxt`` (``L``: the item ends), the item of each position
     and whether it is an item's first/last token."""
 
-    def __init__(self, vocab: CopyVocabulary, ends_ws: torch.Tensor, bias: float, A, nxt, item, plain, lead, last,
-                 n_items: int):
-        self.vocab, self.ends_ws, self.bias = vocab, ends_ws, float(bias)
+    def __init__(self, vocab: CopyVocabulary, ends_ws: torch.Tensor, bias: torch.Tensor, A, nxt, item, plain, lead,
+                 last, n_items: int):
+        self.vocab, self.ends_ws, self.bias = vocab, ends_ws, bias  # bias: [rows], float
         self.A, self.nxt, self.item, self.plain, self.lead, self.last = A, nxt, item, plain, lead, last
         self.K = n_items  # column K of ``written`` is a dump for "no item"
         self.B, self.L = A.shape
@@ -95,11 +123,16 @@ class HintBiasProcessor:
             if R % self.B:
                 raise ValueError(f"HintBiasProcessor built for {self.B} rows called with {R}")
             k = R // self.B
-            for name in ("A", "nxt", "item", "plain", "lead", "last"):
+            for name in ("bias", "A", "nxt", "item", "plain", "lead", "last"):
                 setattr(self, name, getattr(self, name).repeat_interleave(k, dim=0))
             self.B = R
         dev = self.A.device
         written = torch.zeros(R, self.K + 1, dtype=torch.bool, device=dev)
+        # the items a row has (the others stay "written" and are never offered)
+        has = torch.zeros(R, self.K + 1, dtype=torch.bool, device=dev)
+        has.scatter_(1, self.item, True)
+        written |= ~has
+        written[:, self.K] = True
         at_start = torch.ones(R, dtype=torch.bool, device=dev)
         self.state = {"written": written, "at_start": at_start, "after_sep": torch.zeros_like(at_start),
                       "finished": torch.zeros(R, dtype=torch.bool, device=dev),
@@ -118,7 +151,6 @@ class HintBiasProcessor:
         # (a name mentioned twice) is still offered for its second mention
         done = torch.where(cont & self.last, self.item, self.K).min(1).values
         s["written"].scatter_(1, done[:, None], True)
-        s["written"][:, self.K] = False
         s["at_start"] = v["is_item"][t] | (s["at_start"] & v["is_ws"][t])
         # right after ";" an item's first token carries its leading space; after a space it does not
         s["after_sep"] = v["is_item"][t] & ~self.ends_ws.to(t.device)[t]
@@ -138,15 +170,34 @@ class HintBiasProcessor:
             self._step(input_ids, input_ids.shape[0] // self._batch)
         s = self.state
         V = scores.shape[1]
-        idx = torch.where(s["cand"] & ~s["finished"][:, None] & (self.A < V), self.A, V)
+        live = ~s["finished"]
+        idx = torch.where(s["cand"] & live[:, None] & (self.A < V), self.A, V)
+        bias = self.bias.to(scores.dtype)[:, None]
         add = torch.zeros(scores.shape[0], V + 1, dtype=scores.dtype, device=scores.device)
-        add.scatter_(1, idx, self.bias)
+        add.scatter_(1, idx, bias.expand(-1, idx.shape[1]).contiguous())
+        eos = self.vocab.eos
+        if eos is not None and eos < V:  # not done while hint items are left unwritten
+            left = live & ~s["written"][:, : self.K].all(1)
+            add[:, eos] -= torch.where(left, bias[:, 0], torch.zeros_like(bias[:, 0]))
         return scores + add[:, :V]
 
 
-def hint_bias_factory(tokenizer, vocab_size: int, bias: float, vocab: CopyVocabulary | None = None):
+def prompt_task(prompt: str, task_of: dict[str, str]) -> str | None:
+    """The task of a prompt, from its instruction (``task_of``: normalized template -> task)."""
+    return task_of.get(_norm(prompt.split("\nOption: ", 1)[0]))
+
+
+def hint_bias_factory(tokenizer, vocab_size: int, bias: float | dict[str, float], vocab: CopyVocabulary | None = None,
+                      templates: dict[str, list[str]] | None = None):
     """A factory for ``generation.generate(logits_processor_factory=...)`` building a
-    ``HintBiasProcessor`` per batch (``vocab``: a ``CopyVocabulary`` to share)."""
+    ``HintBiasProcessor`` per batch. ``bias``: one number, or one per task (``{"NER": 2, "EE":
+    8}``; a prompt of another task, or whose instruction is none of ``templates``, gets 0).
+    ``vocab``: a ``CopyVocabulary`` to share."""
+    if isinstance(bias, dict):
+        if templates is None:
+            from .instructions import load_templates
+            templates = load_templates()
+        task_of = {_norm(t): task for task, ts in templates.items() for t in ts}
     vocab = vocab or CopyVocabulary(tokenizer, vocab_size)
     ends_ws = torch.tensor([bool(b) and b[-1:] in (b" ", b"\t", b"\n", b"\r") for b in vocab.token_bytes])
     cache: dict[tuple[str, ...], list[tuple[list[int], bool, bool]]] = {}
@@ -154,6 +205,8 @@ def hint_bias_factory(tokenizer, vocab_size: int, bias: float, vocab: CopyVocabu
     def make(ids: torch.Tensor, mask: torch.Tensor) -> HintBiasProcessor:
         prompts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         rows = []
+        row_bias = [float(bias.get(prompt_task(p, task_of), 0.0)) if isinstance(bias, dict) else float(bias)
+                    for p in prompts]
         for p in prompts:
             forms = []
             for k, item in enumerate(hint_items(p)):
@@ -183,8 +236,8 @@ def hint_bias_factory(tokenizer, vocab_size: int, bias: float, vocab: CopyVocabu
                 last[r, pos + n - 1] = True
                 pos += n
         dev = ids.device
-        return HintBiasProcessor(vocab, ends_ws.to(dev), bias, *(x.to(dev) for x in (A, nxt, item, plain, lead, last)),
-                                 K)
+        return HintBiasProcessor(vocab, ends_ws.to(dev), torch.tensor(row_bias, device=dev),
+                                 *(x.to(dev) for x in (A, nxt, item, plain, lead, last)), K)
 
     make.vocab = vocab  # type: ignore[attr-defined]
     return make

@@ -13,7 +13,7 @@ instructie.json, so ``Extractor`` and ``instructie extract`` decode with them by
 
     INSTRUCTIE_DATA=.devdata python eval/tune_hint_bias.py --model runs/X \\
         --config configs/multitask-small.yaml [--set KEY=VALUE ...] --json out.json \\
-        [--predictions test_hint_predictions.jsonl] [--values 0 1 2 4 8] [--dev-limit 400]
+        [--predictions test_hint_predictions.jsonl] [--values 0 1 2 4 8 16] [--dev-limit 400]
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    ap.add_argument("--values", type=float, nargs="+", default=[0, 1, 2, 4, 8])
+    ap.add_argument("--values", type=float, nargs="+", default=[0, 1, 2, 4, 8, 16])
     ap.add_argument("--dev-limit", type=int, default=400, help="records per dev dataset")
     ap.add_argument("--json", required=True)
     ap.add_argument("--predictions", help="write the test predictions at the chosen bias (free decoding)")

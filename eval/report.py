@@ -33,6 +33,11 @@ S6 = "configs/multitask-small.yaml at commit 7af000e (max_options null, max_sour
 S6B_SETS = ("'data.train[0].options.datasets=[CoNLL2003]' 'data.train[+]={adapter: ie_instructions, path: "
             ".devdata/ie_instructions, split: train, weight: 4, options: {datasets: [DuEE]}}' 'data.train[2].weight=3' "
             "train.max_steps=2000")
+S7 = ("configs/multitask-small.yaml at commit eafef21 (the session-6 config; trained with hints from the pooled "
+      "memory); its last call (test, hint-bias tuning) ran with commit d2f4aa5, whose memory.json holds per-dataset "
+      "tables, so every test below asked with per-dataset hints (the β = 0 test with pooled hints, in train_2.log, "
+      "differs by ≤ 0.001 per dataset)")
+DEV_SETS = "'data.eval[0].options.datasets=[CoNLL2003,DuEE,CrossNER_AI,CrossNER_literature]'"
 RUN_SPECS = [
     {"name": "multitask-small-adafactor", "dir": "multitask-small-adafactor", "group": 3,
      "config": S3, "params": "61.0M params incl. the copy head",
@@ -42,6 +47,17 @@ RUN_SPECS = [
                 "then --resume --max-time 500; then --resume (final test); "
                 + TEST_COPY.format(run="multitask-small", config="multitask-small")
                 + "; the same with --option-seed 1 instead of --constrained copy"},
+    # Session 7: the session-6 config, then hint-biased decoding tuned on dev (eval/tune_hint_bias.py).
+    {"name": "multitask-small-s7", "dir": "multitask-small-s7", "group": 7, "config": S7,
+     "params": "61.0M params incl. the copy head", "hint_file": "hint_bias.json",
+     "constrained_file": "hint_bias.json", "constrained_path": ["test", "constrained_copy"],
+     "summary": "the session-6 config again, 3,600 steps (session 7)",
+     "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
+     "command": "TRAIN_S=480 bash eval/gpu_run.sh s7 1 train.max_steps=3600; TRAIN_S=520 bash eval/gpu_run.sh s7 2 "
+                f"train.max_steps=3600; CALL_S=590 TUNE={DEV_SETS} bash eval/gpu_run.sh s7 3 train.max_steps=3600 "
+                "(the last runs python3 eval/tune_hint_bias.py --model runs/s7 --config configs/multitask-small.yaml "
+                f"--set train.max_steps=3600 --set {DEV_SETS} --json hint_bias.json, values 0 1 2 4 8, one bias for "
+                "all tasks); then the same script with --values 8 16 32 1000 (hint_bias_wide.json)"},
     # Session 6: every label in one prompt at 1,024 source tokens (commit 7af000e), the GPU to itself.
     {"name": "multitask-small-s6", "dir": "multitask-small-s6", "group": 6,
      "config": S6 + "; train.max_steps 4000 -> 3600 from step 1,384 on (set at the first resume: 4,000 steps "
@@ -178,12 +194,25 @@ def load_run(spec: dict, base_metrics: dict) -> dict:
         metrics, wall, steps = metrics_by_key(test["scores"]), round(mj["train_time_s"], 1), mj["step"]
         unsupported = test["unsupported_rate"]
         if not spec.get("no_constrained"):
-            cj = json.loads((d / spec.get("constrained_file", "test_copy.json")).read_text())
-            c = cj[spec.get("constrained_key", "constrained_copy")]
+            c = json.loads((d / spec.get("constrained_file", "test_copy.json")).read_text())
+            for k in spec.get("constrained_path", [spec.get("constrained_key", "constrained_copy")]):
+                c = c[k]
             constrained, c_unsupported = metrics_by_key(c["scores"]), c["unsupported_rate"]
         if "optseed_file" in spec:
             o = json.loads((d / spec["optseed_file"]).read_text())["unconstrained"]
             option_order = metrics_by_key(o["scores"])
+    hint: dict = {}
+    if "hint_file" in spec:  # hint-biased decoding (eval/tune_hint_bias.py): the bias chosen on dev, its tests
+        hj = json.loads((d / spec["hint_file"]).read_text())
+        tests = hj.get("test", {})
+        free = next((v for k, v in tests.items() if k.startswith("unconstrained+hint")), None)
+        copy = next((v for k, v in tests.items() if k.startswith("constrained_copy+hint")), None)
+        hint = {"chosen": hj["chosen"], "dev_datasets": hj["dev_datasets"], "rule": hj["rule"],
+                "dev": {b: v["summary"] for b, v in hj["dev"].items()},
+                "metrics": metrics_by_key(free["scores"]) if free else {},
+                "metrics_constrained": metrics_by_key(copy["scores"]) if copy else {},
+                "unsupported_rate": {"unconstrained": free and free["unsupported_rate"],
+                                     "constrained": copy and copy["unsupported_rate"]}}
     report = d / "model_report.json"
     copy_head = json.loads(report.read_text()).get("copy_head", False) if report.exists() else "copy head" in spec["params"]
     return {
@@ -199,7 +228,14 @@ def load_run(spec: dict, base_metrics: dict) -> dict:
         "unsupported_rate": {"unconstrained": unsupported, "constrained": c_unsupported},
         "baselines": base_metrics,
         "session": spec["group"],
+        "hint_bias": hint,
     }
+
+
+def bias_name(b) -> str:
+    if isinstance(b, dict):
+        return ", ".join(f"{t} {v:g}" for t, v in sorted(b.items()))
+    return f"{b:g}"
 
 
 def get(m: dict, ds: str, task: str, metric: str):
@@ -257,6 +293,39 @@ def main() -> None:
             f"{x['wall_s']:.0f} / {x['steps']}" for x in group) + " | |")
         return "\n".join(abl)
 
+    def hinted(group: list[dict]) -> str:
+        """Plain and hint-biased decoding of each run (copy-constrained in parentheses) beside the baseline."""
+        head = "| dataset | metric | " + " | ".join(
+            f"{x['summary']}: β = 0 | the same, hint bias {bias_name(x['hint_bias']['chosen'])}" for x in group)
+        out = [head + " | best baseline | beats it with the hint bias? (free / copy) |",
+               "|---|---|" + "---|" * (2 * len(group) + 2)]
+        for ds, task, metric in ROWS:
+            cells = []
+            for x in group:
+                for m, c in ((x["metrics"], x["metrics_constrained"]),
+                             (x["hint_bias"]["metrics"], x["hint_bias"]["metrics_constrained"])):
+                    v, cv = get(m, ds, task, metric), get(c, ds, task, metric)
+                    cells.append(fmt(v) + (f" ({fmt(cv)})" if cv is not None else ""))
+            b = best.get((ds, task, metric))
+            last = group[-1]["hint_bias"]
+            verdict = "—" if not b else " / ".join(
+                "yes" if v is not None and v > b[1] else "**no**"
+                for v in (get(last["metrics"], ds, task, metric), get(last["metrics_constrained"], ds, task, metric)))
+            out.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {fmt(b[1]) if b else '—'} | {verdict} |")
+        out.append("| *unsupported-span rate* | | " + " | ".join(
+            f"{fmt(u['unconstrained'])} ({fmt(u['constrained'])})"
+            for x in group for u in (x["unsupported_rate"], x["hint_bias"]["unsupported_rate"])) + " | | |")
+        return "\n".join(out)
+
+    def dev_sweep(x: dict) -> str:
+        h = x["hint_bias"]
+        keys = sorted({k for s in h["dev"].values() for k in s if k.split("/")[2] == HEAD.get(k.split("/")[1])})
+        out = ["| hint bias | " + " | ".join(f"{k.split('/')[0]} {k.split('/')[2]}" for k in keys) + " |",
+               "|---|" + "---|" * len(keys)]
+        for b in sorted(h["dev"], key=float):
+            out.append(f"| {b} | " + " | ".join(fmt(h["dev"][b].get(k)) for k in keys) + " |")
+        return "\n".join(out)
+
     order = ["| run | dataset | metric | schema order | shuffled (seed 1) | difference |", "|---|---|---|---|---|---|"]
     for x in runs:
         if not x["metrics_option_seed_1"]:
@@ -284,6 +353,12 @@ def main() -> None:
         f"Unsupported-span rate on the test splits (items whose spans are not in the text): "
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.", "",
+        "### Session 7: hint-biased decoding (`src/instructie/hint_bias.py`; the bias chosen on dev sets by "
+        "`eval/tune_hint_bias.py`; test splits, copy-constrained in parentheses)", "",
+        hinted([x for x in runs if x["hint_bias"]]), "",
+        *[s for x in runs if x["hint_bias"] for s in (
+            f"Dev sweep of {x['name']} (first 400 records of each dev split; {x['hint_bias']['rule']}):", "",
+            dev_sweep(x), "")],
         "### Session 6: every label in one prompt (1,024 source tokens), and a mix weighted to DuEE and DuIE "
         "(test splits; copy-constrained in parentheses; the session-3 best and the session-4 run for reference)", "",
         ablation([runs[0]] + [x for x in runs if x["name"] == "multitask-small-s4"]

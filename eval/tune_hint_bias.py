@@ -35,7 +35,7 @@ from instructie.memory import HINT_TASKS  # noqa: E402
 
 
 def _where(ds) -> tuple:
-    return (str(ds.path), ds.split)
+    return (str(Path(ds.path).resolve()), ds.split)
 
 
 def tuning_sources(cfg):
@@ -92,6 +92,9 @@ def main(argv=None) -> int:
     dev_sets, left_out = tuning_sources(cfg)
     dev_records = scored_records(load_sources(dev_sets), a.dev_limit)
     names = {r.dataset for r in dev_records}
+    if not names:
+        print("no dev dataset to tune on (data.eval lists none that is not also a test set)", file=sys.stderr)
+        return 2
     out = {"model": a.model, "config": a.config, "set": a.set, "values": a.values, "dev_limit": a.dev_limit,
            "dev_datasets": sorted(names), "dev_left_out": left_out,
            "rule": "per task, the bias with the best mean dev headline score of its dev datasets, else of all "
@@ -112,8 +115,8 @@ def main(argv=None) -> int:
         write_json(a.json, out)  # a cut run keeps what it finished
     best = pick_per_task(dev, names)
     out["chosen"] = best
-    for t in sorted({k.split("/")[1] for k in dev[min(a.values)]}):
-        b = best.get(t, 0.0)
+    for t in sorted({k.split("/")[1] for k in dev[min(a.values)]} & set(best)):
+        b = best[t]
         print(f"[tune_hint_bias] {t}: chosen bias {b:g} (dev mean headline "
               f"{mean_headline(dev[b], names, t):.4f} vs {mean_headline(dev[min(a.values)], names, t):.4f} "
               f"at {min(a.values):g})", file=sys.stderr)

@@ -44,8 +44,12 @@ def test_hint_items_read_from_the_prompt():
     # a prompt cut inside the hint (no "Answer:" line): the last, maybe partial, item is dropped
     cut = ner_prompt().split("\nAnswer:")[0][:-3]
     assert hint_items(cut) == [("Obama", "person")]
-    # escapes round-trip: a span holding the item separator
-    assert hint_items(ner_prompt((("A; B", "person"),))) == [("A; B", "person")]
+    # an item needing an escape (a span holding ";") is left out: the copy constraint never
+    # writes escapes, so it could never be finished
+    assert hint_items(ner_prompt((("A; B", "person"), ("Paris", "location")))) == [("Paris", "location")]
+    # a T5 sentencepiece tokenizer decodes the prompt's line breaks as spaces
+    assert hint_items(ner_prompt().replace("\n", " ")) == [("Obama", "person"), ("Paris", "location")]
+    assert hint_items(rc_prompt().replace("\n", " ")) == [("mother",), ("child",)]
 
 
 def test_hint_items_match_what_the_memory_hints():
@@ -114,6 +118,21 @@ def test_bias_starts_continues_and_retires_hint_items(tok):
     assert d.biased() == {first_token(tok, " Paris")} and d.eos() == -BIAS
     d.write(" Paris | location")
     assert d.biased() == set() and d.eos() == 0  # every hint item written: the model may end
+
+
+def test_an_rc_answer_is_one_relation_so_the_first_hint_label_written_ends_the_hint(tok):
+    d = Driver(tok, [rc_prompt()])
+    assert d.biased() == {first_token(tok, "mother"), first_token(tok, "child")} and d.eos() == -BIAS
+    d.write("mother")
+    assert d.biased() == set() and d.eos() == 0  # "mother; child" would score as wrong
+
+
+def test_an_escaped_separator_does_not_start_an_item(tok):
+    d = Driver(tok, [ner_prompt()])
+    d.write("A\\;")
+    assert d.biased() == set()
+    d.write(" B | person;")
+    assert d.biased() == {first_token(tok, " Obama"), first_token(tok, " Paris")}
 
 
 def test_a_repeated_hint_item_is_offered_again_for_its_second_mention(tok):
@@ -216,6 +235,7 @@ def test_bad_hint_bias_settings_are_named(monkeypatch):
     cfg = "configs/quickstart.yaml"
     assert load_config(cfg, ["eval.hint_bias={NER: 2, EE: 8}"]).eval.hint_bias == {"NER": 2.0, "EE": 8.0}
     for bad, msg in (("eval.hint_bias=-1", "number >= 0"), ("eval.hint_bias={XX: 1}", "unknown task 'XX'"),
-                     ("eval.hint_bias=high", "number >= 0")):
+                     ("eval.hint_bias=high", "number >= 0"), ("eval.hint_bias={NER: {EE: 2}}", "number >= 0"),
+                     ("eval.hint_bias=.inf", "number >= 0"), ("eval.hint_bias=.nan", "number >= 0")):
         with pytest.raises(ConfigError, match=f"eval.hint_bias: .*{msg}"):
             load_config(cfg, [bad])

@@ -161,10 +161,11 @@ def cmd_test(a) -> int:
     if a.gold_out:
         n = write_jsonl(a.gold_out, (r.to_dict() for r in scored_records(sources, a.limit)))
         print(f"wrote {n} gold records to {a.gold_out}", file=sys.stderr)
-    from .hint_bias import bias_label
-    biases = a.hint_bias or [cfg.eval.hint_bias]
-    if any(not isinstance(b, dict) and b < 0 for b in biases):
-        raise ConfigError(f"--hint-bias must be >= 0, got {min(biases)}")
+    from .hint_bias import bias_label, check_bias
+    try:
+        biases = [check_bias(b) for b in a.hint_bias or [cfg.eval.hint_bias]]
+    except ValueError as e:
+        raise ConfigError(f"--hint-bias: {e}") from None
     if any(biases) and ex.memory is None:
         raise ConfigError(f"{a.model}: --hint-bias needs a model trained with memory hints (data.memory_hints)")
     modes = [(c, b) for c in modes for b in biases]

@@ -41,19 +41,24 @@ _RC_LEVELS = ("pair", "tail", "head")
 def check_bias(bias) -> float | dict[str, float]:
     """A hint bias as given (config, card, API): a number >= 0 or {task: number >= 0}; ValueError
     otherwise. Zero entries of a mapping are dropped, and an empty mapping is 0 (off)."""
+    import math
+
     from .records import TASKS
+
+    def number(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"a hint bias is a number >= 0 or {{task: number}}, got {v!r}")
+        return float(v)
 
     if isinstance(bias, dict):
         out = {}
         for task, v in bias.items():
             if task not in TASKS:
                 raise ValueError(f"hint bias for unknown task {task!r} (tasks: {', '.join(TASKS)})")
-            if v := check_bias(v):
+            if v := number(v):
                 out[task] = v
         return out or 0.0
-    if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not bias >= 0:
-        raise ValueError(f"a hint bias is a number >= 0 or {{task: number}}, got {bias!r}")
-    return float(bias)
+    return number(bias)
 
 
 def bias_label(bias: float | dict[str, float]) -> str:
@@ -63,25 +68,35 @@ def bias_label(bias: float | dict[str, float]) -> str:
     return f"{bias:g}"
 
 
+def is_rc_prompt(prompt: str) -> bool:
+    """An RC prompt names its head and tail before the text (instructions.given_inputs)."""
+    t = prompt.find("Text: ")
+    return t > 0 and "Head: " in prompt[:t] and "Tail: " in prompt[:t]
+
+
 def hint_items(prompt: str) -> list[tuple[str, ...]]:
-    """The answer items a prompt's memory hint proposes (empty without a hint)."""
-    t = prompt.find("\nText: ")
-    h = prompt.rfind("\n" + HINT_PREFIX)
+    """The answer items a prompt's memory hint proposes (empty without a hint). The line
+    markers are matched without their line breaks: a T5 sentencepiece tokenizer decodes a
+    prompt's newlines as spaces."""
+    t = prompt.find("Text: ")
+    h = prompt.rfind(HINT_PREFIX)
     if t < 0 or h < t:
         return []
-    body = prompt[h + 1 + len(HINT_PREFIX):]
-    end = body.find("\nAnswer:")
+    body = prompt[h + len(HINT_PREFIX):]
+    end = body.rfind("Answer:")
     cut = end < 0
     body = body if cut else body[:end]
     if body.strip() == NONE:
         return []
-    items = [tuple(f) for f in split_items(body) if any(f)]
+    items = [tuple(f) for f in split_items(body.strip()) if any(f)]
     if cut:  # the prompt was cut inside the hint: its last item may be partial
         items = items[:-1]
-    if "\nHead: " in prompt[:t]:  # RC: (level, relation) -> the relation is the answer
+    if is_rc_prompt(prompt):  # RC: (level, relation) -> the relation is the answer
         labels = [it[1] for it in items if len(it) == 2 and it[0] in _RC_LEVELS]
         items = [(lab,) for lab in dict.fromkeys(labels)]
-    return items
+    # an escaped separator or escape is written differently (or, under the copy constraint,
+    # never): such an item could never be finished, and the end would stay lowered
+    return [it for it in items if "\\" not in render_items([it])]
 
 
 def _item_forms(tokenizer, vocab: CopyVocabulary, item: tuple[str, ...]) -> list[tuple[list[int], bool, bool]]:
@@ -91,6 +106,8 @@ def _item_forms(tokenizer, vocab: CopyVocabulary, item: tuple[str, ...]) -> list
     text = render_items([item])
     first = tokenizer(text, add_special_tokens=False)["input_ids"]
     after = tokenizer("; " + text, add_special_tokens=False)["input_ids"]
+    if not all(0 <= i < vocab.vocab_size and not vocab.special_list[i] for i in first + after):
+        return []  # an unknown or special token: the model cannot write it as such
     k = 0
     while k < len(after) and not vocab.token_bytes[after[k]].strip(b" \t\n\r;"):
         k += 1  # drop the separator's tokens (";", " ")
@@ -98,7 +115,7 @@ def _item_forms(tokenizer, vocab: CopyVocabulary, item: tuple[str, ...]) -> list
     forms = [(first, True, after == first)]
     if after and after != first:
         forms.append((after, False, True))
-    return [(f, p, q) for f, p, q in forms if f and all(i < vocab.vocab_size for i in f)]
+    return [(f, p, q) for f, p, q in forms if f]
 
 
 class HintBiasProcessor:
@@ -108,9 +125,12 @@ class HintBiasProcessor:
     end in ``A[L]`` with successor ``nxt`` (``L``: the item ends), the item of each position
     and whether it is an item's first/last token."""
 
-    def __init__(self, vocab: CopyVocabulary, ends_ws: torch.Tensor, bias: torch.Tensor, A, nxt, item, plain, lead,
-                 last, n_items: int):
-        self.vocab, self.ends_ws, self.bias = vocab, ends_ws, bias  # bias: [rows], float
+    def __init__(self, vocab: CopyVocabulary, ends: tuple[torch.Tensor, torch.Tensor], bias: torch.Tensor,
+                 single: torch.Tensor, A, nxt, item, plain, lead, last, n_items: int):
+        # ends: [V] bools, the token ends in white space / in a backslash; bias: [rows], float;
+        # single: [rows], the answer is one item (RC: one relation), so writing any hint item
+        # writes them all
+        self.vocab, (self.ends_ws, self.ends_bs), self.bias, self.single = vocab, ends, bias, single
         self.A, self.nxt, self.item, self.plain, self.lead, self.last = A, nxt, item, plain, lead, last
         self.K = n_items  # column K of ``written`` is a dump for "no item"
         self.B, self.L = A.shape
@@ -123,7 +143,7 @@ class HintBiasProcessor:
             if R % self.B:
                 raise ValueError(f"HintBiasProcessor built for {self.B} rows called with {R}")
             k = R // self.B
-            for name in ("bias", "A", "nxt", "item", "plain", "lead", "last"):
+            for name in ("bias", "single", "A", "nxt", "item", "plain", "lead", "last"):
                 setattr(self, name, getattr(self, name).repeat_interleave(k, dim=0))
             self.B = R
         dev = self.A.device
@@ -135,6 +155,7 @@ class HintBiasProcessor:
         written[:, self.K] = True
         at_start = torch.ones(R, dtype=torch.bool, device=dev)
         self.state = {"written": written, "at_start": at_start, "after_sep": torch.zeros_like(at_start),
+                      "escaped": torch.zeros_like(at_start),
                       "finished": torch.zeros(R, dtype=torch.bool, device=dev),
                       "cand": self.plain.clone()}
         self.prev_ids = input_ids
@@ -151,9 +172,13 @@ class HintBiasProcessor:
         # (a name mentioned twice) is still offered for its second mention
         done = torch.where(cont & self.last, self.item, self.K).min(1).values
         s["written"].scatter_(1, done[:, None], True)
-        s["at_start"] = v["is_item"][t] | (s["at_start"] & v["is_ws"][t])
+        s["written"] |= (self.single & (done < self.K))[:, None]
+        # an item separator starts an item unless escaped (a token ending in a backslash before it)
+        sep = v["is_item"][t] & ~s["escaped"]
+        s["escaped"] = self.ends_bs.to(t.device)[t]
+        s["at_start"] = sep | (s["at_start"] & v["is_ws"][t])
         # right after ";" an item's first token carries its leading space; after a space it does not
-        s["after_sep"] = v["is_item"][t] & ~self.ends_ws.to(t.device)[t]
+        s["after_sep"] = sep & ~self.ends_ws.to(t.device)[t]
         s["finished"] = s["finished"] | v["is_special"][t]
         nxt = torch.where(cont, self.nxt, self.L)
         moved = torch.zeros(cont.shape[0], self.L + 1, dtype=torch.bool, device=cont.device)
@@ -184,7 +209,7 @@ class HintBiasProcessor:
 
 def prompt_task(prompt: str, task_of: dict[str, str]) -> str | None:
     """The task of a prompt, from its instruction (``task_of``: normalized template -> task)."""
-    return task_of.get(_norm(prompt.split("\nOption: ", 1)[0]))
+    return task_of.get(_norm(prompt.split("Option: ", 1)[0]))
 
 
 def hint_bias_factory(tokenizer, vocab_size: int, bias: float | dict[str, float], vocab: CopyVocabulary | None = None,
@@ -200,6 +225,7 @@ def hint_bias_factory(tokenizer, vocab_size: int, bias: float | dict[str, float]
         task_of = {_norm(t): task for task, ts in templates.items() for t in ts}
     vocab = vocab or CopyVocabulary(tokenizer, vocab_size)
     ends_ws = torch.tensor([bool(b) and b[-1:] in (b" ", b"\t", b"\n", b"\r") for b in vocab.token_bytes])
+    ends_bs = torch.tensor([b.endswith(b"\\") for b in vocab.token_bytes])
     cache: dict[tuple[str, ...], list[tuple[list[int], bool, bool]]] = {}
 
     def make(ids: torch.Tensor, mask: torch.Tensor) -> HintBiasProcessor:
@@ -236,7 +262,8 @@ def hint_bias_factory(tokenizer, vocab_size: int, bias: float | dict[str, float]
                 last[r, pos + n - 1] = True
                 pos += n
         dev = ids.device
-        return HintBiasProcessor(vocab, ends_ws.to(dev), torch.tensor(row_bias, device=dev),
+        return HintBiasProcessor(vocab, (ends_ws.to(dev), ends_bs.to(dev)), torch.tensor(row_bias, device=dev),
+                                 torch.tensor([is_rc_prompt(p) for p in prompts], device=dev),
                                  *(x.to(dev) for x in (A, nxt, item, plain, lead, last)), K)
 
     make.vocab = vocab  # type: ignore[attr-defined]

@@ -74,7 +74,9 @@ class Memory:
     def add(self, r: Record) -> None:
         self._add(r)
         if r.dataset and r.task in HINT_TASKS:
-            self.datasets.setdefault(r.dataset, Memory(max_items=self.max_items))._add(r)
+            if r.dataset not in self.datasets:
+                self.datasets[r.dataset] = Memory(max_items=self.max_items)
+            self.datasets[r.dataset]._add(r)
 
     def _add(self, r: Record) -> None:
         if r.task == "NER":

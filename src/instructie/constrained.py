@@ -255,6 +255,15 @@ def _norm(s: str) -> str:
     return " ".join(s.split())
 
 
+def task_table(templates: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Instruction (white space normalized) -> task, for reading a prompt's task from its
+    instruction; default: the package's templates."""
+    if templates is None:
+        from .instructions import load_templates
+        templates = load_templates()
+    return {_norm(t): task for task, ts in templates.items() for t in ts}
+
+
 def _find_units(rb: bytes) -> tuple[list[tuple[int, int, int, bool]], bytes]:
     """Copyable units of a prompt's bytes: (start, end, bits, exact) -- the text, and each label
     of the Option line (``exact``: a copy must start and end at the label's ends). Returns the
@@ -606,10 +615,7 @@ def copy_factory(tokenizer, vocab_size: int, *, roles: Sequence[str] | None = No
     ``templates``: the instruction templates (task -> list), used to recognise each prompt's
     task (which field copies the text and which a label); default: the package's templates.
     """
-    if templates is None:
-        from .instructions import load_templates
-        templates = load_templates()
-    task_of = {_norm(t): task for task, ts in templates.items() for t in ts}
+    task_of = task_table(templates)
     vocab = CopyVocabulary(tokenizer, vocab_size)
     segs: list[tuple[list[int], int]] = []
     seen = set()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from .constrained import CopyVocabulary, _norm, beam_parents
+from .constrained import CopyVocabulary, _norm, beam_parents, task_table
 from .memory import HINT_PREFIX
 from .targets import NONE, render_items, split_items
 
@@ -218,11 +218,7 @@ def hint_bias_factory(tokenizer, vocab_size: int, bias: float | dict[str, float]
     ``HintBiasProcessor`` per batch. ``bias``: one number, or one per task (``{"NER": 2, "EE":
     8}``; a prompt of another task, or whose instruction is none of ``templates``, gets 0).
     ``vocab``: a ``CopyVocabulary`` to share."""
-    if isinstance(bias, dict):
-        if templates is None:
-            from .instructions import load_templates
-            templates = load_templates()
-        task_of = {_norm(t): task for task, ts in templates.items() for t in ts}
+    task_of = task_table(templates) if isinstance(bias, dict) else {}
     vocab = vocab or CopyVocabulary(tokenizer, vocab_size)
     ends_ws = torch.tensor([bool(b) and b[-1:] in (b" ", b"\t", b"\n", b"\r") for b in vocab.token_bytes])
     ends_bs = torch.tensor([b.endswith(b"\\") for b in vocab.token_bytes])

@@ -115,9 +115,21 @@ def test_bias_starts_continues_and_retires_hint_items(tok):
     d.write(" Monday")
     assert d.biased() == set()
     d.write(" | location;")
-    assert d.biased() == {first_token(tok, " Paris")} and d.eos() == -BIAS
+    # Paris is still offered, but the answer already holds as many items as the hint: it may end
+    assert d.biased() == {first_token(tok, " Paris")} and d.eos() == 0
     d.write(" Paris | location")
-    assert d.biased() == set() and d.eos() == 0  # every hint item written: the model may end
+    assert d.biased() == set() and d.eos() == 0
+
+
+def test_an_item_started_and_left_is_retired_but_one_sharing_its_start_is_not(tok):
+    d = Driver(tok, [ner_prompt()])
+    d.write("Obama | location;")  # the model changed the hint's label: that item is spent
+    assert d.biased() == {first_token(tok, " Paris")} and d.eos() == -BIAS
+    d = Driver(tok, [ner_prompt((("Paris", "location"), ("Paris Hilton", "person")))])
+    d.write("Paris Hilton | person;")  # both items start alike; the one not taken stays open
+    assert d.biased() == {first_token(tok, " Paris")}
+    d.write(" Paris | location")
+    assert d.biased() == set() and d.eos() == 0
 
 
 def test_an_rc_answer_is_one_relation_so_the_first_hint_label_written_ends_the_hint(tok):

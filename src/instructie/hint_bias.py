@@ -155,7 +155,8 @@ class HintBiasProcessor:
         written[:, self.K] = True
         at_start = torch.ones(R, dtype=torch.bool, device=dev)
         self.state = {"written": written, "at_start": at_start, "after_sep": torch.zeros_like(at_start),
-                      "escaped": torch.zeros_like(at_start),
+                      "escaped": torch.zeros_like(at_start), "mid": torch.zeros_like(written),
+                      "n_items": has[:, : self.K].sum(1), "n_seps": torch.zeros(R, dtype=torch.long, device=dev),
                       "finished": torch.zeros(R, dtype=torch.bool, device=dev),
                       "cand": self.plain.clone()}
         self.prev_ids = input_ids
@@ -173,8 +174,20 @@ class HintBiasProcessor:
         done = torch.where(cont & self.last, self.item, self.K).min(1).values
         s["written"].scatter_(1, done[:, None], True)
         s["written"] |= (self.single & (done < self.K))[:, None]
+        # an item the answer started and then left for something else ("EU | location" where the
+        # hint said "EU | organization") is retired too, or it would be offered again and again
+        # (with </s> lowered: a loop). Only when no hint item goes on: "New" may become "New York"
+        # or "New Zealand", and the one not taken stays open.
+        going = torch.zeros_like(s["mid"])
+        going.scatter_(1, torch.where(cont, self.item, self.K), True)
+        going[:, self.K] = False
+        s["written"] |= s["mid"] & ~going.any(1, keepdim=True)
+        s["mid"] = torch.zeros_like(going)
+        s["mid"].scatter_(1, torch.where(cont & ~self.last, self.item, self.K), True)
+        s["mid"][:, self.K] = False
         # an item separator starts an item unless escaped (a token ending in a backslash before it)
         sep = v["is_item"][t] & ~s["escaped"]
+        s["n_seps"] = s["n_seps"] + sep.long()
         s["escaped"] = self.ends_bs.to(t.device)[t]
         s["at_start"] = sep | (s["at_start"] & v["is_ws"][t])
         # right after ";" an item's first token carries its leading space; after a space it does not
@@ -201,8 +214,9 @@ class HintBiasProcessor:
         add = torch.zeros(scores.shape[0], V + 1, dtype=scores.dtype, device=scores.device)
         add.scatter_(1, idx, bias.expand(-1, idx.shape[1]).contiguous())
         eos = self.vocab.eos
-        if eos is not None and eos < V:  # not done while hint items are left unwritten
-            left = live & ~s["written"][:, : self.K].all(1)
+        if eos is not None and eos < V:
+            # not done while hint items are left unwritten -- for at most as many items as the hint has
+            left = live & ~s["written"][:, : self.K].all(1) & (s["n_seps"] < s["n_items"])
             add[:, eos] -= torch.where(left, bias[:, 0], torch.zeros_like(bias[:, 0]))
         return scores + add[:, :V]
 

@@ -246,6 +246,33 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     chosen = {t: b for t, b in tune["chosen"].items() if b} or 0.0
     assert {"constrained_copy"} <= set(tune["test"]) and (tmp_path / "p.jsonl").exists() == bool(chosen)
     assert Extractor.from_pretrained(out, device="cpu").hint_bias == chosen
+    from instructie.io import ConfigError
+    # extraction decodes with a per-task bias from the card (and with one given), hint lines and all
+    card = json.loads((out / "instructie.json").read_text())
+    (out / "instructie.json").write_text(json.dumps(card | {"hint_bias": {"NER": 1e4}}))
+    ex = Extractor.from_pretrained(out, device="cpu")
+    import instructie.generation as generation
+    from instructie.hint_bias import HintBiasProcessor
+    real, used = generation.generate, []
+
+    def spy(*args, **kw):
+        used.append(kw.get("logits_processor_factory"))
+        return real(*args, **kw)
+
+    generation.generate = spy
+    try:
+        text = "EU rejects German call to boycott British lamb ."
+        next(ex.extract([text], ["NER"], max_new_tokens=24))
+        next(ex.extract([text], ["NER"], max_new_tokens=8, hint_bias=0))
+    finally:
+        generation.generate = real
+    assert used[1] is None  # bias 0 given: plain decoding
+    rest = "\nOption: person\nText: EU .\nMemory: EU | organization\nAnswer:"
+    enc = ex.tokenizer([ex.templates["NER"][0] + rest, "Say it." + rest], return_tensors="pt", padding=True)
+    proc = used[0](enc["input_ids"], enc["attention_mask"])
+    assert isinstance(proc, HintBiasProcessor) and proc.bias.tolist() == [1e4, 0.0]  # the card's NER bias
+    with pytest.raises(ConfigError, match="hint_bias"):
+        next(ex.extract(["EU rejects ."], ["NER"], hint_bias={"NER": -1}))
 
     (out / "memory.json").unlink()
     from instructie.io import ConfigError

@@ -97,9 +97,13 @@ def test_unsupported_predictions_count_as_false_positives():
     g = ground(res, text, "NER")
     pred = Prediction.from_grounded(g, res.dropped)
     ts = score_task([gold], [pred])
-    # the repeated "Bob" has no second occurrence: it reuses the first and is a false positive
-    assert prf(ts, "entity")[0] == (2, 2, 0)
-    assert ts.n_unsupported == 1 and not ts.dropped
+    # the repeated "Bob" has no second occurrence: located on the first, it is a copy of a mention
+    # already predicted, kept once (gold never lists a mention twice) and counted as a duplicate
+    assert prf(ts, "entity")[0] == (2, 1, 0)
+    assert ts.n_unsupported == 1 and ts.dropped == {"duplicate": 1}
+    # an unsupported item repeated stays twice: each is a claim of its own
+    res = parse("Initech | ORG; Initech | ORG", "NER")
+    assert len(Prediction.from_grounded(ground(res, text, "NER"), res.dropped).entities) == 2
 
 
 def test_es_ignores_labels_and_et_uses_them():

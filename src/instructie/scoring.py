@@ -101,12 +101,35 @@ class Prediction:
         return cls([*g.entities, *(x for x in extra if isinstance(x, Entity))],
                    [*g.relations, *(x for x in extra if isinstance(x, Relation))],
                    [*g.events, *(x for x in extra if isinstance(x, Event))],
-                   list(g.labels), Counter(dropped or {}), len(g.unsupported))
+                   list(g.labels), Counter(dropped or {}), len(g.unsupported)).without_duplicates()
 
     @classmethod
     def from_parse(cls, r: ParseResult) -> "Prediction":
         """From ``targets.ParseResult`` without grounding: everything scores on text."""
-        return cls(list(r.entities), list(r.relations), list(r.events), list(r.labels), Counter(r.dropped))
+        return cls(list(r.entities), list(r.relations), list(r.events), list(r.labels),
+                   Counter(r.dropped)).without_duplicates()
+
+    def without_duplicates(self) -> "Prediction":
+        """Identical located entities and events kept once (counted as dropped "duplicate").
+
+        A repeated answer item stands for a repeated mention and grounding gives it the next
+        occurrence of its text; one repeated more often than its text occurs (a generation
+        loop: "Sgorlon | person" four times) is located on a mention it already has. Gold
+        never lists a mention twice, so the copies could only count as false positives twice
+        over. Unlocated (unsupported) items stay as they are: each is a claim of its own."""
+        out = []
+        for items in (self.entities, self.events):
+            seen, kept = set(), []
+            for x in items:
+                located = (x.start is not None) if isinstance(x, Entity) else (x.trigger.start is not None)
+                if located and x in seen:
+                    self.dropped["duplicate"] += 1
+                    continue
+                seen.add(x)
+                kept.append(x)
+            out.append(kept)
+        self.entities, self.events = out
+        return self
 
 
 # ---------------------------------------------------------------- matching

@@ -383,6 +383,9 @@ def main() -> None:
         f"Unsupported-span rate on the test splits (items whose spans are not in the text): "
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.", "",
+        "This run's answers were not saved, so it cannot be rescored with a mention kept once (session 7); the "
+        "session-7 runs below, rescored and decoded with their tuned hint bias, miss the baseline on CrossNER AI and "
+        "DuEE only.", "",
         "### Session 7: hint-biased decoding (`src/instructie/hint_bias.py`; the bias chosen on dev sets by "
         "`eval/tune_hint_bias.py`; test splits, copy-constrained in parentheses)", "",
         hinted([x for x in runs if x["hint_bias"]][::-1]), "",

@@ -90,6 +90,11 @@ class Driver:
         return float(self.out[row, self.tok.eos_token_id])
 
 
+def separators(tok):
+    """The item separator's tokens (";" with or without white space)."""
+    return {tok.decode([i]) for i in range(len(tok)) if tok.decode([i]).strip() == ";"}
+
+
 def first_token(tok, s):
     return tok.decode(tok(s, add_special_tokens=False)["input_ids"][:1])
 
@@ -107,7 +112,8 @@ def test_bias_starts_continues_and_retires_hint_items(tok):
     if len(ids) > 1:
         assert d.biased() == {tok.decode(ids[1:2])}
     d.write(tok.decode(ids[1:]))
-    assert d.biased() == set()  # item complete: nothing pushed (the model chooses "; " or the end)
+    # item complete, another left: on to the next item (";" raised, "</s>" lowered), not to more fields
+    assert d.biased() == separators(tok) and d.eos() == -BIAS
     # after the item separator: the items not yet written; Obama is retired
     d.write(";")
     assert d.biased() == {first_token(tok, " Paris")}

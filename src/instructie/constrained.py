@@ -236,6 +236,7 @@ class CopyVocabulary:
         self.midchar_list = lists["midchar"]  # for the per-batch Python set-up
         self.special_list = lists["special"]
         self.sep_ids = flags["sep"].nonzero().flatten()
+        self.item_ids = flags["item"].nonzero().flatten()
         self.eq_ids = flags["eq"].nonzero().flatten()
         self.space_ids = flags["space"].nonzero().flatten()
         self.eos = tokenizer.eos_token_id
@@ -246,7 +247,7 @@ class CopyVocabulary:
         key = str(device)
         if key not in self._dev:
             self._dev[key] = {k: getattr(self, k).to(device) for k in
-                              ("is_sep", "is_item", "is_eq", "is_ws", "is_special", "sep_ids", "eq_ids",
+                              ("is_sep", "is_item", "is_eq", "is_ws", "is_special", "sep_ids", "item_ids", "eq_ids",
                                "space_ids")}
         return self._dev[key]
 

@@ -10,10 +10,13 @@ items (precision 0.75) and dropped 357 (precision 0.57), while its own triggers 
   answer's start, or after an item separator ``;``), and
 * the next token of a hint item the answer is in the middle of writing,
 
-and subtracts it from ``</s>`` while hint items are left unwritten, so the model keeps a hint
-item unless it prefers something else by more than ``bias`` (in log-probability) -- ending
-the answer early included -- and once it starts one it finishes it rather than drifting into
-a non-word. ``bias`` 0 is plain decoding; a large bias writes the hint. Where between the two
+and subtracts it from ``</s>`` while hint items are left unwritten (and adds it to the item
+separator ``;`` right after a hint item is written), so the model keeps a hint item unless it
+prefers something else by more than ``bias`` (in log-probability) -- ending the answer early,
+or spending it on one event's arguments, included -- and once it starts one it finishes it
+rather than drifting into a non-word. (Without the separator's share, DuEE answers wrote the
+first hinted event's arguments over and over until the token limit, and the other hint
+items were never reached.) ``bias`` 0 is plain decoding; a large bias writes the hint. Where between the two
 is best is a property of the model and the task: ``eval/tune_hint_bias.py`` picks it per task
 on dev sets (``bias`` may be one number or ``{task: number}``; the task of a prompt is read
 from its instruction, one of the templates).
@@ -156,6 +159,7 @@ class HintBiasProcessor:
         at_start = torch.ones(R, dtype=torch.bool, device=dev)
         self.state = {"written": written, "at_start": at_start, "after_sep": torch.zeros_like(at_start),
                       "escaped": torch.zeros_like(at_start), "mid": torch.zeros_like(written),
+                      "just_done": torch.zeros_like(at_start),
                       "n_items": has[:, : self.K].sum(1), "n_seps": torch.zeros(R, dtype=torch.long, device=dev),
                       "finished": torch.zeros(R, dtype=torch.bool, device=dev),
                       "cand": self.plain.clone()}
@@ -172,6 +176,7 @@ class HintBiasProcessor:
         # an item written to its last token: mark one (the first) so a repeated hint item
         # (a name mentioned twice) is still offered for its second mention
         done = torch.where(cont & self.last, self.item, self.K).min(1).values
+        s["just_done"] = done < self.K
         s["written"].scatter_(1, done[:, None], True)
         s["written"] |= (self.single & (done < self.K))[:, None]
         # an item the answer started and then left for something else ("EU | location" where the
@@ -218,6 +223,12 @@ class HintBiasProcessor:
             # not done while hint items are left unwritten -- for at most as many items as the hint has
             left = live & ~s["written"][:, : self.K].all(1) & (s["n_seps"] < s["n_items"])
             add[:, eos] -= torch.where(left, bias[:, 0], torch.zeros_like(bias[:, 0]))
+            # a hint item just written and others left: on to the next item
+            ids = self.vocab.on(scores.device)["item_ids"]
+            ids = ids[ids < V]
+            if len(ids):
+                nxt = torch.where(left & s["just_done"], bias[:, 0], torch.zeros_like(bias[:, 0]))
+                add[:, ids] += nxt[:, None]
         return scores + add[:, :V]
 
 

@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--values", type=float, nargs="+", default=[0, 1, 2, 4, 8, 16])
     ap.add_argument("--dev-limit", type=int, default=400, help="records per dev dataset")
     ap.add_argument("--json", required=True)
-    ap.add_argument("--predictions", help="write the test predictions at the chosen bias (free decoding)")
+    ap.add_argument("--predictions", help="write the test predictions at the chosen bias (free decoding); "
+                    "the copy-constrained ones go beside it, named PREDICTIONS with .copy before the suffix")
     ap.add_argument("--no-test", action="store_true", help="only pick the bias on dev")
     ap.add_argument("--write-card", action="store_true", help="store the chosen bias in the model's instructie.json")
     ap.add_argument("--device", default=None)
@@ -137,9 +138,11 @@ def main(argv=None) -> int:
                                    ("constrained_copy", 0.0, "copy")):
         if not bias and key != "constrained_copy":
             continue
-        rep = run(test_records, bias, constrained, keep=bool(a.predictions) and not constrained)
-        if "predictions" in rep:
-            write_jsonl(a.predictions, rep.pop("predictions"))
+        rep = run(test_records, bias, constrained, keep=bool(a.predictions) and bool(bias))
+        if "predictions" in rep:  # rescorable later (eval/rescore.py) when the model is gone
+            path = Path(a.predictions)
+            write_jsonl(path if not constrained else path.with_name(path.stem + ".copy" + path.suffix),
+                        rep.pop("predictions"))
         print(f"== {key} (unsupported rate {rep['unsupported_rate']:.4f})\n{rep['table']}")
         out["test"][key] = {k: v for k, v in rep.items() if k != "table"}
         write_json(a.json, out)

@@ -245,6 +245,7 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
         assert b == tune_hint_bias.pick(dev, set(tune["dev_datasets"]), task if seen else None)
     chosen = {t: b for t, b in tune["chosen"].items() if b} or 0.0
     assert {"constrained_copy"} <= set(tune["test"]) and (tmp_path / "p.jsonl").exists() == bool(chosen)
+    assert (tmp_path / "p.copy.jsonl").exists() == bool(chosen)
     assert Extractor.from_pretrained(out, device="cpu").hint_bias == chosen
     from instructie.io import ConfigError
     # extraction decodes with a per-task bias from the card (and with one given), hint lines and all

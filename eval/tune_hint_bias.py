@@ -141,8 +141,8 @@ def main(argv=None) -> int:
         rep = run(test_records, bias, constrained, keep=bool(a.predictions) and bool(bias))
         if "predictions" in rep:  # rescorable later (eval/rescore.py) when the model is gone
             path = Path(a.predictions)
-            write_jsonl(path if not constrained else path.with_name(path.stem + ".copy" + path.suffix),
-                        rep.pop("predictions"))
+            base, _, ext = path.name.partition(".")  # x.jsonl -> x.copy.jsonl (x.jsonl.gz alike)
+            write_jsonl(path if not constrained else path.with_name(f"{base}.copy.{ext}"), rep.pop("predictions"))
         print(f"== {key} (unsupported rate {rep['unsupported_rate']:.4f})\n{rep['table']}")
         out["test"][key] = {k: v for k, v in rep.items() if k != "table"}
         write_json(a.json, out)

@@ -117,12 +117,13 @@ def test_bias_starts_continues_and_retires_hint_items(tok):
     # after the item separator: the items not yet written; Obama is retired
     d.write(";")
     assert d.biased() == {first_token(tok, " Paris")}
-    # the model leaves the hint: no bias until the next item starts
+    assert d.eos() == -BIAS  # one item held, the hint has two
+    # the model leaves the hint: no bias until the next item starts; the answer now holds as many
+    # items as the hint, so it may end
     d.write(" Monday")
-    assert d.biased() == set()
+    assert d.biased() == set() and d.eos() == 0
     d.write(" | location;")
-    # Paris is still offered, but the answer already holds as many items as the hint: it may end
-    assert d.biased() == {first_token(tok, " Paris")} and d.eos() == 0
+    assert d.biased() == {first_token(tok, " Paris")} and d.eos() == 0  # Paris still offered
     d.write(" Paris | location")
     assert d.biased() == set() and d.eos() == 0
 
@@ -143,6 +144,9 @@ def test_an_rc_answer_is_one_relation_so_the_first_hint_label_written_ends_the_h
     assert d.biased() == {first_token(tok, "mother"), first_token(tok, "child")} and d.eos() == -BIAS
     d.write("mother")
     assert d.biased() == set() and d.eos() == 0  # "mother; child" would score as wrong
+    d = Driver(tok, [rc_prompt()])
+    d.write("spouse")  # a relation the hint lacks is a whole answer too
+    assert d.eos() == 0 and separators(tok).isdisjoint(d.biased())
 
 
 def test_an_escaped_separator_does_not_start_an_item(tok):

@@ -101,6 +101,11 @@ def test_unsupported_predictions_count_as_false_positives():
     # already predicted, kept once (gold never lists a mention twice) and counted as a duplicate
     assert prf(ts, "entity")[0] == (2, 1, 0)
     assert ts.n_unsupported == 1 and ts.dropped == {"duplicate": 1}
+    # an event whose argument is not in the text is unsupported: its copies stay too
+    text2 = "Obama won the election in Paris ."
+    res = parse("won | win | winner=Bush; won | win | winner=Bush", "EE", options=["win"], roles={"win": ["winner"]})
+    p = Prediction.from_grounded(ground(res, text2, "EE"), res.dropped)
+    assert len(p.events) == 2 and p.n_unsupported == 2 and not p.dropped
     # an unsupported item repeated stays twice: each is a claim of its own
     res = parse("Initech | ORG; Initech | ORG", "NER")
     assert len(Prediction.from_grounded(ground(res, text, "NER"), res.dropped).entities) == 2

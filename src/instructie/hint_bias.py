@@ -160,7 +160,9 @@ class HintBiasProcessor:
         self.state = {"written": written, "at_start": at_start, "after_sep": torch.zeros_like(at_start),
                       "escaped": torch.zeros_like(at_start), "mid": torch.zeros_like(written),
                       "just_done": torch.zeros_like(at_start),
-                      "n_items": has[:, : self.K].sum(1), "n_seps": torch.zeros(R, dtype=torch.long, device=dev),
+                      # an RC answer is one relation, however many the hint names
+                      "n_items": torch.where(self.single, 1, has[:, : self.K].sum(1)),
+                      "n_seps": torch.zeros(R, dtype=torch.long, device=dev),
                       "finished": torch.zeros(R, dtype=torch.bool, device=dev),
                       "cand": self.plain.clone()}
         self.prev_ids = input_ids
@@ -221,14 +223,14 @@ class HintBiasProcessor:
         eos = self.vocab.eos
         if eos is not None and eos < V:
             # not done while hint items are left unwritten -- for at most as many items as the hint has
-            left = live & ~s["written"][:, : self.K].all(1) & (s["n_seps"] < s["n_items"])
+            held = s["n_seps"] + (~s["at_start"]).long()  # items the answer holds (the one begun included)
+            left = live & ~s["written"][:, : self.K].all(1) & (held < s["n_items"])
             add[:, eos] -= torch.where(left, bias[:, 0], torch.zeros_like(bias[:, 0]))
             # a hint item just written and others left: on to the next item
             ids = self.vocab.on(scores.device)["item_ids"]
-            ids = ids[ids < V]
-            if len(ids):
-                nxt = torch.where(left & s["just_done"], bias[:, 0], torch.zeros_like(bias[:, 0]))
-                add[:, ids] += nxt[:, None]
+            ids = torch.where(ids < V, ids, V)  # past the scores: the spare column (no host sync)
+            nxt = torch.where(left & s["just_done"], bias[:, 0], torch.zeros_like(bias[:, 0]))
+            add[:, ids] += nxt[:, None]
         return scores + add[:, :V]
 
 

@@ -6,7 +6,8 @@ Input: ``golds[i]`` (a Record, its ``task`` decides the scorer) and ``preds[i]``
 Semantics shared by every scorer:
 
 * Items are compared per record as **multisets**: a prediction repeated counts once as
-  TP and then as FP. Empty gold and empty prediction contribute nothing (no "None =
+  TP and then as FP -- except a located mention or event repeated exactly, which
+  ``Prediction`` keeps once (``without_duplicates``). Empty gold and empty prediction contribute nothing (no "None =
   None" true positive).
 * **Span keys.** Where a gold and a predicted span both have offsets they match on
   offsets (+ label); otherwise (either side unlocated, e.g. a DuIE object not in its
@@ -121,7 +122,8 @@ class Prediction:
         for items in (self.entities, self.events):
             seen, kept = set(), []
             for x in items:
-                located = (x.start is not None) if isinstance(x, Entity) else (x.trigger.start is not None)
+                located = (x.start is not None) if isinstance(x, Entity) else (
+                    x.trigger.start is not None and all(a.start is not None for a in x.arguments))
                 if located and x in seen:
                     self.dropped["duplicate"] += 1
                     continue

@@ -261,3 +261,16 @@ def test_bad_hint_bias_settings_are_named(monkeypatch):
                      ("eval.hint_bias=.inf", "number >= 0"), ("eval.hint_bias=.nan", "number >= 0")):
         with pytest.raises(ConfigError, match=f"eval.hint_bias: .*{msg}"):
             load_config(cfg, [bad])
+
+
+def test_confidences_are_the_models_own_not_the_biased_ones(tiny_model_dir):
+    """Extractor's item confidences come from the token log-probabilities generate returns: a
+    hint item written because of the bias keeps the low probability the model gave it."""
+    from instructie.extractor import Extractor
+    from instructie.generation import generate
+
+    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
+    fac = make_factory(False, ex.tokenizer, ex.model.config.vocab_size, hint_bias=1e4)
+    g = generate(ex.model, ex.tokenizer, [ner_prompt()], max_new_tokens=4, logits_processor_factory=fac)[0]
+    assert g.text.startswith(("Ob", "Par"))  # the bias chose the hint's first token ...
+    assert g.token_logprobs[0] < -1.0  # ... which a random model finds unlikely (biased: ~0)

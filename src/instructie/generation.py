@@ -65,14 +65,16 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
         ids = ids.to(device)
         mask = (ids != pad).long()
         kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                      do_sample=False, return_dict_in_generate=True, output_scores=with_scores)
+                      do_sample=False, return_dict_in_generate=True, output_logits=with_scores)
         if logits_processor_factory is not None:
             from transformers import LogitsProcessorList
             kwargs["logits_processor"] = LogitsProcessorList([logits_processor_factory(ids, mask)])
         res = model.generate(**kwargs)
         seqs = res.sequences
         if with_scores:
-            trans = model.compute_transition_scores(seqs, res.scores, getattr(res, "beam_indices", None),
+            # from the model's own logits, before any logits processor: a token's log-probability is
+            # what the model believes, not what a hint bias or a copy constraint pushed decoding to
+            trans = model.compute_transition_scores(seqs, res.logits, getattr(res, "beam_indices", None),
                                                     normalize_logits=True).float().cpu()
         seqs_cpu = seqs[:, 1:].cpu().tolist()  # drop the decoder start token
         trans_rows = trans.tolist() if with_scores else None

@@ -7,19 +7,22 @@ items (precision 0.75) and dropped 357 (precision 0.57), while its own triggers 
 3% of the time (``eval/hint_usage.py``). ``HintBiasProcessor`` adds ``bias`` to the logit of
 
 * the first token of every hint item not yet written, where an answer item starts (the
-  answer's start, or after an item separator ``;``), and
-* the next token of a hint item the answer is in the middle of writing,
+  answer's start, or after an item separator ``;``),
+* the next token of a hint item the answer is in the middle of writing, and
+* the item separator ``;`` right after a hint item is written while others are left,
 
-and subtracts it from ``</s>`` while hint items are left unwritten (and adds it to the item
-separator ``;`` right after a hint item is written), so the model keeps a hint item unless it
-prefers something else by more than ``bias`` (in log-probability) -- ending the answer early,
-or spending it on one event's arguments, included -- and once it starts one it finishes it
-rather than drifting into a non-word. (Without the separator's share, DuEE answers wrote the
-first hinted event's arguments over and over until the token limit, and the other hint
-items were never reached.) ``bias`` 0 is plain decoding; a large bias writes the hint. Where between the two
-is best is a property of the model and the task: ``eval/tune_hint_bias.py`` picks it per task
-on dev sets (``bias`` may be one number or ``{task: number}``; the task of a prompt is read
-from its instruction, one of the templates).
+and subtracts it from ``</s>`` while hint items are left and the answer holds fewer items
+than the hint. So the model keeps a hint item unless it prefers something else by more than
+``bias`` (in log-probability) -- ending early, or spending the answer on one event's
+arguments, included -- and once it starts one it finishes it rather than drifting into a
+non-word. An item the answer started and then left (another label) is retired, unless
+another hint item goes on from the same start. ``bias`` 0 is plain decoding; a large bias
+writes the hint. Where between the two is best is a property of the model and the task:
+``eval/tune_hint_bias.py`` picks it per task on dev sets (``bias`` may be one number or
+``{task: number}``; the task of a prompt is read from its instruction, one of the
+templates). Found on the GPU: without the retirement and the item cap a changed item came
+back again and again; without the separator's share DuEE answers wrote the first event's
+arguments to the token limit.
 
 The hint is read from the prompt itself (the ``Memory:`` line, between ``Text:`` and
 ``Answer:``), so the processor works for anything that builds prompts with hints:

@@ -337,7 +337,56 @@ def beam_parents(prev_ids: torch.Tensor, input_ids: torch.Tensor, beams: int) ->
     return parent.flatten()
 
 
-class CopyProcessor:
+class RowStateProcessor:
+    """Base of the logits processors that carry per-row decoding state through one ``generate``
+    call (``CopyProcessor``, ``hint_bias.HintBiasProcessor``). Rows = prompts * beams: the
+    per-prompt tensors named in ``ROW_TENSORS`` are repeated for each beam on the first call,
+    and ``self.state`` (tensors with rows first) follows beam search's reordering of rows.
+    Subclasses build their layout ``A[rows, L]`` (and successors ``nxt``), then define
+    ``_init(input_ids)`` (first step) and ``_step(input_ids)`` (each later one), and start
+    ``__call__`` with ``self._advance(input_ids)``."""
+
+    ROW_TENSORS: tuple[str, ...] = ()
+
+    def _start(self, A: torch.Tensor) -> None:
+        self.B, self.L = A.shape
+        self._batch = self.B  # prompts; rows = prompts * beams
+        self.state: dict | None = None
+
+    def _expand(self, R: int) -> None:
+        if R == self.B:
+            return
+        if R % self.B:
+            raise ValueError(f"{type(self).__name__} built for {self.B} rows called with {R}")
+        k = R // self.B
+        for name in self.ROW_TENSORS:
+            setattr(self, name, getattr(self, name).repeat_interleave(k, dim=0))
+        self.B = R
+
+    def _advance(self, input_ids: torch.Tensor) -> None:
+        """Bring the state to this call's step (the first: ``_init``; later: rows to their beam
+        parents, then ``_step``)."""
+        if self.state is None or input_ids.shape[1] == 1:
+            self._expand(input_ids.shape[0])
+            self._init(input_ids)
+        else:
+            beams = input_ids.shape[0] // self._batch
+            if beams > 1:
+                parent = beam_parents(self.prev_ids, input_ids, beams)
+                if parent is not None:
+                    self.state = {k: v[parent] for k, v in self.state.items()}
+            self._step(input_ids)
+        self.prev_ids = input_ids
+
+    def _follow(self, cont: torch.Tensor) -> torch.Tensor:
+        """bool[rows, L]: the positions after the matched ones ``cont`` (``nxt``; ``L``: none)."""
+        nxt = torch.where(cont, self.nxt, self.L)
+        moved = torch.zeros(cont.shape[0], self.L + 1, dtype=torch.bool, device=cont.device)
+        moved.scatter_(1, nxt, True)
+        return moved[:, : self.L]
+
+
+class CopyProcessor(RowStateProcessor):
     """A transformers LogitsProcessor: every answer field is a contiguous copy of the prompt.
 
     Built per batch by ``copy_factory``; keeps its decoding state between calls (it must see
@@ -345,27 +394,16 @@ class CopyProcessor:
     = batch * beams, reordered between steps: each row finds its parent by its prefix).
     """
 
+    ROW_TENSORS = ("A", "nxt", "bits", "start_ok", "can_end", "policy")
+
     def __init__(self, vocab: CopyVocabulary, A, nxt, bits, start_ok, can_end, policy):
         self.vocab = vocab
         self.A, self.nxt, self.bits, self.start_ok, self.can_end, self.policy = A, nxt, bits, start_ok, can_end, policy
-        self.B, self.L = A.shape
-        self._batch = self.B  # prompts; rows = prompts * beams
-        self.state: dict | None = None
+        self._start(A)
 
     # ------------------------------------------------------------ state
-    def _expand(self, R: int):
-        if R == self.B:
-            return
-        if R % self.B:
-            raise ValueError(f"CopyProcessor built for {self.B} rows called with {R}")
-        k = R // self.B
-        for name in ("A", "nxt", "bits", "start_ok", "can_end", "policy"):
-            setattr(self, name, getattr(self, name).repeat_interleave(k, dim=0))
-        self.B = R
-
     def _init(self, input_ids: torch.Tensor):
         R = input_ids.shape[0]
-        self._expand(R)
         dev = self.A.device
         z = torch.zeros(R, dtype=torch.bool, device=dev)
         self.state = {"at_start": ~z, "has_content": z, "end_sep": z, "end_eos": z, "end_eq": z,
@@ -373,13 +411,8 @@ class CopyProcessor:
                       "fidx": torch.zeros(R, dtype=torch.long, device=dev)}
         fb = self.policy[:, :1] | NONE_BITS  # the answer's first field, or None
         self.state["cand"] = self.start_ok & ((self.bits & fb) != 0)
-        self.prev_ids = input_ids
 
-    def _step(self, input_ids: torch.Tensor, beams: int):
-        if beams > 1:
-            parent = beam_parents(self.prev_ids, input_ids, beams)
-            if parent is not None:
-                self.state = {k: v[parent] for k, v in self.state.items()}
+    def _step(self, input_ids: torch.Tensor):
         s, v = self.state, self.vocab.on(input_ids.device)
         t = input_ids[:, -1]
         sep, item, ws, eq = v["is_sep"][t], v["is_item"][t], v["is_ws"][t], v["is_eq"][t]
@@ -406,14 +439,10 @@ class CopyProcessor:
         s["finished"] = s["finished"] | spec
         s["last_ws"] = ws
         # where the next token may come from: the copy goes on, or a new field starts
-        nxt = torch.where(cont, self.nxt, self.L)
-        moved = torch.zeros(cont.shape[0], self.L + 1, dtype=torch.bool, device=cont.device)
-        moved.scatter_(1, nxt, True)
         cls = torch.where(in_value, 4, torch.where(fidx >= slot_from, 3, fidx.clamp(max=2)))
         fb = self.policy.gather(1, cls[:, None])
         starts = self.start_ok & ((self.bits & fb) != 0)
-        s["cand"] = moved[:, : self.L] | (s["at_start"][:, None] & starts)
-        self.prev_ids = input_ids
+        s["cand"] = self._follow(cont) | (s["at_start"][:, None] & starts)
 
     def allowed_mask(self) -> torch.Tensor:
         """bool[rows, V]: the tokens the current state allows next."""
@@ -443,10 +472,7 @@ class CopyProcessor:
         return allowed
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.state is None or input_ids.shape[1] == 1:
-            self._init(input_ids)
-        else:
-            self._step(input_ids, input_ids.shape[0] // self._batch)
+        self._advance(input_ids)
         allowed = self.allowed_mask()
         w = scores.shape[1]
         if w > allowed.shape[1]:

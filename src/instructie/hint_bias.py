@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from .constrained import CopyVocabulary, _norm, beam_parents, task_table
+from .constrained import CopyVocabulary, RowStateProcessor, _norm, task_table
 from .memory import HINT_PREFIX
 from .targets import NONE, render_items, split_items
 
@@ -124,12 +124,14 @@ def _item_forms(tokenizer, vocab: CopyVocabulary, item: tuple[str, ...]) -> list
     return [(f, p, q) for f, p, q in forms if f]
 
 
-class HintBiasProcessor:
+class HintBiasProcessor(RowStateProcessor):
     """A transformers LogitsProcessor; built per batch by ``hint_bias_factory``.
 
     Layout per row: the token sequences of its hint items (each in its forms) laid end to
     end in ``A[L]`` with successor ``nxt`` (``L``: the item ends), the item of each position
     and whether it is an item's first/last token."""
+
+    ROW_TENSORS = ("bias", "single", "A", "nxt", "item", "plain", "lead", "last", "has", "n_items")
 
     def __init__(self, vocab: CopyVocabulary, ends: tuple[torch.Tensor, torch.Tensor], bias: torch.Tensor,
                  single: torch.Tensor, A, nxt, item, plain, lead, last, n_items: int):
@@ -139,42 +141,26 @@ class HintBiasProcessor:
         self.vocab, (self.ends_ws, self.ends_bs), self.bias, self.single = vocab, ends, bias, single
         self.A, self.nxt, self.item, self.plain, self.lead, self.last = A, nxt, item, plain, lead, last
         self.K = n_items  # column K of ``written`` is a dump for "no item"
-        self.B, self.L = A.shape
-        self._batch = self.B
-        self.state: dict | None = None
+        # the items each row has, and how many items its answer may hold before it may end (an RC
+        # answer is one relation, however many the hint names)
+        self.has = torch.zeros(A.shape[0], self.K + 1, dtype=torch.bool, device=A.device).scatter_(1, item, True)
+        self.n_items = torch.where(single, 1, self.has[:, : self.K].sum(1))
+        self._start(A)
 
     def _init(self, input_ids: torch.Tensor):
         R = input_ids.shape[0]
-        if R != self.B:
-            if R % self.B:
-                raise ValueError(f"HintBiasProcessor built for {self.B} rows called with {R}")
-            k = R // self.B
-            for name in ("bias", "single", "A", "nxt", "item", "plain", "lead", "last"):
-                setattr(self, name, getattr(self, name).repeat_interleave(k, dim=0))
-            self.B = R
         dev = self.A.device
-        written = torch.zeros(R, self.K + 1, dtype=torch.bool, device=dev)
-        # the items a row has (the others stay "written" and are never offered)
-        has = torch.zeros(R, self.K + 1, dtype=torch.bool, device=dev)
-        has.scatter_(1, self.item, True)
-        written |= ~has
+        written = ~self.has  # items a row lacks count as written: never offered
         written[:, self.K] = True
         at_start = torch.ones(R, dtype=torch.bool, device=dev)
         self.state = {"written": written, "at_start": at_start, "after_sep": torch.zeros_like(at_start),
                       "escaped": torch.zeros_like(at_start), "mid": torch.zeros_like(written),
                       "just_done": torch.zeros_like(at_start),
-                      # an RC answer is one relation, however many the hint names
-                      "n_items": torch.where(self.single, 1, has[:, : self.K].sum(1)),
                       "n_seps": torch.zeros(R, dtype=torch.long, device=dev),
                       "finished": torch.zeros(R, dtype=torch.bool, device=dev),
                       "cand": self.plain.clone()}
-        self.prev_ids = input_ids
 
-    def _step(self, input_ids: torch.Tensor, beams: int):
-        if beams > 1:
-            parent = beam_parents(self.prev_ids, input_ids, beams)
-            if parent is not None:
-                self.state = {k: v[parent] for k, v in self.state.items()}
+    def _step(self, input_ids: torch.Tensor):
         s, v = self.state, self.vocab.on(input_ids.device)
         t = input_ids[:, -1]
         cont = s["cand"] & (self.A == t[:, None])
@@ -203,19 +189,12 @@ class HintBiasProcessor:
         # right after ";" an item's first token carries its leading space; after a space it does not
         s["after_sep"] = sep & ~self.ends_ws.to(t.device)[t]
         s["finished"] = s["finished"] | v["is_special"][t]
-        nxt = torch.where(cont, self.nxt, self.L)
-        moved = torch.zeros(cont.shape[0], self.L + 1, dtype=torch.bool, device=cont.device)
-        moved.scatter_(1, nxt, True)
         open_items = ~s["written"].gather(1, self.item)
         starts = torch.where(s["after_sep"][:, None], self.lead, self.plain)
-        s["cand"] = moved[:, : self.L] | (s["at_start"][:, None] & starts & open_items)
-        self.prev_ids = input_ids
+        s["cand"] = self._follow(cont) | (s["at_start"][:, None] & starts & open_items)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.state is None or input_ids.shape[1] == 1:
-            self._init(input_ids)
-        else:
-            self._step(input_ids, input_ids.shape[0] // self._batch)
+        self._advance(input_ids)
         s = self.state
         V = scores.shape[1]
         live = ~s["finished"]
@@ -227,7 +206,7 @@ class HintBiasProcessor:
         if eos is not None and eos < V:
             # not done while hint items are left unwritten -- for at most as many items as the hint has
             held = s["n_seps"] + (~s["at_start"]).long()  # items the answer holds (the one begun included)
-            left = live & ~s["written"][:, : self.K].all(1) & (held < s["n_items"])
+            left = live & ~s["written"][:, : self.K].all(1) & (held < self.n_items)
             add[:, eos] -= torch.where(left, bias[:, 0], torch.zeros_like(bias[:, 0]))
             # a hint item just written and others left: on to the next item
             ids = self.vocab.on(scores.device)["item_ids"]

@@ -41,6 +41,20 @@ S7B = ("configs/multitask-small.yaml at commit c604ce5 (the session-6 config; hi
        "in training as at test); the tuning and tests ran with commit 5848ca5 (a bias per task; </s> lowered while "
        "hint items are unwritten, before commit 295cec9 retired items the answer left and capped that)")
 DEV_SETS = "'data.eval[0].options.datasets=[CoNLL2003,DuEE,CrossNER_AI,CrossNER_literature]'"
+
+
+def s7_run(run: str, train2_s: int, tuning: str, then: str = "") -> dict:
+    """A session-7 run: three calls of eval/gpu_run.sh, the last tuning the hint bias (hint_bias.json holds its
+    tests, copy-constrained at bias 0 among them)."""
+    return {"dir": f"multitask-small-{run}", "group": 7, "params": "61.0M params incl. the copy head",
+            "hint_file": "hint_bias.json", "constrained_file": "hint_bias.json",
+            "constrained_path": ["test", "constrained_copy"],
+            "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
+            "command": f"TRAIN_S=480 bash eval/gpu_run.sh {run} 1 train.max_steps=3600; TRAIN_S={train2_s} bash "
+                       f"eval/gpu_run.sh {run} 2 train.max_steps=3600; CALL_S=590 TUNE={DEV_SETS} bash eval/gpu_run.sh "
+                       f"{run} 3 train.max_steps=3600 (the last runs python3 eval/tune_hint_bias.py --model runs/{run} "
+                       f"--config configs/multitask-small.yaml --set train.max_steps=3600 --set {DEV_SETS} --json "
+                       f"hint_bias.json, {tuning})" + then}
 RUN_SPECS = [
     {"name": "multitask-small-adafactor", "dir": "multitask-small-adafactor", "group": 3,
      "config": S3, "params": "61.0M params incl. the copy head",
@@ -51,26 +65,11 @@ RUN_SPECS = [
                 + TEST_COPY.format(run="multitask-small", config="multitask-small")
                 + "; the same with --option-seed 1 instead of --constrained copy"},
     # Session 7: the session-6 config, then hint-biased decoding tuned on dev (eval/tune_hint_bias.py).
-    {"name": "multitask-small-s7b", "dir": "multitask-small-s7b", "group": 7, "config": S7B,
-     "params": "61.0M params incl. the copy head", "hint_file": "hint_bias.json",
-     "constrained_file": "hint_bias.json", "constrained_path": ["test", "constrained_copy"],
-     "summary": "the same with per-dataset hints (session 7)",
-     "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
-     "command": "TRAIN_S=480 bash eval/gpu_run.sh s7b 1 train.max_steps=3600; TRAIN_S=400 bash eval/gpu_run.sh s7b 2 "
-                f"train.max_steps=3600; CALL_S=590 TUNE={DEV_SETS} bash eval/gpu_run.sh s7b 3 train.max_steps=3600 "
-                "(the last runs python3 eval/tune_hint_bias.py --model runs/s7b --config configs/multitask-small.yaml "
-                f"--set train.max_steps=3600 --set {DEV_SETS} --json hint_bias.json, values 0 1 2 4 8 16, a bias "
-                "per task)"},
-    {"name": "multitask-small-s7", "dir": "multitask-small-s7", "group": 7, "config": S7,
-     "params": "61.0M params incl. the copy head", "hint_file": "hint_bias.json",
-     "constrained_file": "hint_bias.json", "constrained_path": ["test", "constrained_copy"],
-     "summary": "the session-6 config again, 3,600 steps (session 7)",
-     "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
-     "command": "TRAIN_S=480 bash eval/gpu_run.sh s7 1 train.max_steps=3600; TRAIN_S=520 bash eval/gpu_run.sh s7 2 "
-                f"train.max_steps=3600; CALL_S=590 TUNE={DEV_SETS} bash eval/gpu_run.sh s7 3 train.max_steps=3600 "
-                "(the last runs python3 eval/tune_hint_bias.py --model runs/s7 --config configs/multitask-small.yaml "
-                f"--set train.max_steps=3600 --set {DEV_SETS} --json hint_bias.json, values 0 1 2 4 8, one bias for "
-                "all tasks); then the same script with --values 8 16 32 1000 (hint_bias_wide.json)"},
+    {"name": "multitask-small-s7b", "config": S7B, "summary": "the same with per-dataset hints (session 7)",
+     **s7_run("s7b", 400, "values 0 1 2 4 8 16, a bias per task")},
+    {"name": "multitask-small-s7", "config": S7, "summary": "the session-6 config again, 3,600 steps (session 7)",
+     **s7_run("s7", 520, "values 0 1 2 4 8, one bias for all tasks",
+              "; then the same script with --values 8 16 32 1000 (hint_bias_wide.json)")},
     # Session 6: every label in one prompt at 1,024 source tokens (commit 7af000e), the GPU to itself.
     {"name": "multitask-small-s6", "dir": "multitask-small-s6", "group": 6,
      "config": S6 + "; train.max_steps 4000 -> 3600 from step 1,384 on (set at the first resume: 4,000 steps "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One training run of a config on the device machine, over three calls of the device tool (each under its
-# 10-minute limit) joined by --resume; what comes back lands in $OUT (at most 8 files a call).
+# 10-minute limit) joined by --resume; what comes back lands in $OUT (at most 8 files a call: the prediction
+# files of stage 3 come as one archive, NAME_predictions.tgz).
 # Run from the repository root there, with .whl and .devdata carried (README of the device tool):
 #
 #   bash eval/gpu_run.sh NAME 1 [KEY.PATH=VALUE ...]   # fresh run, trains TRAIN_S s (default 450)
@@ -45,24 +46,28 @@ case $stage in
 esac
 rc=$?
 if [ "$stage" = 3 ] && [ $rc = 0 ]; then
-    for f in metrics.json training.png test_predictions.jsonl; do [ -f "$run/$f" ] && cp "$run/$f" "$OUT/${name}_$f"; done
+    for f in metrics.json training.png; do [ -f "$run/$f" ] && cp "$run/$f" "$OUT/${name}_$f"; done
+    # the prediction files (each rescorable later: eval/rescore.py) travel as one archive: 8 files a call at most
+    preds=$run/predictions; mkdir -p "$preds"
+    [ -f "$run/test_predictions.jsonl" ] && cp "$run/test_predictions.jsonl" "$preds/${name}_test_predictions.jsonl"
     left=$(( ${CALL_S:-560} - (SECONDS - start) ))
     if [ -n "${TUNE:-}" ] && [ "$left" -gt 120 ]; then
-        # TUNE="DEV_SET_OVERRIDES": pick the hint bias on dev (eval/tune_hint_bias.py), test with it, and
-        # copy-constrained at 0
+        # TUNE="DEV_SET_OVERRIDES": pick the hint bias and unhinted floor on dev (eval/tune_hint_bias.py), test
+        # with them, and copy-constrained at 0
         tsets=()
         for kv in $TUNE; do tsets+=(--set "$kv"); done
         timeout -k 10 $(( left - 10 )) python3 eval/tune_hint_bias.py --model "$run" --config "$cfg" \
             ${sets[@]+"${sets[@]}"} ${tsets[@]+"${tsets[@]}"} --json "$OUT/${name}_hint_bias.json" \
-            --predictions "$OUT/${name}_test_hint_predictions.jsonl" > "$OUT/${name}_hint_bias.log" 2>&1 \
+            --predictions "$preds/${name}_test_hint_predictions.jsonl" > "$OUT/${name}_hint_bias.log" 2>&1 \
             || echo "gpu_run: the hint-bias tuning did not finish (exit $?)"
         grep -a "chosen bias" "$OUT/${name}_hint_bias.log"
     elif [ "$left" -gt 120 ]; then
         timeout -k 10 $(( left - 10 )) python3 -m instructie test --model "$run" --config "$cfg" --constrained copy \
-            --json "$OUT/${name}_test_copy.json" --predictions "$OUT/${name}_test_copy_predictions.jsonl" \
+            --json "$OUT/${name}_test_copy.json" --predictions "$preds/${name}_test_copy_predictions.jsonl" \
             ${sets[@]+"${sets[@]}"} > "$OUT/${name}_test_copy.log" 2>&1 \
             || echo "gpu_run: the copy-constrained test did not finish (exit $?)"
     fi
+    tar -czf "$OUT/${name}_predictions.tgz" -C "$preds" . && ls "$preds"
 fi
 grep -aoh "eval at step [0-9]*: [^\]*\|time budget reached[^\]*\|saved model[^\]*" "$log" | tail -4
 if [ $rc != 0 ] && [ $rc != 3 ]; then

@@ -1,19 +1,23 @@
-"""Pick a model's hint bias per task on dev sets, then score the test sets with it (GPU or CPU).
+"""Pick a model's hint bias and unhinted-item floor per task on dev sets, then score the test sets with them.
 
 A model trained with memory hints can be decoded with a bias toward the hint's items
 (``src/instructie/hint_bias.py``): 0 is plain decoding, a large bias writes the hint (the
-no-model baseline's answer). This scores the config's dev datasets (``data.eval``) at each
-``--values`` bias and keeps, per task, the bias with the best mean headline score over that
-task's dev datasets; a hinted task with no dev dataset (RE, RC here) gets the bias with the
-best mean over all of them. Dev datasets that read the same file and split as a test dataset
-are left out (DuIE's public dev file is this project's DuIE test set). Then it scores the
-test datasets with the chosen biases, free and copy-constrained, and copy-constrained at 0
-(free at 0 is the training run's own test). ``--write-card`` stores the biases in the model's
+no-model baseline's answer); and its answer's items the hint did not propose can be kept only
+when the model is sure of them (``unhinted_floor``, a confidence from 0 to 1; the floor filters
+answers, so every floor is scored from one generation per bias). This scores the config's dev
+datasets (``data.eval``) at each ``--values`` bias and ``--floors`` floor and keeps, per task,
+the pair with the best mean headline score over that task's dev datasets; a hinted task with
+no dev dataset (RE, RC here) gets the pair with the best mean over all of them. Dev datasets
+that read the same file and split as a test dataset are left out (DuIE's public dev file is
+this project's DuIE test set). Then it scores the test datasets with the chosen biases, at
+floor 0 and at the chosen floors, free and copy-constrained, and copy-constrained at bias 0
+(free at 0 is the training run's own test). ``--write-card`` stores both in the model's
 instructie.json, so ``Extractor`` and ``instructie extract`` decode with them by default.
 
     INSTRUCTIE_DATA=.devdata python eval/tune_hint_bias.py --model runs/X \\
         --config configs/multitask-small.yaml [--set KEY=VALUE ...] --json out.json \\
-        [--predictions test_hint_predictions.jsonl] [--values 0 1 2 4 8 16] [--dev-limit 400]
+        [--predictions test_hint_predictions.jsonl] [--values 0 1 2 4 8 16] [--floors 0 0.5 0.9] \\
+        [--dev-limit 400]
 """
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources  # noqa: E402
-from instructie.evaluate import HEADLINE, evaluate_records, scored_records  # noqa: E402
-from instructie.hint_bias import bias_label, check_bias  # noqa: E402
+from instructie.evaluate import HEADLINE, evaluate_floors, scored_records  # noqa: E402
+from instructie.hint_bias import bias_label, check_bias, check_floor  # noqa: E402
 from instructie.io import atomic_write, write_json, write_jsonl  # noqa: E402
 from instructie.memory import HINT_TASKS  # noqa: E402
 
@@ -55,16 +59,24 @@ def mean_headline(summary: dict, datasets: set[str], task: str | None = None) ->
     return sum(vals) / len(vals) if vals else 0.0
 
 
-def pick(dev: dict[float, dict], datasets: set[str], task: str | None = None) -> float:
-    """The bias with the best mean dev headline (of ``task``'s datasets, or all); ties: the smaller."""
-    return max(sorted(dev), key=lambda b: (round(mean_headline(dev[b], datasets, task), 6), -b))
+def pick(dev: dict, datasets: set[str], task: str | None = None):
+    """The setting (a bias, or a (bias, floor) pair) with the best mean dev headline (of
+    ``task``'s datasets, or all); ties: the smaller (less pushing from plain decoding)."""
+    def smaller(k):
+        return tuple(-x for x in k) if isinstance(k, tuple) else -k
+
+    return max(sorted(dev), key=lambda k: (round(mean_headline(dev[k], datasets, task), 6), smaller(k)))
 
 
-def pick_per_task(dev: dict[float, dict], datasets: set[str]) -> dict[str, float]:
-    """A bias for every hinted task: its own dev datasets' best, else the best over all."""
+def pick_per_task(dev: dict, datasets: set[str]) -> dict:
+    """A setting for every hinted task: its own dev datasets' best, else the best over all."""
     tasks_seen = {k.split("/")[1] for s in dev.values() for k in s if k.split("/")[0] in datasets}
     overall = pick(dev, datasets)
     return {t: pick(dev, datasets, t) if t in tasks_seen else overall for t in HINT_TASKS}
+
+
+def _label(bias, floor) -> str:
+    return f"bias {bias_label(bias)}" + (f", floor {bias_label(floor)}" if floor else "")
 
 
 def main(argv=None) -> int:
@@ -72,18 +84,22 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    ap.add_argument("--values", type=float, nargs="+", default=[0, 1, 2, 4, 8, 16])
+    ap.add_argument("--values", type=float, nargs="+", default=[0, 1, 2, 4, 8, 16], help="hint biases")
+    ap.add_argument("--floors", type=float, nargs="+", default=[0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                    help="unhinted-item floors (confidences from 0 to 1; 0 alone: tune the bias only)")
     ap.add_argument("--dev-limit", type=int, default=400, help="records per dev dataset")
     ap.add_argument("--json", required=True)
-    ap.add_argument("--predictions", help="write the test predictions at the chosen bias (free decoding); "
-                    "the copy-constrained ones go beside it, named PREDICTIONS with .copy before the suffix")
+    ap.add_argument("--predictions", help="write the test predictions at the chosen bias (free decoding, floor 0); "
+                    "the others go beside it, named PREDICTIONS with .copy and/or .floor before the suffix")
     ap.add_argument("--no-test", action="store_true", help="only pick the bias on dev")
-    ap.add_argument("--write-card", action="store_true", help="store the chosen bias in the model's instructie.json")
+    ap.add_argument("--write-card", action="store_true", help="store the chosen bias and floor in the model's "
+                    "instructie.json")
     ap.add_argument("--device", default=None)
     a = ap.parse_args(argv)
 
     from instructie.extractor import Extractor
 
+    floors = sorted({0.0, *(check_floor(f) for f in a.floors)})
     cfg = load_config(a.config, a.set)
     ex = Extractor.from_pretrained(a.model, device=a.device)
     if ex.memory is None:
@@ -96,56 +112,69 @@ def main(argv=None) -> int:
     if not names:
         print("no dev dataset to tune on (data.eval lists none that is not also a test set)", file=sys.stderr)
         return 2
-    out = {"model": a.model, "config": a.config, "set": a.set, "values": a.values, "dev_limit": a.dev_limit,
-           "dev_datasets": sorted(names), "dev_left_out": left_out,
-           "rule": "per task, the bias with the best mean dev headline score of its dev datasets, else of all "
-                   "(ties: the smaller)", "dev": {}}
+    out = {"model": a.model, "config": a.config, "set": a.set, "values": a.values, "floors": floors,
+           "dev_limit": a.dev_limit, "dev_datasets": sorted(names), "dev_left_out": left_out,
+           "rule": "per task, the (bias, unhinted floor) pair with the best mean dev headline score of its dev "
+                   "datasets, else of all (ties: the smaller)", "dev": {}}
 
-    def run(records, bias, constrained, keep=False):
+    def run(records, bias, constrained, run_floors, keep=False):
         t0 = time.time()
-        rep = evaluate_records(ex.model, ex.tokenizer, records, cfg, ex.templates, constrained=constrained,
-                               memory=ex.memory, keep_predictions=keep, hint_bias=bias)
+        reps = evaluate_floors(ex.model, ex.tokenizer, records, cfg, ex.templates, run_floors,
+                               constrained=constrained, memory=ex.memory, keep_predictions=keep, hint_bias=bias)
         print(f"[tune_hint_bias] bias {bias_label(bias)} {'copy' if constrained else 'free'}: {len(records)} records, "
-              f"{time.time() - t0:.1f} s", file=sys.stderr)
-        return rep
+              f"{len(run_floors)} floor(s), {time.time() - t0:.1f} s", file=sys.stderr)
+        return reps
 
     dev = {}
     for b in a.values:
-        dev[b] = run(dev_records, b, False)["summary"]
-        out["dev"][f"{b:g}"] = {"summary": dev[b], "mean_headline": round(mean_headline(dev[b], names), 4)}
+        reps = run(dev_records, b, False, floors)
+        for f, rep in zip(floors, reps):
+            dev[(b, f)] = rep["summary"]
+        at0 = dev[(b, 0.0)]
+        out["dev"][f"{b:g}"] = {"summary": at0, "mean_headline": round(mean_headline(at0, names), 4),
+                                "floors": {f"{f:g}": {"summary": dev[(b, f)],
+                                                      "mean_headline": round(mean_headline(dev[(b, f)], names), 4)}
+                                           for f in floors}}
         write_json(a.json, out)  # a cut run keeps what it finished
     best = pick_per_task(dev, names)
-    out["chosen"] = best
-    for t in sorted({k.split("/")[1] for k in dev[min(a.values)]} & set(best)):
-        b = best[t]
-        print(f"[tune_hint_bias] {t}: chosen bias {b:g} (dev mean headline "
-              f"{mean_headline(dev[b], names, t):.4f} vs {mean_headline(dev[min(a.values)], names, t):.4f} "
-              f"at {min(a.values):g})", file=sys.stderr)
+    out["chosen"] = {t: b for t, (b, _) in best.items()}
+    out["chosen_floor"] = {t: f for t, (_, f) in best.items()}
+    base = (min(a.values), 0.0)
+    for t in sorted({k.split("/")[1] for k in dev[base]} & set(best)):
+        b, f = best[t]
+        print(f"[tune_hint_bias] {t}: chosen bias {b:g}, unhinted floor {f:g} (dev mean headline "
+              f"{mean_headline(dev[best[t]], names, t):.4f} vs {mean_headline(dev[base], names, t):.4f} "
+              f"at bias {base[0]:g}, floor 0)", file=sys.stderr)
     write_json(a.json, out)
+    bias, floor = check_bias(out["chosen"]), check_floor(out["chosen_floor"])
     if a.write_card:
         card_path = Path(a.model) / "instructie.json"
         card = json.loads(card_path.read_text(encoding="utf-8"))
-        card["hint_bias"] = check_bias(best)
-        card["hint_bias_tuning"] = {k: out[k] for k in ("dev_datasets", "values", "rule")}
+        card["hint_bias"], card["unhinted_floor"] = bias, floor
+        card["hint_bias_tuning"] = {k: out[k] for k in ("dev_datasets", "values", "floors", "rule")}
         with atomic_write(card_path, "w") as f:
             json.dump(card, f, ensure_ascii=False, indent=1)
     if a.no_test:
         return 0
     test_records = scored_records(load_sources(cfg.data.test))
     out["test"] = {}
-    best = check_bias(best)
-    for key, bias, constrained in (("unconstrained+hint", best, False), ("constrained_copy+hint", best, "copy"),
-                                   ("constrained_copy", 0.0, "copy")):
-        if not bias and key != "constrained_copy":
+    for key, b, constrained in (("unconstrained+hint", bias, False), ("constrained_copy+hint", bias, "copy"),
+                                ("constrained_copy", 0.0, "copy")):
+        tuned = key != "constrained_copy"
+        if tuned and not (b or floor):
             continue
-        rep = run(test_records, bias, constrained, keep=bool(a.predictions) and bool(bias))
-        if "predictions" in rep:  # rescorable later (eval/rescore.py) when the model is gone
-            path = Path(a.predictions)
-            base, _, ext = path.name.partition(".")  # x.jsonl -> x.copy.jsonl (x.jsonl.gz alike)
-            write_jsonl(path if not constrained else path.with_name(f"{base}.copy.{ext}"), rep.pop("predictions"))
-        print(f"== {key} (unsupported rate {rep['unsupported_rate']:.4f})\n{rep['table']}")
-        out["test"][key] = {k: v for k, v in rep.items() if k != "table"}
-        write_json(a.json, out)
+        run_floors = [0.0, floor] if tuned and floor else [0.0]
+        reps = run(test_records, b, constrained, run_floors, keep=bool(a.predictions) and tuned)
+        for f, rep in zip(run_floors, reps):
+            name = key + ("+floor" if f else "")
+            if "predictions" in rep:  # rescorable later (eval/rescore.py) when the model is gone
+                path = Path(a.predictions)
+                stem, _, ext = path.name.partition(".")  # x.jsonl -> x.copy.floor.jsonl (x.jsonl.gz alike)
+                marks = "".join(m for m, on in ((".copy", constrained), (".floor", f)) if on)
+                write_jsonl(path.with_name(f"{stem}{marks}.{ext}"), rep.pop("predictions"))
+            print(f"== {name}, {_label(b, f)} (unsupported rate {rep['unsupported_rate']:.4f})\n{rep['table']}")
+            out["test"][name] = {k: v for k, v in rep.items() if k != "table"}
+            write_json(a.json, out)
     print(json.dumps({k: v["summary"] for k, v in out["test"].items()}, ensure_ascii=False, indent=1))
     return 0
 

@@ -1,6 +1,8 @@
 """Hint-biased decoding: the processor adds its bias to the tokens that start or continue a
 memory-hint item, and to nothing else; driven step by step with scripted tokens, then
 through ``generate`` with a random tiny model."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -243,6 +245,12 @@ def test_the_tuning_picks_a_bias_per_task_on_its_own_dev_sets():
            8.0: {"c/NER/entity_f1": 0.65, "d/EE/trigger_cls_f1": 0.66, "d/EE/arg_cls_f1": 0.0}}
     # RE and RC have no dev set: the best mean over all (0.655 at 8 against 0.60 at 2); arguments are not headline
     assert pick_per_task(dev, {"c", "d"}) == {"NER": 2.0, "EE": 8.0, "RE": 8.0, "RC": 8.0}
+    # (bias, unhinted floor) pairs: the best pair per task; a tie goes to the smaller floor
+    pairs = {(b, f): {"c/NER/entity_f1": s["c/NER/entity_f1"] + (0.05 if f else 0.0),
+                      "d/EE/trigger_cls_f1": s["d/EE/trigger_cls_f1"]}
+             for b, s in dev.items() for f in (0.0, 0.5, 0.9)}
+    assert pick_per_task(pairs, {"c", "d"})["NER"] == (2.0, 0.5)
+    assert pick_per_task(pairs, {"c", "d"})["EE"] == (8.0, 0.0)
 
 
 def test_bad_hint_bias_settings_are_named(monkeypatch):
@@ -274,3 +282,122 @@ def test_confidences_are_the_models_own_not_the_biased_ones(tiny_model_dir):
     g = generate(ex.model, ex.tokenizer, [ner_prompt()], max_new_tokens=4, logits_processor_factory=fac)[0]
     assert g.text.startswith(("Ob", "Par"))  # the bias chose the hint's first token ...
     assert g.token_logprobs[0] < -1.0  # ... which a random model finds unlikely (biased: ~0)
+
+
+def _scripted(tok, answer: str, low: set[str]):
+    """A ``Generated`` for ``answer`` whose tokens inside the items named in ``low`` are unlikely
+    (log-prob -3) and all others sure (-0.01)."""
+    from instructie.generation import Generated
+    from instructie.targets import item_ranges
+
+    ids = tok(answer, add_special_tokens=False)["input_ids"]
+    ends, lps = [], []
+    for k in range(len(ids)):
+        ends.append(len(tok.decode(ids[: k + 1], skip_special_tokens=True)))
+    ranges = item_ranges(answer)
+    for k, end in enumerate(ends):
+        item = next((answer[s:e].strip() for s, e in ranges if s < end <= e + 1), "")
+        lps.append(-3.0 if item in low else -0.01)
+    return Generated(answer, ids, lps)
+
+
+def test_the_unhinted_floor_drops_only_unsure_items_the_hint_did_not_propose(tok):
+    from instructie.hint_bias import drop_unhinted, is_hinted
+
+    prompt = ner_prompt((("Obama", "person"),))
+    answer = "Obama | person; Paris | location; Monday | person"
+    # Obama: hinted but unsure -> kept; Paris: the model's own and sure -> kept; Monday: own, unsure -> out
+    g = _scripted(tok, answer, low={"Obama | person", "Monday | person"})
+    assert drop_unhinted(g, prompt, 0.5, tok) == ("Obama | person; Paris | location", 1)
+    assert drop_unhinted(g, prompt, 0.0, tok) == (answer, 0)  # 0: off
+    assert drop_unhinted(g, prompt, 0.999, tok) == ("Obama | person", 2)  # -0.01 per token is not 0.999 sure
+    # nothing left is the empty answer; a hint-less prompt leaves every unsure item out
+    g = _scripted(tok, "Monday | person", low={"Monday | person"})
+    assert drop_unhinted(g, prompt, 0.5, tok) == ("None", 1)
+    # an event is the hint's when its trigger and type are (its arguments are the model's own)
+    assert is_hinted(["attack", "Conflict", "attacker=rebels"], [("attack", "Conflict")])
+    assert not is_hinted(["attack", "Movement"], [("attack", "Conflict")])
+    assert is_hinted(["mother"], [("mother",), ("child",)])  # RC: the relation
+
+
+def test_evaluation_scores_every_floor_from_one_generation(tiny_model_dir, monkeypatch):
+    """``evaluate_floors``: one generation, one report per floor; the floor takes out the model's
+    own unsure items and counts them as dropped."""
+    from instructie import evaluate, generation
+    from instructie.config import load_config
+    from instructie.extractor import Extractor
+
+    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
+    memory = Memory.from_records([Record("m", "d", "NER", "Obama spoke .", options=OPTIONS,
+                                         entities=[Entity("person", "Obama", 0, 5)])])
+    gold = Record("g", "d", "NER", TEXT, options=OPTIONS,
+                  entities=[Entity("person", "Obama", 7, 12), Entity("location", "Paris", 21, 26)])
+    calls = []
+
+    def scripted(model, tokenizer, sources, **kw):
+        calls.append(kw.get("with_scores"))
+        assert all(("Memory: Obama | person" in s) == (len(calls) < 3) for s in sources)  # hinted with a memory
+        return [_scripted(tokenizer, "Obama | person; Paris | location; Monday | person",
+                          low={"Obama | person", "Monday | person"}) for _ in sources]
+
+    monkeypatch.setattr(generation, "generate", scripted)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    cfg.data.max_options = None
+    reps = evaluate.evaluate_floors(ex.model, ex.tokenizer, [gold], cfg, load_templates(), [0.0, 0.5, 0.9999],
+                                    memory=memory, hint_bias=0.0)
+    assert calls == [True] and [r["unhinted_floor"] for r in reps] == [0.0, 0.5, 0.9999]
+    f1 = [r["summary"]["d/NER/entity_f1"] for r in reps]
+    assert f1 == [0.8, 1.0, pytest.approx(2 / 3, abs=1e-4)]  # Monday out: right; then Paris out: one miss
+    # the default floor is the config's; without a memory there is no hint to keep items by: no floor
+    cfg.eval.unhinted_floor = {"NER": 0.5}
+    assert evaluate.evaluate_records(ex.model, ex.tokenizer, [gold], cfg, load_templates(),
+                                     memory=memory)["summary"]["d/NER/entity_f1"] == 1.0
+    assert evaluate.evaluate_records(ex.model, ex.tokenizer, [gold], cfg, load_templates())["summary"][
+        "d/NER/entity_f1"] == 0.8
+    assert calls[-1] is False  # and no scores asked for
+
+
+def test_bad_unhinted_floors_are_named(monkeypatch):
+    from instructie.config import load_config
+    from instructie.extractor import Extractor  # noqa: F401
+    from instructie.io import ConfigError
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    cfg = "configs/quickstart.yaml"
+    assert load_config(cfg, ["eval.unhinted_floor={NER: 0.5}"]).eval.unhinted_floor == {"NER": 0.5}
+    for bad in ("eval.unhinted_floor=1.5", "eval.unhinted_floor=-0.1", "eval.unhinted_floor={NER: 2}"):
+        with pytest.raises(ConfigError, match="eval.unhinted_floor: an unhinted-item floor is a number from 0 to 1"):
+            load_config(cfg, [bad])
+
+
+def test_extraction_keeps_hinted_and_sure_items_under_the_floor(tiny_model_dir, monkeypatch):
+    """``Extractor.extract(unhinted_floor=)``, default the card's: an item the hint did not
+    propose is kept only when the model is sure of it; the others are counted in the stats."""
+    from instructie import generation
+    from instructie.extractor import Extractor
+    from instructie.io import ConfigError
+
+    base = Extractor.from_pretrained(tiny_model_dir, device="cpu")
+    memory = Memory.from_records([Record("m", "d", "NER", "Obama spoke .", options=OPTIONS,
+                                         entities=[Entity("person", "Obama", 0, 5)])])
+    card = {**base.card, "unhinted_floor": {"NER": 0.5}}
+    ex = Extractor(base.model, base.tokenizer, card, "cpu", memory=memory)
+
+    def scripted(model, tokenizer, sources, **kw):
+        assert all("Memory: Obama | person" in s for s in sources)
+        return [_scripted(tokenizer, "Obama | person; Paris | location; Monday | person",
+                          low={"Obama | person", "Monday | person"}) for _ in sources]
+
+    monkeypatch.setattr(generation, "generate", scripted)
+
+    def found(**kw):
+        doc = next(ex.extract(["Barack Obama visited Paris on Monday ."], ["NER"], labels=OPTIONS, **kw))
+        return sorted(e.text for e in doc.entities), doc.stats.get("below_unhinted_floor", 0)
+
+    assert found() == (["Obama", "Paris"], 1)  # the card's floor
+    assert found(unhinted_floor=0) == (["Monday", "Obama", "Paris"], 0)
+    assert found(unhinted_floor=0.9999) == (["Obama"], 2)
+    with pytest.raises(ConfigError, match="unhinted_floor: .*from 0 to 1"):
+        found(unhinted_floor=3)
+    with pytest.raises(ConfigError, match="unhinted_floor needs a model trained with memory hints"):
+        next(base.extract([TEXT], ["NER"], unhinted_floor=0.5))

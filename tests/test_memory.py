@@ -238,15 +238,21 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
                                 "--values", "0", "1e4", "--json", str(tj), "--write-card", "--device", "cpu",
                                 "--predictions", str(tmp_path / "p.jsonl")]) == 0
     tune = json.loads(tj.read_text())
-    dev = {float(k): v["summary"] for k, v in tune["dev"].items()}
-    assert set(dev) == {0, 1e4} and set(tune["chosen"]) == {"NER", "RE", "EE", "RC"}
+    # every bias decoded once, scored at every unhinted-item floor; a (bias, floor) pair chosen per task
+    dev = {(float(b), float(f)): v["summary"] for b, d in tune["dev"].items() for f, v in d["floors"].items()}
+    assert set(dev) == {(b, f) for b in (0, 1e4) for f in tune["floors"]} and 0.9 in tune["floors"]
+    assert set(tune["chosen"]) == set(tune["chosen_floor"]) == {"NER", "RE", "EE", "RC"}
     for task, b in tune["chosen"].items():  # each task's own dev sets where it has some, else all of them
-        seen = any(k.split("/")[1] == task for k in dev[0])
-        assert b == tune_hint_bias.pick(dev, set(tune["dev_datasets"]), task if seen else None)
+        seen = any(k.split("/")[1] == task for k in dev[(0, 0)])
+        assert (b, tune["chosen_floor"][task]) == tuple(
+            tune_hint_bias.pick(dev, set(tune["dev_datasets"]), task if seen else None))
     chosen = {t: b for t, b in tune["chosen"].items() if b} or 0.0
-    assert {"constrained_copy"} <= set(tune["test"]) and (tmp_path / "p.jsonl").exists() == bool(chosen)
-    assert (tmp_path / "p.copy.jsonl").exists() == bool(chosen)
-    assert Extractor.from_pretrained(out, device="cpu").hint_bias == chosen
+    floor = {t: f for t, f in tune["chosen_floor"].items() if f} or 0.0
+    assert {"constrained_copy"} <= set(tune["test"]) and (tmp_path / "p.jsonl").exists() == bool(chosen or floor)
+    assert (tmp_path / "p.copy.jsonl").exists() == bool(chosen or floor)
+    assert (tmp_path / "p.floor.jsonl").exists() == bool(floor) == ("unconstrained+hint+floor" in tune["test"])
+    tuned = Extractor.from_pretrained(out, device="cpu")
+    assert tuned.hint_bias == chosen and tuned.unhinted_floor == floor
     from instructie.io import ConfigError
     # extraction decodes with a per-task bias from the card (and with one given), hint lines and all
     card = json.loads((out / "instructie.json").read_text())

@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--constrained) or only contiguous copies of the text and whole option labels (copy)")
     x.add_argument("--hint-bias", type=float, default=None, metavar="B", help="lean decoding toward the memory "
                    "hint's items by B (default: the model's tuned value, else 0)")
+    x.add_argument("--unhinted-floor", type=float, default=None, metavar="C", help="keep an item the memory hint "
+                   "did not propose only with confidence >= C (default: the model's tuned value, else 0)")
     x.add_argument("--memory", nargs="+", metavar="JSONL", help="labeled records (`instructie convert` output) "
                    "added to the memory hints of a model trained with data.memory_hints (your gazetteer)")
     x.add_argument("--html", help="also write a displaCy page")

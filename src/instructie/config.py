@@ -100,6 +100,8 @@ class EvalConfig:
     constrained: Any = False          # false | vocab (tokens of the input) | copy (contiguous copies)
     hint_bias: Any = 0.0              # lean decoding toward the memory hint's items (hint_bias.py): a number
                                       # or {task: number}; eval/tune_hint_bias.py picks it on dev sets; 0: off
+    unhinted_floor: Any = 0.0         # items the memory hint did not propose are kept only with at least this
+                                      # confidence (hint_bias.drop_unhinted): 0 to 1 or {task: value}; 0: off
 
 
 @dataclass
@@ -420,6 +422,11 @@ def validate(cfg: RunConfig, src: str) -> None:
         e.hint_bias = check_bias(e.hint_bias)
     except ValueError as err:
         bad(f"eval.hint_bias: {err}")
+    from .hint_bias import check_floor
+    try:
+        e.unhinted_floor = check_floor(e.unhinted_floor)
+    except ValueError as err:
+        bad(f"eval.unhinted_floor: {err}")
 
 
 PRETRAIN_SUFFIXES = (".txt", ".jsonl", ".csv")

@@ -35,13 +35,30 @@ def prompts_for(record: Record, templates: dict, max_options: int | None, memory
 
 def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
             max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
-            constrained: bool | str = False, memory=None, hint_bias: float = 0.0) -> tuple[list[Prediction], list[str]]:
+            constrained: bool | str = False, memory=None, hint_bias: float | dict = 0.0,
+            unhinted_floor: float | dict = 0.0) -> tuple[list[Prediction], list[str]]:
     """Predictions aligned with ``records`` and the raw answers (chunks joined by ' || ').
 
     ``constrained``: False (free decoding), True or "vocab" (only tokens of the prompt), "copy"
     (every field a contiguous copy of the text or a whole option label; see constrained.py).
     ``memory``: the training memory whose hints the model was trained with (memory.py);
-    ``hint_bias``: lean decoding toward the hint's items by this much (hint_bias.py)."""
+    ``hint_bias``: lean decoding toward the hint's items by this much (hint_bias.py);
+    ``unhinted_floor``: items the hint did not propose need this confidence (a number or
+    {task: number}; ``hint_bias.drop_unhinted``)."""
+    answers = generate_answers(model, tokenizer, records, templates, max_options=max_options,
+                               max_source_length=max_source_length, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, num_beams=num_beams, constrained=constrained, memory=memory,
+                               hint_bias=hint_bias, with_scores=bool(unhinted_floor) and memory is not None)
+    return predictions_from(records, answers, tokenizer, unhinted_floor if memory is not None else 0.0)
+
+
+def generate_answers(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
+                     max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
+                     constrained: bool | str = False, memory=None, hint_bias: float | dict = 0.0,
+                     with_scores: bool = False) -> list[tuple[int, list[str], str, "Generated"]]:
+    """(record index, options, prompt, ``generation.Generated``) per prompt of ``records``
+    (one per option chunk); ``predict``'s arguments. ``with_scores``: keep token log-probs
+    (for ``unhinted_floor``)."""
     from .generation import generate
 
     plan = [(i, opts, src) for i, r in enumerate(records)
@@ -54,12 +71,25 @@ def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max
                                hint_bias=hint_bias if memory is not None else 0.0)
     outs = generate(model, tokenizer, [p[2] for p in plan], batch_size=batch_size,
                     max_source_length=max_source_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                    logits_processor_factory=factory, with_scores=False)
+                    logits_processor_factory=factory, with_scores=with_scores)
+    return [(i, opts, src, g) for (i, opts, src), g in zip(plan, outs)]
+
+
+def predictions_from(records: Sequence[Record], answers, tokenizer=None,
+                     unhinted_floor: float | dict = 0.0) -> tuple[list[Prediction], list[str]]:
+    """``predict``'s result from ``generate_answers``'s: parse, ground and pool each record's
+    answers. One generation serves several floors (eval/tune_hint_bias.py)."""
+    from .hint_bias import drop_unhinted, floor_for
+
     parsed: list[list[ParseResult]] = [[] for _ in records]
     raw: list[list[str]] = [[] for _ in records]
     truncated = [0] * len(records)
-    for (i, opts, _), g in zip(plan, outs):
-        parsed[i].append(parse(g.text, records[i].task, options=opts, roles=records[i].roles or None))
+    for i, opts, src, g in answers:
+        text, left_out = drop_unhinted(g, src, floor_for(unhinted_floor, records[i].task), tokenizer)
+        res = parse(text, records[i].task, options=opts, roles=records[i].roles or None)
+        if left_out:
+            res.dropped["below_unhinted_floor"] += left_out
+        parsed[i].append(res)
         raw[i].append(g.text)
         truncated[i] += g.truncated
     preds = []
@@ -114,24 +144,41 @@ def prediction_rows(records: Sequence[Record], preds: Sequence[Prediction], answ
 
 def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: dict,
                      constrained: bool | str | None = None, memory=None, keep_predictions: bool = False,
-                     hint_bias: float | None = None) -> dict:
+                     hint_bias: float | dict | None = None, unhinted_floor: float | dict | None = None) -> dict:
     """Predict and score ``records``; with ``keep_predictions`` the report's "predictions"
-    holds ``prediction_rows`` (for a predictions file, not for metrics.json). ``constrained``
-    and ``hint_bias`` default to the config's ``eval`` values."""
+    holds ``prediction_rows`` (for a predictions file, not for metrics.json). ``constrained``,
+    ``hint_bias`` and ``unhinted_floor`` default to the config's ``eval`` values."""
+    floor = cfg.eval.unhinted_floor if unhinted_floor is None else unhinted_floor
+    return evaluate_floors(model, tokenizer, records, cfg, templates, [floor], constrained, memory,
+                           keep_predictions, hint_bias)[0]
+
+
+def evaluate_floors(model, tokenizer, records: list[Record], cfg, templates: dict, floors: Sequence,
+                    constrained: bool | str | None = None, memory=None, keep_predictions: bool = False,
+                    hint_bias: float | dict | None = None) -> list[dict]:
+    """``evaluate_records``' report for each unhinted-item floor of ``floors``, from one
+    generation (the floor only filters the answers)."""
     t0 = time.time()
-    preds, raw = predict(model, tokenizer, records, templates, max_options=cfg.data.max_options,
-                         max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
-                         batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
-                         constrained=cfg.eval.constrained if constrained is None else constrained, memory=memory,
-                         hint_bias=cfg.eval.hint_bias if hint_bias is None else hint_bias)
-    report = score_all(records, preds)
-    out = {"summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
-           "records": len(records), "generation_s": round(time.time() - t0, 2),
-           "unsupported_rate": round(unsupported_rate(preds), 4),
-           "examples": [{"id": r.id, "task": r.task, "answer": a} for r, a in list(zip(records, raw))[:5]]}
-    if keep_predictions:
-        out["predictions"] = prediction_rows(records, preds, raw)
-    return out
+    need_scores = memory is not None and any(floors)
+    answers = generate_answers(model, tokenizer, records, templates, max_options=cfg.data.max_options,
+                               max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
+                               batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
+                               constrained=cfg.eval.constrained if constrained is None else constrained,
+                               memory=memory, hint_bias=cfg.eval.hint_bias if hint_bias is None else hint_bias,
+                               with_scores=need_scores)
+    gen_s = round(time.time() - t0, 2)
+    reports = []
+    for floor in floors:
+        preds, raw = predictions_from(records, answers, tokenizer, floor if memory is not None else 0.0)
+        report = score_all(records, preds)
+        out = {"summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
+               "records": len(records), "generation_s": gen_s, "unhinted_floor": floor,
+               "unsupported_rate": round(unsupported_rate(preds), 4),
+               "examples": [{"id": r.id, "task": r.task, "answer": a} for r, a in list(zip(records, raw))[:5]]}
+        if keep_predictions:
+            out["predictions"] = prediction_rows(records, preds, raw)
+        reports.append(out)
+    return reports
 
 
 def reorder_options(record: Record, seed: int) -> Record:
@@ -144,12 +191,13 @@ def reorder_options(record: Record, seed: int) -> Record:
 
 def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
                      constrained: bool | str | None = None, option_seed: int | None = None,
-                     memory=None, keep_predictions: bool = False, hint_bias: float | None = None) -> dict:
+                     memory=None, keep_predictions: bool = False, hint_bias: float | dict | None = None,
+                     unhinted_floor: float | dict | None = None) -> dict:
     """Score main-task records of the configured eval/test datasets (``limit`` per dataset);
     with ``option_seed`` the options of every record are asked in a shuffled order."""
     records = [r if option_seed is None else reorder_options(r, option_seed) for r in scored_records(sources, limit)]
     return evaluate_records(model, tokenizer, records, cfg, templates, constrained, memory, keep_predictions,
-                            hint_bias)
+                            hint_bias, unhinted_floor)
 
 
 def scored_records(sources, limit: int | None = None) -> list[Record]:

@@ -197,7 +197,7 @@ def run_extract(a) -> int:
                               language=a.language, batch_size=a.batch_size, num_beams=a.num_beams,
                               max_new_tokens=a.max_new_tokens, min_confidence=a.min_confidence,
                               keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=ids(),
-                              hint_bias=a.hint_bias):
+                              hint_bias=a.hint_bias, unhinted_floor=a.unhinted_floor):
             line = json.dumps(doc.to_dict(), ensure_ascii=False) + "\n"
             try:
                 emit(line)

@@ -30,7 +30,7 @@ from .instructions import build_source, option_chunks
 from .io import ConfigError, read_yaml
 from .offsets import ground
 from .records import Event, Record, detect_language, unique
-from .targets import ParseResult, item_ranges, parse
+from .targets import ParseResult, item_ranges, parse, split_items
 
 EXTRACT_TASKS = ("NER", "RE", "EE")
 
@@ -118,6 +118,7 @@ class Extractor:
         self.memory = memory
         self.hint_budget = min(64, self.max_source_length // 4) if memory is not None else 0
         self.hint_bias = card.get("hint_bias", 0.0) if memory is not None else 0.0  # a number or {task: number}
+        self.unhinted_floor = card.get("unhinted_floor", 0.0) if memory is not None else 0.0  # the same
 
     def remember(self, records: Iterable[Record]) -> int:
         """Add labeled records (a user's gazetteer or annotations) to the memory the hints
@@ -197,7 +198,8 @@ class Extractor:
                 schema: Schema | None = None, language: str | None = None, batch_size: int = 64,
                 num_beams: int = 1, max_new_tokens: int | None = None, min_confidence: float = 0.0,
                 keep_unsupported: bool = False, constrained: bool | str = False, ids: Iterable[str] | None = None,
-                docs_per_chunk: int = 256, progress=None, hint_bias: float | None = None) -> Iterator[Document]:
+                docs_per_chunk: int = 256, progress=None, hint_bias: float | dict | None = None,
+                unhinted_floor: float | dict | None = None) -> Iterator[Document]:
         """Extract from each text; yields one ``Document`` per input text, in order.
 
         ``tasks``: NER, RE, EE (default: the model's). ``labels``: entity types to ask for
@@ -209,21 +211,28 @@ class Extractor:
         "copy": every field a contiguous copy of the text or a whole label (constrained.py).
         ``hint_bias``: lean decoding toward the memory hint's items (hint_bias.py; a number or
         ``{task: number}``; models trained with hints only); default: the model's (set by
-        ``eval/tune_hint_bias.py --write-card``), else 0.
+        ``eval/tune_hint_bias.py --write-card``), else 0. ``unhinted_floor``: an item the memory
+        hint did not propose is kept only with at least this confidence (0 to 1, or ``{task:
+        value}``; hint_bias.drop_unhinted); default: the model's (set by the same tuning), else 0.
         ``ids``: document ids (default "0", "1", ...). ``docs_per_chunk`` documents are planned
         and generated together (length-sorted batches of ``batch_size`` prompts); the input is
         consumed lazily, chunk by chunk.
         """
         if isinstance(texts, str):
             texts = [texts]
-        from .hint_bias import check_bias
+        from .hint_bias import check_bias, check_floor
         try:
             hint_bias = check_bias(self.hint_bias if hint_bias is None else hint_bias)
         except ValueError as e:
             raise ConfigError(f"hint_bias: {e}") from None
-        if hint_bias and self.memory is None:
-            raise ConfigError("hint_bias needs a model trained with memory hints (data.memory_hints)")
-        decoding = (constrained, hint_bias)
+        try:
+            unhinted_floor = check_floor(self.unhinted_floor if unhinted_floor is None else unhinted_floor)
+        except ValueError as e:
+            raise ConfigError(f"unhinted_floor: {e}") from None
+        for name, value in (("hint_bias", hint_bias), ("unhinted_floor", unhinted_floor)):
+            if value and self.memory is None:
+                raise ConfigError(f"{name} needs a model trained with memory hints (data.memory_hints)")
+        decoding = (constrained, hint_bias, unhinted_floor)
         tasks = [t.upper() for t in (tasks or self.default_tasks())]
         for t in tasks:
             if t not in EXTRACT_TASKS:
@@ -336,7 +345,9 @@ class Extractor:
         tok = self.tokenizer
         docs, seg_of, prompts = self._plan(chunk, tasks, schema, language)
         factory = None
-        constrained, hint_bias = decoding
+        from .hint_bias import floor_for, hint_items, is_hinted
+
+        constrained, hint_bias, unhinted_floor = decoding
         if constrained or hint_bias:
             from .constrained import make_factory
             role_map = {**self.trained_roles(), **schema.ee_roles}
@@ -348,7 +359,7 @@ class Extractor:
                                    logits_processor_factory=factory, progress=progress)
         roles = {**self.trained_roles(), **schema.ee_roles}
         found: dict[int, dict] = {i: {} for i in range(len(docs))}
-        for (i, seg, task, opts, _), g in zip(prompts, outs):
+        for (i, seg, task, opts, prompt), g in zip(prompts, outs):
             doc = docs[i]
             if g.truncated:  # the text budget should prevent this; say so if it did not
                 doc.stats["truncated_prompts"] = doc.stats.get("truncated_prompts", 0) + 1
@@ -358,12 +369,18 @@ class Extractor:
             # with its index to find its confidence again afterwards.
             ranges = item_ranges(g.text)
             merged, confs = ParseResult(), []
+            floor = floor_for(unhinted_floor, task)
+            hint = hint_items(prompt) if floor else []
             for (s, e), conf in zip(ranges, item_confidences(tok, g.token_ids, g.token_logprobs, g.text, ranges)):
                 res = parse(g.text[s:e], task, options=opts, roles=roles if task == "EE" else None)
                 for reason, c in res.dropped.items():
                     doc.stats[f"dropped_{reason}"] = doc.stats.get(f"dropped_{reason}", 0) + c
                 if conf < min_confidence:
                     doc.stats["below_min_confidence"] = doc.stats.get("below_min_confidence", 0) + \
+                        len(res.entities) + len(res.relations) + len(res.events)
+                    continue
+                if conf < floor and not any(is_hinted(f, hint) for f in split_items(g.text[s:e])):
+                    doc.stats["below_unhinted_floor"] = doc.stats.get("below_unhinted_floor", 0) + \
                         len(res.entities) + len(res.relations) + len(res.events)
                     continue
                 tag = f"{len(confs)}{_TAG}"

@@ -217,14 +217,24 @@ def load_run(spec: dict, base_metrics: dict) -> dict:
     if "hint_file" in spec:  # hint-biased decoding (eval/tune_hint_bias.py): the bias chosen on dev, its tests
         hj = json.loads((d / spec["hint_file"]).read_text())
         tests = hj.get("test", {})
-        free = next((v for k, v in tests.items() if k.startswith("unconstrained+hint")), None)
-        copy = next((v for k, v in tests.items() if k.startswith("constrained_copy+hint")), None)
+        def test(prefix: str, floor: bool):
+            return next((v for k, v in tests.items() if k.startswith(prefix) and k.endswith("+floor") == floor), None)
+
+        free, copy = test("unconstrained+hint", False), test("constrained_copy+hint", False)
+        free_f, copy_f = test("unconstrained+hint", True), test("constrained_copy+hint", True)
         hint = {"chosen": hj["chosen"], "dev_datasets": hj["dev_datasets"], "rule": hj["rule"],
                 "dev": {b: v["summary"] for b, v in hj["dev"].items()},
                 "metrics": metrics_by_key(free["scores"]) if free else {},
                 "metrics_constrained": metrics_by_key(copy["scores"]) if copy else {},
                 "unsupported_rate": {"unconstrained": free and free["unsupported_rate"],
                                      "constrained": copy and copy["unsupported_rate"]}}
+        if "chosen_floor" in hj:  # the unhinted-item floor, chosen with the bias (session 8 on)
+            hint |= {"chosen_floor": hj["chosen_floor"], "floors": hj["floors"],
+                     "dev_floors": {b: {f: x["summary"] for f, x in v["floors"].items()} for b, v in hj["dev"].items()},
+                     "metrics_floor": metrics_by_key(free_f["scores"]) if free_f else {},
+                     "metrics_floor_constrained": metrics_by_key(copy_f["scores"]) if copy_f else {},
+                     "unsupported_rate_floor": {"unconstrained": free_f and free_f["unsupported_rate"],
+                                                "constrained": copy_f and copy_f["unsupported_rate"]}}
     report = d / "model_report.json"
     copy_head = json.loads(report.read_text()).get("copy_head", False) if report.exists() else "copy head" in spec["params"]
     return {

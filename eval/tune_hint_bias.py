@@ -6,8 +6,10 @@ no-model baseline's answer); and its answer's items the hint did not propose can
 when the model is sure of them (``unhinted_floor``, a confidence from 0 to 1; the floor filters
 answers, so every floor is scored from one generation per bias). This scores the config's dev
 datasets (``data.eval``) at each ``--values`` bias and ``--floors`` floor and keeps, per task,
-the pair with the best mean headline score over that task's dev datasets; a hinted task with
-no dev dataset (RE, RC here) gets the pair with the best mean over all of them. Dev datasets
+the pair with the best mean headline score over that task's dev datasets, and each of a task's
+several dev datasets its own best pair (``NER/CrossNER_AI``: its test set decodes with it); a
+hinted task with no dev dataset (RE, RC here) gets the pair with the best mean over all of them
+(RC no floor: its answer is one label). Dev datasets
 that read the same file and split as a test dataset are left out (DuIE's public dev file is
 this project's DuIE test set). Then it scores the test datasets with the chosen biases, at
 floor 0 and at the chosen floors, free and copy-constrained, and copy-constrained at bias 0
@@ -33,7 +35,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources  # noqa: E402
 from instructie.evaluate import HEADLINE, evaluate_floors, scored_records  # noqa: E402
-from instructie.hint_bias import bias_label, check_bias, check_floor  # noqa: E402
+from instructie.hint_bias import FLOORLESS_TASKS, bias_label, check_bias, check_floor  # noqa: E402
 from instructie.io import atomic_write, write_json, write_jsonl  # noqa: E402
 from instructie.memory import HINT_TASKS  # noqa: E402
 
@@ -69,10 +71,21 @@ def pick(dev: dict, datasets: set[str], task: str | None = None):
 
 
 def pick_per_task(dev: dict, datasets: set[str]) -> dict:
-    """A setting for every hinted task: its own dev datasets' best, else the best over all."""
-    tasks_seen = {k.split("/")[1] for s in dev.values() for k in s if k.split("/")[0] in datasets}
-    overall = pick(dev, datasets)
-    return {t: pick(dev, datasets, t) if t in tasks_seen else overall for t in HINT_TASKS}
+    """A setting for every hinted task: the best mean over its own dev datasets, else over all
+    of them; and for each dev dataset of a task with several, its own best where that differs
+    (key ``TASK/DATASET``, read by ``hint_bias.setting_for``). RC is never given a floor
+    (``hint_bias.FLOORLESS_TASKS``)."""
+    seen = {(k.split("/")[0], k.split("/")[1]) for s in dev.values() for k in s if k.split("/")[0] in datasets}
+    out = {}
+    for t in HINT_TASKS:
+        options = {k: v for k, v in dev.items()
+                   if not (t in FLOORLESS_TASKS and isinstance(k, tuple) and any(k[1:]))}
+        own = sorted(ds for ds, task in seen if task == t)
+        out[t] = pick(options, datasets, t) if own else pick(options, datasets)
+        for ds in own if len(own) > 1 else []:
+            if (best := pick(options, {ds}, t)) != out[t]:
+                out[f"{t}/{ds}"] = best
+    return out
 
 
 def _label(bias, floor) -> str:
@@ -84,7 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    ap.add_argument("--values", type=float, nargs="+", default=[0, 1, 2, 4, 8, 16], help="hint biases")
+    ap.add_argument("--values", type=float, nargs="+", default=[0, 2, 4, 8, 16, 32], help="hint biases")
     ap.add_argument("--floors", type=float, nargs="+", default=[0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                     help="unhinted-item floors (confidences from 0 to 1; 0 alone: tune the bias only)")
     ap.add_argument("--dev-limit", type=int, default=400, help="records per dev dataset")
@@ -115,7 +128,8 @@ def main(argv=None) -> int:
     out = {"model": a.model, "config": a.config, "set": a.set, "values": a.values, "floors": floors,
            "dev_limit": a.dev_limit, "dev_datasets": sorted(names), "dev_left_out": left_out,
            "rule": "per task, the (bias, unhinted floor) pair with the best mean dev headline score of its dev "
-                   "datasets, else of all (ties: the smaller)", "dev": {}}
+                   "datasets, else of all; per dev dataset of a task with several, its own best pair where that "
+                   "differs; RC no floor (ties: the smaller)", "dev": {}}
 
     def run(records, bias, constrained, run_floors, keep=False):
         t0 = time.time()
@@ -140,10 +154,14 @@ def main(argv=None) -> int:
     out["chosen"] = {t: b for t, (b, _) in best.items()}
     out["chosen_floor"] = {t: f for t, (_, f) in best.items()}
     base = (min(a.values), 0.0)
-    for t in sorted({k.split("/")[1] for k in dev[base]} & set(best)):
-        b, f = best[t]
-        print(f"[tune_hint_bias] {t}: chosen bias {b:g}, unhinted floor {f:g} (dev mean headline "
-              f"{mean_headline(dev[best[t]], names, t):.4f} vs {mean_headline(dev[base], names, t):.4f} "
+    for key in sorted(best):
+        t, _, ds = key.partition("/")
+        if t not in {k.split("/")[1] for k in dev[base]}:
+            continue
+        b, f = best[key]
+        scope = {ds} if ds else names
+        print(f"[tune_hint_bias] {key}: chosen bias {b:g}, unhinted floor {f:g} (dev mean headline "
+              f"{mean_headline(dev[best[key]], scope, t):.4f} vs {mean_headline(dev[base], scope, t):.4f} "
               f"at bias {base[0]:g}, floor 0)", file=sys.stderr)
     write_json(a.json, out)
     bias, floor = check_bias(out["chosen"]), check_floor(out["chosen_floor"])

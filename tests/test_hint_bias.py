@@ -251,6 +251,13 @@ def test_the_tuning_picks_a_bias_per_task_on_its_own_dev_sets():
              for b, s in dev.items() for f in (0.0, 0.5, 0.9)}
     assert pick_per_task(pairs, {"c", "d"})["NER"] == (2.0, 0.5)
     assert pick_per_task(pairs, {"c", "d"})["EE"] == (8.0, 0.0)
+    # a task with several dev datasets: each gets its own best where it differs; RC never a floor
+    for (b, f), s in pairs.items():
+        s["e/NER/entity_f1"] = 0.3 + (0.02 if b == 8.0 else 0.0) + (0.01 if f == 0.9 else 0.0)
+    picked = pick_per_task(pairs, {"c", "d", "e"})
+    assert picked["NER"] == (2.0, 0.9)  # the mean of c and e
+    assert picked["NER/c"] == (2.0, 0.5) and picked["NER/e"] == (8.0, 0.9)
+    assert picked["RC"][1] == 0.0 and "EE/d" not in picked
 
 
 def test_bad_hint_bias_settings_are_named(monkeypatch):
@@ -401,3 +408,37 @@ def test_extraction_keeps_hinted_and_sure_items_under_the_floor(tiny_model_dir, 
         found(unhinted_floor=3)
     with pytest.raises(ConfigError, match="unhinted_floor needs a model trained with memory hints"):
         next(base.extract([TEXT], ["NER"], unhinted_floor=0.5))
+
+
+def test_a_dataset_entry_overrides_its_task_and_rc_has_no_floor(tiny_model_dir, monkeypatch):
+    """``{"NER": 4, "NER/b": 16}``: records of dataset b decode with 16, other NER records with
+    4 (one generation per value); text of no dataset gets the task's value."""
+    from instructie import constrained, evaluate, generation
+    from instructie.config import load_config
+    from instructie.extractor import Extractor
+    from instructie.hint_bias import check_bias, floor_for, setting_for
+
+    bias = check_bias({"NER": 4, "NER/b": 16, "NER/c": 0})
+    assert bias == {"NER": 4.0, "NER/b": 16.0, "NER/c": 0.0}  # c's own 0 overrides its task's 4
+    assert [setting_for(bias, "NER", d) for d in ("a", "b", "c", "")] == [4.0, 16.0, 0.0, 4.0]
+    assert setting_for(bias, "EE", "b") == 0.0 and setting_for(2.0, "EE", "b") == 2.0
+    assert floor_for({"NER": 0.5, "RC": 0.9}, "RC") == 0.0 and floor_for(0.5, "RC", "x") == 0.0
+    with pytest.raises(ValueError, match="unknown task 'XX/b'"):
+        check_bias({"XX/b": 1})
+    with pytest.raises(ValueError, match="unknown task 'NER/'"):
+        check_bias({"NER/": 1})
+
+    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
+    memory = Memory.from_records([Record("m", "a", "NER", "Obama spoke .", options=OPTIONS,
+                                         entities=[Entity("person", "Obama", 0, 5)])])
+    records = [Record(f"{d}{k}", d, "NER", TEXT, options=OPTIONS) for d in "abc" for k in range(2)]
+    biases, sizes = [], []
+    real_make = constrained.make_factory
+    monkeypatch.setattr(constrained, "make_factory",
+                        lambda *a, hint_bias=0.0, **kw: biases.append(hint_bias) or real_make(*a, hint_bias=hint_bias, **kw))
+    monkeypatch.setattr(generation, "generate", lambda m, t, sources, **kw: sizes.append(len(sources)) or
+                        [generation.Generated("None", [], []) for _ in sources])
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    cfg.data.max_options = None
+    evaluate.evaluate_records(ex.model, ex.tokenizer, records, cfg, load_templates(), memory=memory, hint_bias=bias)
+    assert biases == [4.0, 16.0] and sizes == [2, 2, 2]  # c: plain decoding, no processor

@@ -60,18 +60,28 @@ def generate_answers(model, tokenizer, records: Sequence[Record], templates: dic
     (one per option chunk); ``predict``'s arguments. ``with_scores``: keep token log-probs
     (for ``unhinted_floor``)."""
     from .generation import generate
+    from .hint_bias import setting_for
 
     plan = [(i, opts, src) for i, r in enumerate(records)
             for opts, src in prompts_for(r, templates, max_options, memory)]
-    factory = None
-    if constrained or (hint_bias and memory is not None):
-        from .constrained import make_factory
-        roles = sorted({x for r in records for rs in (r.roles or {}).values() for x in rs})
-        factory = make_factory(constrained, tokenizer, model.config.vocab_size, roles=roles, templates=templates,
-                               hint_bias=hint_bias if memory is not None else 0.0)
-    outs = generate(model, tokenizer, [p[2] for p in plan], batch_size=batch_size,
-                    max_source_length=max_source_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                    logits_processor_factory=factory, with_scores=with_scores)
+    # one generation per bias value: a bias may differ per task and dataset (hint_bias.setting_for)
+    groups: dict[float, list[int]] = {}
+    for k, (i, _, _) in enumerate(plan):
+        b = setting_for(hint_bias, records[i].task, records[i].dataset) if memory is not None else 0.0
+        groups.setdefault(b, []).append(k)
+    roles = sorted({x for r in records for rs in (r.roles or {}).values() for x in rs})
+    outs: list = [None] * len(plan)
+    for b, ks in sorted(groups.items()):
+        factory = None
+        if constrained or b:
+            from .constrained import make_factory
+            factory = make_factory(constrained, tokenizer, model.config.vocab_size, roles=roles, templates=templates,
+                                   hint_bias=b)
+        res = generate(model, tokenizer, [plan[k][2] for k in ks], batch_size=batch_size,
+                       max_source_length=max_source_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                       logits_processor_factory=factory, with_scores=with_scores)
+        for k, g in zip(ks, res):
+            outs[k] = g
     return [(i, opts, src, g) for (i, opts, src), g in zip(plan, outs)]
 
 
@@ -85,7 +95,8 @@ def predictions_from(records: Sequence[Record], answers, tokenizer=None,
     raw: list[list[str]] = [[] for _ in records]
     truncated = [0] * len(records)
     for i, opts, src, g in answers:
-        text, left_out = drop_unhinted(g, src, floor_for(unhinted_floor, records[i].task), tokenizer)
+        text, left_out = drop_unhinted(g, src, floor_for(unhinted_floor, records[i].task, records[i].dataset),
+                                       tokenizer)
         res = parse(text, records[i].task, options=opts, roles=records[i].roles or None)
         if left_out:
             res.dropped["below_unhinted_floor"] += left_out

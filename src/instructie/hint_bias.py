@@ -53,8 +53,10 @@ _RC_LEVELS = ("pair", "tail", "head")
 
 
 def check_bias(bias, what: str = "a hint bias", top: float = math.inf) -> float | dict[str, float]:
-    """A hint bias as given (config, card, API): a number >= 0 or {task: number}; ValueError
-    otherwise. Zero entries of a mapping are dropped, and an empty mapping is 0 (off)."""
+    """A hint bias as given (config, card, API): a number >= 0, or a mapping of tasks to numbers
+    where a key may also name a dataset (``{"NER": 4, "NER/CrossNER_AI": 16}``: that dataset's
+    records get 16, other NER records 4; see ``setting_for``); ValueError otherwise. Zero
+    entries of a task are dropped, and an empty mapping is 0 (off)."""
     from .records import TASKS
 
     def number(v):
@@ -65,12 +67,15 @@ def check_bias(bias, what: str = "a hint bias", top: float = math.inf) -> float 
 
     if isinstance(bias, dict):
         out = {}
-        for task, v in bias.items():
-            if task not in TASKS:
-                raise ValueError(f"{what} for unknown task {task!r} (tasks: {', '.join(TASKS)})")
-            if v := number(v):
-                out[task] = v
-        return out or 0.0
+        for key, v in bias.items():
+            task, _, dataset = str(key).partition("/")
+            if task not in TASKS or (key != task and not dataset):
+                raise ValueError(f"{what} for unknown task {key!r} (keys: a task, {', '.join(TASKS)}, or "
+                                 f"TASK/DATASET)")
+            # a dataset's own 0 stays: it overrides its task's value
+            if (v := number(v)) or dataset:
+                out[key] = v
+        return out if any(out.values()) else 0.0
     return number(bias)
 
 
@@ -79,9 +84,22 @@ def check_floor(floor) -> float | dict[str, float]:
     return check_bias(floor, "an unhinted-item floor", 1.0)
 
 
-def floor_for(floor: float | dict[str, float], task: str) -> float:
-    """The floor of ``task``'s items (0 where a mapping has no entry)."""
-    return float(floor.get(task, 0.0)) if isinstance(floor, dict) else float(floor)
+def setting_for(setting: float | dict[str, float], task: str, dataset: str = "") -> float:
+    """A hint bias's or floor's value for a record of ``task`` from ``dataset``: the mapping's
+    ``TASK/DATASET`` entry, else its ``TASK`` entry, else 0 (a number: itself). Text from no
+    known dataset (extraction) gets the task's value."""
+    if not isinstance(setting, dict):
+        return float(setting)
+    return float(setting.get(f"{task}/{dataset}", setting.get(task, 0.0)) if dataset else setting.get(task, 0.0))
+
+
+# A classification answer is one label: an answer with it left out is always wrong.
+FLOORLESS_TASKS = ("RC",)
+
+
+def floor_for(floor: float | dict[str, float], task: str, dataset: str = "") -> float:
+    """The unhinted-item floor of ``task``'s items (``setting_for``; 0 for RC)."""
+    return 0.0 if task in FLOORLESS_TASKS else setting_for(floor, task, dataset)
 
 
 def bias_label(bias: float | dict[str, float]) -> str:

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     ap.add_argument("--values", type=float, nargs="+", default=[0, 2, 4, 8, 16, 32], help="hint biases")
-    ap.add_argument("--floors", type=float, nargs="+", default=[0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    ap.add_argument("--floors", type=float, nargs="+", default=[0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
                     help="unhinted-item floors (confidences from 0 to 1; 0 alone: tune the bias only)")
     ap.add_argument("--dev-limit", type=int, default=400, help="records per dev dataset")
     ap.add_argument("--json", required=True)

@@ -43,10 +43,10 @@ S7B = ("configs/multitask-small.yaml at commit c604ce5 (the session-6 config; hi
 DEV_SETS = "'data.eval[0].options.datasets=[CoNLL2003,DuEE,CrossNER_AI,CrossNER_literature]'"
 
 
-def s7_run(run: str, train2_s: int, tuning: str, then: str = "") -> dict:
-    """A session-7 run: three calls of eval/gpu_run.sh, the last tuning the hint bias (hint_bias.json holds its
-    tests, copy-constrained at bias 0 among them)."""
-    return {"dir": f"multitask-small-{run}", "group": 7, "params": "61.0M params incl. the copy head",
+def tuned_run(run: str, train2_s: int, tuning: str, then: str = "", group: int = 7) -> dict:
+    """A run of sessions 7 on: three calls of eval/gpu_run.sh, the last tuning the hint bias (session 8 on: with
+    the unhinted-item floor); hint_bias.json holds its tests, copy-constrained at bias 0 among them."""
+    return {"dir": f"multitask-small-{run}", "group": group, "params": "61.0M params incl. the copy head",
             "hint_file": "hint_bias.json", "constrained_file": "hint_bias.json",
             "constrained_path": ["test", "constrained_copy"],
             "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
@@ -55,7 +55,13 @@ def s7_run(run: str, train2_s: int, tuning: str, then: str = "") -> dict:
                        f"{run} 3 train.max_steps=3600 (the last runs python3 eval/tune_hint_bias.py --model runs/{run} "
                        f"--config configs/multitask-small.yaml --set train.max_steps=3600 --set {DEV_SETS} --json "
                        f"hint_bias.json, {tuning})" + then}
+S8 = ("configs/multitask-small.yaml at commit 61fe733 (the session-6 config; hints from each record's own dataset, "
+      "in training as at test; the decoding fixes of commits 295cec9, ed3ddeb and 563ac84; the unhinted-item floor, "
+      "one (bias, floor) pair per task, RC included)")
 RUN_SPECS = [
+    # Session 8: the unhinted-item floor, tuned with the bias on dev (eval/tune_hint_bias.py).
+    {"name": "multitask-small-s8", "config": S8, "summary": "the session-7 config, current decoding (session 8)",
+     **tuned_run("s8", 400, "values 0 1 2 4 8 16, floors 0 0.2 0.3 ... 0.9, a (bias, floor) pair per task", group=8)},
     {"name": "multitask-small-adafactor", "dir": "multitask-small-adafactor", "group": 3,
      "config": S3, "params": "61.0M params incl. the copy head",
      "summary": "Adafactor 5e-3 + memory hints (session 3, best)", "optseed_file": "test_optseed1.json",
@@ -66,9 +72,9 @@ RUN_SPECS = [
                 + "; the same with --option-seed 1 instead of --constrained copy"},
     # Session 7: the session-6 config, then hint-biased decoding tuned on dev (eval/tune_hint_bias.py).
     {"name": "multitask-small-s7b", "config": S7B, "summary": "the same with per-dataset hints (session 7)",
-     **s7_run("s7b", 400, "values 0 1 2 4 8 16, a bias per task")},
+     **tuned_run("s7b", 400, "values 0 1 2 4 8 16, a bias per task")},
     {"name": "multitask-small-s7", "config": S7, "summary": "the session-6 config again, 3,600 steps (session 7)",
-     **s7_run("s7", 520, "values 0 1 2 4 8, one bias for all tasks",
+     **tuned_run("s7", 520, "values 0 1 2 4 8, one bias for all tasks",
               "; then the same script with --values 8 16 32 1000 (hint_bias_wide.json)")},
     # Session 6: every label in one prompt at 1,024 source tokens (commit 7af000e), the GPU to itself.
     {"name": "multitask-small-s6", "dir": "multitask-small-s6", "group": 6,
@@ -288,10 +294,15 @@ def main() -> None:
             best[(ds, task, metric)] = (k.split(":")[0], cands[k])
 
     r = runs[0]
+    s3best = next(x for x in runs if x["name"] == "multitask-small-adafactor")  # the reference of sessions 4 and 6
+    h = r["hint_bias"]
+    tuned = bool(h.get("metrics_floor"))  # the best run decodes with its dev-tuned hint bias and floor
+    top_free, top_copy = ((h["metrics_floor"], h["metrics_floor_constrained"]) if tuned
+                          else (r["metrics"], r["metrics_constrained"]))
     rows = ["| dataset | task | metric | model | model, copy-constrained | best no-model baseline | "
             "beats baseline? (free / constrained) |", "|---|---|---|---|---|---|---|"]
     for ds, task, metric in ROWS:
-        v, c = get(r["metrics"], ds, task, metric), get(r["metrics_constrained"], ds, task, metric)
+        v, c = get(top_free, ds, task, metric), get(top_copy, ds, task, metric)
         b = best.get((ds, task, metric))
         bt = f"{b[1]:.4f} ({b[0]})" if b else "none (zero-shot: no training data)"
         verdict = "—" if not b else " / ".join("yes" if x is not None and x > b[1] else "**no**" for x in (v, c))
@@ -337,6 +348,46 @@ def main() -> None:
         out.append("| *unsupported-span rate* | | " + " | ".join(
             f"{fmt(u['unconstrained'])} ({fmt(u['constrained'])})"
             for x in group for u in (x["unsupported_rate"], x["hint_bias"]["unsupported_rate"])) + " | | |")
+        return "\n".join(out)
+
+    def floored(group: list[dict]) -> str:
+        """Each run at bias 0, with its tuned hint bias (floor 0), and with the bias and the unhinted-item floor
+        (copy-constrained in parentheses), beside the baseline."""
+        cols = [("β = 0", "metrics", "metrics_constrained", None), ("tuned bias", "metrics", "metrics_constrained", "h"),
+                ("tuned bias + floor", "metrics_floor", "metrics_floor_constrained", "h")]
+        head = "| dataset | metric | " + " | ".join(f"{x['name']}: {c[0]}" for x in group for c in cols)
+        out = [head + " | best baseline | beats it with bias + floor? (free / copy) |",
+               "|---|---|" + "---|" * (len(cols) * len(group) + 2)]
+        for ds, task, metric in ROWS:
+            cells = []
+            for x in group:
+                for _, fk, ck, src in cols:
+                    m = x["hint_bias"] if src else x
+                    v, cv = get(m[fk], ds, task, metric), get(m[ck], ds, task, metric)
+                    cells.append(fmt(v) + (f" ({fmt(cv)})" if cv is not None else ""))
+            b = best.get((ds, task, metric))
+            verdict = "—" if not b else "; ".join(" / ".join(
+                "yes" if (v := get(x["hint_bias"][key], ds, task, metric)) is not None and v > b[1] else "**no**"
+                for key in ("metrics_floor", "metrics_floor_constrained")) for x in group)
+            out.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {fmt(b[1]) if b else '—'} | {verdict} |")
+        out.append("| *unsupported-span rate* | | " + " | ".join(
+            f"{fmt(u['unconstrained'])} ({fmt(u['constrained'])})" for x in group
+            for u in (x["unsupported_rate"], x["hint_bias"]["unsupported_rate"], x["hint_bias"]["unsupported_rate_floor"]))
+            + " | | |")
+        out.append("| *chosen on dev: bias; floor* | | " + " | ".join(
+            f"— | {bias_name(x['hint_bias']['chosen'])} | {bias_name(x['hint_bias']['chosen'])}; "
+            f"{bias_name(x['hint_bias']['chosen_floor'])}" for x in group) + " | | |")
+        return "\n".join(out)
+
+    def floor_sweep(x: dict) -> str:
+        h = x["hint_bias"]
+        keys = sorted({k for s in h["dev"].values() for k in s if k.split("/")[2] == HEAD.get(k.split("/")[1])})
+        shown = [f for f in sorted(next(iter(h["dev_floors"].values())), key=float) if float(f) in (0, 0.5, 0.8, 0.9, 0.95)]
+        out = ["| hint bias | floor | " + " | ".join(f"{k.split('/')[0]} {k.split('/')[2]}" for k in keys) + " |",
+               "|---|---|" + "---|" * len(keys)]
+        for b in sorted(h["dev_floors"], key=float):
+            for f in shown:
+                out.append(f"| {b} | {f} | " + " | ".join(fmt(h["dev_floors"][b][f].get(k)) for k in keys) + " |")
         return "\n".join(out)
 
     def rescored() -> str:
@@ -387,31 +438,40 @@ def main() -> None:
         MARK_BEGIN, "",
         "### Test splits: the best model beside its no-model baselines (`python eval/report.py`)", "",
         f"Run: {r['name']} ({r['summary']}); init: {r['init']}; config `{r['config']}`; device: {r['device']}; "
-        f"training time {r['wall_s']} s over {r['calls']}.", "",
+        f"training time {r['wall_s']} s over {r['calls']}."
+        + (f" Decoded with the hint bias and unhinted-item floor chosen on the dev sets by `eval/tune_hint_bias.py` "
+           f"(bias {bias_name(h['chosen'])}; floor {bias_name(h['chosen_floor'])}); command: `{r['command']}`."
+           if tuned else ""), "",
         "\n".join(rows), "",
         f"Unsupported-span rate on the test splits (items whose spans are not in the text): "
-        f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
-        f"copy-constrained.", "",
-        "This run's answers were not saved, so it cannot be rescored with a mention kept once (session 7); the "
-        "session-7 runs below, rescored and decoded with their tuned hint bias, miss the baseline on CrossNER AI and "
-        "DuEE only.", "",
+        f"{(h['unsupported_rate_floor'] if tuned else r['unsupported_rate'])['unconstrained']:.4f} free, "
+        f"{(h['unsupported_rate_floor'] if tuned else r['unsupported_rate'])['constrained']:.4f} copy-constrained.",
+        "",
+        "### Session 8: the unhinted-item floor (`hint_bias.drop_unhinted`: an item the memory hint did not propose "
+        "is kept only when the model's own confidence in it reaches the floor), chosen with the hint bias on the dev "
+        "sets by `eval/tune_hint_bias.py` (test splits, copy-constrained in parentheses; a mention repeated by a "
+        "generation loop is scored once, as in the rescored table of session 7)", "",
+        floored([x for x in runs if x["session"] == 8][::-1]), "",
+        *[s for x in runs if x["session"] == 8 for s in (
+            f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "
+            f"{x['hint_bias']['rule']}):", "", floor_sweep(x), "")],
         "### Session 7: hint-biased decoding (`src/instructie/hint_bias.py`; the bias chosen on dev sets by "
         "`eval/tune_hint_bias.py`; test splits, copy-constrained in parentheses)", "",
-        hinted([x for x in runs if x["hint_bias"]][::-1]), "",
+        hinted([x for x in runs if x["session"] == 7][::-1]), "",
         "Free decoding, rescored with a located mention kept once (`python eval/rescore.py --config "
         "configs/multitask-small.yaml --predictions <the runs' test prediction files> --json "
         "eval/runs/rescore_duplicates.json`; the tables above count each repeat of a mention as a false positive):",
         "", rescored(), "",
-        *[s for x in runs if x["hint_bias"] for s in (
+        *[s for x in runs if x["session"] == 7 for s in (
             f"Dev sweep of {x['name']} (first 400 records of each dev split; {x['hint_bias']['rule']}):", "",
             dev_sweep(x), "")],
         "### Session 6: every label in one prompt (1,024 source tokens), and a mix weighted to DuEE and DuIE "
         "(test splits; copy-constrained in parentheses; the session-3 best and the session-4 run for reference)", "",
-        ablation([runs[0]] + [x for x in runs if x["name"] == "multitask-small-s4"]
+        ablation([s3best] + [x for x in runs if x["name"] == "multitask-small-s4"]
                  + [x for x in runs if x["session"] == 6]), "",
         "### Session 4: review-fixed training hints, and option-chunk sampling (test splits; copy-constrained in "
         "parentheses; the session-3 best run, commit e648694, for reference)", "",
-        ablation([runs[0]] + [x for x in runs if x["session"] == 4]), "",
+        ablation([s3best] + [x for x in runs if x["session"] == 4]), "",
         "### Ablation, session 3: optimizer, memory hints, pretraining (test splits; copy-constrained in "
         "parentheses; same mix, seed and copy head)", "",
         ablation([x for x in runs if x["session"] == 3]), "",

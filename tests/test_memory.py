@@ -256,6 +256,15 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     assert (tmp_path / "p.floor.jsonl").exists() == bool(floor) == ("unconstrained+hint+floor" in tune["test"])
     tuned = Extractor.from_pretrained(out, device="cpu")
     assert tuned.hint_bias == chosen and tuned.unhinted_floor == floor
+    # instructie test decodes as the model is used: its card's tuned values unless told otherwise
+    card = json.loads((out / "instructie.json").read_text())
+    (out / "instructie.json").write_text(json.dumps(card | {"hint_bias": {"NER": 1e4}, "unhinted_floor": 0.5}))
+    for flags, key in (([], "unconstrained+hintNER=10000+floor0.5"), (["--hint-bias", "0", "--unhinted-floor", "0"],
+                                                                     "unconstrained")):
+        assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+                         "--split", "eval", "--limit", "2", "--json", str(tmp_path / "t.json"), *flags]) == 0
+        assert list(json.loads((tmp_path / "t.json").read_text())) == [key]
+    (out / "instructie.json").write_text(json.dumps(card))
     from instructie.io import ConfigError
     # extraction decodes with a per-task bias from the card (and with one given), hint lines and all
     card = json.loads((out / "instructie.json").read_text())

@@ -161,20 +161,31 @@ def cmd_test(a) -> int:
     if a.gold_out:
         n = write_jsonl(a.gold_out, (r.to_dict() for r in scored_records(sources, a.limit)))
         print(f"wrote {n} gold records to {a.gold_out}", file=sys.stderr)
-    from .hint_bias import bias_label, check_bias
+    from .hint_bias import bias_label, check_bias, check_floor
+    # Decoding as the model is used (extract, the Python API): the values given here, else those tuned
+    # into its card (eval/tune_hint_bias.py --write-card), else the config's.
     try:
-        biases = [check_bias(b) for b in a.hint_bias or [cfg.eval.hint_bias]]
+        biases = [check_bias(b) for b in a.hint_bias or [ex.hint_bias or cfg.eval.hint_bias]]
     except ValueError as e:
         raise ConfigError(f"--hint-bias: {e}") from None
-    if any(biases) and ex.memory is None:
-        raise ConfigError(f"{a.model}: --hint-bias needs a model trained with memory hints (data.memory_hints)")
+    try:
+        floor = check_floor((ex.unhinted_floor or cfg.eval.unhinted_floor) if a.unhinted_floor is None
+                            else a.unhinted_floor)
+    except ValueError as e:
+        raise ConfigError(f"--unhinted-floor: {e}") from None
+    for flag, value in (("--hint-bias", any(biases)), ("--unhinted-floor", floor)):
+        if value and ex.memory is None:
+            raise ConfigError(f"{a.model}: {flag} needs a model trained with memory hints (data.memory_hints)")
+    if not a.hint_bias and ex.hint_bias or a.unhinted_floor is None and ex.unhinted_floor:
+        print(f"decoding with the model's tuned hint bias {bias_label(biases[0])} and unhinted floor "
+              f"{bias_label(floor)} (its instructie.json; --hint-bias 0 --unhinted-floor 0: plain)", file=sys.stderr)
     modes = [(c, b) for c in modes for b in biases]
     for constrained, bias in modes:
         rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
                                option_seed=a.option_seed, constrained=constrained, memory=ex.memory,
-                               keep_predictions=bool(a.predictions), hint_bias=bias)
+                               keep_predictions=bool(a.predictions), hint_bias=bias, unhinted_floor=floor)
         key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
-        key += f"+hint{bias_label(bias)}" if bias else ""
+        key += (f"+hint{bias_label(bias)}" if bias else "") + (f"+floor{bias_label(floor)}" if floor else "")
         if a.predictions:  # several modes: one file each, named after the mode
             path = a.predictions if len(modes) == 1 else str(Path(a.predictions).with_suffix(f".{key}.jsonl"))
             n = write_jsonl(path, rep.pop("predictions"))
@@ -249,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="on/vocab: only tokens of the prompt; copy: every field a contiguous copy of the text or "
                     "an option label; both: off + on; all: off + on + copy")
     ts.add_argument("--hint-bias", type=float, nargs="+", metavar="B", help="lean decoding toward the memory "
-                    "hint's items by B (log-probability; several values: one report each; default: eval.hint_bias)")
+                    "hint's items by B (log-probability; several values: one report each; default: the model's "
+                    "tuned value, else eval.hint_bias)")
+    ts.add_argument("--unhinted-floor", type=float, default=None, metavar="C", help="keep an item the memory hint "
+                    "did not propose only with confidence >= C (default: the model's tuned value, else "
+                    "eval.unhinted_floor)")
     ts.add_argument("--limit", type=int, default=None, help="at most N records per dataset")
     ts.add_argument("--option-seed", type=int, default=None,
                     help="ask each record's options in an order shuffled with this seed (default: schema order)")

@@ -112,7 +112,12 @@ def main(argv=None) -> int:
 
     from instructie.extractor import Extractor
 
-    floors = sorted({0.0, *(check_floor(f) for f in a.floors)})
+    try:
+        floors = sorted({0.0, *(check_floor(f) for f in a.floors)})
+        for b in a.values:
+            check_bias(b)
+    except ValueError as e:
+        ap.error(str(e))
     cfg = load_config(a.config, a.set)
     ex = Extractor.from_pretrained(a.model, device=a.device)
     if ex.memory is None:
@@ -187,9 +192,9 @@ def main(argv=None) -> int:
             name = key + ("+floor" if f else "")
             if "predictions" in rep:  # rescorable later (eval/rescore.py) when the model is gone
                 path = Path(a.predictions)
-                stem, _, ext = path.name.partition(".")  # x.jsonl -> x.copy.floor.jsonl (x.jsonl.gz alike)
+                stem, dot, ext = path.name.partition(".")  # x.jsonl -> x.copy.floor.jsonl (x.jsonl.gz alike)
                 marks = "".join(m for m, on in ((".copy", constrained), (".floor", f)) if on)
-                write_jsonl(path.with_name(f"{stem}{marks}.{ext}"), rep.pop("predictions"))
+                write_jsonl(path.with_name(f"{stem}{marks}{dot}{ext}") if marks else path, rep.pop("predictions"))
             print(f"== {name}, {_label(b, f)} (unsupported rate {rep['unsupported_rate']:.4f})\n{rep['table']}")
             out["test"][name] = {k: v for k, v in rep.items() if k != "table"}
             write_json(a.json, out)

@@ -325,6 +325,13 @@ def test_the_unhinted_floor_drops_only_unsure_items_the_hint_did_not_propose(tok
     assert is_hinted(["attack", "Conflict", "attacker=rebels"], [("attack", "Conflict")])
     assert not is_hinted(["attack", "Movement"], [("attack", "Conflict")])
     assert is_hinted(["mother"], [("mother",), ("child",)])  # RC: the relation
+    # a hint item with an escaped character is the hint's too (the bias cannot push it; the floor keeps it)
+    escaped = ner_prompt((("AT|T", "organization"),))
+    g = _scripted(tok, "AT\\|T | organization; Monday | person", low={"AT\\|T | organization", "Monday | person"})
+    assert drop_unhinted(g, escaped, 0.5, tok) == ("AT\\|T | organization", 1)
+    # tasks that get no hint (NEG, the auxiliary ones) and RC get no floor: it would cut every item alike
+    from instructie.hint_bias import floor_for
+    assert [floor_for(0.5, t) for t in ("NER", "RE", "EE", "RC", "NEG", "ES")] == [0.5, 0.5, 0.5, 0, 0, 0]
 
 
 def test_evaluation_scores_every_floor_from_one_generation(tiny_model_dir, monkeypatch):

@@ -264,6 +264,13 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
         assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
                          "--split", "eval", "--limit", "2", "--json", str(tmp_path / "t.json"), *flags]) == 0
         assert list(json.loads((tmp_path / "t.json").read_text())) == [key]
+    # several modes with a dataset-keyed bias: one predictions file each, named after the mode
+    (out / "instructie.json").write_text(json.dumps(card | {"hint_bias": {"NER": 1e4, "NER/x": 0}}))
+    assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+                     "--split", "eval", "--limit", "2", "--constrained", "both", "--unhinted-floor", "0",
+                     "--predictions", str(tmp_path / "p.jsonl")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("p.*constrained*.jsonl")) == [
+        "p.constrained+hintNER=10000,NER_x=0.jsonl", "p.unconstrained+hintNER=10000,NER_x=0.jsonl"]
     (out / "instructie.json").write_text(json.dumps(card))
     from instructie.io import ConfigError
     # extraction decodes with a per-task bias from the card (and with one given), hint lines and all

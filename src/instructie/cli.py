@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -164,21 +165,25 @@ def cmd_test(a) -> int:
     from .hint_bias import bias_label, check_bias, check_floor
     # Decoding as the model is used (extract, the Python API): the values given here, else those tuned
     # into its card (eval/tune_hint_bias.py --write-card), else the config's.
+    tuned = {k: ex.card[k] for k in ("hint_bias", "unhinted_floor") if ex.memory is not None and k in ex.card}
+    given = {"hint_bias": a.hint_bias, "unhinted_floor": a.unhinted_floor}
+    source = {k: ("--" + k.replace("_", "-") if given[k] is not None else
+                  f"{a.model}/instructie.json {k}" if k in tuned else f"eval.{k}") for k in given}
     try:
-        biases = [check_bias(b) for b in a.hint_bias or [ex.hint_bias or cfg.eval.hint_bias]]
+        biases = [check_bias(b) for b in a.hint_bias or [tuned.get("hint_bias", cfg.eval.hint_bias)]]
     except ValueError as e:
-        raise ConfigError(f"--hint-bias: {e}") from None
+        raise ConfigError(f"{source['hint_bias']}: {e}") from None
     try:
-        floor = check_floor((ex.unhinted_floor or cfg.eval.unhinted_floor) if a.unhinted_floor is None
+        floor = check_floor(tuned.get("unhinted_floor", cfg.eval.unhinted_floor) if a.unhinted_floor is None
                             else a.unhinted_floor)
     except ValueError as e:
-        raise ConfigError(f"--unhinted-floor: {e}") from None
-    for flag, value in (("--hint-bias", any(biases)), ("--unhinted-floor", floor)):
+        raise ConfigError(f"{source['unhinted_floor']}: {e}") from None
+    for k, value in (("hint_bias", any(biases)), ("unhinted_floor", floor)):
         if value and ex.memory is None:
-            raise ConfigError(f"{a.model}: {flag} needs a model trained with memory hints (data.memory_hints)")
-    if not a.hint_bias and ex.hint_bias or a.unhinted_floor is None and ex.unhinted_floor:
-        print(f"decoding with the model's tuned hint bias {bias_label(biases[0])} and unhinted floor "
-              f"{bias_label(floor)} (its instructie.json; --hint-bias 0 --unhinted-floor 0: plain)", file=sys.stderr)
+            raise ConfigError(f"{a.model}: {source[k]} needs a model trained with memory hints (data.memory_hints)")
+    for k, value in (("hint_bias", biases[0]), ("unhinted_floor", floor)):
+        if given[k] is None and k in tuned:
+            print(f"{k} {bias_label(value)}: the model's tuned value ({source[k]})", file=sys.stderr)
     modes = [(c, b) for c in modes for b in biases]
     for constrained, bias in modes:
         rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
@@ -187,7 +192,8 @@ def cmd_test(a) -> int:
         key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
         key += (f"+hint{bias_label(bias)}" if bias else "") + (f"+floor{bias_label(floor)}" if floor else "")
         if a.predictions:  # several modes: one file each, named after the mode
-            path = a.predictions if len(modes) == 1 else str(Path(a.predictions).with_suffix(f".{key}.jsonl"))
+            mark = re.sub(r"[^\w.=+,-]", "_", key)  # a dataset-keyed bias names "NER/CrossNER_AI"
+            path = a.predictions if len(modes) == 1 else str(Path(a.predictions).with_suffix(f".{mark}.jsonl"))
             n = write_jsonl(path, rep.pop("predictions"))
             print(f"wrote {n} predictions to {path}", file=sys.stderr)
         report[key] = rep

@@ -370,7 +370,7 @@ class Extractor:
             ranges = item_ranges(g.text)
             merged, confs = ParseResult(), []
             floor = floor_for(unhinted_floor, task)
-            hint = hint_items(prompt) if floor else []
+            hint = hint_items(prompt, writable_only=False) if floor else []
             for (s, e), conf in zip(ranges, item_confidences(tok, g.token_ids, g.token_logprobs, g.text, ranges)):
                 res = parse(g.text[s:e], task, options=opts, roles=roles if task == "EE" else None)
                 for reason, c in res.dropped.items():

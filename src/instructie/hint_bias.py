@@ -46,7 +46,7 @@ import math
 import torch
 
 from .constrained import CopyVocabulary, RowStateProcessor, _norm, task_table
-from .memory import HINT_PREFIX
+from .memory import HINT_PREFIX, HINT_TASKS
 from .targets import NONE, item_ranges, render_items, split_items
 
 _RC_LEVELS = ("pair", "tail", "head")
@@ -98,8 +98,11 @@ FLOORLESS_TASKS = ("RC",)
 
 
 def floor_for(floor: float | dict[str, float], task: str, dataset: str = "") -> float:
-    """The unhinted-item floor of ``task``'s items (``setting_for``; 0 for RC)."""
-    return 0.0 if task in FLOORLESS_TASKS else setting_for(floor, task, dataset)
+    """The unhinted-item floor of ``task``'s items (``setting_for``): 0 for RC and for the tasks
+    that get no hint (NEG, the auxiliary tasks), whose items the floor would all cut alike."""
+    if task in FLOORLESS_TASKS or task not in HINT_TASKS:
+        return 0.0
+    return setting_for(floor, task, dataset)
 
 
 def bias_label(bias: float | dict[str, float]) -> str:
@@ -115,7 +118,7 @@ def is_rc_prompt(prompt: str) -> bool:
     return t > 0 and "Head: " in prompt[:t] and "Tail: " in prompt[:t]
 
 
-def hint_items(prompt: str) -> list[tuple[str, ...]]:
+def hint_items(prompt: str, writable_only: bool = True) -> list[tuple[str, ...]]:
     """The answer items a prompt's memory hint proposes (empty without a hint). The line
     markers are matched without their line breaks: a T5 sentencepiece tokenizer decodes a
     prompt's newlines as spaces."""
@@ -136,8 +139,9 @@ def hint_items(prompt: str) -> list[tuple[str, ...]]:
         labels = [it[1] for it in items if len(it) == 2 and it[0] in _RC_LEVELS]
         items = [(lab,) for lab in dict.fromkeys(labels)]
     # an escaped separator or escape is written differently (or, under the copy constraint,
-    # never): such an item could never be finished, and the end would stay lowered
-    return [it for it in items if "\\" not in render_items([it])]
+    # never): the processor could never see such an item finished, and the end would stay
+    # lowered (``writable_only``); an answer that holds it is still the hint's (``is_hinted``)
+    return [it for it in items if not writable_only or "\\" not in render_items([it])]
 
 
 def is_hinted(fields, hint: list[tuple[str, ...]]) -> bool:
@@ -162,7 +166,7 @@ def drop_unhinted(generated, prompt: str, floor: float, tokenizer) -> tuple[str,
     if not floor or text.strip() == NONE:
         return text, 0
     ranges = item_ranges(text)
-    hint = hint_items(prompt)
+    hint = hint_items(prompt, writable_only=False)
     confs = item_confidences(tokenizer, generated.token_ids, generated.token_logprobs, text, ranges)
     kept, left_out = [], 0
     for (s, e), conf in zip(ranges, confs):

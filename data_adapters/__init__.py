@@ -16,7 +16,7 @@ import importlib
 from typing import Callable
 
 ADAPTERS: dict[str, Callable] = {}
-_MODULES = ("duie", "fewrel", "ie_instructions", "fin_negative")
+_MODULES = ("duie", "fewrel", "ie_instructions", "fin_negative", "doccano", "label_studio")
 
 
 def register(name: str):

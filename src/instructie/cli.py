@@ -205,6 +205,37 @@ def cmd_test(a) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- export
+def cmd_export(a) -> int:
+    """Records (convert output, test --gold-out) or extraction output (--with-text) -> an annotation
+    tool's import file: doccano JSONL, or a Label Studio JSON task list (model output as predictions)."""
+    from .annotation_formats import from_row, merged_by_text, to_doccano, to_label_studio
+    from .io import InputError, SkipCounter, atomic_write, iter_jsonl
+
+    if Path(a.output).resolve() == Path(a.input).resolve():
+        raise ConfigError(f"output {a.output} is the input file")
+    errors = SkipCounter(a.skip_invalid)
+    docs, extracted = [], False
+    for no, row in iter_jsonl(a.input, errors):
+        try:
+            docs.append(from_row(row if isinstance(row, dict) else {}))
+        except ValueError as e:
+            errors(InputError(a.input, no, str(e)))
+            continue
+        extracted |= "sentences" in row  # extraction output: pre-annotations to review; records: annotations
+    as_predictions = extracted if a.as_ == "auto" else a.as_ == "predictions"
+    rows = [to_doccano(d) if a.to == "doccano" else to_label_studio(d, as_predictions)
+            for d in merged_by_text(docs)]
+    with atomic_write(a.output) as f:
+        if a.to == "doccano":
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        else:
+            json.dump(rows, f, ensure_ascii=False, indent=1)
+    print(f"wrote {len(rows)} {'rows' if a.to == 'doccano' else 'tasks'} to {a.output}"
+          + (f" ({errors.count} bad rows skipped)" if errors.count else ""), file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------- extract
 def cmd_extract(a) -> int:
     from .extract_cli import run_extract
@@ -216,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="dataset -> instruction JSONL (records + source + target)")
-    c.add_argument("--dataset", required=True, help="adapter: duie, fewrel, ie_instructions, fin_negative")
+    c.add_argument("--dataset", required=True, help="adapter: duie, fewrel, ie_instructions, fin_negative, doccano, label_studio")
     c.add_argument("--input", required=True, help="data file or folder")
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--split", default="", help="train/dev/test where the adapter has splits")
@@ -231,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--shuffle-options", action="store_true")
     c.add_argument("--skip-invalid", action="store_true", help="count bad records and go on")
     c.set_defaults(fn=cmd_convert)
+
+    xp = sub.add_parser("export", help="records or extraction output -> doccano JSONL / Label Studio JSON")
+    xp.add_argument("input", help="JSONL: `convert` output, `test --gold-out`, or `extract --with-text` output")
+    xp.add_argument("--to", required=True, choices=["doccano", "label-studio"])
+    xp.add_argument("-o", "--output", required=True)
+    xp.add_argument("--as", dest="as_", choices=["auto", "predictions", "annotations"], default="auto",
+                    help="Label Studio: items as predictions (pre-annotations, with scores) or annotations "
+                    "(default: predictions for extraction output)")
+    xp.add_argument("--skip-invalid", action="store_true", help="count bad rows and go on")
+    xp.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="score predictions against converted gold JSONL")
     e.add_argument("--gold", required=True)
@@ -309,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "did not propose only with confidence >= C (default: the model's tuned value, else 0)")
     x.add_argument("--memory", nargs="+", metavar="JSONL", help="labeled records (`instructie convert` output) "
                    "added to the memory hints of a model trained with data.memory_hints (your gazetteer)")
+    x.add_argument("--with-text", action="store_true", help="put each document's text in its row (for "
+                   "`instructie export` to an annotation tool)")
     x.add_argument("--html", help="also write a displaCy page")
     x.add_argument("--resume", action="store_true", help="continue after the last finished document")
     x.add_argument("--skip-invalid", action="store_true")

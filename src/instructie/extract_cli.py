@@ -198,7 +198,7 @@ def run_extract(a) -> int:
                               max_new_tokens=a.max_new_tokens, min_confidence=a.min_confidence,
                               keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=ids(),
                               hint_bias=a.hint_bias, unhinted_floor=a.unhinted_floor):
-            line = json.dumps(doc.to_dict(), ensure_ascii=False) + "\n"
+            line = json.dumps(doc.to_dict(with_text=a.with_text), ensure_ascii=False) + "\n"
             try:
                 emit(line)
             except BrokenPipeError:  # `... | head`: the reader is gone, nothing left to do

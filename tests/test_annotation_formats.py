@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from data_adapters import get_adapter
-from instructie.annotation_formats import from_row, to_label_studio
+from instructie.annotation_formats import from_rows, to_label_studio
 from instructie.cli import main as cli_main
 from instructie.io import InputError
 
@@ -88,7 +88,7 @@ def test_extraction_output_becomes_label_studio_predictions_with_scores():
            "events": [{"type": "Meet", "trigger": {"text": "met", "label": "Meet", "start": 25, "end": 28, "score": 0.7},
                        "arguments": [{"text": "Macron", "label": "entity", "start": 29, "end": 35, "score": 0.7}],
                        "score": 0.7}]}
-    a = from_row(doc)
+    a = from_rows([doc])
     assert [(s, e, lab) for s, e, lab, _ in a.spans] == [(0, 5, "person"), (14, 19, "location"), (25, 28, "Meet"),
                                                          (29, 35, "entity")]  # the unlocated one left out
     task = to_label_studio(a, as_predictions=True)
@@ -99,7 +99,7 @@ def test_extraction_output_becomes_label_studio_predictions_with_scores():
     assert [(r["from_id"], r["to_id"], r["labels"]) for r in res if r["type"] == "relation"] == \
         [("e0", "e1", ["visited"]), ("e2", "e3", ["entity"])]
     with pytest.raises(ValueError, match="--with-text"):
-        from_row({k: v for k, v in doc.items() if k != "text"})
+        from_rows([{k: v for k, v in doc.items() if k != "text"}])
 
 
 def test_bad_annotation_files_name_file_and_record(tmp_path):
@@ -134,3 +134,56 @@ def test_extract_with_text_then_export_to_label_studio(tiny_model_dir, tmp_path)
         located = [e for e in r["entities"] if e["start"] is not None]
         assert len([x for x in t["predictions"][0]["result"] if x["type"] == "labels"]) == len(
             {(e["start"], e["end"], e["label"]) for e in located})
+
+
+def test_export_keeps_one_shape_per_file_one_task_per_document_and_no_duplicate_ends(tmp_path):
+    rec = {"text": "Obama visited Paris", "task": "NER", "id": "a-NER",
+           "entities": [{"label": "PER", "text": "Obama", "start": 0, "end": 5},
+                        {"label": "LOC", "text": "Paris", "start": 14, "end": 19}]}
+    rel = {"text": "Obama visited Paris", "task": "RE", "id": "a-RE",
+           "relations": [{"head": {"label": "", "text": "Obama", "start": 0, "end": 5}, "label": "visited",
+                          "tail": {"label": "", "text": "Paris", "start": 14, "end": 19}}]}
+    lone = {"text": "Peter Blackburn", "task": "NER", "id": "b-NER",
+            "entities": [{"label": "PER", "text": "Peter Blackburn", "start": 0, "end": 15}]}
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in (rec, rel, lone)))
+    out = tmp_path / "dc.jsonl"
+    assert cli_main(["export", str(src), "--to", "doccano", "-o", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    # one task per sentence; a relation's untyped ends are the NER record's spans; every row in the
+    # relation shape (a doccano project with relations reads only entities/relations)
+    assert [len(r["entities"]) for r in rows] == [2, 1] and all("label" not in r for r in rows)
+    assert rows[0]["relations"] == [{"id": 1, "from_id": 1, "to_id": 2, "type": "visited"}]
+    # extraction output: two documents with one text stay two tasks
+    doc = {"id": "0", "text": "Peter Blackburn", "sentences": [], "entities": [], "relations": [], "events": []}
+    src.write_text(json.dumps(doc) + "\n" + json.dumps({**doc, "id": "1"}) + "\n")
+    assert cli_main(["export", str(src), "--to", "label-studio", "-o", str(tmp_path / "ls.json")]) == 0
+    assert [t["data"]["id"] for t in json.loads((tmp_path / "ls.json").read_text())] == ["0", "1"]
+
+
+def test_label_studio_tasks_not_labeled_yet_are_left_out_and_drifted_offsets_refused(tmp_path):
+    from collections import Counter
+
+    ls = tmp_path / "ls.json"
+    labeled = {"data": {"text": "Obama spoke"}, "annotations": [{"result": [
+        {"id": "a", "type": "labels", "value": {"start": 0, "end": 5, "text": "Obama", "labels": ["PER"]}}]}]}
+    ls.write_text(json.dumps([labeled, {"data": {"text": "Not yet"}, "annotations": [], "predictions": [3]}]))
+    stats = Counter()
+    recs = list(get_adapter("label_studio")(ls, stats=stats))
+    assert [r.text for r in recs] == ["Obama spoke"] and stats["not_labeled"] == 1
+    drift = json.loads(json.dumps(labeled))
+    drift["annotations"][0]["result"][0]["value"].update(start=1, end=6)
+    ls.write_text(json.dumps([drift]))
+    with pytest.raises(InputError, match=r"task 1\): labels result 'a': offsets 1-6 cut 'bama ' from the text, "
+                                         r"not 'Obama'"):
+        list(get_adapter("label_studio")(ls))
+    for bad, msg in (({"data": {"text": "x"}, "annotations": [{"result": [{"type": "labels", "value": []}]}]},
+                      "needs value.start"),
+                     ({"data": {"text": "x"}, "annotations": 5}, "'annotations' must be a list")):
+        ls.write_text(json.dumps([bad]))
+        with pytest.raises(InputError, match=msg):
+            list(get_adapter("label_studio")(ls))
+    dc = tmp_path / "dc.jsonl"
+    dc.write_text(json.dumps({"text": "ab", "label": [[False, True, "A"]]}) + "\n")
+    with pytest.raises(InputError, match="dc.jsonl:1: span False-True .*offsets must be integers"):
+        list(get_adapter("doccano")(dc))

@@ -37,73 +37,97 @@ class Annotated:
     id: str = ""
     spans: list[tuple[int, int, str, float | None]] = field(default_factory=list)  # start, end, label, score
     relations: list[tuple[int, int, str, float | None]] = field(default_factory=list)  # head, tail, label, score
+    unplaced: int = 0  # items left out: no offsets in the text
 
-    def span_index(self, start: int, end: int, label: str, score: float | None = None) -> int:
-        """The index of the span (start, end, label), added if new."""
+    def span_index(self, start: int, end: int, label: str | None, score: float | None = None) -> int:
+        """The index of the span (start, end, label), added if new. ``label`` None (a relation's
+        end with no type): any span at those offsets, else a new one labeled "entity"."""
         for k, (s, e, lab, _) in enumerate(self.spans):
-            if (s, e, lab) == (start, end, label):
+            if (s, e) == (start, end) and (label is None or lab == label):
                 return k
-        self.spans.append((start, end, label, score))
+        self.spans.append((start, end, "entity" if label is None else label, score))
         return len(self.spans) - 1
 
 
-    def merge(self, other: "Annotated") -> None:
-        """Add ``other``'s spans and relations (the same text: a record per task of one sentence)."""
-        where = [self.span_index(*sp) for sp in other.spans]
-        for h, t, lab, score in other.relations:
-            if (where[h], where[t], lab) not in {(x[0], x[1], x[2]) for x in self.relations}:
-                self.relations.append((where[h], where[t], lab, score))
-
-
-def merged_by_text(docs: list[Annotated]) -> list[Annotated]:
-    """One ``Annotated`` per distinct text, in first-seen order: converted data holds a record
-    per task of each sentence, an annotation tool one task per text."""
-    out: dict[str, Annotated] = {}
-    for d in docs:
-        if d.text in out:
-            out[d.text].merge(d)
-        else:
-            out[d.text] = Annotated(d.text, d.id, list(d.spans), list(d.relations))
-    return list(out.values())
-
-
 # ---------------------------------------------------------------- from package rows
-def from_row(row: dict) -> Annotated:
-    """A converted record (``Record.to_dict``) or an extracted document (``Document.to_dict(
-    with_text=True)``) as an ``Annotated``; ValueError naming what is missing. Items without
-    offsets (not found in the text) cannot be placed in a tool and are left out."""
-    if not isinstance(row.get("text"), str):
+def from_rows(rows: list[dict]) -> Annotated:
+    """Converted records (``Record.to_dict``: one per task of a sentence) or one extracted
+    document (``Document.to_dict(with_text=True)``) of one text as an ``Annotated``; ValueError
+    naming what is wrong. Items without offsets (not found in the text) cannot be placed in a
+    tool and are left out (``Annotated.unplaced`` counts them). A relation's end that has no type
+    is the span at its offsets (an NER record of the same sentence names it)."""
+    first = rows[0]
+    if not isinstance(first.get("text"), str):
         raise ValueError("no 'text' (extraction output needs `instructie extract --with-text`)")
-    out = Annotated(row["text"], str(row.get("id", "")))
+    out = Annotated(first["text"], str(first.get("id", "")))
+    ends = []  # (span dict, label or None): relation ends and event arguments, placed after the entities
 
-    def span(d: dict, label: str) -> int | None:
-        if not isinstance(d, dict) or not isinstance(d.get("start"), int) or not isinstance(d.get("end"), int):
-            return None
-        return out.span_index(d["start"], d["end"], label, d.get("score"))
+    def located(d) -> bool:
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"an item's span must be an object, got {d!r}")
+        ok = bool(d) and type(d.get("start")) is int and type(d.get("end")) is int
+        if ok and not 0 <= d["start"] < d["end"] <= len(out.text):
+            raise ValueError(f"span {d['start']}-{d['end']} is outside the text ({len(out.text)} characters)")
+        out.unplaced += not ok
+        return ok
 
-    for e in row.get("entities") or []:
-        span(e, e.get("label", ""))
-    for r in row.get("relations") or []:
-        h, t = span(r.get("head"), r.get("head", {}).get("label") or "entity"), \
-            span(r.get("tail"), r.get("tail", {}).get("label") or "entity")
-        if h is not None and t is not None:
-            out.relations.append((h, t, r.get("label", ""), r.get("score")))
-    for ev in row.get("events") or []:
-        trig = span(ev.get("trigger"), ev.get("type", ""))
-        if trig is None:
-            continue
-        for a in ev.get("arguments") or []:
-            role = a.get("role") or a.get("label") or ""  # records name it role, documents label
-            k = span(a, role)
-            if k is not None:
-                out.relations.append((trig, k, role, ev.get("score")))
+    def items(row, key):
+        v = row.get(key) or []
+        if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+            raise ValueError(f"'{key}' must be a list of objects")
+        return v
+
+    for row in rows:
+        for e in items(row, "entities"):
+            if located(e):
+                out.span_index(e["start"], e["end"], str(e.get("label", "")), _score(e))
+    for row in rows:
+        for r in items(row, "relations"):
+            h, t = r.get("head"), r.get("tail")
+            if located(h) and located(t):
+                ends.append((h, t, str(r.get("label", "")), _score(r)))
+        for ev in items(row, "events"):
+            trig = ev.get("trigger")
+            if not located(trig):
+                continue
+            for a in ev.get("arguments") or []:
+                if located(a):  # records name the role "role", documents "label"
+                    role = str(a.get("role") or a.get("label") or "")
+                    ends.append(({**trig, "label": str(ev.get("type", ""))}, {**a, "label": role}, role,
+                                 _score(ev)))
+    for h, t, lab, score in ends:
+        hi = out.span_index(h["start"], h["end"], h.get("label") or None, _score(h))
+        ti = out.span_index(t["start"], t["end"], t.get("label") or None, _score(t))
+        if (hi, ti, lab) not in {x[:3] for x in out.relations}:
+            out.relations.append((hi, ti, lab, score))
+    return out
+
+
+def _score(d: dict) -> float | None:
+    v = d.get("score")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise ValueError(f"score {v!r} is not a number")
+    return v
+
+
+def grouped(rows: list[tuple[int, dict]], extracted: bool) -> list[tuple[int, list[dict]]]:
+    """Rows to write as one task each: an extracted document alone; converted records of one
+    sentence (consecutive rows with the same text: ``convert`` writes a sentence's tasks
+    together) as one."""
+    out: list[tuple[int, list[dict]]] = []
+    for no, row in rows:
+        if out and not extracted and row.get("text") == out[-1][1][-1].get("text"):
+            out[-1][1].append(row)
+        else:
+            out.append((no, [row]))
     return out
 
 
 # ---------------------------------------------------------------- writing
-def to_doccano(doc: Annotated) -> dict:
-    """doccano's import row: ``label`` triples, or entities + relations when there are relations."""
-    if not doc.relations:
+def to_doccano(doc: Annotated, with_relations: bool) -> dict:
+    """doccano's import row: ``label`` triples (a sequence-labeling project), or entities +
+    relations (a project with relations; it reads only those columns). One shape per file."""
+    if not with_relations:
         return {"id": doc.id, "text": doc.text, "label": [[s, e, lab] for s, e, lab, _ in doc.spans]}
     return {"id": doc.id, "text": doc.text,
             "entities": [{"id": k + 1, "label": lab, "start_offset": s, "end_offset": e}
@@ -141,40 +165,42 @@ def to_label_studio(doc: Annotated, as_predictions: bool, model_version: str = "
 
 
 # ---------------------------------------------------------------- reading
-def from_doccano(row: dict) -> Annotated:
+def from_doccano(row: dict) -> Annotated | None:
     """A doccano export row as an ``Annotated``; ValueError saying what is wrong."""
     if not isinstance(row, dict) or not isinstance(row.get("text"), str):
         raise ValueError("a doccano row is an object with a 'text' string")
     out = Annotated(row["text"], str(row.get("id", "")))
     if "entities" in row:
-        ids = {}
-        for e in row.get("entities") or []:
-            try:
-                s, t, lab = int(e["start_offset"]), int(e["end_offset"]), str(e["label"])
-            except (KeyError, TypeError, ValueError):
-                raise ValueError(f"entity {e!r}: needs id, label, start_offset, end_offset") from None
-            _check_span(out.text, s, t, lab)
-            ids[e.get("id")] = out.span_index(s, t, lab)
-        for r in row.get("relations") or []:
+        ents, rels = _list(row, "entities"), _list(row, "relations")
+        ids: dict = {}
+        for e in ents:
+            if not isinstance(e, dict) or not {"label", "start_offset", "end_offset"} <= set(e):
+                raise ValueError(f"entity {e!r}: needs label, start_offset, end_offset")
+            _check_span(out.text, e["start_offset"], e["end_offset"], str(e["label"]))
+            k = out.span_index(e["start_offset"], e["end_offset"], str(e["label"]))
+            if rels and (e.get("id") is None or e["id"] in ids):
+                raise ValueError(f"entity {e!r}: relations need every entity's own id")
+            ids[e.get("id")] = k
+        for r in rels:
             if not isinstance(r, dict) or r.get("from_id") not in ids or r.get("to_id") not in ids:
                 raise ValueError(f"relation {r!r}: from_id/to_id name no entity of the row")
-            out.relations.append((ids[r["from_id"]], ids[r["to_id"]], str(r.get("type", "")), None))
+            if not isinstance(r.get("type"), str) or not r["type"]:
+                raise ValueError(f"relation {r!r}: needs a type")
+            out.relations.append((ids[r["from_id"]], ids[r["to_id"]], r["type"], None))
         return out
-    for x in row.get("label", row.get("labels")) or []:
+    for x in _list(row, "label" if "label" in row else "labels"):
         if not (isinstance(x, (list, tuple)) and len(x) == 3):
             raise ValueError(f"label {x!r}: expected [start, end, label]")
-        s, t, lab = x
-        if not (isinstance(s, int) and isinstance(t, int)):
-            raise ValueError(f"label {x!r}: offsets must be integers")
-        _check_span(out.text, s, t, str(lab))
-        out.span_index(s, t, str(lab))
+        _check_span(out.text, x[0], x[1], str(x[2]))
+        out.span_index(x[0], x[1], str(x[2]))
     return out
 
 
-def from_label_studio(task: dict, text_key: str | None = None) -> Annotated:
+def from_label_studio(task: dict, text_key: str | None = None) -> Annotated | None:
     """A Label Studio task as an ``Annotated``: its first annotation that was not cancelled,
-    else its first prediction. ``text_key``: the data field holding the text (default: "text",
-    else the only string field)."""
+    else its first prediction; None when it has neither (not labeled yet: not "nothing here").
+    ``text_key``: the data field holding the text (default: "text", else the only string field).
+    A span's ``value.text``, where given, must be what its offsets cut from the text."""
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise ValueError("a Label Studio task is an object with a 'data' object")
     data = task["data"]
@@ -186,32 +212,55 @@ def from_label_studio(task: dict, text_key: str | None = None) -> Annotated:
     if not isinstance(data.get(text_key), str):
         raise ValueError(f"data.{text_key} is not a string")
     out = Annotated(data[text_key], str(task.get("id", data.get("id", ""))))
-    done = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
-    source = (done or [p for p in task.get("predictions") or [] if isinstance(p, dict)] or [{}])[0]
+    done = [a for a in _list(task, "annotations") if isinstance(a, dict) and not a.get("was_cancelled")]
+    # an export lists a task's predictions by id (numbers); tasks built for import hold them whole
+    source = (done or [p for p in _list(task, "predictions") if isinstance(p, dict)] or [None])[0]
+    if source is None:
+        return None
+    results = [r for r in _list(source, "result") if isinstance(r, dict)]
     ids: dict = {}
-    results = source.get("result") or []
+    has_relations = any(r.get("type") == "relation" for r in results)
     for r in results:
-        if isinstance(r, dict) and r.get("type") == "labels":
-            v = r.get("value") or {}
-            labels = v.get("labels") or []
-            if not (isinstance(v.get("start"), int) and isinstance(v.get("end"), int) and labels):
-                raise ValueError(f"labels result {r.get('id')!r}: needs value.start, value.end and value.labels")
-            _check_span(out.text, v["start"], v["end"], labels[0])
-            for lab in labels:  # a span with two labels is two entities
-                ids.setdefault(r.get("id"), out.span_index(v["start"], v["end"], str(lab), r.get("score")))
+        if r.get("type") != "labels":
+            continue
+        v = r.get("value")
+        labels = v.get("labels") if isinstance(v, dict) else None
+        if not (isinstance(labels, list) and labels):
+            raise ValueError(f"labels result {r.get('id')!r}: needs value.start, value.end and value.labels")
+        _check_span(out.text, v.get("start"), v.get("end"), str(labels[0]))
+        if isinstance(v.get("text"), str) and out.text[v["start"]:v["end"]] != v["text"]:
+            raise ValueError(f"labels result {r.get('id')!r}: offsets {v['start']}-{v['end']} cut "
+                             f"{out.text[v['start']:v['end']]!r} from the text, not {v['text']!r}")
+        if has_relations and (r.get("id") is None or r.get("id") in ids):
+            raise ValueError(f"labels result {r.get('id')!r}: relations need every span's own id")
+        for lab in labels:  # a span with two labels is two entities; relations join the first
+            ids.setdefault(r.get("id"), out.span_index(v["start"], v["end"], str(lab), _score(r)))
     for r in results:
-        if isinstance(r, dict) and r.get("type") == "relation":
-            if r.get("from_id") not in ids or r.get("to_id") not in ids:
-                raise ValueError(f"relation {r.get('from_id')!r} -> {r.get('to_id')!r}: names no labeled span")
-            h, t = ids[r["from_id"]], ids[r["to_id"]]
-            if r.get("direction") == "left":
-                h, t = t, h
-            for lab in r.get("labels") or [""]:
-                out.relations.append((h, t, str(lab), None))
+        if r.get("type") != "relation":
+            continue
+        if r.get("from_id") not in ids or r.get("to_id") not in ids:
+            raise ValueError(f"relation {r.get('from_id')!r} -> {r.get('to_id')!r}: names no labeled span")
+        labels = r.get("labels") or []
+        if not isinstance(labels, list):
+            raise ValueError(f"relation {r.get('from_id')!r} -> {r.get('to_id')!r}: labels must be a list")
+        h, t = ids[r["from_id"]], ids[r["to_id"]]
+        if r.get("direction") == "left":
+            h, t = t, h
+        for lab in labels:  # an unlabeled relation names no relation type: nothing to learn from
+            out.relations.append((h, t, str(lab), None))
     return out
 
 
-def _check_span(text: str, start: int, end: int, label: str) -> None:
+def _list(obj: dict, key: str) -> list:
+    v = obj.get(key) or []
+    if not isinstance(v, list):
+        raise ValueError(f"'{key}' must be a list, got {type(v).__name__}")
+    return v
+
+
+def _check_span(text: str, start, end, label: str) -> None:
+    if type(start) is not int or type(end) is not int:
+        raise ValueError(f"span {start!r}-{end!r} ({label}): offsets must be integers")
     if not (0 <= start < end <= len(text)):
         raise ValueError(f"span {start}-{end} ({label}) is outside the text ({len(text)} characters)")
 
@@ -251,14 +300,21 @@ def read_records(path, rows, parse, where, *, split: str, on_error, stats, optio
 
     from .io import InputError
 
-    docs = []
+    docs, unlabeled = [], 0
     for no, raw in rows:
         try:
-            docs.append((no, parse(raw)))
+            doc = parse(raw)
         except ValueError as e:
             on_error(InputError(path, where(no), str(e)))
+            continue
+        if doc is None:
+            unlabeled += 1
+        else:
+            docs.append((no, doc))
     if stats is not None:
         stats["texts"] += len(docs)
+        if unlabeled:
+            stats["not_labeled"] += unlabeled  # Label Studio tasks with no annotation yet: left out
     return to_records(docs, options.get("name") or Path(path).stem, split,
                       label_list(options.get("labels")), label_list(options.get("relations")))
 

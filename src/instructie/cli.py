@@ -209,30 +209,41 @@ def cmd_test(a) -> int:
 def cmd_export(a) -> int:
     """Records (convert output, test --gold-out) or extraction output (--with-text) -> an annotation
     tool's import file: doccano JSONL, or a Label Studio JSON task list (model output as predictions)."""
-    from .annotation_formats import from_row, merged_by_text, to_doccano, to_label_studio
+    from .annotation_formats import from_rows, grouped, to_doccano, to_label_studio
     from .io import InputError, SkipCounter, atomic_write, iter_jsonl
 
     if Path(a.output).resolve() == Path(a.input).resolve():
         raise ConfigError(f"output {a.output} is the input file")
+    if a.to == "doccano" and a.as_ != "auto":
+        raise ConfigError("--as is for --to label-studio (doccano keeps no predictions)")
     errors = SkipCounter(a.skip_invalid)
-    docs, extracted = [], False
+    rows = []
     for no, row in iter_jsonl(a.input, errors):
+        if isinstance(row, dict):
+            rows.append((no, row))
+        else:
+            errors(InputError(a.input, no, f"expected a JSON object, got {type(row).__name__}"))
+    extracted = bool(rows) and all("sentences" in r for _, r in rows)  # extraction output: one task per document
+    docs = []
+    for no, group in grouped(rows, extracted):
         try:
-            docs.append(from_row(row if isinstance(row, dict) else {}))
+            docs.append(from_rows(group))
         except ValueError as e:
             errors(InputError(a.input, no, str(e)))
-            continue
-        extracted |= "sentences" in row  # extraction output: pre-annotations to review; records: annotations
     as_predictions = extracted if a.as_ == "auto" else a.as_ == "predictions"
-    rows = [to_doccano(d) if a.to == "doccano" else to_label_studio(d, as_predictions)
-            for d in merged_by_text(docs)]
+    with_relations = any(d.relations for d in docs)
+    out = [to_doccano(d, with_relations) if a.to == "doccano" else to_label_studio(d, as_predictions) for d in docs]
     with atomic_write(a.output) as f:
         if a.to == "doccano":
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in out)
         else:
-            json.dump(rows, f, ensure_ascii=False, indent=1)
-    print(f"wrote {len(rows)} {'rows' if a.to == 'doccano' else 'tasks'} to {a.output}"
-          + (f" ({errors.count} bad rows skipped)" if errors.count else ""), file=sys.stderr)
+            json.dump(out, f, ensure_ascii=False, indent=1)
+    unplaced = sum(d.unplaced for d in docs)
+    print(f"wrote {len(out)} {'rows' if a.to == 'doccano' else 'tasks'} to {a.output}"
+          + (f"; {unplaced} item(s) without offsets in the text left out" if unplaced else "")
+          + (f"; {errors.count} bad row(s) skipped" if errors.count else ""), file=sys.stderr)
+    if errors.count:
+        print(errors.report(), file=sys.stderr)
     return 0
 
 

@@ -109,6 +109,11 @@ def test_unsupported_predictions_count_as_false_positives():
     # an unsupported item repeated stays twice: each is a claim of its own
     res = parse("Initech | ORG; Initech | ORG", "NER")
     assert len(Prediction.from_grounded(ground(res, text, "NER"), res.dropped).entities) == 2
+    # a located event written again with its arguments in another order is the same event
+    res = parse("won | win | winner=Obama | place=Paris; won | win | place=Paris | winner=Obama", "EE",
+                options=["win"], roles={"win": ["winner", "place"]})
+    p = Prediction.from_grounded(ground(res, text2, "EE"), res.dropped)
+    assert len(p.events) == 1 and p.dropped == {"duplicate": 1}
 
 
 def test_es_ignores_labels_and_et_uses_them():

@@ -4,6 +4,10 @@
 # files of stage 3 come as one archive, NAME_predictions.tgz).
 # Run from the repository root there, with .whl and .devdata carried (README of the device tool):
 #
+#   bash eval/gpu_run.sh NAME p                        # instructie pretrain (PCFG, default
+#                                                     # configs/pretrain-small.yaml; PSTEPS steps) into
+#                                                     # runs/NAME-pretrain for TRAIN_S s; then stage 1 with
+#                                                     # model.name_or_path=runs/NAME-pretrain model.init=pretrained
 #   bash eval/gpu_run.sh NAME 1 [KEY.PATH=VALUE ...]   # fresh run, trains TRAIN_S s (default 450)
 #   bash eval/gpu_run.sh NAME 2 [KEY.PATH=VALUE ...]   # --resume, trains TRAIN_S s (default 490)
 #   bash eval/gpu_run.sh NAME 3 [KEY.PATH=VALUE ...]   # --resume for up to CALL_S - 200 s (default 560):
@@ -18,7 +22,7 @@
 # (default configs/multitask-small.yaml); the KEY.PATH=VALUE overrides go to every stage alike. The last
 # lines printed say what happened; the exit status is training's (3: time budget reached, checkpoint saved).
 set -u -o pipefail
-name=${1:?usage: bash eval/gpu_run.sh NAME 1|2|3 [KEY.PATH=VALUE ...]} stage=${2:?stage 1, 2 or 3}
+name=${1:?usage: bash eval/gpu_run.sh NAME p|1|2|3 [KEY.PATH=VALUE ...]} stage=${2:?stage p, 1, 2 or 3}
 shift 2
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD:${PYTHONPATH:-} INSTRUCTIE_DATA=.devdata PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
@@ -29,20 +33,23 @@ cfg=${CFG:-configs/multitask-small.yaml}
 sets=()
 for kv in "$@"; do sets+=(--set "$kv"); done
 run=runs/$name
-if [ "$stage" != 1 ] && ! ls "$run"/checkpoints/step-* >/dev/null 2>&1; then
+if [ "$stage" != 1 ] && [ "$stage" != p ] && ! ls "$run"/checkpoints/step-* >/dev/null 2>&1; then
     echo "gpu_run: $run has no checkpoint on this machine (given back since the last call, or stage 1 failed): start at stage 1"
     exit 1
 fi
 start=$SECONDS
 train=(python3 -m instructie train --config "$cfg" --output-dir "$run" ${sets[@]+"${sets[@]}"})
 case $stage in
+    p) log=$OUT/${name}_p.log
+       python3 -m instructie pretrain --config "${PCFG:-configs/pretrain-small.yaml}" --output-dir "$run-pretrain" \
+           ${PSTEPS:+--max-steps "$PSTEPS"} --max-time "${TRAIN_S:-450}" > "$log" 2>&1 ;;
     1) log=$OUT/${name}_1.log; "${train[@]}" --max-time "${TRAIN_S:-450}" > "$log" 2>&1 ;;
     2) log=$OUT/${name}_2.log; "${train[@]}" --resume --max-time "${TRAIN_S:-490}" > "$log" 2>&1 ;;
     3) log=$OUT/${name}_3.log
        # --max-time leaves ~200 s for start-up and the test; timeout is the backstop if the test runs long
        timeout -k 10 $(( ${CALL_S:-560} - 15 )) "${train[@]}" --resume --max-time $(( ${CALL_S:-560} - 200 )) \
            > "$log" 2>&1 ;;
-    *) echo "gpu_run: stage must be 1, 2 or 3"; exit 1 ;;
+    *) echo "gpu_run: stage must be p, 1, 2 or 3"; exit 1 ;;
 esac
 rc=$?
 if [ "$stage" = 3 ] && [ $rc = 0 ]; then

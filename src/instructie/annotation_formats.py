@@ -72,8 +72,8 @@ def from_rows(rows: list[dict]) -> Annotated:
         return ok
 
     def items(row, key):
-        v = row.get(key) or []
-        if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+        v = _list(row, key)
+        if not all(isinstance(x, dict) for x in v):
             raise ValueError(f"'{key}' must be a list of objects")
         return v
 

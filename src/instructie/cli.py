@@ -210,7 +210,7 @@ def cmd_export(a) -> int:
     """Records (convert output, test --gold-out) or extraction output (--with-text) -> an annotation
     tool's import file: doccano JSONL, or a Label Studio JSON task list (model output as predictions)."""
     from .annotation_formats import from_rows, grouped, to_doccano, to_label_studio
-    from .io import InputError, SkipCounter, atomic_write, iter_jsonl
+    from .io import InputError, SkipCounter, iter_jsonl, write_json, write_jsonl
 
     if Path(a.output).resolve() == Path(a.input).resolve():
         raise ConfigError(f"output {a.output} is the input file")
@@ -233,11 +233,7 @@ def cmd_export(a) -> int:
     as_predictions = extracted if a.as_ == "auto" else a.as_ == "predictions"
     with_relations = any(d.relations for d in docs)
     out = [to_doccano(d, with_relations) if a.to == "doccano" else to_label_studio(d, as_predictions) for d in docs]
-    with atomic_write(a.output) as f:
-        if a.to == "doccano":
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in out)
-        else:
-            json.dump(out, f, ensure_ascii=False, indent=1)
+    (write_jsonl if a.to == "doccano" else write_json)(a.output, out)
     unplaced = sum(d.unplaced for d in docs)
     print(f"wrote {len(out)} {'rows' if a.to == 'doccano' else 'tasks'} to {a.output}"
           + (f"; {unplaced} item(s) without offsets in the text left out" if unplaced else "")

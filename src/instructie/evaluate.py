@@ -8,7 +8,7 @@ import json
 import random
 import time
 from dataclasses import asdict, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .instructions import build_source, option_chunks, pick_template, restrict
 from .io import InputError, SkipCounter, iter_jsonl
@@ -16,6 +16,9 @@ from .offsets import ground_for
 from .records import MAIN_TASKS, TASKS, Record, item_spans
 from .scoring import Prediction, Report, format_table, score_all
 from .targets import ParseResult, parse
+
+if TYPE_CHECKING:
+    from .generation import Generated
 
 # The one number per task that summaries and plots show.
 HEADLINE = {"NER": "entity_f1", "ET": "entity_f1", "ES": "span_f1", "RE": "triple_f1", "EPR": "triple_f1",

@@ -30,7 +30,7 @@ from .instructions import build_source, option_chunks
 from .io import ConfigError, read_yaml
 from .offsets import ground
 from .records import Event, Record, detect_language, unique
-from .targets import ParseResult, item_ranges, parse, split_items
+from .targets import ParseResult, item_ranges, parse
 
 EXTRACT_TASKS = ("NER", "RE", "EE")
 
@@ -345,7 +345,7 @@ class Extractor:
         tok = self.tokenizer
         docs, seg_of, prompts = self._plan(chunk, tasks, schema, language)
         factory = None
-        from .hint_bias import floor_for, hint_items, is_hinted
+        from .hint_bias import below_floor, floor_for, hint_items
 
         constrained, hint_bias, unhinted_floor = decoding
         if constrained or hint_bias:
@@ -379,7 +379,7 @@ class Extractor:
                     doc.stats["below_min_confidence"] = doc.stats.get("below_min_confidence", 0) + \
                         len(res.entities) + len(res.relations) + len(res.events)
                     continue
-                if conf < floor and not any(is_hinted(f, hint) for f in split_items(g.text[s:e])):
+                if below_floor(g.text[s:e], conf, floor, hint):
                     doc.stats["below_unhinted_floor"] = doc.stats.get("below_unhinted_floor", 0) + \
                         len(res.entities) + len(res.relations) + len(res.events)
                     continue

@@ -170,11 +170,17 @@ def drop_unhinted(generated, prompt: str, floor: float, tokenizer) -> tuple[str,
     confs = item_confidences(tokenizer, generated.token_ids, generated.token_logprobs, text, ranges)
     kept, left_out = [], 0
     for (s, e), conf in zip(ranges, confs):
-        if conf < floor and not any(is_hinted(f, hint) for f in split_items(text[s:e])):
+        if below_floor(text[s:e], conf, floor, hint):
             left_out += 1
         else:
             kept.append(text[s:e])
     return (";".join(kept) if kept else NONE), left_out
+
+
+def below_floor(item: str, confidence: float, floor: float, hint: list[tuple[str, ...]]) -> bool:
+    """Whether an answer item (its text) is one to leave out: the hint did not propose it and the
+    model's confidence in it is below ``floor``."""
+    return confidence < floor and not any(is_hinted(f, hint) for f in split_items(item))
 
 
 def _item_forms(tokenizer, vocab: CopyVocabulary, item: tuple[str, ...]) -> list[tuple[list[int], bool, bool]]:

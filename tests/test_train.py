@@ -206,6 +206,67 @@ def test_resume_after_sigkill_continues_at_the_exact_batch(full_run, tmp_path, c
     assert (out / "training.png").is_file() and (out / "tokenizer.json").is_file()
 
 
+# ---------------------------------------------------------------- epochs built in a background process
+def test_epochs_built_in_a_background_process_train_the_same_batches(full_run, tmp_path, capsys):
+    # prefetch_min_build_s 0: every epoch after the first comes from the worker (prefetch.py). Stopped after its
+    # first step and resumed, the run asks the worker for the resume epoch too; batch for batch it is the
+    # uninterrupted inline run.
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, prefetch_min_build_s=0)
+    assert cli_main(["train", "--config", str(cfg), "--max-time", "0.001"]) == 3
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
+    logged = capsys.readouterr().out
+    assert logged.count("the next is built in a background process") == 2
+    assert "background epoch builder failed" not in logged
+    final, ref = state_of(out, MAX_STEPS), state_of(full_run, MAX_STEPS)
+    assert final["epoch"] >= 3  # several epochs came from the worker
+    for k in ("step", "epoch", "batch_in_epoch", "examples", "target_tokens"):
+        assert final[k] == ref[k], (k, final[k], ref[k])
+    ref_loss = {h["step"]: h["loss"] for h in ref["history"]}
+    for h in final["history"]:
+        assert h["loss"] == pytest.approx(ref_loss[h["step"]], rel=1e-3), h["step"]
+
+
+def test_a_failing_epoch_worker_leaves_the_epoch_to_the_caller(tmp_path):
+    from instructie.config import load_config
+    from instructie.data import load_sources
+    from instructie.instructions import load_templates
+    from instructie.prefetch import EpochPrefetcher
+
+    cfg = load_config(tiny_config(tmp_path, tmp_path / "run"))
+    # no tokenizer: building fails in the worker
+    pre = EpochPrefetcher(load_sources(cfg.data.train), cfg.data, load_templates(None), 0, None, None)
+    try:
+        assert pre.get(1) is None and pre.failure is None  # never requested: nothing to wait for
+        pre.request(1)
+        assert pre.get(1) is None
+        assert pre.failure and "TypeError" in pre.failure
+        pre.request(2)  # a failed worker takes no more work
+        assert pre.get(2) is None
+    finally:
+        pre.close()
+
+
+def test_ragged_token_ids_read_like_lists_and_pickle_as_two_arrays():
+    import pickle
+
+    from instructie.data import Ragged, Tokenized, collate, epoch_batches, seq_lengths
+
+    seqs = [[5, 6, 7, 1], [], [8, 1], list(range(3, 300)) + [1]]
+    r = Ragged.from_lists(seqs)
+    assert len(r) == 4 and [list(x) for x in r] == seqs and list(r[-1]) == seqs[-1]
+    assert seq_lengths(r) == [4, 0, 2, 298] == seq_lengths(seqs)
+    with pytest.raises(IndexError):
+        r[4]
+    back = pickle.loads(pickle.dumps(r))
+    assert [list(x) for x in back] == seqs
+    assert back.flat.dtype.name == "int32" and back.flat.size == sum(map(len, seqs))  # one buffer, not ints
+    as_lists, as_ragged = Tokenized(seqs, seqs, 0, 0), Tokenized(r, r, 0, 0)
+    assert epoch_batches(as_lists, 2, 0, 1, True) == epoch_batches(as_ragged, 2, 0, 1, True)
+    a, b = collate([0, 2, 3], as_lists, 0, 16), collate([0, 2, 3], as_ragged, 0, 16)
+    assert all(a[k].dtype == b[k].dtype and a[k].equal(b[k]) for k in a)
+
+
 # ---------------------------------------------------------------- --max-time
 def test_max_time_stops_with_checkpoint_and_exit_3_then_resume_completes(tmp_path, capsys):
     out = tmp_path / "run"

@@ -90,6 +90,8 @@ class TrainConfig:
     save_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 20
+    prefetch_min_build_s: float | None = 2.0  # an epoch that takes this long to build is built in a background
+                                      # process while the one before trains (prefetch.py); null: never
 
 
 @dataclass

@@ -1,12 +1,14 @@
 """Datasets from a config -> records -> instances -> token ids -> length-grouped batches."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 
 from data_adapters import get_adapter
@@ -90,10 +92,45 @@ def make_instances(sources: list[Source], data: DataConfig, templates: dict, see
     return out
 
 
+class Ragged(Sequence):
+    """Token-id sequences of varying length in one flat array (``offsets[i]:offsets[i + 1]`` is sequence
+    ``i``; items are numpy views). An epoch's ~26M ids take 4 bytes each instead of a Python int object each,
+    and cross a process boundary (prefetch.py) as two buffers: unpickling 69k lists of ints took ~4 s."""
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray):
+        self.flat, self.offsets = flat, offsets
+
+    @classmethod
+    def from_lists(cls, seqs: Sequence[Sequence[int]]) -> "Ragged":
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs)), out=offsets[1:])
+        flat = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int32, count=int(offsets[-1]))
+        return cls(flat, offsets)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.flat[self.offsets[i] : self.offsets[i + 1]]
+
+
+def seq_lengths(seqs: Sequence[Sequence[int]]) -> list[int]:
+    return seqs.lengths().tolist() if isinstance(seqs, Ragged) else [len(s) for s in seqs]
+
+
 @dataclass
 class Tokenized:
-    source_ids: list[list[int]]
-    target_ids: list[list[int]]
+    source_ids: Sequence[Sequence[int]]  # Ragged from ``tokenize``; lists work alike
+    target_ids: Sequence[Sequence[int]]
     n_truncated_source: int
     n_truncated_target: int
     # "dataset/task" -> (sources cut, instances): a prompt cut to the limit loses its end (the memory hint and
@@ -118,8 +155,16 @@ def tokenize(instances: Sequence[Instance], tokenizer, max_source: int, max_targ
         c = per_key.setdefault(f"{inst.dataset}/{inst.task}", [0, 0])
         c[0] += was_cut
         c[1] += 1
-    return Tokenized(src, tgt, sum(src_cut), sum(tgt_cut),
+    return Tokenized(Ragged.from_lists(src), Ragged.from_lists(tgt), sum(src_cut), sum(tgt_cut),
                      {k: (c, n) for k, (c, n) in sorted(per_key.items()) if c}, longest)
+
+
+def build_epoch(sources: list[Source], data: DataConfig, templates: dict, seed: int, epoch: int, memory,
+                tokenizer) -> Tokenized:
+    """One training epoch's token ids: instances re-sampled for ``epoch`` (seeded), then tokenized. The same
+    in any process (prefetch.py builds the next one in another while this one trains)."""
+    return tokenize(make_instances(sources, data, templates, seed, epoch, memory=memory), tokenizer,
+                    data.max_source_length, data.max_target_length)
 
 
 def make_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
@@ -141,7 +186,7 @@ def make_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
 def epoch_batches(tok: Tokenized, batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
     """One training epoch's index batches (``make_batches`` on source + target lengths), seeded by
     (seed, epoch) so that a resumed run rebuilds the same batches."""
-    lengths = [len(s) + len(g) for s, g in zip(tok.source_ids, tok.target_ids)]
+    lengths = [a + b for a, b in zip(seq_lengths(tok.source_ids), seq_lengths(tok.target_ids))]
     return make_batches(lengths, batch_size, random.Random(f"{seed}:batches:{epoch}"), group_by_length)
 
 
@@ -161,9 +206,9 @@ def collate(batch: list[int], tok: Tokenized, pad_id: int, pad_multiple: int,
     attn = torch.zeros((len(batch), ls), dtype=torch.long)
     labels = torch.full((len(batch), lt), -100, dtype=torch.long)
     for r, (s, t) in enumerate(zip(srcs, tgts)):
-        input_ids[r, : len(s)] = torch.tensor(s)
+        input_ids[r, : len(s)] = torch.as_tensor(s)
         attn[r, : len(s)] = 1
-        labels[r, : len(t)] = torch.tensor(t)
+        labels[r, : len(t)] = torch.as_tensor(t)
     return {"input_ids": input_ids, "attention_mask": attn, "labels": labels}
 
 

@@ -29,7 +29,7 @@ import torch
 
 from . import __version__
 from .config import RunConfig, TrainConfig
-from .data import (Source, collate, epoch_batches, load_sources, make_instances, round_up, tokenize,
+from .data import (Source, build_epoch, collate, epoch_batches, load_sources, round_up, seq_lengths,
                    training_memory, training_texts)
 from .instructions import load_templates
 from .io import ConfigError, TrainingError, atomic_write, write_json, write_jsonl
@@ -153,8 +153,9 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     if memory is not None and main:
         memory.save(out / "memory.json")
         log(f"memory hints: {len(memory)} training entries; training hints from {cfg.data.memory_folds} folds")
-    probe = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, 0, memory=fold_memory), tokenizer,
-                     cfg.data.max_source_length, cfg.data.max_target_length)
+    build_s = time.time()
+    probe = build_epoch(train_sources, cfg.data, templates, t.seed, 0, fold_memory, tokenizer)
+    build_s = time.time() - build_s
     n_inst = len(probe.source_ids)
     per_epoch = math.ceil(n_inst / t.batch_size / accelerator.num_processes / t.grad_accum)
     total_steps = t.max_steps or max(1, int(per_epoch * t.epochs))
@@ -167,24 +168,40 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
                 f"a cut prompt loses its end (memory hint, 'Answer:') and its answer may name text the model "
                 f"never saw. Raise data.max_source_length (the longest prompt has {probe.longest_source} "
                 f"tokens) or lower data.max_options.")
+    prefetcher = None
+    if t.prefetch_min_build_s is not None and build_s >= t.prefetch_min_build_s and total_steps > per_epoch:
+        from .prefetch import EpochPrefetcher
+        prefetcher = EpochPrefetcher(train_sources, cfg.data, templates, t.seed, fold_memory, tokenizer)
+        if main:
+            log(f"an epoch takes {build_s:.1f} s to build: the next is built in a background process while one trains")
+        if resume_from is not None:  # the epoch to resume in: built there while the checkpoint loads
+            prefetcher.request(json.loads((resume_from / STATE_FILE).read_text())["epoch"])
 
     # Epochs are deterministic in (seed, epoch): the probe is epoch 0, used once and then let go.
     first_epoch = {0: probe}
     del probe
 
     def make_epoch(epoch: int) -> Epoch:
+        nonlocal prefetcher
         tok = first_epoch.pop(epoch, None)
         first_epoch.clear()
+        if tok is None and prefetcher is not None:
+            tok = prefetcher.get(epoch)
+            if prefetcher.failure is not None:
+                if main:
+                    log(f"the background epoch builder failed ({prefetcher.failure}): epochs are built here")
+                prefetcher = None
         if tok is None:
-            tok = tokenize(make_instances(train_sources, cfg.data, templates, t.seed, epoch, memory=fold_memory),
-                           tokenizer, cfg.data.max_source_length, cfg.data.max_target_length)
+            tok = build_epoch(train_sources, cfg.data, templates, t.seed, epoch, fold_memory, tokenizer)
+        if prefetcher is not None and (epoch + 1) * per_epoch < total_steps:
+            prefetcher.request(epoch + 1)
         batches = epoch_batches(tok, t.batch_size * accelerator.num_processes, t.seed, epoch, t.length_grouping)
         note = ""
         if tok.n_truncated_source or tok.n_truncated_target:
             note = (f"epoch {epoch}: truncated {tok.n_truncated_source} sources to {cfg.data.max_source_length} "
                     f"and {tok.n_truncated_target} targets to {cfg.data.max_target_length} tokens")
         return Epoch(batches, lambda idx: collate(idx, tok, tokenizer.pad_token_id, t.pad_to_multiple),
-                     [len(g) for g in tok.target_ids], note)
+                     seq_lengths(tok.target_ids), note)
 
     def run_eval(model, sources: list[Source], name: str) -> dict:
         unwrapped = accelerator.unwrap_model(model)
@@ -198,8 +215,12 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         record_eval(out, state, run_eval(model, eval_sources, "dev"), main)
 
     # 4. the loop (shared with pretraining): resumable, budgeted, checkpointed.
-    model, state, stopped_early = run_loop(accelerator, model, t, out, total_steps, make_epoch, resume_from,
-                                           on_eval=dev_eval if eval_sources else None)
+    try:
+        model, state, stopped_early = run_loop(accelerator, model, t, out, total_steps, make_epoch, resume_from,
+                                               on_eval=dev_eval if eval_sources else None)
+    finally:
+        if prefetcher is not None:
+            prefetcher.close()
     if stopped_early:
         return {"status": "incomplete", "step": state["step"], "total_steps": total_steps}
 

@@ -311,3 +311,27 @@ def test_copy_head_on_a_pretrained_checkpoint_keeps_its_weights(flan_like_dir, z
     with torch.no_grad():
         loss = model(**_batch(tok, texts[:3], ["王小明", "x", "b"])).loss
     assert torch.isfinite(loss)
+
+
+def test_a_fine_tuned_copy_head_model_from_a_pretrained_checkpoint_reloads_as_trained(flan_like_dir, en, tmp_path):
+    # Fine-tuning starts from a pretrain run (or Flan-T5) with the copy head added: T5's encoder and decoder read
+    # one embedding table, as in the random-init model (same parameter count), and what training changed in it
+    # comes back when the saved model is loaded (an earlier version trained three tables and lost the decoder's).
+    d, _ = flan_like_dir
+    texts = en[:50]
+    model, tok, report = load_model_and_tokenizer(
+        ModelSpec(name_or_path=str(d), init="pretrained", copy_head=True, extend_vocab=False), texts)
+    assert model.encoder.embed_tokens is model.shared and model.decoder.embed_tokens is model.shared
+    fresh, _, _ = load_model_and_tokenizer(ModelSpec(init="random", size="tiny", copy_head=True), texts)
+    rows = model.shared.num_embeddings
+    fresh_rows = fresh.shared.num_embeddings
+    assert report["params"]["total"] - fresh.num_parameters() == 2 * (rows - fresh_rows) * model.config.d_model
+    with torch.no_grad():  # a training step's worth of change to the table
+        model.shared.weight.add_(torch.randn_like(model.shared.weight) * 0.1)
+    save_model(model, tok, tmp_path / "ft")
+    loaded, _ = load_trained(tmp_path / "ft", device="cpu")
+    assert loaded.decoder.embed_tokens is loaded.shared and torch.equal(loaded.shared.weight, model.shared.weight)
+    batch = _batch(tok, texts[:3], ["a", "b c", "d"])
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-5)

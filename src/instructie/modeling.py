@@ -15,6 +15,10 @@ on the GPU image):
 * ``from_pretrained`` of a checkpoint holding both ``shared.weight`` and a different ``lm_head.weight`` does
   not tie them but logs a warning that we silence (we check the outcome ourselves).
 * ``save_pretrained`` always writes safetensors (the ``safe_serialization`` argument is gone).
+* The same flag also ties the encoder's and decoder's input embeddings to ``shared``: a T5 built from a config
+  whose flag is ``False`` (the copy head put around a loaded model) had three separate tables, trained apart,
+  and a reload re-tied the decoder's to ``shared`` (its trained values lost). ``share_input_embeddings``
+  makes the encoder and decoder read ``shared``, as T5 always does.
 """
 from __future__ import annotations
 
@@ -152,6 +156,20 @@ def _pin_untied_head(model: nn.Module) -> bool:
     return True
 
 
+def share_input_embeddings(model: nn.Module, force: bool = False) -> None:
+    """Make a T5's encoder and decoder read its ``shared`` embedding table. Without ``force`` only a table equal
+    to ``shared`` is replaced (one that differs was trained apart, by an older version: left as loaded)."""
+    shared = getattr(model, "shared", None)
+    if not isinstance(shared, nn.Embedding):
+        return
+    for stack in (getattr(model, "encoder", None), getattr(model, "decoder", None)):
+        emb = getattr(stack, "embed_tokens", None)
+        if emb is None or emb is shared:
+            continue
+        if force or (emb.weight.shape == shared.weight.shape and torch.equal(emb.weight, shared.weight)):
+            stack.embed_tokens = shared
+
+
 def resize_embeddings(model: nn.Module, n_tokens: int) -> int:
     """Grow input embeddings (and an untied lm_head) to hold ``n_tokens`` ids, padded to VOCAB_MULTIPLE.
     New rows start at the old rows' mean/covariance (HF ``mean_resizing``)."""
@@ -263,7 +281,9 @@ def _from_pretrained(name: str, **kwargs: Any) -> nn.Module:
         from .copy_head import CopyT5ForConditionalGeneration
         cls = CopyT5ForConditionalGeneration
     with quiet_logs("so we will NOT tie them"):
-        return cls.from_pretrained(name, config=config, use_safetensors=True, trust_remote_code=False, **kwargs)
+        model = cls.from_pretrained(name, config=config, use_safetensors=True, trust_remote_code=False, **kwargs)
+    share_input_embeddings(model)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------- saving

@@ -114,6 +114,11 @@ def test_unsupported_predictions_count_as_false_positives():
                 options=["win"], roles={"win": ["winner", "place"]})
     p = Prediction.from_grounded(ground(res, text2, "EE"), res.dropped)
     assert len(p.events) == 1 and p.dropped == {"duplicate": 1}
+    # two arguments in one role, one located and one not: the event is unsupported, kept as it is
+    res = parse("won | win | winner=Obama | winner=Bush; won | win | winner=Bush | winner=Obama", "EE",
+                options=["win"], roles={"win": ["winner"]})
+    p = Prediction.from_grounded(ground(res, text2, "EE"), res.dropped)
+    assert len(p.events) == 2 and not p.dropped
 
 
 def test_es_ignores_labels_and_et_uses_them():

@@ -124,10 +124,13 @@ class Prediction:
             for x in items:
                 located = (x.start is not None) if isinstance(x, Entity) else (
                     x.trigger.start is not None and all(a.start is not None for a in x.arguments))
+                if not located:
+                    kept.append(x)
+                    continue
                 # an event's arguments are a set: the same event written with them reordered is a repeat
                 key = x if isinstance(x, Entity) else (x.type, x.trigger, tuple(sorted(
                     x.arguments, key=lambda a: (a.role, a.start, a.end, a.text))))
-                if located and key in seen:
+                if key in seen:
                     self.dropped["duplicate"] += 1
                     continue
                 seen.add(key)

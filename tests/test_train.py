@@ -498,6 +498,24 @@ def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, cap
     assert all(torch.isfinite(x).all() for x in w.values())
 
 
+def test_a_failing_dev_evaluation_first_saves_the_steps_trained_since_the_last_checkpoint(tmp_path, monkeypatch):
+    import instructie.evaluate as evaluate
+
+    def broken(*a, **k):
+        raise RuntimeError("scorer bug")
+
+    monkeypatch.setattr(evaluate, "evaluate_sources", broken)
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, max_steps=20, save_every=0, eval_every=6)
+    with pytest.raises(RuntimeError, match="scorer bug"):
+        cli_main(["train", "--config", str(cfg)])
+    state = state_of(out)
+    assert state["step"] == 6 and [h["step"] for h in state["history"]] == list(range(1, 7))
+    monkeypatch.undo()
+    assert cli_main(["train", "--config", str(cfg), "--resume", "--set", "train.eval_every=0"]) == 0
+    assert state_of(out, 20)["step"] == 20
+
+
 # ---------------------------------------------------------------- option chunks in training
 def test_option_chunk_sampling_trains_on_inference_like_chunks():
     """Inference asks a long label list in chunks, most without a gold label; with

@@ -437,7 +437,12 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                 loss_acc, loss_n = 0.0, 0
             if on_eval is not None and t.eval_every and state["step"] % t.eval_every == 0 \
                     and state["step"] < total_steps:
-                on_eval(model, state)
+                try:
+                    on_eval(model, state)
+                except BaseException:  # a failing evaluation ends the run: keep the steps trained since the last save
+                    state["train_time_s"] = elapsed
+                    save_checkpoint(accelerator, out, state, t.keep_checkpoints)
+                    raise
             out_of_time = (t.max_time_s is not None and time.time() - t_start >= t.max_time_s
                            and state["step"] < total_steps)
             if t.max_time_s is not None and accelerator.num_processes > 1:

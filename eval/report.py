@@ -60,6 +60,11 @@ S8 = ("configs/multitask-small.yaml at commit 61fe733 (the session-6 config; hin
       "one (bias, floor) pair per task, RC included)")
 S8B = ("configs/multitask-small.yaml at commit 7dda35f (the session-8 config and decoding, with a (bias, floor) pair "
        "per dev dataset of a task with several, and RC never given a floor); a second training of the s8 config")
+S9B_SETS = "model.name_or_path=runs/s9b-pretrain model.init=pretrained train.max_steps=2900"
+S9B = ("configs/pretrain-small.yaml (1,200 steps), then configs/multitask-small.yaml from it with --set "
+       + S9B_SETS.replace(" ", " --set ") + ", code of commit b65b488 (epochs built in a background process; the "
+       "copy head around the pretrained T5 reads one embedding table; 2,900 steps = (1,097 s of the s8b run - the "
+       "pretraining's 209 s) x the s8b run's 3.28 steps/s, rounded down to 50)")
 RUN_SPECS = [
     # Session 8: the unhinted-item floor, tuned with the bias on dev (eval/tune_hint_bias.py).
     {"name": "multitask-small-s8b", "config": S8B,
@@ -67,6 +72,20 @@ RUN_SPECS = [
      **tuned_run("s8b", 400, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
                  "and per dev dataset; the copy-constrained test at bias 0 did not fit the call", group=8),
      "no_constrained": True},
+    # Session 9: span-corruption pretraining first, at about the device time of the s8b run (eval/gpu_run.sh p).
+    {"name": "multitask-small-s9b", "config": S9B,
+     "summary": "pretrain 1,200 steps (209 s), then the s8 config, 2,900 steps (session 9)",
+     **tuned_run("s9b", 480, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
+                 "and per dev dataset", group=9),
+     "params": "61.1M params incl. the copy head; T5 span-corruption pretraining, 1,200 steps (209 s), first",
+     "pretrain_file": "pretrain_metrics.json",
+     "calls": "pretraining and fine-tuning over three ≤10-minute calls joined by --resume, the GPU to itself",
+     "command": "TRAIN_S=320 PSTEPS=1200 bash eval/gpu_run.sh s9b p; then, in the same call, TRAIN_S=$((470 - "
+                f"the seconds used)) bash eval/gpu_run.sh s9b 1 {S9B_SETS}; TRAIN_S=480 bash eval/gpu_run.sh s9b 2 "
+                f"{S9B_SETS}; CALL_S=590 TUNE={DEV_SETS} bash eval/gpu_run.sh s9b 3 {S9B_SETS} (the last runs python3 "
+                "eval/tune_hint_bias.py --model runs/s9b --config configs/multitask-small.yaml, the same --set "
+                f"overrides and --set {DEV_SETS}, values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, "
+                "floor) pair per task and per dev dataset, then the copy-constrained test at bias 0)"},
     {"name": "multitask-small-s8", "config": S8, "summary": "the session-7 config, current decoding (session 8)",
      **tuned_run("s8", 400, "values 0 1 2 4 8 16, floors 0 0.2 0.3 ... 0.9, a (bias, floor) pair per task", group=8)},
     {"name": "multitask-small-adafactor", "dir": "multitask-small-adafactor", "group": 3,
@@ -248,6 +267,9 @@ def load_run(spec: dict, base_metrics: dict) -> dict:
                      "metrics_floor_constrained": metrics_by_key(copy_f["scores"]) if copy_f else {},
                      "unsupported_rate_floor": {"unconstrained": free_f and free_f["unsupported_rate"],
                                                 "constrained": copy_f and copy_f["unsupported_rate"]}}
+    extra_wall = spec.get("extra_wall_s", 0.0)  # pretraining first: its training time counts too
+    if "pretrain_file" in spec:
+        extra_wall = json.loads((d / spec["pretrain_file"]).read_text())["train_time_s"]
     report = d / "model_report.json"
     copy_head = json.loads(report.read_text()).get("copy_head", False) if report.exists() else "copy head" in spec["params"]
     plain_rate = {"unconstrained": unsupported, "constrained": c_unsupported}
@@ -256,7 +278,7 @@ def load_run(spec: dict, base_metrics: dict) -> dict:
         "name": spec["name"], "summary": spec["summary"],
         "init": INIT.format(params=spec["params"]),
         "config": spec["config"], "command": spec["command"], "device": DEVICE,
-        "wall_s": round(wall + spec.get("extra_wall_s", 0.0), 1), "steps": steps, "calls": spec["calls"],
+        "wall_s": round(wall + extra_wall, 1), "steps": steps, "calls": spec["calls"],
         "copy_head": copy_head,
         "decoding": ("greedy with the hint bias and unhinted-item floor chosen on dev (hint_bias.chosen, "
                      "hint_bias.chosen_floor); metrics_plain: greedy, bias 0") if tuned else "greedy",
@@ -394,6 +416,24 @@ def main() -> None:
             f"{bias_name(x['hint_bias']['chosen_floor'])}" for x in group) + " | | |")
         return "\n".join(out)
 
+    def pretrain_vs_not(group: list[dict]) -> str:
+        """Runs with and without pretraining: bias 0 and the dev-tuned bias + floor (copy-constrained in
+        parentheses), their steps and device time, beside the baseline."""
+        out = ["| dataset | metric | " + " | ".join(f"{x['name']}: β = 0 | {x['name']}: tuned bias + floor"
+                                                   for x in group) + " | best baseline |",
+               "|---|---|" + "---|" * (2 * len(group) + 1)]
+        for ds, task, metric in ROWS:
+            cells = []
+            for x in group:
+                for fk, ck in (("metrics_plain", "metrics_plain_constrained"), ("metrics", "metrics_constrained")):
+                    v, cv = get(x[fk], ds, task, metric), get(x[ck], ds, task, metric)
+                    cells.append(fmt(v) + (f" ({fmt(cv)})" if cv is not None else ""))
+            b = best.get((ds, task, metric))
+            out.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {fmt(b[1]) if b else '—'} |")
+        out.append("| *device time (s): pretraining + fine-tuning* | | " + " | ".join(
+            f"{x['wall_s']:.0f} | {x['steps']:,} fine-tuning steps" for x in group) + " | |")
+        return "\n".join(out)
+
     def floor_sweep(x: dict) -> str:
         h = x["hint_bias"]
         keys = sorted({k for s in h["dev"].values() for k in s if k.split("/")[2] == HEAD.get(k.split("/")[1])})
@@ -462,6 +502,15 @@ def main() -> None:
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.",
         "",
+        "### Session 9: span-corruption pretraining first (`instructie pretrain`, configs/pretrain-small.yaml), "
+        "at about the device time of the session-8 runs (test splits; copy-constrained in parentheses; each run's "
+        "bias and floor chosen on its own dev sweep)", "",
+        pretrain_vs_not(sorted((x for x in runs if x["session"] in (8, 9)), key=lambda x: (x["session"], x["name"]))),
+        "",
+        *[s for x in runs if x["session"] == 9 for s in (
+            f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "
+            f"{x['hint_bias']['rule']}; chosen: bias {bias_name(x['hint_bias']['chosen'])}; floor "
+            f"{bias_name(x['hint_bias']['chosen_floor'])}):", "", floor_sweep(x), "")],
         "### Session 8: the unhinted-item floor (`hint_bias.drop_unhinted`: an item the memory hint did not propose "
         "is kept only when the model's own confidence in it reaches the floor), chosen with the hint bias on the dev "
         "sets by `eval/tune_hint_bias.py` (test splits, copy-constrained in parentheses; a mention repeated by a "

@@ -498,6 +498,24 @@ def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, cap
     assert all(torch.isfinite(x).all() for x in w.values())
 
 
+def test_training_forwards_build_no_key_value_cache(tmp_path, monkeypatch):
+    # a cache is for generation: the training loop asks for none (transformers 5.x would build one per forward)
+    from transformers import T5ForConditionalGeneration
+
+    real, seen = T5ForConditionalGeneration.forward, []
+
+    def spy(self, *a, **k):
+        out = real(self, *a, **k)
+        if self.training:
+            seen.append(out.past_key_values)
+        return out
+
+    monkeypatch.setattr(T5ForConditionalGeneration, "forward", spy)
+    cfg = tiny_config(tmp_path, tmp_path / "run", max_steps=3, save_every=0)
+    assert cli_main(["train", "--config", str(cfg), "--set", "data.test=[]", "--set", "data.eval=[]"]) == 0
+    assert len(seen) >= 3 and all(c is None for c in seen)
+
+
 def test_a_failing_dev_evaluation_first_saves_the_steps_trained_since_the_last_checkpoint(tmp_path, monkeypatch):
     import instructie.evaluate as evaluate
 

@@ -56,7 +56,7 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
         was_training = self.training
         ids = torch.full((1, 2), self.config.eos_token_id, dtype=torch.long, device=self.device)
         self.eval()
-        self(input_ids=ids, labels=ids)
+        self(input_ids=ids, labels=ids, use_cache=False)  # as the training loop calls it
         self.train(was_training)
 
     def generate(self, inputs=None, **kwargs):

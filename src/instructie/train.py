@@ -375,7 +375,9 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                         sync = contextlib.nullcontext() if last or not accelerator.sync_gradients \
                             else accelerator.no_sync(model)
                         with sync:
-                            part_loss = forward(**batch).loss * share
+                            # use_cache=False: training needs no key/value cache (5.x builds one per forward, and
+                            # torch 2.11's compile breaks the graph on its config deepcopy)
+                            part_loss = forward(**batch, use_cache=False).loss * share
                             accelerator.backward(part_loss)
                         loss = loss + part_loss.detach()
                     finite = True

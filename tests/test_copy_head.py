@@ -106,6 +106,10 @@ def test_add_copy_head_keeps_the_plain_models_weights():
     new = add_copy_head(model)
     assert isinstance(new, CopyT5ForConditionalGeneration)
     assert new.lm_head.weight is not new.shared.weight
+    # one input embedding table, as in the plain model (not three trained apart)
+    assert new.encoder.embed_tokens.weight is new.shared.weight is new.decoder.embed_tokens.weight
+    assert new.num_parameters() - model.num_parameters() == sum(
+        p.numel() for n, p in new.named_parameters() if n.startswith("copy_"))
     assert torch.equal(new.lm_head.weight, model.lm_head.weight)
     assert torch.equal(new.shared.weight, model.shared.weight)
     assert torch.equal(new.encoder.block[0].layer[0].SelfAttention.q.weight,

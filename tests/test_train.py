@@ -207,44 +207,88 @@ def test_resume_after_sigkill_continues_at_the_exact_batch(full_run, tmp_path, c
 
 
 # ---------------------------------------------------------------- epochs built in a background process
-def test_epochs_built_in_a_background_process_train_the_same_batches(full_run, tmp_path, capsys):
-    # prefetch_min_build_s 0: every epoch after the first comes from the worker (prefetch.py). Stopped after its
-    # first step and resumed, the run asks the worker for the resume epoch too; batch for batch it is the
-    # uninterrupted inline run.
+def test_epochs_built_in_a_background_process_train_the_same_batches(full_run, tmp_path, capsys, monkeypatch):
+    # prefetch_min_build_s 0: every epoch after the first comes from the worker (prefetch.py); batch for batch
+    # it is the uninterrupted inline run. Then, as after a crash, the run resumes inside epoch 1, which the
+    # worker builds while the checkpoint loads.
+    import shutil
+
+    from instructie.prefetch import EpochPrefetcher
+    from instructie.train import checkpoints
+
+    real_get, served = EpochPrefetcher.get, []
+
+    def spy(self, epoch):
+        tok = real_get(self, epoch)
+        served.append((epoch, tok is not None))
+        return tok
+
+    monkeypatch.setattr(EpochPrefetcher, "get", spy)
     out = tmp_path / "run"
-    cfg = tiny_config(tmp_path, out, prefetch_min_build_s=0)
-    assert cli_main(["train", "--config", str(cfg), "--max-time", "0.001"]) == 3
-    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
+    cfg = tiny_config(tmp_path, out, prefetch_min_build_s=0, keep_checkpoints=10)
+    assert cli_main(["train", "--config", str(cfg)]) == 0
     logged = capsys.readouterr().out
-    assert logged.count("the next is built in a background process") == 2
-    assert "background epoch builder failed" not in logged
-    final, ref = state_of(out, MAX_STEPS), state_of(full_run, MAX_STEPS)
-    assert final["epoch"] >= 3  # several epochs came from the worker
-    for k in ("step", "epoch", "batch_in_epoch", "examples", "target_tokens"):
-        assert final[k] == ref[k], (k, final[k], ref[k])
-    ref_loss = {h["step"]: h["loss"] for h in ref["history"]}
-    for h in final["history"]:
-        assert h["loss"] == pytest.approx(ref_loss[h["step"]], rel=1e-3), h["step"]
+    assert "the next is built in a background process" in logged and "epoch builder failed" not in logged
+    assert served == [(1, True), (2, True), (3, True)]  # 40 steps of 10 batches: epochs 1-3 from the worker
+
+    def same_as_reference():
+        final, ref = state_of(out, MAX_STEPS), state_of(full_run, MAX_STEPS)
+        for k in ("step", "epoch", "batch_in_epoch", "examples", "target_tokens"):
+            assert final[k] == ref[k], (k, final[k], ref[k])
+        ref_loss = {h["step"]: h["loss"] for h in ref["history"]}
+        for h in final["history"]:
+            assert h["loss"] == pytest.approx(ref_loss[h["step"]], rel=1e-3), h["step"]
+
+    same_as_reference()
+    for c in checkpoints(out):  # the run "crashed" after step 14 (epoch 1, batch 4)
+        if int(c.name.split("-")[1]) > 2 * SAVE_EVERY:
+            shutil.rmtree(c)
+    (out / "model.safetensors").unlink()
+    served.clear()
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
+    assert "resumed from step-14: step 14, epoch 1, batch 4" in capsys.readouterr().out
+    assert served == [(1, True), (2, True), (3, True)]
+    same_as_reference()
 
 
-def test_a_failing_epoch_worker_leaves_the_epoch_to_the_caller(tmp_path):
+def test_the_epoch_worker_builds_what_the_loop_would_and_fails_soft(tmp_path):
+    import threading
+
     from instructie.config import load_config
-    from instructie.data import load_sources
+    from instructie.data import build_epoch, load_sources, training_memory
     from instructie.instructions import load_templates
+    from instructie.modeling import ModelSpec, load_model_and_tokenizer
     from instructie.prefetch import EpochPrefetcher
 
-    cfg = load_config(tiny_config(tmp_path, tmp_path / "run"))
-    # no tokenizer: building fails in the worker
-    pre = EpochPrefetcher(load_sources(cfg.data.train), cfg.data, load_templates(None), 0, None, None)
+    cfg = load_config(tiny_config(tmp_path, tmp_path / "run"), ["data.memory_hints=true",
+                                                                "data.mention_replacement=0.5",
+                                                                "data.max_source_length=2048"])
+    sources, templates = load_sources(cfg.data.train), load_templates(None)
+    fold_memory, _ = training_memory(sources, cfg.data)
+    _, tok, _ = load_model_and_tokenizer(ModelSpec(init="random", size="tiny", vocab_size=400),
+                                         [r.text for s in sources for r in s.records])
+    pre = EpochPrefetcher(sources, cfg.data, templates, 3, fold_memory, tok)
     try:
         assert pre.get(1) is None and pre.failure is None  # never requested: nothing to wait for
-        pre.request(1)
-        assert pre.get(1) is None
-        assert pre.failure and "TypeError" in pre.failure
-        pre.request(2)  # a failed worker takes no more work
-        assert pre.get(2) is None
+        pre.request(2)
+        got, want = pre.get(2), build_epoch(sources, cfg.data, templates, 3, 2, fold_memory, tok)
+        assert pre.failure is None and got is not None
+        assert [list(x) for x in got.source_ids] == [list(x) for x in want.source_ids]
+        assert [list(x) for x in got.target_ids] == [list(x) for x in want.target_ids]
+        assert any("Memory:" in tok.decode(list(x)) for x in got.source_ids)  # hints went through the worker
     finally:
         pre.close()
+
+    # no tokenizer: building fails in the worker; the caller is told and builds the epoch itself
+    pre = EpochPrefetcher(sources, cfg.data, templates, 0, None, None)
+    pre.request(1)
+    assert pre.get(1) is None and "TypeError" in pre.failure
+    pre.request(2)  # a failed worker takes no more work
+    assert pre.get(2) is None
+    # inputs that cannot be sent to a worker: the same, not an exception in the training loop
+    pre = EpochPrefetcher(sources, cfg.data, templates, 0, threading.Lock(), tok)
+    pre.request(1)
+    assert pre.get(1) is None and "pickle" in pre.failure
 
 
 def test_ragged_token_ids_read_like_lists_and_pickle_as_two_arrays():
@@ -260,6 +304,8 @@ def test_ragged_token_ids_read_like_lists_and_pickle_as_two_arrays():
         r[4]
     back = pickle.loads(pickle.dumps(r))
     assert [list(x) for x in back] == seqs
+    with pytest.raises(ValueError):
+        r[0][0] = 9  # items are read-only views of the epoch's data
     assert back.flat.dtype.name == "int32" and back.flat.size == sum(map(len, seqs))  # one buffer, not ints
     as_lists, as_ragged = Tokenized(seqs, seqs, 0, 0), Tokenized(r, r, 0, 0)
     assert epoch_batches(as_lists, 2, 0, 1, True) == epoch_batches(as_ragged, 2, 0, 1, True)

@@ -138,7 +138,7 @@ def add_copy_head(model: nn.Module) -> nn.Module:
         # 5.x builds T5 with lm_head tied to `shared`: untie before loading, or one would overwrite the other
         new.set_output_embeddings(nn.Linear(old_head.in_features, old_head.out_features, bias=False))
         _pin_untied_head(new)
-    if model.encoder.embed_tokens is model.shared:
+    if model.encoder.embed_tokens.weight is model.shared.weight:  # 5.x ties by parameter, older by module
         share_input_embeddings(new, force=True)  # built from a config saying "untied": one table, as in ``model``
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
     bad = [k for k in missing if not k.startswith("copy_")] + list(unexpected)

@@ -120,7 +120,9 @@ class Ragged(Sequence):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return self.flat[self.offsets[i] : self.offsets[i + 1]]
+        item = self.flat[self.offsets[i] : self.offsets[i + 1]]
+        item.flags.writeable = False  # a view: writing to it would change the epoch's data
+        return item
 
 
 def seq_lengths(seqs: Sequence[Sequence[int]]) -> list[int]:
@@ -206,9 +208,9 @@ def collate(batch: list[int], tok: Tokenized, pad_id: int, pad_multiple: int,
     attn = torch.zeros((len(batch), ls), dtype=torch.long)
     labels = torch.full((len(batch), lt), -100, dtype=torch.long)
     for r, (s, t) in enumerate(zip(srcs, tgts)):
-        input_ids[r, : len(s)] = torch.as_tensor(s)
+        input_ids[r, : len(s)] = torch.tensor(s)  # a copy: Ragged items are read-only views
         attn[r, : len(s)] = 1
-        labels[r, : len(t)] = torch.as_tensor(t)
+        labels[r, : len(t)] = torch.tensor(t)
     return {"input_ids": input_ids, "attention_mask": attn, "labels": labels}
 
 

@@ -1,59 +1,115 @@
 """The next training epoch, built in a background process while this one trains.
 
 Building an epoch of the multitask mix (instances re-sampled with memory hints and mention replacement, then
-tokenized) is ~14 s of Python on a CPU core, and the GPU waited for it at every epoch boundary: 12-20 s per
-~165-s epoch on the H100 (session-8 logs). A thread would contend for the GIL with the training loop, whose
+tokenized) is ~12 s of Python on the H100 machine's CPU, and the GPU waited for it at every epoch boundary
+(11-15 s stalls in the session-8 logs). A thread would contend for the GIL with the training loop, whose
 steps are bound by kernel launches from Python, so a spawned process builds it (spawn, not fork: the parent
 holds CUDA and tokenizer threads). The worker gets the records, memory and tokenizer once; each epoch's ids
 come back as flat arrays (``data.Ragged``). Building is seeded by (seed, epoch), so the epoch is the one the
-loop would have built itself; if the worker fails, ``get`` returns None (``failure`` says why) and the caller
-builds inline.
+loop would have built itself. Whatever goes wrong in the worker (it cannot start, pickle, build, or it dies),
+``get`` returns None, ``failure`` says why, and the caller builds the epoch inline.
+
+Like any spawned process (a DataLoader's workers too), the worker imports the script that started training:
+a script calling ``train`` must do so under ``if __name__ == "__main__":`` (the ``instructie`` command does).
 """
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from .data import Source, Tokenized, build_epoch
 
-_WORKER: dict[str, Any] = {}
 
-
-def _init(args: tuple) -> None:
-    _WORKER["args"] = args
-
-
-def _build(epoch: int) -> Tokenized:
-    sources, data, templates, seed, memory, tokenizer = _WORKER["args"]
-    return build_epoch(sources, data, templates, seed, epoch, memory, tokenizer)
+def _serve(conn, args: tuple) -> None:
+    """The worker: build each epoch number received, send back ("ok", Tokenized) or ("error", message)."""
+    sources, data, templates, seed, memory, tokenizer = args
+    while True:
+        try:
+            epoch = conn.recv()
+        except EOFError:
+            return
+        if epoch is None:
+            return
+        try:
+            conn.send(("ok", build_epoch(sources, data, templates, seed, epoch, memory, tokenizer)))
+        except Exception as e:
+            conn.send(("error", f"{type(e).__name__}: {e}"))
 
 
 class EpochPrefetcher:
-    """``request(e)`` starts building epoch ``e`` in the worker; ``get(e)`` waits for it (None if never
-    requested or the worker failed). ``close()`` stops the worker."""
+    """``request(e)`` starts building epoch ``e`` in the worker (one at a time: a request while another is
+    pending is ignored); ``get(e)`` waits for it (None if it was not the one requested, or the worker
+    failed). ``close()`` stops the worker at once."""
 
     def __init__(self, sources: list[Source], data, templates: dict, seed: int, memory, tokenizer):
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init,
-                                         initargs=((sources, data, templates, seed, memory, tokenizer),))
-        self._pending: dict[int, Future] = {}
+        self._args = (sources, data, templates, seed, memory, tokenizer)
+        self._proc: Any = None
+        self._conn: Any = None
+        self._pending: int | None = None
+        self._closed = False
         self.failure: str | None = None
 
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child, self._args), daemon=True, name="instructie-epochs")
+        try:
+            proc.start()  # pickles the records, memory and tokenizer for the worker
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            child.close()
+        self._proc, self._conn = proc, conn
+
     def request(self, epoch: int) -> None:
-        if self.failure is None and epoch not in self._pending:
-            self._pending[epoch] = self._pool.submit(_build, epoch)
+        if self._closed or self.failure is not None or self._pending is not None:
+            return
+        try:
+            if self._proc is None:
+                self._start()
+            self._conn.send(epoch)
+            self._pending = epoch
+        except Exception as e:
+            self._fail(f"{type(e).__name__}: {e}")
 
     def get(self, epoch: int) -> Tokenized | None:
-        fut = self._pending.pop(epoch, None)
-        if fut is None or self.failure is not None:
+        if self.failure is not None or self._pending is None:
             return None
+        if self._pending != epoch:  # not the epoch asked for (a resume elsewhere): let it go, stay usable
+            self._fail_or_drain()
+            return None
+        self._pending = None
         try:
-            return fut.result()
-        except Exception as e:  # a broken worker must not end the run: the caller builds the epoch itself
-            self.failure = f"{type(e).__name__}: {e}"
-            self.close()
+            status, value = self._conn.recv()
+        except Exception as e:  # EOFError: the worker died (killed, or it could not import the main script)
+            self._fail(f"the worker stopped ({type(e).__name__}: {e})")
             return None
+        if status != "ok":
+            self._fail(value)
+            return None
+        return value
+
+    def _fail_or_drain(self) -> None:
+        try:
+            self._conn.recv()
+            self._pending = None
+        except Exception as e:
+            self._fail(f"the worker stopped ({type(e).__name__}: {e})")
+
+    def _fail(self, why: str) -> None:
+        self.failure = why
+        self.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the worker now, mid-build too (a finished run must not wait for an epoch nobody needs)."""
+        self._closed = True
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.is_alive():
+            proc.terminate()
+        proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._pending = None

@@ -157,7 +157,8 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     probe = build_epoch(train_sources, cfg.data, templates, t.seed, 0, fold_memory, tokenizer)
     build_s = time.time() - build_s
     n_inst = len(probe.source_ids)
-    per_epoch = math.ceil(n_inst / t.batch_size / accelerator.num_processes / t.grad_accum)
+    batches_per_epoch = math.ceil(n_inst / (t.batch_size * accelerator.num_processes))
+    per_epoch = math.ceil(batches_per_epoch / t.grad_accum)
     total_steps = t.max_steps or max(1, int(per_epoch * t.epochs))
     if main:
         log(f"{n_inst} training instances/epoch, {per_epoch} steps/epoch, {total_steps} steps, "
@@ -174,8 +175,10 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         prefetcher = EpochPrefetcher(train_sources, cfg.data, templates, t.seed, fold_memory, tokenizer)
         if main:
             log(f"an epoch takes {build_s:.1f} s to build: the next is built in a background process while one trains")
-        if resume_from is not None:  # the epoch to resume in: built there while the checkpoint loads
-            prefetcher.request(json.loads((resume_from / STATE_FILE).read_text())["epoch"])
+        if resume_from is not None:  # the epoch to resume in (unless it is the probe's): built there meanwhile
+            resume_epoch = json.loads((resume_from / STATE_FILE).read_text())["epoch"]
+            if resume_epoch != 0:
+                prefetcher.request(resume_epoch)
 
     # Epochs are deterministic in (seed, epoch): the probe is epoch 0, used once and then let go.
     first_epoch = {0: probe}
@@ -193,7 +196,8 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
                 prefetcher = None
         if tok is None:
             tok = build_epoch(train_sources, cfg.data, templates, t.seed, epoch, fold_memory, tokenizer)
-        if prefetcher is not None and (epoch + 1) * per_epoch < total_steps:
+        # the next epoch, if the run gets to it (accumulation carries across epoch boundaries)
+        if prefetcher is not None and (epoch + 1) * batches_per_epoch // t.grad_accum < total_steps:
             prefetcher.request(epoch + 1)
         batches = epoch_batches(tok, t.batch_size * accelerator.num_processes, t.seed, epoch, t.length_grouping)
         note = ""
@@ -441,9 +445,12 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                     and state["step"] < total_steps:
                 try:
                     on_eval(model, state)
-                except BaseException:  # a failing evaluation ends the run: keep the steps trained since the last save
-                    state["train_time_s"] = elapsed
-                    save_checkpoint(accelerator, out, state, t.keep_checkpoints)
+                except BaseException:
+                    # A failing evaluation ends the run: keep the steps trained since the last save. One process
+                    # only: saving waits for every rank, and a failure on some ranks would hang at that barrier.
+                    if accelerator.num_processes == 1:
+                        state["train_time_s"] = elapsed
+                        save_checkpoint(accelerator, out, state, t.keep_checkpoints)
                     raise
             out_of_time = (t.max_time_s is not None and time.time() - t_start >= t.max_time_s
                            and state["step"] < total_steps)

@@ -8,6 +8,8 @@ the share that grows with the square of the source length (attention) makes long
 more per token.
 
     python eval/activation_memory.py --config configs/multitask-small.yaml --json eval/runs/activation_memory.json
+    python eval/activation_memory.py --config configs/multitask-small.yaml --set model.size=base --lengths 512 1024 \
+        --json eval/runs/activation_memory_base.json
 """
 from __future__ import annotations
 
@@ -43,17 +45,21 @@ def saved_bytes(model, rows: int, src_len: int, tgt_len: int, vocab: int) -> int
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="config override")
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 768, 1024])
     ap.add_argument("--rows", type=int, default=4, help="rows measured (the result is scaled to the batch)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
-    cfg = load_config(a.config)
+    cfg = load_config(a.config, a.set)
     torch.manual_seed(0)
     vocab = cfg.model.vocab_size
     model = build_random_t5(cfg.model.size, vocab, None, copy_head=cfg.model.copy_head)
     model.train()
     rows, batch = a.rows, cfg.train.batch_size
-    out = {"command": f"python eval/activation_memory.py --config {a.config}", "size": cfg.model.size,
+    sets = "".join(f" --set {x}" for x in a.set)
+    lengths = " ".join(map(str, a.lengths))
+    out = {"command": f"python eval/activation_memory.py --config {a.config}{sets} --lengths {lengths}",
+           "size": cfg.model.size,
            "copy_head": cfg.model.copy_head, "target_length": cfg.data.max_target_length, "rows_measured": rows,
            "batch_size": batch, "gib": {}}
     for n in a.lengths:

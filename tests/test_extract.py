@@ -574,6 +574,37 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys, tiny_model_dir):
         assert rc == 2 and msg in err and "Traceback" not in err, (argv, err)
 
 
+def test_a_model_is_loaded_from_a_hub_id_too(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    # `--model org/name` (or Extractor.from_pretrained): a trained model published on the hub is fetched
+    # (weights as safetensors only) and used like the directory; offline and not cached: one clear line.
+    import huggingface_hub
+    import huggingface_hub.constants as hc
+
+    from instructie import Extractor
+
+    asked = []
+
+    def fake_download(repo_id, allow_patterns=None, **kw):
+        asked.append((repo_id, allow_patterns))
+        return str(tiny_model_dir)
+
+    with monkeypatch.context() as m:
+        m.setattr(huggingface_hub, "snapshot_download", fake_download)
+        ex = Extractor.from_pretrained("someone/instructie-ner", device="cpu")
+        assert ex.card == json.loads((Path(tiny_model_dir) / "instructie.json").read_text(encoding="utf-8"))
+        assert asked[0][0] == "someone/instructie-ner" and "*.safetensors" in asked[0][1]
+        assert not any(x.endswith((".bin", ".pt", ".pkl", ".ckpt")) for x in asked[0][1])
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # read at import time: patch the live value too
+    src = tmp_path / "a.txt"
+    src.write_text("Obama.", encoding="utf-8")
+    rc, _, err = cli(capsys, "extract", src, "--model", "instructie-test/no-such-model-xyz")
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "'instructie-test/no-such-model-xyz' is neither a local directory nor a model on the Hugging Face hub" \
+        in err
+
+
 def test_cli_labels_schema_confidence_unsupported(tmp_path, capsys, script, tiny_model_dir):
     s = script(lambda task, text, opts: [("Obama | disease;", 0.9), (" Aspirin | drug;", 0.2),
                                          (" Ibuprofen | drug", 0.9)] if task == "NER" else "None")

@@ -139,11 +139,12 @@ class Extractor:
     # ------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> "Extractor":
+        """The model ``instructie train`` saved: its directory, or a Hugging Face hub id ('org/name') of one."""
         import torch
 
-        from .modeling import load_trained
+        from .modeling import load_trained, resolve_model_dir
 
-        p = Path(path)
+        p = resolve_model_dir(path)  # a local directory, or a hub id fetched (or taken from the cache)
         card_path = p / "instructie.json"
         if not card_path.exists():
             raise ConfigError(f"{p}: not an instructie model directory (no instructie.json); "

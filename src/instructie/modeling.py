@@ -207,6 +207,28 @@ def _is_local(name: str) -> bool:
             or name.count("/") > 1 or os.sep != "/" and os.sep in name)
 
 
+# what a trained model directory holds (save_model, train): never pickled weights
+MODEL_DIR_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.png"]
+
+
+def resolve_model_dir(name: str | os.PathLike) -> Path:
+    """A trained model's local directory: ``name`` itself when it is a path, else a Hugging Face hub repo
+    id ('org/name') fetched with ``huggingface_hub.snapshot_download`` (from the local cache when offline).
+    Not found either way: a ConfigError saying both."""
+    name = os.path.expanduser(str(name))
+    if _is_local(name):
+        return Path(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=name, allow_patterns=MODEL_DIR_FILES))
+    except Exception as err:  # offline, unknown repo, no access: all mean "not loadable from here"
+        reason = " ".join(str(err).split())[:300].rstrip(".")
+        raise ConfigError(f"model {name!r} is neither a local directory nor a model on the Hugging Face hub that "
+                          f"can be fetched (offline?): {type(err).__name__}: {reason}. Give the directory "
+                          f"`instructie train` wrote, or a hub id reachable from here") from None
+
+
 def _hub_error(what: str, name: str, err: Exception) -> ConfigError:
     if _is_local(name):
         reason = "directory not found" if not os.path.exists(name) else f"{type(err).__name__}: {err}"

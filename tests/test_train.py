@@ -56,6 +56,18 @@ def state_of(out: Path, step: int | None = None) -> dict:
     return json.loads((ckpt / STATE_FILE).read_text())
 
 
+def assert_same_run(out: Path, reference: Path) -> None:
+    """``out`` trained the same data, batch for batch, as ``reference`` (uninterrupted, inline-built epochs):
+    the same position in the same epoch, the same examples and target tokens seen (a restarted epoch would
+    differ), and -- same seed, same CPU -- the same losses."""
+    final, ref = state_of(out, MAX_STEPS), state_of(reference, MAX_STEPS)
+    for k in ("step", "epoch", "batch_in_epoch", "examples", "target_tokens"):
+        assert final[k] == ref[k], (k, final[k], ref[k])
+    ref_loss = {h["step"]: h["loss"] for h in ref["history"]}
+    for h in final["history"]:
+        assert h["loss"] == pytest.approx(ref_loss[h["step"]], rel=1e-3), h["step"]
+
+
 def env() -> dict:
     e = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT), e.get("PYTHONPATH")]))
@@ -190,18 +202,10 @@ def test_resume_after_sigkill_continues_at_the_exact_batch(full_run, tmp_path, c
             f"batch {killed['batch_in_epoch']}") in logged
     assert not list((out / "checkpoints").glob(".tmp-*")), "stale half-written checkpoint left behind"
 
-    final, ref = state_of(out, MAX_STEPS), state_of(full_run, MAX_STEPS)
     assert json.loads((out / "metrics.json").read_text())["step"] == MAX_STEPS
-    steps = [h["step"] for h in final["history"]]
+    steps = [h["step"] for h in state_of(out, MAX_STEPS)["history"]]
     assert steps == list(range(1, MAX_STEPS + 1)), "history has a gap or a restarted stretch"
-    # The same data, batch for batch, as the uninterrupted run: same position in the same epoch and the
-    # same examples and target tokens seen (a restarted epoch would differ).
-    for k in ("step", "epoch", "batch_in_epoch", "examples", "target_tokens"):
-        assert final[k] == ref[k], (k, final[k], ref[k])
-    # Same seed, same CPU: the losses after the resume point follow the uninterrupted run.
-    ref_loss = {h["step"]: h["loss"] for h in ref["history"]}
-    for h in final["history"]:
-        assert h["loss"] == pytest.approx(ref_loss[h["step"]], rel=1e-3), h["step"]
+    assert_same_run(out, full_run)  # the losses after the resume point follow the uninterrupted run
     assert (out / "model.safetensors").is_file() and (out / "instructie.json").is_file()
     assert (out / "training.png").is_file() and (out / "tokenizer.json").is_file()
 
@@ -231,15 +235,7 @@ def test_epochs_built_in_a_background_process_train_the_same_batches(full_run, t
     assert "the next is built in a background process" in logged and "epoch builder failed" not in logged
     assert served == [(1, True), (2, True), (3, True)]  # 40 steps of 10 batches: epochs 1-3 from the worker
 
-    def same_as_reference():
-        final, ref = state_of(out, MAX_STEPS), state_of(full_run, MAX_STEPS)
-        for k in ("step", "epoch", "batch_in_epoch", "examples", "target_tokens"):
-            assert final[k] == ref[k], (k, final[k], ref[k])
-        ref_loss = {h["step"]: h["loss"] for h in ref["history"]}
-        for h in final["history"]:
-            assert h["loss"] == pytest.approx(ref_loss[h["step"]], rel=1e-3), h["step"]
-
-    same_as_reference()
+    assert_same_run(out, full_run)
     for c in checkpoints(out):  # the run "crashed" after step 14 (epoch 1, batch 4)
         if int(c.name.split("-")[1]) > 2 * SAVE_EVERY:
             shutil.rmtree(c)
@@ -248,7 +244,7 @@ def test_epochs_built_in_a_background_process_train_the_same_batches(full_run, t
     assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
     assert "resumed from step-14: step 14, epoch 1, batch 4" in capsys.readouterr().out
     assert served == [(1, True), (2, True), (3, True)]
-    same_as_reference()
+    assert_same_run(out, full_run)
 
 
 def test_the_epoch_worker_builds_what_the_loop_would_and_fails_soft(tmp_path):

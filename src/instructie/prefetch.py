@@ -38,8 +38,8 @@ def _serve(conn, args: tuple) -> None:
 
 class EpochPrefetcher:
     """``request(e)`` starts building epoch ``e`` in the worker (one at a time: a request while another is
-    pending is ignored); ``get(e)`` waits for it (None if it was not the one requested, or the worker
-    failed). ``close()`` stops the worker at once."""
+    pending is ignored); ``get(e)`` waits for it (None if nothing was requested, or the worker failed; asked
+    for another epoch than the one building, it gives up). ``close()`` stops the worker at once."""
 
     def __init__(self, sources: list[Source], data, templates: dict, seed: int, memory, tokenizer):
         self._args = (sources, data, templates, seed, memory, tokenizer)
@@ -76,8 +76,8 @@ class EpochPrefetcher:
     def get(self, epoch: int) -> Tokenized | None:
         if self.failure is not None or self._pending is None:
             return None
-        if self._pending != epoch:  # not the epoch asked for (a resume elsewhere): let it go, stay usable
-            self._fail_or_drain()
+        if self._pending != epoch:  # epochs come in order: a different one means the caller lost track
+            self._fail(f"asked for epoch {epoch} while epoch {self._pending} was being built")
             return None
         self._pending = None
         try:
@@ -89,13 +89,6 @@ class EpochPrefetcher:
             self._fail(value)
             return None
         return value
-
-    def _fail_or_drain(self) -> None:
-        try:
-            self._conn.recv()
-            self._pending = None
-        except Exception as e:
-            self._fail(f"the worker stopped ({type(e).__name__}: {e})")
 
     def _fail(self, why: str) -> None:
         self.failure = why

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 HERE = Path(__file__).parent
 RUNS = HERE / "runs"
 MARK_BEGIN, MARK_END = "<!-- generated: begin -->", "<!-- generated: end -->"
 DEVICE = "NVIDIA H100 80GB HBM3 (device tool, nvidia-h100-x1), torch 2.11, transformers 5.17"
-INIT = "random (T5 Flan-small shape, {params}; tokenizer trained on the training texts)"
+INIT = "random (T5 Flan-{shape} shape, {params}; tokenizer trained on the training texts)"
 TEST_COPY = ("instructie test --model runs/{run} --config configs/{config}.yaml --constrained copy "
              "--json test_copy.json")
 
@@ -43,18 +44,24 @@ S7B = ("configs/multitask-small.yaml at commit c604ce5 (the session-6 config; hi
 DEV_SETS = "'data.eval[0].options.datasets=[CoNLL2003,DuEE,CrossNER_AI,CrossNER_literature]'"
 
 
-def tuned_run(run: str, train2_s: int, tuning: str, then: str = "", group: int = 7) -> dict:
+def tuned_run(run: str, train2_s: int, tuning: str, then: str = "", group: int = 7,
+              sets: tuple[str, ...] = ("train.max_steps=3600",), train1_s: int = 480) -> dict:
     """A run of sessions 7 on: three calls of eval/gpu_run.sh, the last tuning the hint bias (session 8 on: with
-    the unhinted-item floor); hint_bias.json holds its tests, copy-constrained at bias 0 among them."""
+    the unhinted-item floor); hint_bias.json holds its tests, copy-constrained at bias 0 among them. ``sets``: the
+    KEY=VALUE overrides given to every call."""
+    kv = " ".join(shlex.quote(x) for x in sets)
+    as_args = " ".join(f"--set {shlex.quote(x)}" for x in sets)
     return {"dir": f"multitask-small-{run}", "group": group, "params": "61.0M params incl. the copy head",
             "hint_file": "hint_bias.json", "constrained_file": "hint_bias.json",
             "constrained_path": ["test", "constrained_copy"],
             "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
-            "command": f"TRAIN_S=480 bash eval/gpu_run.sh {run} 1 train.max_steps=3600; TRAIN_S={train2_s} bash "
-                       f"eval/gpu_run.sh {run} 2 train.max_steps=3600; CALL_S=590 TUNE={DEV_SETS} bash eval/gpu_run.sh "
-                       f"{run} 3 train.max_steps=3600 (the last runs python3 eval/tune_hint_bias.py --model runs/{run} "
-                       f"--config configs/multitask-small.yaml --set train.max_steps=3600 --set {DEV_SETS} --json "
+            "command": f"TRAIN_S={train1_s} bash eval/gpu_run.sh {run} 1 {kv}; TRAIN_S={train2_s} bash "
+                       f"eval/gpu_run.sh {run} 2 {kv}; CALL_S=590 TUNE={DEV_SETS} bash eval/gpu_run.sh "
+                       f"{run} 3 {kv} (the last runs python3 eval/tune_hint_bias.py --model runs/{run} "
+                       f"--config configs/multitask-small.yaml {as_args} --set {DEV_SETS} --json "
                        f"hint_bias.json, {tuning})" + then}
+
+
 S8 = ("configs/multitask-small.yaml at commit 61fe733 (the session-6 config; hints from each record's own dataset, "
       "in training as at test; the decoding fixes of commits 295cec9, ed3ddeb and 563ac84; the unhinted-item floor, "
       "one (bias, floor) pair per task, RC included)")
@@ -65,7 +72,14 @@ S9B = ("configs/pretrain-small.yaml (1,200 steps), then configs/multitask-small.
        + S9B_SETS.replace(" ", " --set ") + ", code of commit b65b488 (epochs built in a background process; the "
        "copy head around the pretrained T5 reads one embedding table; 2,900 steps = (1,097 s of the s8b run - the "
        "pretraining's 209 s) x the s8b run's 3.28 steps/s, rounded down to 50)")
+S10 = ("configs/multitask-small.yaml at commit 1878159 (the session-8 config; epochs built in a background process, "
+       "the first one too; training forward without the decoder cache), 4,000 steps")
 RUN_SPECS = [
+    # Session 10: the s8 config for 4,000 steps at the background epoch builder's speed.
+    {"name": "multitask-small-s10", "config": S10, "summary": "the s8 config, 4,000 steps (session 10)",
+     **tuned_run("s10", 490, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
+                 "and per dev dataset, then the copy-constrained test at bias 0", group=10,
+                 sets=("train.max_steps=4000",))},
     # Session 8: the unhinted-item floor, tuned with the bias on dev (eval/tune_hint_bias.py).
     {"name": "multitask-small-s8b", "config": S8B,
      "summary": "the same, a (bias, floor) pair per dev dataset (session 8)",
@@ -276,7 +290,7 @@ def load_run(spec: dict, base_metrics: dict) -> dict:
     tuned = bool(hint.get("metrics_floor"))  # session 8 on: the run's answer is its dev-tuned decoding
     return {
         "name": spec["name"], "summary": spec["summary"],
-        "init": INIT.format(params=spec["params"]),
+        "init": INIT.format(shape=spec.get("shape", "small"), params=spec["params"]),
         "config": spec["config"], "command": spec["command"], "device": DEVICE,
         "wall_s": round(wall + extra_wall, 1), "steps": steps, "calls": spec["calls"],
         "copy_head": copy_head,
@@ -416,9 +430,9 @@ def main() -> None:
             f"{bias_name(x['hint_bias']['chosen_floor'])}" for x in group) + " | | |")
         return "\n".join(out)
 
-    def pretrain_vs_not(group: list[dict]) -> str:
-        """Runs with and without pretraining: bias 0 and the dev-tuned bias + floor (copy-constrained in
-        parentheses), their steps and device time, beside the baseline."""
+    def tuned_side_by_side(group: list[dict], time_label: str = "device time (s): pretraining + fine-tuning") -> str:
+        """Runs side by side: bias 0 and the dev-tuned bias + floor (copy-constrained in parentheses), their
+        steps and device time, beside the baseline."""
         out = ["| dataset | metric | " + " | ".join(f"{x['name']}: β = 0 | {x['name']}: tuned bias + floor"
                                                    for x in group) + " | best baseline |",
                "|---|---|" + "---|" * (2 * len(group) + 1)]
@@ -430,7 +444,7 @@ def main() -> None:
                     cells.append(fmt(v) + (f" ({fmt(cv)})" if cv is not None else ""))
             b = best.get((ds, task, metric))
             out.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {fmt(b[1]) if b else '—'} |")
-        out.append("| *device time (s): pretraining + fine-tuning* | | " + " | ".join(
+        out.append(f"| *{time_label}* | | " + " | ".join(
             f"{x['wall_s']:.0f} | {x['steps']:,} fine-tuning steps" for x in group) + " | |")
         return "\n".join(out)
 
@@ -502,10 +516,20 @@ def main() -> None:
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.",
         "",
+        "### Session 10: more steps in the same device time (epochs built in a background process), and a mix "
+        "weighted to DuEE (test splits; copy-constrained in parentheses; each run's bias and floor chosen on its own "
+        "dev sweep)", "",
+        tuned_side_by_side(sorted((x for x in runs if x["name"] == "multitask-small-s8b" or x["session"] == 10),
+                                  key=lambda x: (x["session"], x["name"])), "training device time (s)"),
+        "",
+        *[s for x in runs if x["session"] == 10 for s in (
+            f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "
+            f"{x['hint_bias']['rule']}; chosen: bias {bias_name(x['hint_bias']['chosen'])}; floor "
+            f"{bias_name(x['hint_bias']['chosen_floor'])}):", "", floor_sweep(x), "")],
         "### Session 9: span-corruption pretraining first (`instructie pretrain`, configs/pretrain-small.yaml), "
         "at about the device time of the session-8 runs (test splits; copy-constrained in parentheses; each run's "
         "bias and floor chosen on its own dev sweep)", "",
-        pretrain_vs_not(sorted((x for x in runs if x["session"] in (8, 9)), key=lambda x: (x["session"], x["name"]))),
+        tuned_side_by_side(sorted((x for x in runs if x["session"] in (8, 9)), key=lambda x: (x["session"], x["name"]))),
         "",
         *[s for x in runs if x["session"] == 9 for s in (
             f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "

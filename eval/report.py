@@ -74,7 +74,20 @@ S9B = ("configs/pretrain-small.yaml (1,200 steps), then configs/multitask-small.
        "pretraining's 209 s) x the s8b run's 3.28 steps/s, rounded down to 50)")
 S10 = ("configs/multitask-small.yaml at commit 1878159 (the session-8 config; epochs built in a background process, "
        "the first one too; training forward without the decoder cache), 4,000 steps")
+S10B_SETS = ("train.max_steps=4400", "data.train[0].options.datasets=[CoNLL2003]",
+             "data.train[+]={adapter: ie_instructions, path: .devdata/ie_instructions, split: train, weight: 3, "
+             "options: {datasets: [DuEE]}}")
+S10B = ("configs/multitask-small.yaml at commit 8201542 (the s10 run's) with --set "
+        + " --set ".join(shlex.quote(x) for x in S10B_SETS) + ": DuEE in its own entry at weight 3, 4,400 steps; the "
+        "config as committed since this run holds these settings, so `bash eval/gpu_run.sh NAME 1` (2, 3) with "
+        "no overrides trains it again")
 RUN_SPECS = [
+    # Session 10: DuEE weighted x3 and 4,400 steps (the config's settings since).
+    {"name": "multitask-small-s10b", "config": S10B,
+     "summary": "the same, DuEE weight 3, 4,400 steps (session 10)",
+     **tuned_run("s10b", 525, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
+                 "and per dev dataset, then the copy-constrained test at bias 0", group=10,
+                 sets=S10B_SETS, train1_s=520)},
     # Session 10: the s8 config for 4,000 steps at the background epoch builder's speed.
     {"name": "multitask-small-s10", "config": S10, "summary": "the s8 config, 4,000 steps (session 10)",
      **tuned_run("s10", 490, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
@@ -516,7 +529,7 @@ def main() -> None:
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.",
         "",
-        "### Session 10: more steps in the same device time (epochs built in a background process), and a mix "
+        "### Session 10: more steps a second (epochs built in a background process), and a mix "
         "weighted to DuEE (test splits; copy-constrained in parentheses; each run's bias and floor chosen on its own "
         "dev sweep)", "",
         tuned_side_by_side(sorted((x for x in runs if x["name"] == "multitask-small-s8b" or x["session"] == 10),

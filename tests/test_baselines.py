@@ -303,7 +303,8 @@ def test_shared_splits(tmp_path):
         {k: ([r.id for r in a], [r.id for r in b]) for k, (a, b) in again.items()}  # deterministic
 
 
-def test_shared_splits_agree_with_a_config(tmp_path):
+def _fixture_config(tmp_path: Path) -> tuple[Path, Path]:
+    """The fixture tree and a training config over it (its train and test splits as shared_splits reads them)."""
     d = _fixture_tree(tmp_path)
     fr = f"{{pid2name: {d}/fewrel/pid2name.json, unseen_relations: 1, part: seen"
     cfg = tmp_path / "c.yaml"
@@ -321,6 +322,11 @@ data:
     - {{adapter: fewrel, path: {d}/fewrel/val_wiki.json, options: {fr}, instance_split: test}}}}
     - {{adapter: fin_negative, path: {d}/fin_negative/Train_Data.csv, options: {{holdout: 0.2, part: heldout, max_chars: 200}}}}
 """, encoding="utf-8")
+    return d, cfg
+
+
+def test_shared_splits_agree_with_a_config(tmp_path):
+    d, cfg = _fixture_config(tmp_path)
     a, b = shared_splits(d, fewrel_unseen=1), splits_from_config(cfg)
     assert set(a) == set(b)
     for k in a:
@@ -341,3 +347,46 @@ def test_eval_script_on_fixtures(tmp_path):
     js = json.loads((out / "baselines.json").read_text(encoding="utf-8"))
     assert js["splits"]["duie"]["test_texts_in_train"] == js["splits"]["duie"]["test"]  # same file twice here
     assert "CoNLL2003/NER/entity_f1" in js["summary"]["dictionary"]
+
+
+def test_bootstrap_script_counts_ties_wins_and_losses(tmp_path):
+    """eval/bootstrap_vs_baseline.py: gold answers tie a baseline that knows the test split (difference 0 in
+    every draw: a tie is not "ahead") and beat one that knows nothing in every draw; no answers are behind the
+    knowing baseline in every draw."""
+    spec = importlib.util.spec_from_file_location("bootstrap_vs_baseline", ROOT / "eval" / "bootstrap_vs_baseline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ie = (FIX / "ie_instructions").resolve()
+    knows = tmp_path / "knows.yaml"  # trained on the test split itself: its dictionaries are right on every record
+    knows.write_text(f"""
+model: {{init: random}}
+data:
+  train: [{{adapter: ie_instructions, path: {ie}, split: test}}]
+  test: [{{adapter: ie_instructions, path: {ie}, split: test}}]
+""", encoding="utf-8")
+    blind = tmp_path / "blind.yaml"  # the fixture's train split shares no name or trigger with its test split
+    blind.write_text(knows.read_text(encoding="utf-8").replace("split: test}]\n  test", "split: train}]\n  test"),
+                     encoding="utf-8")
+    tests = [r for _, te in splits_from_config(knows).values() for r in te]
+    assert {r.dataset for r in tests} == {"CoNLL2003", "DuEE"}
+    perfect, empty = tmp_path / "perfect.jsonl", tmp_path / "empty.jsonl"
+    perfect.write_text("".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in tests), encoding="utf-8")
+    empty.write_text("".join(json.dumps({"id": r.id, "task": r.task, "entities": [], "events": []}) + "\n"
+                             for r in tests), encoding="utf-8")
+
+    def run(cfg, preds):
+        out = tmp_path / "out.json"
+        assert mod.main(["--config", str(cfg), "--predictions", str(preds), "--resamples", "25",
+                         "--json", str(out)]) == 0
+        rows = json.loads(out.read_text(encoding="utf-8"))["results"]
+        assert {r["dataset"] for r in rows} == {"CoNLL2003", "DuEE"}
+        return rows
+
+    for r in run(knows, perfect):
+        assert r["model"] == r["baseline_value"] == 1.0
+        assert r["difference_low"] == r["difference_high"] == 0.0 and r["model_ahead_share"] == 0.0
+    for r in run(knows, empty):
+        assert r["model"] == 0.0 and r["difference_high"] < 0 and r["model_ahead_share"] == 0.0
+    for r in run(blind, perfect):
+        assert r["baseline"] in ("dictionary", "trigger_dictionary") and r["baseline_value"] < 1.0
+        assert r["difference_low"] > 0 and r["model_ahead_share"] == 1.0

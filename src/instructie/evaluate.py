@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Sequence
 
 from .instructions import build_source, option_chunks, pick_template, restrict
@@ -328,10 +328,21 @@ def _index_predictions(pred_path: str, errors: SkipCounter) -> tuple[dict, dict,
     return by_iid, by_id_task, by_id
 
 
-def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, skip_invalid: bool = False,
-                   baselines: list[str] | None = None) -> dict:
-    errors = SkipCounter(skip_invalid)
-    gold = read_gold(gold_path, errors)
+@dataclass
+class Matched:
+    """Gold records and, aligned with them, their predictions read from a file."""
+    golds: list[Record]
+    preds: list[Prediction]
+    missing: int           # gold records with no prediction (scored as empty)
+    missing_ids: list[str]  # the first 20 of them
+    unmatched: int         # prediction lines that matched no gold record
+
+
+def match_predictions(gold: Sequence[tuple[Record, dict]], pred_path: str, errors: SkipCounter,
+                      field: str | None = None) -> Matched:
+    """Each gold record's prediction from the JSONL file ``pred_path`` (by instance id, else
+    (id, task), else id); an empty prediction where none matches. ``gold``: (record, row)
+    pairs as ``read_gold`` yields them."""
     by_iid, by_id_task, by_id = _index_predictions(pred_path, errors)
     golds, preds = [], []
     missing, missing_ids, used = 0, [], set()
@@ -355,7 +366,14 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
         golds.append(rec)
         preds.append(pred)
     lines = {no for ix in (by_iid, by_id_task, by_id) for no, _ in ix.values()}
-    unmatched = len(lines - used)
+    return Matched(golds, preds, missing, missing_ids, len(lines - used))
+
+
+def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, skip_invalid: bool = False,
+                   baselines: list[str] | None = None) -> dict:
+    errors = SkipCounter(skip_invalid)
+    m = match_predictions(read_gold(gold_path, errors), pred_path, errors, field)
+    golds, preds, missing, missing_ids, unmatched = m.golds, m.preds, m.missing, m.missing_ids, m.unmatched
     report = score_all(golds, preds)
     out = {"gold": gold_path, "predictions": pred_path, "records": len(golds), "missing_predictions": missing,
            "missing_ids": missing_ids, "unmatched_predictions": unmatched,

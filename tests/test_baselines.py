@@ -217,13 +217,18 @@ def _converted(dataset: str, args: list[str], path: Path | None = None) -> list:
         return read_gold(str(out), SkipCounter(False))
 
 
-def test_score_baselines_with_converted_jsonl(tmp_path):
-    ie = str(FIX / "ie_instructions")
+def _converted_ie(tmp_path: Path, tasks: str) -> dict[str, Path]:
+    """The fixture's ie_instructions train and test splits through instructie convert: {split: JSONL path}."""
     conv = {}
     for split in ("train", "test"):
         conv[split] = tmp_path / f"ie_{split}.jsonl"
-        assert cli(["convert", "--dataset", "ie_instructions", "--input", ie, "--split", split,
-                    "-o", str(conv[split]), "--tasks", "NER,ES,EE"]) == 0
+        assert cli(["convert", "--dataset", "ie_instructions", "--input", str(FIX / "ie_instructions"),
+                    "--split", split, "-o", str(conv[split]), "--tasks", tasks]) == 0
+    return conv
+
+
+def test_score_baselines_with_converted_jsonl(tmp_path):
+    conv = _converted_ie(tmp_path, "NER,ES,EE")
     fin = tmp_path / "fin.jsonl"
     assert cli(["convert", "--dataset", "fin_negative", "--input", str(FIX / "fin_negative/Train_Data.csv"),
                 "-o", str(fin)]) == 0
@@ -245,6 +250,29 @@ def test_score_baselines_with_converted_jsonl(tmp_path):
     out = evaluate_files(str(conv["test"]), str(conv["test"]), field="target", baselines=[str(conv["train"])])
     assert out["summary"]["CoNLL2003/NER/entity_f1"] == 1.0
     assert "dictionary" in out["baselines"]["summary"] and "Baselines" in out["table"]
+
+
+def test_eval_cli_bootstrap_against_the_best_baseline(tmp_path, capsys):
+    """instructie eval --baseline-train T --bootstrap N: gold answers against baselines built from the test split
+    itself tie them in every draw (not "ahead"); against baselines built from the train split they lead."""
+    conv = _converted_ie(tmp_path, "NER,EE")
+    runs = {}
+    for train in ("test", "train"):
+        out = tmp_path / f"{train}.json"
+        assert cli(["eval", "--gold", str(conv["test"]), "--predictions", str(conv["test"]), "--field", "target",
+                    "--baseline-train", str(conv[train]), "--bootstrap", "20", "--json", str(out)]) == 0
+        assert "paired bootstrap, 20 draws" in capsys.readouterr().out
+        runs[train] = {r["dataset"]: r for r in json.loads(out.read_text(encoding="utf-8"))["bootstrap"]}
+    assert set(runs["test"]) == set(runs["train"]) == {"CoNLL2003", "DuEE"}
+    for r in runs["test"].values():
+        assert r["model"] == r["baseline_value"] == 1.0 and r["model_ahead_share"] == 0.0
+        assert r["difference_low"] == r["difference_high"] == 0.0
+    for r in runs["train"].values():
+        assert r["model"] == 1.0 > r["baseline_value"] and r["model_ahead_share"] == 1.0 and r["difference_low"] > 0
+    # without baselines there is nothing to compare with: a clear error, no traceback
+    assert cli(["eval", "--gold", str(conv["test"]), "--predictions", str(conv["test"]), "--field", "target",
+                "--bootstrap", "20"]) == 2
+    assert "--baseline-train" in capsys.readouterr().err
 
 
 def test_no_training_data_means_no_baseline():

@@ -301,7 +301,8 @@ def build_baselines(train_records: Sequence[Record], targets: Iterable[tuple[str
     return out
 
 
-def _load_train(train: Sequence[str | Path | Record]) -> list[Record]:
+def load_train(train: Sequence[str | Path | Record]) -> list[Record]:
+    """Training Records as given, or read from converted JSONL files."""
     out: list[Record] = []
     for t in train:
         if isinstance(t, Record):
@@ -320,7 +321,7 @@ def score_baselines(golds: Sequence[Record], train: Sequence[str | Path | Record
     "table": str, "skipped": {"dataset/task": why}}``; a baseline's report covers every
     gold group that has it (``dictionary``: each NER dataset with training data).
     """
-    base = build_baselines(_load_train(train), targets={(g.dataset, g.task) for g in golds})
+    base = build_baselines(load_train(train), targets={(g.dataset, g.task) for g in golds})
     keys = {(g.dataset, g.task) for g in golds}
     names = sorted({n for k, fns in base.items() if k in keys for n in fns})
     scores, summary, reports = {}, {}, {}

@@ -90,8 +90,15 @@ def cmd_eval(a) -> int:
     from .evaluate import evaluate_files
     from .io import write_json
 
+    if a.bootstrap < 0:
+        print(f"error: --bootstrap is a number of draws (0: none), got {a.bootstrap}", file=sys.stderr)
+        return 2
+    if a.bootstrap and a.baseline_train is None:
+        print("error: --bootstrap compares the predictions with the no-model baselines: give --baseline-train "
+              "TRAIN_JSONL too", file=sys.stderr)
+        return 2
     report = evaluate_files(a.gold, a.predictions, field=a.field, skip_invalid=a.skip_invalid,
-                            baselines=a.baseline_train)
+                            baselines=a.baseline_train, bootstrap=a.bootstrap)
     print(report["table"])
     if a.json:
         write_json(a.json, {k: v for k, v in report.items() if k != "table"})
@@ -289,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="also write the report as JSON")
     e.add_argument("--baseline-train", nargs="*", default=None, metavar="TRAIN_JSONL",
                    help="converted training files: score no-model baselines built from them beside the predictions")
+    e.add_argument("--bootstrap", type=int, default=0, metavar="DRAWS",
+                   help="with --baseline-train: a paired bootstrap of the predictions against each dataset's best "
+                        "baseline (95%% interval of the difference, share of draws the predictions lead; 1000 is usual)")
     e.add_argument("--skip-invalid", action="store_true")
     e.set_defaults(fn=cmd_eval)
 

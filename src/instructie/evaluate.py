@@ -370,7 +370,10 @@ def match_predictions(gold: Sequence[tuple[Record, dict]], pred_path: str, error
 
 
 def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, skip_invalid: bool = False,
-                   baselines: list[str] | None = None) -> dict:
+                   baselines: list[str] | None = None, bootstrap: int = 0) -> dict:
+    """Score a predictions file against converted gold; with ``baselines`` (training files) the
+    no-model baselines beside it, and with ``bootstrap`` > 0 draws a paired bootstrap of the model
+    against the best of them per dataset (``instructie.significance``)."""
     errors = SkipCounter(skip_invalid)
     m = match_predictions(read_gold(gold_path, errors), pred_path, errors, field)
     golds, preds, missing, missing_ids, unmatched = m.golds, m.preds, m.missing, m.missing_ids, m.unmatched
@@ -391,6 +394,14 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
         base = score_baselines(golds, baselines)
         out["baselines"] = base
         out["table"] += "\n\nBaselines (training split only, no model):\n" + base["table"]
+        if bootstrap:
+            from .baselines import build_baselines, load_train
+            from .significance import against_best_baseline, margin_table
+            built = build_baselines(load_train(baselines), targets={(g.dataset, g.task) for g in golds})
+            rows = against_best_baseline(golds, preds, built, resamples=bootstrap)
+            out["bootstrap"] = [r.to_json() for r in rows]
+            out["table"] += (f"\n\nThe predictions against the best baseline of each dataset (paired bootstrap, "
+                             f"{bootstrap} draws of the test records):\n" + margin_table(rows))
     return out
 
 

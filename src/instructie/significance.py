@@ -1,0 +1,87 @@
+"""Is a margin over a baseline real? A paired bootstrap over test records.
+
+Model and baseline are scored on the same records drawn with replacement, many times;
+the spread of the difference says whether the test split's size can tell it from
+chance (a 298-record DuEE split cannot tell +0.005 trigger F1 apart from nothing).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Callable, Mapping, Sequence
+
+from .evaluate import HEADLINE
+from .records import MAIN_TASKS, Record
+from .scoring import AUTO_SPANS, Prediction, score_task
+
+
+def headline(golds: Sequence[Record], preds: Sequence[Prediction], task: str, dataset: str = "") -> float:
+    """The task's headline metric, scored as ``score_all`` scores it."""
+    return score_task(golds, preds, task, dataset, spans=AUTO_SPANS.get(task, "offsets")).values()[HEADLINE[task]]
+
+
+@dataclass
+class Margin:
+    dataset: str
+    task: str
+    metric: str
+    records: int
+    model: float
+    baseline: str          # the baseline that scores best on the whole split
+    baseline_value: float
+    difference: float      # model - baseline on the whole split
+    difference_low: float  # 2.5th percentile of the difference over the draws
+    difference_high: float  # 97.5th
+    model_ahead_share: float  # share of draws where the model scores strictly higher
+    resamples: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def paired_bootstrap(golds: Sequence[Record], model: Sequence[Prediction], base: Sequence[Prediction], task: str,
+                     dataset: str = "", resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(2.5th, 97.5th percentile of model - base, share of draws with model > base), the same draw for both."""
+    if resamples < 1 or not golds:
+        raise ValueError("a bootstrap needs records and at least one draw")
+    rng = random.Random(seed)
+    n, diffs = len(golds), []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        g = [golds[i] for i in idx]
+        diffs.append(headline(g, [model[i] for i in idx], task, dataset)
+                     - headline(g, [base[i] for i in idx], task, dataset))
+    diffs.sort()
+    low, high = diffs[int(0.025 * resamples)], diffs[max(0, int(0.975 * resamples) - 1)]
+    return low, high, sum(d > 0 for d in diffs) / resamples
+
+
+def against_best_baseline(golds: Sequence[Record], preds: Sequence[Prediction],
+                          baselines: Mapping[tuple[str, str], Mapping[str, Callable[[Record], Prediction]]],
+                          resamples: int = 1000, seed: int = 0) -> list[Margin]:
+    """Per (dataset, main task) with a baseline: the model against the baseline that scores best on the
+    whole split (``baselines``: ``instructie.baselines.build_baselines`` output)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, g in enumerate(golds):
+        if g.task in MAIN_TASKS and baselines.get((g.dataset, g.task)):
+            groups.setdefault((g.dataset, g.task), []).append(i)
+    out = []
+    for (ds, task), idx in sorted(groups.items()):
+        g, model = [golds[i] for i in idx], [preds[i] for i in idx]
+        scored = {name: [fn(x) for x in g] for name, fn in baselines[ds, task].items()}
+        full = {name: headline(g, p, task, ds) for name, p in scored.items()}
+        best = max(full, key=lambda k: (full[k], k))
+        m = headline(g, model, task, ds)
+        low, high, ahead = paired_bootstrap(g, model, scored[best], task, ds, resamples, seed)
+        out.append(Margin(ds, task, HEADLINE[task], len(g), m, best, full[best], m - full[best], low, high, ahead,
+                          resamples))
+    return out
+
+
+def margin_table(rows: Sequence[Margin]) -> str:
+    lines = ["| dataset | task | metric | model | best baseline | difference (95% interval) | model ahead in |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.dataset} | {r.task} | {r.metric} | {r.model:.4f} | {r.baseline_value:.4f} ({r.baseline}) | "
+              f"{r.difference:+.4f} ({r.difference_low:+.4f} to {r.difference_high:+.4f}) | "
+              f"{r.model_ahead_share:.1%} of {r.resamples} draws |" for r in rows]
+    return "\n".join(lines)

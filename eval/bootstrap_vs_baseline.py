@@ -27,7 +27,7 @@ from instructie.baselines import build_baselines, splits_from_config  # noqa: E4
 from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources  # noqa: E402
 from instructie.evaluate import match_predictions, scored_records  # noqa: E402
-from instructie.io import SkipCounter, write_json  # noqa: E402
+from instructie.io import ConfigError, InputError, SkipCounter, write_json  # noqa: E402
 from instructie.significance import against_best_baseline, margin_table  # noqa: E402
 
 
@@ -41,7 +41,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
+    if a.resamples < 1:
+        ap.error(f"--resamples is a number of draws (at least 1), got {a.resamples}")
+    try:
+        return run(a)
+    except (InputError, ConfigError) as e:
+        print(f"bootstrap_vs_baseline: error: {e}", file=sys.stderr)
+        return 2
 
+
+def run(a) -> int:
     cfg = load_config(a.config, a.set)
     golds = scored_records(load_sources(cfg.data.test))
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,6 +68,11 @@ def main(argv=None) -> int:
     train = [r for tr, _ in splits_from_config(a.config, a.set).values() for r in tr]
     baselines = build_baselines(train, targets={(g.dataset, g.task) for g in golds})
     rows = against_best_baseline(golds, preds, baselines, resamples=a.resamples, seed=a.seed)
+    if not rows:
+        have = sorted({ds for ds, _ in baselines})
+        print(f"bootstrap_vs_baseline: error: no test records of {', '.join(a.datasets or ['any dataset'])} have a "
+              f"baseline; datasets with one: {', '.join(have) or 'none'}", file=sys.stderr)
+        return 2
     print(margin_table(rows))
     if a.json:
         write_json(a.json, {"config": a.config, "sets": a.set, "predictions": a.predictions,

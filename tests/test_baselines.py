@@ -418,3 +418,38 @@ data:
     for r in run(blind, perfect):
         assert r["baseline"] in ("dictionary", "trigger_dictionary") and r["baseline_value"] < 1.0
         assert r["difference_low"] > 0 and r["model_ahead_share"] == 1.0
+
+
+def _ner_preds(n_records: int, wrong: set[int]):
+    """``n_records`` one-entity NER records, and predictions right on all but the ``wrong`` ones (empty there)."""
+    from instructie.scoring import Prediction
+    golds = [ner(f"Paris{i} is big .", [(f"Paris{i}", "location")], split="test") for i in range(n_records)]
+    preds = [Prediction() if i in wrong else Prediction(entities=list(g.entities)) for i, g in enumerate(golds)]
+    return golds, preds
+
+
+def test_paired_bootstrap_uses_one_draw_for_both_sides():
+    from instructie.significance import paired_bootstrap
+    golds, a = _ner_preds(30, {7})
+    _, b = _ner_preds(30, {7, 12, 20})  # wrong wherever a is, and on two records more
+    # paired: on every draw a scores at least b (a tie when 12 and 20 are not drawn); draws of different
+    # records for the two sides would put b ahead now and then
+    low, high, ahead = paired_bootstrap(golds, a, b, "NER", resamples=200)
+    assert low == 0.0 and high > 0 and 0.5 < ahead < 1
+    low, high, ahead = paired_bootstrap(golds, b, a, "NER", resamples=200)
+    assert low < 0 and high == 0.0 and ahead == 0.0
+
+
+def test_paired_bootstrap_interval_is_symmetric_in_its_cut():
+    """Swapping the sides mirrors the interval for any number of draws (as many draws cut at each end)."""
+    import random as _random
+    from instructie.significance import paired_bootstrap
+    rng = _random.Random(1)
+    golds, a = _ner_preds(200, {i for i in range(200) if rng.random() < 0.2})
+    _, b = _ner_preds(200, {i for i in range(200) if rng.random() < 0.3})
+    for draws in (25, 100, 101):
+        lo, hi, _ = paired_bootstrap(golds, a, b, "NER", resamples=draws, seed=3)
+        lo2, hi2, _ = paired_bootstrap(golds, b, a, "NER", resamples=draws, seed=3)
+        assert (lo, hi) == pytest.approx((-hi2, -lo2)) and lo < hi
+    with pytest.raises(ValueError):
+        paired_bootstrap(golds, a, b, "NER", resamples=0)

@@ -93,7 +93,7 @@ def cmd_eval(a) -> int:
     if a.bootstrap < 0:
         print(f"error: --bootstrap is a number of draws (0: none), got {a.bootstrap}", file=sys.stderr)
         return 2
-    if a.bootstrap and a.baseline_train is None:
+    if a.bootstrap and not a.baseline_train:
         print("error: --bootstrap compares the predictions with the no-model baselines: give --baseline-train "
               "TRAIN_JSONL too", file=sys.stderr)
         return 2
@@ -297,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline-train", nargs="*", default=None, metavar="TRAIN_JSONL",
                    help="converted training files: score no-model baselines built from them beside the predictions")
     e.add_argument("--bootstrap", type=int, default=0, metavar="DRAWS",
-                   help="with --baseline-train: a paired bootstrap of the predictions against each dataset's best "
-                        "baseline (95%% interval of the difference, share of draws the predictions lead; 1000 is usual)")
+                   help="with --baseline-train: a paired bootstrap of the predictions against the best baseline of "
+                        "each dataset and task (95%% interval of the difference, share of draws the predictions are "
+                        "strictly ahead in; 1000 is usual)")
     e.add_argument("--skip-invalid", action="store_true")
     e.set_defaults(fn=cmd_eval)
 

@@ -400,8 +400,9 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
             built = build_baselines(load_train(baselines), targets={(g.dataset, g.task) for g in golds})
             rows = against_best_baseline(golds, preds, built, resamples=bootstrap)
             out["bootstrap"] = [r.to_json() for r in rows]
-            out["table"] += (f"\n\nThe predictions against the best baseline of each dataset (paired bootstrap, "
-                             f"{bootstrap} draws of the test records):\n" + margin_table(rows))
+            out["table"] += (f"\n\nThe predictions against the best baseline of each dataset and task (paired "
+                             f"bootstrap, {bootstrap} draws of the test records):\n"
+                             + (margin_table(rows) if rows else "no dataset has a baseline to compare with"))
     return out
 
 

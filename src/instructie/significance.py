@@ -41,7 +41,8 @@ class Margin:
 
 def paired_bootstrap(golds: Sequence[Record], model: Sequence[Prediction], base: Sequence[Prediction], task: str,
                      dataset: str = "", resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """(2.5th, 97.5th percentile of model - base, share of draws with model > base), the same draw for both."""
+    """(2.5th, 97.5th percentile of model - base, share of draws with model strictly above base: a tie is not
+    ahead), the same draw of records for both."""
     if resamples < 1 or not golds:
         raise ValueError("a bootstrap needs records and at least one draw")
     rng = random.Random(seed)
@@ -52,15 +53,15 @@ def paired_bootstrap(golds: Sequence[Record], model: Sequence[Prediction], base:
         diffs.append(headline(g, [model[i] for i in idx], task, dataset)
                      - headline(g, [base[i] for i in idx], task, dataset))
     diffs.sort()
-    low, high = diffs[int(0.025 * resamples)], diffs[max(0, int(0.975 * resamples) - 1)]
-    return low, high, sum(d > 0 for d in diffs) / resamples
+    k = int(0.025 * resamples)  # as many draws cut at each end
+    return diffs[k], diffs[resamples - 1 - k], sum(d > 0 for d in diffs) / resamples
 
 
 def against_best_baseline(golds: Sequence[Record], preds: Sequence[Prediction],
                           baselines: Mapping[tuple[str, str], Mapping[str, Callable[[Record], Prediction]]],
                           resamples: int = 1000, seed: int = 0) -> list[Margin]:
-    """Per (dataset, main task) with a baseline: the model against the baseline that scores best on the
-    whole split (``baselines``: ``instructie.baselines.build_baselines`` output)."""
+    """Per (dataset, main task) with a baseline: the model against the baseline that scores best on that
+    group's whole split (``baselines``: ``instructie.baselines.build_baselines`` output)."""
     groups: dict[tuple[str, str], list[int]] = {}
     for i, g in enumerate(golds):
         if g.task in MAIN_TASKS and baselines.get((g.dataset, g.task)):

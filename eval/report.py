@@ -270,7 +270,8 @@ def load_run(spec: dict, base_metrics: dict) -> dict:
                 c = c[k]
             constrained, c_unsupported = metrics_by_key(c["scores"]), c["unsupported_rate"]
         if "optseed_file" in spec:
-            o = json.loads((d / spec["optseed_file"]).read_text())["unconstrained"]
+            o = json.loads((d / spec["optseed_file"]).read_text())
+            o = o["unconstrained"] if "unconstrained" in o else next(iter(o.values()))  # or its tuned decoding
             option_order = metrics_by_key(o["scores"])
     hint: dict = {}
     if "hint_file" in spec:  # hint-biased decoding (eval/tune_hint_bias.py): the bias chosen on dev, its tests

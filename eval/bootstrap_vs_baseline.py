@@ -14,10 +14,7 @@ baseline" is a margin the test split's size can tell from chance. (``instructie 
 from __future__ import annotations
 
 import argparse
-import gzip
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,14 +50,7 @@ def main(argv=None) -> int:
 def run(a) -> int:
     cfg = load_config(a.config, a.set)
     golds = scored_records(load_sources(cfg.data.test))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(a.predictions)
-        if path.suffix == ".gz":
-            plain = Path(tmp) / path.stem
-            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            path = plain
-        matched = match_predictions([(g, g.to_dict()) for g in golds], str(path), SkipCounter(False))
+    matched = match_predictions([(g, g.to_dict()) for g in golds], a.predictions, SkipCounter(False))
     if matched.missing:
         print(f"{a.predictions}: {matched.missing} test record(s) have no prediction (scored as empty)")
     keep = [i for i, g in enumerate(matched.golds) if not a.datasets or g.dataset in a.datasets]

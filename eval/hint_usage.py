@@ -16,7 +16,6 @@ memory.json (pass the run's --set overrides so the training data is the same).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from collections import Counter
@@ -28,7 +27,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources, training_memory  # noqa: E402
 from instructie.evaluate import scored_records  # noqa: E402
-from instructie.io import write_json  # noqa: E402
+from instructie.io import iter_jsonl, write_json  # noqa: E402
 from instructie.records import Record  # noqa: E402
 
 
@@ -93,9 +92,7 @@ def usage(records, rows: dict, memory) -> dict:
 
 
 def read_rows(path: Path) -> dict:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return {(x["id"], x["task"]): x for x in map(json.loads, f) if x}
+    return {(x["id"], x["task"]): x for _, x in iter_jsonl(path) if x}  # .jsonl or .jsonl.gz
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,8 +12,6 @@ be measured on runs whose models are gone.
 from __future__ import annotations
 
 import argparse
-import gzip
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,13 +38,7 @@ def main(argv=None) -> int:
         gold = Path(tmp) / "gold.jsonl"
         write_jsonl(gold, (r.to_dict() for r in scored_records(load_sources(cfg.data.test))))
         for p in a.predictions:
-            path = Path(p)
-            if path.suffix == ".gz":  # evaluate_files reads plain JSONL
-                plain = Path(tmp) / path.stem
-                with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                path = plain
-            rep = evaluate_files(str(gold), str(path))
+            rep = evaluate_files(str(gold), p)  # .jsonl or .jsonl.gz
             out[p] = {"summary": rep["summary"], "missing_predictions": rep["missing_predictions"],
                       "dropped": {s["dataset"]: s.get("dropped", {}) for s in rep["scores"]}}
             print(f"== {p}\n{rep['table']}")

@@ -489,6 +489,24 @@ def test_eval_bad_gold_file(converted, tmp_path, capsys):
     assert_clean_error(err, "eval", "missing.jsonl", "not found")
 
 
+def test_eval_reads_gzipped_jsonl(converted, tmp_path, capsys):
+    """Runs keep their prediction files gzipped: eval reads .jsonl.gz as it reads .jsonl; a file that only
+    looks gzipped is a clean error naming it."""
+    import gzip
+    gold = converted["fewrel"]
+    packed = tmp_path / "preds.jsonl.gz"
+    packed.write_bytes(gzip.compress(gold.read_bytes()))
+    plain, _, _ = eval_json(capsys, tmp_path, gold, gold, "--field", "target")
+    report, _, _ = eval_json(capsys, tmp_path, gold, packed, "--field", "target")
+    assert report["summary"] == plain["summary"] and report["records"] == plain["records"] > 0
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed.read_bytes()[:40])
+    for bad in (cut, write_jsonl(tmp_path / "not_gzip.jsonl.gz", [{"id": "x"}])):
+        rc, _, err = run(capsys, "eval", "--gold", gold, "--predictions", bad, "--field", "target")
+        assert rc == 2
+        assert_clean_error(err, "eval", bad.name, "not a readable gzip file")
+
+
 def test_eval_json_leaves_previous_report_on_error(converted, tmp_path, capsys):
     rep = tmp_path / "report.json"
     rep.write_text("{}\n", encoding="utf-8")

@@ -38,6 +38,7 @@ API::
 
     build_baselines(train_records, targets=None) -> {(dataset, task): {name: fn(Record) -> Prediction}}
     score_baselines(golds, train) -> {"scores", "summary", "table", "skipped"}
+    score_built_baselines(golds, built) -> the same, from build_baselines output
     shared_splits(data_dir) -> {name: (train_records, test_records)}
     splits_from_config(config_path) -> the same, from a training config's train/test lists
 
@@ -321,7 +322,12 @@ def score_baselines(golds: Sequence[Record], train: Sequence[str | Path | Record
     "table": str, "skipped": {"dataset/task": why}}``; a baseline's report covers every
     gold group that has it (``dictionary``: each NER dataset with training data).
     """
-    base = build_baselines(load_train(train), targets={(g.dataset, g.task) for g in golds})
+    return score_built_baselines(golds, build_baselines(load_train(train), targets={(g.dataset, g.task) for g in golds}))
+
+
+def score_built_baselines(golds: Sequence[Record], base: dict[tuple[str, str], dict[str, Baseline]]) -> dict:
+    """``score_baselines`` with the baselines already built (``build_baselines``), for a caller that
+    uses them again (a bootstrap against the best one)."""
     keys = {(g.dataset, g.task) for g in golds}
     names = sorted({n for k, fns in base.items() if k in keys for n in fns})
     scores, summary, reports = {}, {}, {}

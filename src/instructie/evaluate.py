@@ -390,14 +390,13 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
     if errors.count:
         out["table"] += "\n" + errors.report()
     if baselines is not None:
-        from .baselines import score_baselines
-        base = score_baselines(golds, baselines)
+        from .baselines import build_baselines, load_train, score_built_baselines
+        built = build_baselines(load_train(baselines), targets={(g.dataset, g.task) for g in golds})
+        base = score_built_baselines(golds, built)
         out["baselines"] = base
         out["table"] += "\n\nBaselines (training split only, no model):\n" + base["table"]
         if bootstrap:
-            from .baselines import build_baselines, load_train
             from .significance import against_best_baseline, margin_table
-            built = build_baselines(load_train(baselines), targets={(g.dataset, g.task) for g in golds})
             rows = against_best_baseline(golds, preds, built, resamples=bootstrap)
             out["bootstrap"] = [r.to_json() for r in rows]
             out["table"] += (f"\n\nThe predictions against the best baseline of each dataset and task (paired "

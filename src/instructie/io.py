@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -72,23 +74,29 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def _decoded_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | InputError]]:
-    """(line number, text or the decoding error) per non-blank line, streaming.
-    Errors are yielded, not raised, so a caller may report one bad line and go on
-    (a generator that raises is finished: every later line would be lost)."""
+    """(line number, text or the decoding error) per non-blank line, streaming; a ``.gz``
+    file is read through gzip (runs keep their prediction files compressed). Errors are
+    yielded, not raised, so a caller may report one bad line and go on (a generator that
+    raises is finished: every later line would be lost) -- except a broken gzip stream,
+    after which no line can be read."""
     p = Path(path)
     if not p.exists():
         raise InputError(p, None, "file not found")
     if p.is_dir():
         raise InputError(p, None, "is a directory, expected a file")
-    with open(p, "rb") as f:
-        for no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8-sig" if no == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                yield no, InputError(p, no, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})")
-                continue
-            if line.strip():
-                yield no, line.rstrip("\r\n")
+    no = 0
+    with (gzip.open if p.suffix == ".gz" else open)(p, "rb") as f:
+        try:
+            for no, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if no == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    yield no, InputError(p, no, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})")
+                    continue
+                if line.strip():
+                    yield no, line.rstrip("\r\n")
+        except (gzip.BadGzipFile, zlib.error, EOFError) as e:  # not gzip data, corrupt, or cut short
+            raise InputError(p, no + 1, f"not a readable gzip file: {e}") from None
 
 
 def iter_jsonl(path: str | os.PathLike, on_error: Callable[[InputError], None] | None = None) -> Iterator[tuple[int, Any]]:

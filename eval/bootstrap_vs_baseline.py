@@ -10,6 +10,10 @@ baseline" is a margin the test split's size can tell from chance. (``instructie 
 
     INSTRUCTIE_DATA=.devdata python eval/bootstrap_vs_baseline.py --config configs/multitask-small.yaml \\
         --predictions eval/runs/X/test_hint_predictions.floor.jsonl.gz --json out.json
+
+With ``--against OTHER_PREDICTIONS`` the comparison is with another run's saved predictions on the same
+test records instead of a baseline (an ablation: is one training's difference from another larger than
+the test split can tell from chance?); no training data is read then.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources  # noqa: E402
 from instructie.evaluate import match_predictions, scored_records  # noqa: E402
 from instructie.io import ConfigError, InputError, SkipCounter, write_json  # noqa: E402
-from instructie.significance import against_best_baseline, margin_table  # noqa: E402
+from instructie.significance import against_best_baseline, against_other_run, margin_table  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,6 +37,10 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     ap.add_argument("--predictions", required=True, help="a run's test predictions (.jsonl or .jsonl.gz)")
+    ap.add_argument("--against", help="another run's test predictions on the same config's test records: compare "
+                    "with them instead of the baselines")
+    ap.add_argument("--name", default="model", help="what --predictions is called in the table")
+    ap.add_argument("--against-name", help="what --against is called in the table (default: its folder's name)")
     ap.add_argument("--datasets", nargs="*", help="only these datasets (default: every one with a baseline)")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -55,17 +63,28 @@ def run(a) -> int:
         print(f"{a.predictions}: {matched.missing} test record(s) have no prediction (scored as empty)")
     keep = [i for i, g in enumerate(matched.golds) if not a.datasets or g.dataset in a.datasets]
     golds, preds = [matched.golds[i] for i in keep], [matched.preds[i] for i in keep]
-    train = [r for tr, _ in splits_from_config(a.config, a.set).values() for r in tr]
-    baselines = build_baselines(train, targets={(g.dataset, g.task) for g in golds})
-    rows = against_best_baseline(golds, preds, baselines, resamples=a.resamples, seed=a.seed)
-    if not rows:
-        have = sorted({ds for ds, _ in baselines})
-        print(f"bootstrap_vs_baseline: error: no test records of {', '.join(a.datasets or ['any dataset'])} have a "
-              f"baseline; datasets with one: {', '.join(have) or 'none'}", file=sys.stderr)
-        return 2
-    print(margin_table(rows))
+    if a.against:
+        other = match_predictions([(g, g.to_dict()) for g in golds], a.against, SkipCounter(False))
+        if other.missing:
+            print(f"{a.against}: {other.missing} test record(s) have no prediction (scored as empty)")
+        other_name = a.against_name or Path(a.against).resolve().parent.name
+        rows = against_other_run(golds, preds, other.preds, other_name, resamples=a.resamples, seed=a.seed)
+        if not rows:
+            print(f"bootstrap_vs_baseline: error: no test records of {', '.join(a.datasets or ['any dataset'])}", file=sys.stderr)
+            return 2
+        print(margin_table(rows, a.name, "other run"))
+    else:
+        train = [r for tr, _ in splits_from_config(a.config, a.set).values() for r in tr]
+        baselines = build_baselines(train, targets={(g.dataset, g.task) for g in golds})
+        rows = against_best_baseline(golds, preds, baselines, resamples=a.resamples, seed=a.seed)
+        if not rows:
+            have = sorted({ds for ds, _ in baselines})
+            print(f"bootstrap_vs_baseline: error: no test records of {', '.join(a.datasets or ['any dataset'])} have "
+                  f"a baseline; datasets with one: {', '.join(have) or 'none'}", file=sys.stderr)
+            return 2
+        print(margin_table(rows, a.name))
     if a.json:
-        write_json(a.json, {"config": a.config, "sets": a.set, "predictions": a.predictions,
+        write_json(a.json, {"config": a.config, "sets": a.set, "predictions": a.predictions, "against": a.against,
                             "resamples": a.resamples, "seed": a.seed, "results": [r.to_json() for r in rows]})
     return 0
 

@@ -19,7 +19,7 @@ INIT = "random (T5 Flan-{shape} shape, {params}; tokenizer trained on the traini
 TEST_COPY = ("instructie test --model runs/{run} --config configs/{config}.yaml --constrained copy "
              "--json test_copy.json")
 
-# The runs, newest first; runs[0] is the best model. "metrics" comes from the run's metrics.json (its final
+# The runs, newest first but for runs[0], the best model. "metrics" comes from the run's metrics.json (its final
 # test), or "test_file"/"test_key" where the final test ran as a separate `instructie test`, or from the
 # test table in its log when the machine holding metrics.json was returned before it could be copied back.
 S2 = "configs/multitask-small.yaml as of commit 1ea2383 (AdamW 6e-4, no memory hints; copy head without the " \
@@ -45,10 +45,10 @@ DEV_SETS = "'data.eval[0].options.datasets=[CoNLL2003,DuEE,CrossNER_AI,CrossNER_
 
 
 def tuned_run(run: str, train2_s: int, tuning: str, then: str = "", group: int = 7,
-              sets: tuple[str, ...] = ("train.max_steps=3600",), train1_s: int = 480) -> dict:
+              sets: tuple[str, ...] = ("train.max_steps=3600",), train1_s: int = 480, env3: str = "") -> dict:
     """A run of sessions 7 on: three calls of eval/gpu_run.sh, the last tuning the hint bias (session 8 on: with
     the unhinted-item floor); hint_bias.json holds its tests, copy-constrained at bias 0 among them. ``sets``: the
-    KEY=VALUE overrides given to every call."""
+    KEY=VALUE overrides given to every call; ``env3``: more variables set for the last call (OPTSEED=1)."""
     kv = " ".join(shlex.quote(x) for x in sets)
     as_args = " ".join(f"--set {shlex.quote(x)}" for x in sets)
     return {"dir": f"multitask-small-{run}", "group": group, "params": "61.0M params incl. the copy head",
@@ -56,7 +56,7 @@ def tuned_run(run: str, train2_s: int, tuning: str, then: str = "", group: int =
             "constrained_path": ["test", "constrained_copy"],
             "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
             "command": f"TRAIN_S={train1_s} bash eval/gpu_run.sh {run} 1 {kv}; TRAIN_S={train2_s} bash "
-                       f"eval/gpu_run.sh {run} 2 {kv}; CALL_S=590 TUNE={DEV_SETS} bash eval/gpu_run.sh "
+                       f"eval/gpu_run.sh {run} 2 {kv}; CALL_S=590 {env3}TUNE={DEV_SETS} bash eval/gpu_run.sh "
                        f"{run} 3 {kv} (the last runs python3 eval/tune_hint_bias.py --model runs/{run} "
                        f"--config configs/multitask-small.yaml {as_args} --set {DEV_SETS} --json "
                        f"hint_bias.json, {tuning})" + then}
@@ -81,6 +81,9 @@ S10B = ("configs/multitask-small.yaml at commit 8201542 (the s10 run's) with --s
         + " --set ".join(shlex.quote(x) for x in S10B_SETS) + ": DuEE in its own entry at weight 3, 4,400 steps; the "
         "config as committed since this run holds these settings, so `bash eval/gpu_run.sh NAME 1` (2, 3) with "
         "no overrides trains it again")
+S11 = "configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe) with --set {}: {}"
+S11_TUNING = ("values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task and per dev "
+              "dataset, then the copy-constrained test at bias 0 and the option-order test if the call has time left")
 RUN_SPECS = [
     # Session 10: DuEE weighted x3 and 4,400 steps (the config's settings since).
     {"name": "multitask-small-s10b", "config": S10B,
@@ -88,6 +91,14 @@ RUN_SPECS = [
      **tuned_run("s10b", 525, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
                  "and per dev dataset, then the copy-constrained test at bias 0", group=10,
                  sets=S10B_SETS, train1_s=520)},
+    # Session 11: lever ablations at the s10b recipe (issue 7, levers 3 and 5), one training each.
+    {"name": "multitask-small-s11a", "config": S11.format(shlex.quote("data.tasks=[NER,RE,EE,RC,NEG]"),
+                                                          "the main tasks only, no auxiliary tasks (lever 3)"),
+     "summary": "the s10b recipe without the auxiliary tasks (session 11)",
+     **tuned_run("s11a", 525, S11_TUNING + "; here the call's time ran out after the tuned tests: no "
+                 "copy-constrained test at bias 0, no option-order test", group=11,
+                 sets=("data.tasks=[NER,RE,EE,RC,NEG]",), train1_s=520, env3="OPTSEED=1 "),
+     "no_constrained": True},
     # Session 10: the s8 config for 4,000 steps at the background epoch builder's speed.
     {"name": "multitask-small-s10", "config": S10, "summary": "the s8 config, 4,000 steps (session 10)",
      **tuned_run("s10", 490, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
@@ -499,6 +510,29 @@ def main() -> None:
             out.append(f"| {b} | " + " | ".join(fmt(h["dev"][b].get(k)) for k in keys) + " |")
         return "\n".join(out)
 
+    def ablation_margins() -> list[str]:
+        """Each ablation's saved test predictions against the s10b run's, paired bootstrap
+        (eval/bootstrap_vs_baseline.py --against -> runs/ablation/*.json), tuned decoding free and copy-constrained."""
+        out = []
+        for f in sorted((RUNS / "ablation").glob("*_vs_*_free.json")):
+            free, copy = json.loads(f.read_text()), json.loads(f.with_name(f.name.replace("_free", "_copy")).read_text())
+            a, b = f.name.split("_vs_")[0], f.name.split("_vs_")[1].rsplit("_", 1)[0]
+            out += [f"{a} against {b}, each with its dev-tuned bias and floor: paired bootstrap of the saved test "
+                    f"predictions ({free['resamples']:,} draws; `INSTRUCTIE_DATA=.devdata python "
+                    f"eval/bootstrap_vs_baseline.py --config configs/multitask-small.yaml --predictions "
+                    f"{free['predictions']} --name {a} --against {free['against']} --against-name {b}`; "
+                    f"copy-constrained: the `.copy.floor` files):", "",
+                    "| dataset | metric | difference, free (95% interval) | ahead in | difference, copy-constrained "
+                    "(95% interval) | ahead in |", "|---|---|---|---|---|---|"]
+            cm = {(r["dataset"], r["task"]): r for r in copy["results"]}
+            for r in free["results"]:
+                c = cm.get((r["dataset"], r["task"]))
+                cells = [f"{x['difference']:+.4f} ({x['difference_low']:+.4f} to {x['difference_high']:+.4f}) | "
+                         f"{x['model_ahead_share']:.1%}" if x else "— | —" for x in (r, c)]
+                out.append(f"| {r['dataset']} | {r['metric']} | " + " | ".join(cells) + " |")
+            out.append("")
+        return out
+
     order = ["| run | dataset | metric | schema order | shuffled (seed 1) | difference |", "|---|---|---|---|---|---|"]
     for x in runs:
         if not x["metrics_option_seed_1"]:
@@ -530,6 +564,15 @@ def main() -> None:
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.",
         "",
+        "### Session 11: lever ablations at the s10b recipe, one training each (test splits; copy-constrained in "
+        "parentheses; each run's bias and floor chosen on its own dev sweep)", "",
+        tuned_side_by_side([x for x in runs if x["name"] == "multitask-small-s10b"]
+                           + [x for x in runs if x["session"] == 11], "training device time (s)"), "",
+        *ablation_margins(), 
+        *[s for x in runs if x["session"] == 11 for s in (
+            f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "
+            f"{x['hint_bias']['rule']}; chosen: bias {bias_name(x['hint_bias']['chosen'])}; floor "
+            f"{bias_name(x['hint_bias']['chosen_floor'])}):", "", floor_sweep(x), "")],
         "### Session 10: more steps a second (epochs built in a background process), and a mix "
         "weighted to DuEE (test splits; copy-constrained in parentheses; each run's bias and floor chosen on its own "
         "dev sweep)", "",

@@ -419,6 +419,24 @@ data:
         assert r["baseline"] in ("dictionary", "trigger_dictionary") and r["baseline_value"] < 1.0
         assert r["difference_low"] > 0 and r["model_ahead_share"] == 1.0
 
+    # --against: one run's predictions against another's (an ablation), no baselines read; the other run is
+    # named after its folder
+    other_dir = tmp_path / "run-b"
+    other_dir.mkdir()
+    shutil.copy(empty, other_dir / "preds.jsonl")
+    out = tmp_path / "ab.json"
+    assert mod.main(["--config", str(blind), "--predictions", str(perfect), "--against", str(other_dir / "preds.jsonl"),
+                     "--resamples", "25", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text(encoding="utf-8"))["results"]
+    assert {r["dataset"] for r in rows} == {"CoNLL2003", "DuEE"}
+    for r in rows:
+        assert r["baseline"] == "run-b" and r["model"] == 1.0 and r["baseline_value"] == 0.0
+        assert r["difference_low"] == pytest.approx(1.0) and r["model_ahead_share"] == 1.0
+    assert mod.main(["--config", str(blind), "--predictions", str(perfect), "--against", str(perfect),
+                     "--resamples", "25", "--json", str(out)]) == 0
+    for r in json.loads(out.read_text(encoding="utf-8"))["results"]:  # a run against itself: a tie in every draw
+        assert r["difference_low"] == r["difference_high"] == 0.0 and r["model_ahead_share"] == 0.0
+
 
 def _ner_preds(n_records: int, wrong: set[int]):
     """``n_records`` one-entity NER records, and predictions right on all but the ``wrong`` ones (empty there)."""
@@ -438,6 +456,15 @@ def test_paired_bootstrap_uses_one_draw_for_both_sides():
     assert low == 0.0 and high > 0 and 0.5 < ahead < 1
     low, high, ahead = paired_bootstrap(golds, b, a, "NER", resamples=200)
     assert low < 0 and high == 0.0 and ahead == 0.0
+
+
+def test_against_other_run_needs_the_same_records():
+    from instructie.significance import against_other_run
+    golds, a = _ner_preds(10, {1})
+    with pytest.raises(ValueError, match="not the same test records"):
+        against_other_run(golds, a, a[:9], "other", resamples=5)
+    [row] = against_other_run(golds, a, _ner_preds(10, {1, 2})[1], "other", resamples=50)
+    assert row.baseline == "other" and row.difference > 0 and row.records == 10
 
 
 def test_paired_bootstrap_interval_is_symmetric_in_its_cut():

@@ -57,30 +57,50 @@ def paired_bootstrap(golds: Sequence[Record], model: Sequence[Prediction], base:
     return diffs[k], diffs[resamples - 1 - k], sum(d > 0 for d in diffs) / resamples
 
 
+def _groups(golds: Sequence[Record], keep: Callable[[Record], bool]) -> dict[tuple[str, str], list[int]]:
+    """Record indices per (dataset, main task), of the records ``keep`` accepts."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, g in enumerate(golds):
+        if g.task in MAIN_TASKS and keep(g):
+            groups.setdefault((g.dataset, g.task), []).append(i)
+    return dict(sorted(groups.items()))
+
+
 def against_best_baseline(golds: Sequence[Record], preds: Sequence[Prediction],
                           baselines: Mapping[tuple[str, str], Mapping[str, Callable[[Record], Prediction]]],
                           resamples: int = 1000, seed: int = 0) -> list[Margin]:
     """Per (dataset, main task) with a baseline: the model against the baseline that scores best on that
     group's whole split (``baselines``: ``instructie.baselines.build_baselines`` output)."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, g in enumerate(golds):
-        if g.task in MAIN_TASKS and baselines.get((g.dataset, g.task)):
-            groups.setdefault((g.dataset, g.task), []).append(i)
     out = []
-    for (ds, task), idx in sorted(groups.items()):
+    for (ds, task), idx in _groups(golds, lambda g: bool(baselines.get((g.dataset, g.task)))).items():
         g, model = [golds[i] for i in idx], [preds[i] for i in idx]
         scored = {name: [fn(x) for x in g] for name, fn in baselines[ds, task].items()}
         full = {name: headline(g, p, task, ds) for name, p in scored.items()}
         best = max(full, key=lambda k: (full[k], k))
-        m = headline(g, model, task, ds)
-        low, high, ahead = paired_bootstrap(g, model, scored[best], task, ds, resamples, seed)
-        out.append(Margin(ds, task, HEADLINE[task], len(g), m, best, full[best], m - full[best], low, high, ahead,
-                          resamples))
+        out.append(_margin(g, model, scored[best], best, task, ds, resamples, seed))
     return out
 
 
-def margin_table(rows: Sequence[Margin]) -> str:
-    lines = ["| dataset | task | metric | model | best baseline | difference (95% interval) | model ahead in |",
+def against_other_run(golds: Sequence[Record], preds: Sequence[Prediction], other: Sequence[Prediction],
+                      other_name: str, resamples: int = 1000, seed: int = 0) -> list[Margin]:
+    """Per (dataset, main task): one run's predictions against another run's on the same test records (an
+    ablation's difference: is it larger than the test split can tell from chance?). ``baseline`` in each
+    Margin names the other run."""
+    if len(other) != len(preds):
+        raise ValueError(f"{len(preds)} predictions against {len(other)}: not the same test records")
+    return [_margin([golds[i] for i in idx], [preds[i] for i in idx], [other[i] for i in idx], other_name, task, ds,
+                    resamples, seed) for (ds, task), idx in _groups(golds, lambda g: True).items()]
+
+
+def _margin(golds: Sequence[Record], model: Sequence[Prediction], base: Sequence[Prediction], base_name: str,
+            task: str, dataset: str, resamples: int, seed: int) -> Margin:
+    m, b = headline(golds, model, task, dataset), headline(golds, base, task, dataset)
+    low, high, ahead = paired_bootstrap(golds, model, base, task, dataset, resamples, seed)
+    return Margin(dataset, task, HEADLINE[task], len(golds), m, base_name, b, m - b, low, high, ahead, resamples)
+
+
+def margin_table(rows: Sequence[Margin], model: str = "model", baseline: str = "best baseline") -> str:
+    lines = [f"| dataset | task | metric | {model} | {baseline} | difference (95% interval) | {model} ahead in |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.dataset} | {r.task} | {r.metric} | {r.model:.4f} | {r.baseline_value:.4f} ({r.baseline}) | "
               f"{r.difference:+.4f} ({r.difference_low:+.4f} to {r.difference_high:+.4f}) | "

@@ -20,7 +20,10 @@
 #                                                     # it saved a checkpoint: call stage 3 again
 #
 # Chain the calls at once: the machine is given back after 30 s idle, and runs/NAME with it (stage 2 and 3
-# then stop with a line saying so instead of training afresh). CFG picks the config
+# then stop with a line saying so instead of training afresh). It also goes back 30 minutes after it started,
+# mid-run or not, and three calls take ~28 of them: stage 1 (and p) refuse a machine first used by this
+# script more than MACHINE_AGE_S (default 300) seconds ago (give it back with the device tool's give_back
+# and start on a fresh one; MACHINE_AGE_S=100000 overrides). Session 11 lost a run that began at minute 29. CFG picks the config
 # (default configs/multitask-small.yaml); the KEY.PATH=VALUE overrides go to every stage alike. The last
 # lines printed say what happened; the exit status is training's (3: time budget reached, checkpoint saved).
 set -u -o pipefail
@@ -31,6 +34,15 @@ export PYTHONPATH=/tmp/site:$PWD/src:$PWD:${PYTHONPATH:-} INSTRUCTIE_DATA=.devda
 # the device image lacks datasets and seqeval: install the carried wheels (once per machine)
 python3 -c "import datasets, seqeval" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile \
     --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+# a machine's /tmp starts empty: the first call of this script on it leaves the time, and later calls read it
+since=/tmp/instructie_machine_since
+[ -f "$since" ] || date +%s > "$since"
+age=$(( $(date +%s) - $(cat "$since") ))
+if { [ "$stage" = 1 ] || [ "$stage" = p ]; } && [ "$age" -gt "${MACHINE_AGE_S:-300}" ]; then
+    echo "gpu_run: this machine was first used ${age} s ago and goes back 30 minutes after it started, mid-run or" \
+         "not: give it back (give_back) and start stage $stage on a fresh one (or MACHINE_AGE_S=100000 to go on)"
+    exit 1
+fi
 cfg=${CFG:-configs/multitask-small.yaml}
 sets=()
 for kv in "$@"; do sets+=(--set "$kv"); done

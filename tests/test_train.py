@@ -682,3 +682,25 @@ def test_max_batch_tokens_is_refused_under_deepspeed(tmp_path):
     acc = SimpleNamespace(is_main_process=True, distributed_type="DEEPSPEED")
     with pytest.raises(ConfigError, match="max_batch_tokens does not work under DeepSpeed"):
         run_loop(acc, None, TrainConfig(max_batch_tokens=4096), tmp_path, 10, lambda epoch: None)
+
+
+def test_steps_per_second_leaves_out_a_slow_start(tmp_path, capsys):
+    """eval/steps_per_second.py (eval/throughput_probe.sh): the rate of the last half of the logged steps, so a
+    compile's or start-up's slow first steps do not count; a history too short for a rate is a clear error."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("steps_per_second",
+                                                  Path(__file__).parents[1] / "eval" / "steps_per_second.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # a 240 s first step (compiling), then 10 steps every 2.5 s
+    history = [{"step": 10 * k, "loss": 1.0, "lr": 1e-3, "time_s": 240.0 + 2.5 * (k - 1)} for k in range(1, 21)]
+    r = mod.steady_rate(history)
+    assert r["steps_per_s"] == 4.0 and r["to_step"] == 200 and r["from_step"] == 110
+    assert r["first_logged_step"] == 10 and r["first_logged_s"] == 240.0
+    state = tmp_path / "trainer_state.json"
+    state.write_text(json.dumps({"history": history[:1]}), encoding="utf-8")
+    assert mod.main([str(state)]) == 2
+    assert str(state) in capsys.readouterr().err
+    state.write_text(json.dumps({"history": history}), encoding="utf-8")
+    assert mod.main([str(state), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps_per_s"] == 4.0

@@ -438,6 +438,46 @@ data:
         assert r["difference_low"] == r["difference_high"] == 0.0 and r["model_ahead_share"] == 0.0
 
 
+def test_seen_unseen_splits_mentions_by_the_training_names(tmp_path, capsys):
+    """eval/seen_unseen.py: a mention is "seen" when its text is an entity of the dataset's training split;
+    recall and precision per part, per named predictions file."""
+    spec = importlib.util.spec_from_file_location("seen_unseen", ROOT / "eval" / "seen_unseen.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ie = (FIX / "ie_instructions").resolve()
+    cfgs = {}
+    for split in ("train", "test"):  # the fixture's train split shares no name with its test split
+        cfgs[split] = tmp_path / f"{split}.yaml"
+        cfgs[split].write_text(f"""
+model: {{init: random}}
+data:
+  train: [{{adapter: ie_instructions, path: {ie}, split: {split}}}]
+  test: [{{adapter: ie_instructions, path: {ie}, split: test}}]
+""", encoding="utf-8")
+    tests = [r for _, te in splits_from_config(cfgs["test"]).values() for r in te if r.task == "NER"]
+    gold_mentions = sum(len({e.key() for e in r.entities}) for r in tests)
+    perfect, half = tmp_path / "perfect.jsonl", tmp_path / "half.jsonl"
+    perfect.write_text("".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in tests), encoding="utf-8")
+    half.write_text("".join(json.dumps({**r.to_dict(), "entities": [] if k % 2 else r.to_dict()["entities"]},
+                                       ensure_ascii=False) + "\n" for k, r in enumerate(tests)), encoding="utf-8")
+    out = tmp_path / "out.json"
+    assert mod.main(["--config", str(cfgs["train"]), "--predictions", f"all={perfect}", f"half={half}",
+                     "--json", str(out)]) == 0
+    res = json.loads(out.read_text(encoding="utf-8"))["results"]
+    ds = res["all"]["CoNLL2003"]
+    assert ds["seen"]["gold"] == 0 and ds["unseen"]["gold"] == gold_mentions > 0  # no test name in training
+    assert ds["unseen"]["recall"] == ds["unseen"]["precision"] == 1.0
+    kept = sum(len({e.key() for e in r.entities}) for k, r in enumerate(tests) if not k % 2)
+    h = res["half"]["CoNLL2003"]["unseen"]
+    assert h["recalled"] == kept < gold_mentions and h["precision"] == 1.0
+    assert "| CoNLL2003 | unseen in training |" in capsys.readouterr().out
+    assert mod.main(["--config", str(cfgs["test"]), "--predictions", f"all={perfect}", "--json", str(out)]) == 0
+    ds = json.loads(out.read_text(encoding="utf-8"))["results"]["all"]["CoNLL2003"]
+    assert ds["unseen"]["gold"] == 0 and ds["seen"]["recall"] == 1.0  # trained on the test split: all seen
+    with pytest.raises(SystemExit):
+        mod.main(["--config", str(cfgs["test"]), "--predictions", str(perfect)])  # no NAME=
+
+
 def _ner_preds(n_records: int, wrong: set[int]):
     """``n_records`` one-entity NER records, and predictions right on all but the ``wrong`` ones (empty there)."""
     from instructie.scoring import Prediction

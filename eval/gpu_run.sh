@@ -16,16 +16,18 @@
 #                                                     # tuning instead, eval/tune_hint_bias.py, its value
 #                                                     # the dev-set overrides, and with OPTSEED=N then the
 #                                                     # test with options shuffled by seed N, if time is
-#                                                     # left); if the steps did not fit,
+#                                                     # left; TUNE_ARGS: more tuning arguments); if the
+#                                                     # steps did not fit,
 #                                                     # it saved a checkpoint: call stage 3 again
 #
 # Chain the calls at once: the machine is given back after 30 s idle, and runs/NAME with it (stage 2 and 3
 # then stop with a line saying so instead of training afresh). It also goes back 30 minutes after it started,
 # mid-run or not, and three calls take ~28 of them: stage 1 (and p) refuse a machine first used by this
 # script more than MACHINE_AGE_S (default 300) seconds ago (give it back with the device tool's give_back
-# and start on a fresh one; MACHINE_AGE_S=100000 overrides). Session 11 lost a run that began at minute 29. CFG picks the config
-# (default configs/multitask-small.yaml); the KEY.PATH=VALUE overrides go to every stage alike. The last
-# lines printed say what happened; the exit status is training's (3: time budget reached, checkpoint saved).
+# and start on a fresh one; MACHINE_AGE_S=100000 overrides). Session 11 lost a run that began at minute 29.
+# CFG picks the config (default configs/multitask-small.yaml); the KEY.PATH=VALUE overrides go to every stage
+# alike. The last lines printed say what happened; the exit status is training's (3: time budget reached,
+# checkpoint saved).
 set -u -o pipefail
 name=${1:?usage: bash eval/gpu_run.sh NAME p|1|2|3 [KEY.PATH=VALUE ...]} stage=${2:?stage p, 1, 2 or 3}
 shift 2
@@ -77,8 +79,10 @@ if [ "$stage" = 3 ] && [ $rc = 0 ]; then
         # with them, and copy-constrained at 0
         tsets=()
         for kv in $TUNE; do tsets+=(--set "$kv"); done
+        # TUNE_ARGS: more tune_hint_bias.py arguments (fewer --values for a slower model, e.g. "--values 0 4 16")
+        targs=(${TUNE_ARGS:-})
         timeout -k 10 $(( left - 10 )) python3 eval/tune_hint_bias.py --model "$run" --config "$cfg" \
-            ${sets[@]+"${sets[@]}"} ${tsets[@]+"${tsets[@]}"} --write-card --json "$OUT/${name}_hint_bias.json" \
+            ${sets[@]+"${sets[@]}"} ${tsets[@]+"${tsets[@]}"} ${targs[@]+"${targs[@]}"} --write-card --json "$OUT/${name}_hint_bias.json" \
             --predictions "$preds/${name}_test_hint_predictions.jsonl" > "$OUT/${name}_hint_bias.log" 2>&1 \
             || echo "gpu_run: the hint-bias tuning did not finish (exit $?)"
         grep -a "chosen bias" "$OUT/${name}_hint_bias.log"

@@ -41,7 +41,10 @@ def main(argv=None) -> int:
                     "with them instead of the baselines")
     ap.add_argument("--name", default="model", help="what --predictions is called in the table")
     ap.add_argument("--against-name", help="what --against is called in the table (default: its folder's name)")
-    ap.add_argument("--datasets", nargs="*", help="only these datasets (default: every one with a baseline)")
+    ap.add_argument("--allow-missing", action="store_true", help="with --against: score a test record a file has "
+                    "no answer for as empty (default: an error, the runs must answer the same records)")
+    ap.add_argument("--datasets", nargs="*", help="only these datasets (default: every one with a baseline; with "
+                    "--against every one)")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the results here")
@@ -57,22 +60,29 @@ def main(argv=None) -> int:
 
 def run(a) -> int:
     cfg = load_config(a.config, a.set)
-    golds = scored_records(load_sources(cfg.data.test))
-    matched = match_predictions([(g, g.to_dict()) for g in golds], a.predictions, SkipCounter(False))
-    if matched.missing:
-        print(f"{a.predictions}: {matched.missing} test record(s) have no prediction (scored as empty)")
-    keep = [i for i, g in enumerate(matched.golds) if not a.datasets or g.dataset in a.datasets]
-    golds, preds = [matched.golds[i] for i in keep], [matched.preds[i] for i in keep]
+    golds = [g for g in scored_records(load_sources(cfg.data.test)) if not a.datasets or g.dataset in a.datasets]
+    pairs = [(g, g.to_dict()) for g in golds]
+    files = {a.predictions: match_predictions(pairs, a.predictions, SkipCounter(False))}
     if a.against:
-        other = match_predictions([(g, g.to_dict()) for g in golds], a.against, SkipCounter(False))
-        if other.missing:
-            print(f"{a.against}: {other.missing} test record(s) have no prediction (scored as empty)")
+        files[a.against] = match_predictions(pairs, a.against, SkipCounter(False))
+    missing = {path: m.missing for path, m in files.items()}
+    if a.against and any(missing.values()) and not a.allow_missing:
+        # a record one file lacks would score as empty on that side only: a gap in a file, not in a model
+        print("bootstrap_vs_baseline: error: " + "; ".join(f"{path}: {n} test record(s) have no prediction"
+                                                        for path, n in missing.items() if n)
+              + ": both runs must answer the same test records (the same config and test caps); --allow-missing "
+              "scores a missing answer as empty", file=sys.stderr)
+        return 2
+    for path, n in missing.items():
+        if n:
+            print(f"{path}: {n} test record(s) have no prediction (scored as empty)")
+    preds = files[a.predictions].preds
+    other_name = None
+    if a.against:
         other_name = a.against_name or Path(a.against).resolve().parent.name
-        rows = against_other_run(golds, preds, other.preds, other_name, resamples=a.resamples, seed=a.seed)
-        if not rows:
-            print(f"bootstrap_vs_baseline: error: no test records of {', '.join(a.datasets or ['any dataset'])}", file=sys.stderr)
-            return 2
-        print(margin_table(rows, a.name, "other run"))
+        rows = against_other_run(golds, preds, files[a.against].preds, other_name, resamples=a.resamples,
+                                 seed=a.seed)
+        table = margin_table(rows, a.name, "other run")
     else:
         train = [r for tr, _ in splits_from_config(a.config, a.set).values() for r in tr]
         baselines = build_baselines(train, targets={(g.dataset, g.task) for g in golds})
@@ -82,9 +92,15 @@ def run(a) -> int:
             print(f"bootstrap_vs_baseline: error: no test records of {', '.join(a.datasets or ['any dataset'])} have "
                   f"a baseline; datasets with one: {', '.join(have) or 'none'}", file=sys.stderr)
             return 2
-        print(margin_table(rows, a.name))
+        table = margin_table(rows, a.name)
+    if not rows:
+        print(f"bootstrap_vs_baseline: error: no test records of {', '.join(a.datasets or ['any dataset'])}",
+              file=sys.stderr)
+        return 2
+    print(table)
     if a.json:
-        write_json(a.json, {"config": a.config, "sets": a.set, "predictions": a.predictions, "against": a.against,
+        write_json(a.json, {"config": a.config, "sets": a.set, "predictions": a.predictions, "name": a.name,
+                            "against": a.against, "against_name": other_name, "missing": missing,
                             "resamples": a.resamples, "seed": a.seed, "results": [r.to_json() for r in rows]})
     return 0
 

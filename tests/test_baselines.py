@@ -436,6 +436,16 @@ data:
                      "--resamples", "25", "--json", str(out)]) == 0
     for r in json.loads(out.read_text(encoding="utf-8"))["results"]:  # a run against itself: a tie in every draw
         assert r["difference_low"] == r["difference_high"] == 0.0 and r["model_ahead_share"] == 0.0
+    # a file that lacks some test records would score them as empty on its side alone: refused, unless asked
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(perfect.read_text(encoding="utf-8").splitlines(keepends=True)[1:]), encoding="utf-8")
+    assert mod.main(["--config", str(blind), "--predictions", str(perfect), "--against", str(cut),
+                     "--resamples", "25", "--json", str(out)]) == 2
+    assert mod.main(["--config", str(blind), "--predictions", str(perfect), "--against", str(cut),
+                     "--allow-missing", "--resamples", "25", "--json", str(out)]) == 0
+    js = json.loads(out.read_text(encoding="utf-8"))
+    assert js["missing"] == {str(perfect): 0, str(cut): 1}
+    assert any(r["difference"] > 0 for r in js["results"])
 
 
 def test_seen_unseen_splits_mentions_by_the_training_names(tmp_path, capsys):

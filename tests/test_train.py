@@ -692,8 +692,11 @@ def test_steps_per_second_leaves_out_a_slow_start(tmp_path, capsys):
                                                   Path(__file__).parents[1] / "eval" / "steps_per_second.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    # a 240 s first step (compiling), then 10 steps every 2.5 s
-    history = [{"step": 10 * k, "loss": 1.0, "lr": 1e-3, "time_s": 240.0 + 2.5 * (k - 1)} for k in range(1, 21)]
+    # steps 10-20 slow (a recompile: 100 s), then 10 steps every 2.5 s; over the whole history the rate would be
+    # 190 steps / 145 s = 1.31
+    history = [{"step": 10 * k, "loss": 1.0, "lr": 1e-3, "time_s": 240.0 + (100 if k > 1 else 0) + 2.5 * (k - 2)}
+               for k in range(1, 21)]
+    history[0]["time_s"] = 240.0
     r = mod.steady_rate(history)
     assert r["steps_per_s"] == 4.0 and r["to_step"] == 200 and r["from_step"] == 110
     assert r["first_logged_step"] == 10 and r["first_logged_s"] == 240.0

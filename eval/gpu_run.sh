@@ -32,26 +32,16 @@
 set -u -o pipefail
 name=${1:?usage: bash eval/gpu_run.sh NAME p|1|2|3 [KEY.PATH=VALUE ...]} stage=${2:?stage p, 1, 2 or 3}
 shift 2
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD:${PYTHONPATH:-} INSTRUCTIE_DATA=.devdata PYTHONUNBUFFERED=1 \
-    HF_HUB_OFFLINE=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-# The machine's age: a machine's /tmp starts empty, and the first call of this script (or of
-# eval/throughput_probe.sh) on it leaves the time there. It does not see calls of other commands before it, so
-# it can under-count; init's age (ps, printed for comparison) is the machine's own clock if init starts with it.
-since=/tmp/instructie_machine_since
-grep -qx '[0-9]\+' "$since" 2>/dev/null || date +%s > "$since"
-age=$(( $(date +%s) - $(cat "$since") ))
+source eval/device_env.sh || exit 1  # environment, $machine_age, wheels
 max_age=${MACHINE_AGE_S:-300}
 case $max_age in ''|*[!0-9]*) echo "gpu_run: MACHINE_AGE_S must be a number of seconds, got '$max_age'"; exit 1 ;; esac
-echo "gpu_run: machine first used by these scripts ${age} s ago (init started $(ps -o etimes= -p 1 2>/dev/null | tr -d ' ') s ago)"
+echo "gpu_run: machine first used by these scripts ${machine_age} s ago (init started $(ps -o etimes= -p 1 2>/dev/null | tr -d ' ') s ago)"
 # stage 1 after stage p on this machine (the pretrained model lives only here) is the same run going on
-if { [ "$stage" = p ] || { [ "$stage" = 1 ] && [ ! -d "runs/$name-pretrain" ]; }; } && [ "$age" -gt "$max_age" ]; then
-    echo "gpu_run: this machine was first used ${age} s ago and goes back 30 minutes after it started, mid-run or" \
-         "not: give it back (give_back) and start stage $stage on a fresh one (or MACHINE_AGE_S=100000 to go on)"
+if { [ "$stage" = p ] || { [ "$stage" = 1 ] && [ ! -d "runs/$name-pretrain" ]; }; } && [ "$machine_age" -gt "$max_age" ]; then
+    echo "gpu_run: this machine was first used ${machine_age} s ago and goes back 30 minutes after it started, mid-run" \
+         "or not: give it back (give_back) and start stage $stage on a fresh one (or MACHINE_AGE_S=100000 to go on)"
     exit 1
 fi
-# the device image lacks datasets and seqeval: install the carried wheels (once per machine)
-python3 -c "import datasets, seqeval" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile \
-    --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 cfg=${CFG:-configs/multitask-small.yaml}
 sets=()
 for kv in "$@"; do sets+=(--set "$kv"); done

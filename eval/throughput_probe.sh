@@ -11,11 +11,7 @@
 # Writes $OUT/probe_NAME.log and $OUT/probe_NAME_state.json (the checkpoint's trainer_state.json), and prints
 # one line per variant. CFG picks the config (default configs/multitask-small.yaml). Carry .whl and .devdata.
 set -u -o pipefail
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD:${PYTHONPATH:-} INSTRUCTIE_DATA=.devdata PYTHONUNBUFFERED=1 \
-    HF_HUB_OFFLINE=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-grep -qx '[0-9]\+' /tmp/instructie_machine_since 2>/dev/null || date +%s > /tmp/instructie_machine_since  # gpu_run.sh
-python3 -c "import datasets, seqeval" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile \
-    --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+source eval/device_env.sh || exit 1  # environment, the machine's age (eval/gpu_run.sh), wheels
 cfg=${CFG:-configs/multitask-small.yaml}
 out=${OUT:-/tmp/probe_out}
 mkdir -p "$out"

@@ -82,14 +82,15 @@ S10B = ("configs/multitask-small.yaml at commit 8201542 (the s10 run's) with --s
         "config as committed since this run holds these settings, so `bash eval/gpu_run.sh NAME 1` (2, 3) with "
         "no overrides trains it again")
 S11 = "configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe) with --set {}: {}"
-S11_TUNING = ("values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task and per dev "
-              "dataset, then the copy-constrained test at bias 0 and the option-order test if the call has time left")
+PER_DATASET_TUNING = ("values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task and per "
+                      "dev dataset")  # eval/tune_hint_bias.py's defaults, sessions 8 (s8b) on
+S11_TUNING = PER_DATASET_TUNING + ", then the copy-constrained test at bias 0 and the option-order test if the call " \
+                                  "has time left"
 RUN_SPECS = [
     # Session 10: DuEE weighted x3 and 4,400 steps (the config's settings since).
     {"name": "multitask-small-s10b", "config": S10B,
      "summary": "the same, DuEE weight 3, 4,400 steps (session 10)",
-     **tuned_run("s10b", 525, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
-                 "and per dev dataset, then the copy-constrained test at bias 0", group=10,
+     **tuned_run("s10b", 525, PER_DATASET_TUNING + ", then the copy-constrained test at bias 0", group=10,
                  sets=S10B_SETS, train1_s=520)},
     # Session 11: lever ablations at the s10b recipe (issue 7, levers 3 and 5), one training each.
     {"name": "multitask-small-s11a", "config": S11.format(shlex.quote("data.tasks=[NER,RE,EE,RC,NEG]"),
@@ -101,20 +102,17 @@ RUN_SPECS = [
      "no_constrained": True},
     # Session 10: the s8 config for 4,000 steps at the background epoch builder's speed.
     {"name": "multitask-small-s10", "config": S10, "summary": "the s8 config, 4,000 steps (session 10)",
-     **tuned_run("s10", 490, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
-                 "and per dev dataset, then the copy-constrained test at bias 0", group=10,
+     **tuned_run("s10", 490, PER_DATASET_TUNING + ", then the copy-constrained test at bias 0", group=10,
                  sets=("train.max_steps=4000",))},
     # Session 8: the unhinted-item floor, tuned with the bias on dev (eval/tune_hint_bias.py).
     {"name": "multitask-small-s8b", "config": S8B,
      "summary": "the same, a (bias, floor) pair per dev dataset (session 8)",
-     **tuned_run("s8b", 400, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
-                 "and per dev dataset; the copy-constrained test at bias 0 did not fit the call", group=8),
+     **tuned_run("s8b", 400, PER_DATASET_TUNING + "; the copy-constrained test at bias 0 did not fit the call", group=8),
      "no_constrained": True},
     # Session 9: span-corruption pretraining first, at about the device time of the s8b run (eval/gpu_run.sh p).
     {"name": "multitask-small-s9b", "config": S9B,
      "summary": "pretrain 1,200 steps (209 s), then the s8 config, 2,900 steps (session 9)",
-     **tuned_run("s9b", 480, "values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task "
-                 "and per dev dataset", group=9),
+     **tuned_run("s9b", 480, PER_DATASET_TUNING, group=9),
      "params": "61.1M params incl. the copy head; T5 span-corruption pretraining, 1,200 steps (209 s), first",
      "pretrain_file": "pretrain_metrics.json",
      "calls": "pretraining and fine-tuning over three ≤10-minute calls joined by --resume, the GPU to itself",
@@ -484,6 +482,13 @@ def main() -> None:
                 out.append(f"| {b} | {f} | " + " | ".join(fmt(h["dev_floors"][b][f].get(k)) for k in keys) + " |")
         return "\n".join(out)
 
+    def tuned_sweeps(session: int) -> list[str]:
+        """The dev sweep (bias x floor) of each run of a session, with the rule and the chosen pair."""
+        return [s for x in runs if x["session"] == session for s in (
+            f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "
+            f"{x['hint_bias']['rule']}; chosen: bias {bias_name(x['hint_bias']['chosen'])}; floor "
+            f"{bias_name(x['hint_bias']['chosen_floor'])}):", "", floor_sweep(x), "")]
+
     def rescored() -> str:
         """Saved test predictions scored again with duplicates of a located mention kept once
         (eval/rescore.py -> runs/rescore_duplicates.json), beside the baseline."""
@@ -568,30 +573,21 @@ def main() -> None:
         "parentheses; each run's bias and floor chosen on its own dev sweep)", "",
         tuned_side_by_side([x for x in runs if x["name"] == "multitask-small-s10b"]
                            + [x for x in runs if x["session"] == 11], "training device time (s)"), "",
-        *ablation_margins(), 
-        *[s for x in runs if x["session"] == 11 for s in (
-            f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "
-            f"{x['hint_bias']['rule']}; chosen: bias {bias_name(x['hint_bias']['chosen'])}; floor "
-            f"{bias_name(x['hint_bias']['chosen_floor'])}):", "", floor_sweep(x), "")],
+        *ablation_margins(),
+        *tuned_sweeps(11),
         "### Session 10: more steps a second (epochs built in a background process), and a mix "
         "weighted to DuEE (test splits; copy-constrained in parentheses; each run's bias and floor chosen on its own "
         "dev sweep)", "",
         tuned_side_by_side(sorted((x for x in runs if x["name"] == "multitask-small-s8b" or x["session"] == 10),
                                   key=lambda x: (x["session"], x["name"])), "training device time (s)"),
         "",
-        *[s for x in runs if x["session"] == 10 for s in (
-            f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "
-            f"{x['hint_bias']['rule']}; chosen: bias {bias_name(x['hint_bias']['chosen'])}; floor "
-            f"{bias_name(x['hint_bias']['chosen_floor'])}):", "", floor_sweep(x), "")],
+        *tuned_sweeps(10),
         "### Session 9: span-corruption pretraining first (`instructie pretrain`, configs/pretrain-small.yaml), "
         "at about the device time of the session-8 runs (test splits; copy-constrained in parentheses; each run's "
         "bias and floor chosen on its own dev sweep)", "",
         tuned_side_by_side(sorted((x for x in runs if x["session"] in (8, 9)), key=lambda x: (x["session"], x["name"]))),
         "",
-        *[s for x in runs if x["session"] == 9 for s in (
-            f"Dev sweep of {x['name']} (first 400 records of each dev split; some of the floors scored; "
-            f"{x['hint_bias']['rule']}; chosen: bias {bias_name(x['hint_bias']['chosen'])}; floor "
-            f"{bias_name(x['hint_bias']['chosen_floor'])}):", "", floor_sweep(x), "")],
+        *tuned_sweeps(9),
         "### Session 8: the unhinted-item floor (`hint_bias.drop_unhinted`: an item the memory hint did not propose "
         "is kept only when the model's own confidence in it reaches the floor), chosen with the hint bias on the dev "
         "sets by `eval/tune_hint_bias.py` (test splits, copy-constrained in parentheses; a mention repeated by a "

@@ -45,7 +45,7 @@ import io
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from instructie.io import ConfigError, InputError, SkipCounter, read_text
 from instructie.records import Entity, Record, find_all, unique
@@ -264,6 +264,14 @@ def competition_score(gold: dict[str, tuple[int, set[str]]], pred: dict[str, tup
     over (id, candidate) rows, ``0.6 * f1_e + 0.4 * f1_s``). The official evaluation
     program is no longer online, so this follows that reading.
     """
+    return {**competition_from_counts(competition_counts(gold, pred)), "n": len(gold),
+            "extra_ids": len(set(pred) - set(gold))}
+
+
+def competition_counts(gold: dict[str, tuple[int, set[str]]],
+                       pred: dict[str, tuple[int, set[str]]]) -> tuple[int, int, int, int, int, int]:
+    """The sums the score is made of: (TP, FP, FN of the negative flag; entity TP, predicted keys, gold keys).
+    Each is a sum over texts, so the counts of disjoint sets of texts add up (a bootstrap resamples them)."""
     tp_s = fp_s = fn_s = tp_e = n_pred_e = n_gold_e = 0
     for rid, (g_neg, g_keys) in gold.items():
         p_neg, p_keys = pred.get(rid, (0, set()))
@@ -274,13 +282,18 @@ def competition_score(gold: dict[str, tuple[int, set[str]]], pred: dict[str, tup
         tp_e += len(g_keys & p_keys)
         n_pred_e += len(p_keys)
         n_gold_e += len(g_keys)
+    return tp_s, fp_s, fn_s, tp_e, n_pred_e, n_gold_e
+
+
+def competition_from_counts(counts: Sequence[int]) -> dict[str, float]:
+    """``competition_score``'s values from ``competition_counts``' sums."""
+    tp_s, fp_s, fn_s, tp_e, n_pred_e, n_gold_e = counts
     p_s, r_s = _ratio(tp_s, tp_s + fp_s), _ratio(tp_s, tp_s + fn_s)
     p_e, r_e = _ratio(tp_e, n_pred_e), _ratio(tp_e, n_gold_e)
     f1_s, f1_e = _f1(p_s, r_s), _f1(p_e, r_e)
     return {"f1_sentiment": f1_s, "precision_sentiment": p_s, "recall_sentiment": r_s,
             "f1_entity": f1_e, "precision_entity": p_e, "recall_entity": r_e,
-            "score": 0.4 * f1_s + 0.6 * f1_e, "n": len(gold),
-            "extra_ids": len(set(pred) - set(gold))}
+            "score": 0.4 * f1_s + 0.6 * f1_e}
 
 
 def _ratio(a: int, b: int) -> float:

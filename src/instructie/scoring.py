@@ -334,16 +334,26 @@ def score_task(golds: Sequence[Record], preds: Sequence[Prediction], task: str |
 
 
 def _competition(golds: Sequence[Record], preds: Sequence[Prediction]) -> dict:
-    """The BDCI 2019 score (definition and source: data_adapters/fin_negative.py).
-    A text is negative iff it has a key entity, for gold and prediction alike."""
+    """The BDCI 2019 score (definition and source: data_adapters/fin_negative.py)."""
     from data_adapters.fin_negative import competition_score
+    return competition_score(*_competition_maps(golds, preds))
 
+
+def competition_counts(golds: Sequence[Record], preds: Sequence[Prediction]) -> tuple[int, ...]:
+    """The sums the BDCI 2019 score is made of (``data_adapters.fin_negative.competition_counts``)."""
+    from data_adapters.fin_negative import competition_counts as counts
+    return counts(*_competition_maps(golds, preds))
+
+
+def _competition_maps(golds: Sequence[Record], preds: Sequence[Prediction]) -> tuple[dict, dict]:
+    """Gold and predicted (negative flag, key entities) per text, in the competition's format.
+    A text is negative iff it has a key entity, for gold and prediction alike."""
     def as_map(items):
         return {k: (int(bool(keys)), set(keys)) for k, keys in items}
 
     gold = as_map((f"{i}:{g.id}", [e.text for e in g.entities]) for i, g in enumerate(golds))
     pred = as_map((f"{i}:{g.id}", list(p.labels)) for i, (g, p) in enumerate(zip(golds, preds)))
-    return competition_score(gold, pred)
+    return gold, pred
 
 
 # ---------------------------------------------------------------- report

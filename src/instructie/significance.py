@@ -10,9 +10,11 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
+
 from .evaluate import HEADLINE
 from .records import MAIN_TASKS, Record
-from .scoring import AUTO_SPANS, Prediction, score_task
+from .scoring import AUTO_SPANS, Counts, Prediction, competition_counts, score_task
 
 
 def headline(golds: Sequence[Record], preds: Sequence[Prediction], task: str, dataset: str = "") -> float:
@@ -42,19 +44,46 @@ class Margin:
 def paired_bootstrap(golds: Sequence[Record], model: Sequence[Prediction], base: Sequence[Prediction], task: str,
                      dataset: str = "", resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """(2.5th, 97.5th percentile of model - base, share of draws with model strictly above base: a tie is not
-    ahead), the same draw of records for both."""
+    ahead), the same draw of records for both.
+
+    Each record is scored once: every headline metric is a function of sums over records (tp / fp / fn, correct
+    labels, the competition's counts), so a draw adds up its records' counts instead of scoring them again, and
+    gives what scoring the drawn records would (tests/test_baselines.py checks it)."""
     if resamples < 1 or not golds:
         raise ValueError("a bootstrap needs records and at least one draw")
     rng = random.Random(seed)
     n, diffs = len(golds), []
+    model_counts, base_counts = (np.array([record_counts(g, p, task, dataset) for g, p in zip(golds, side)],
+                                          dtype=np.int64) for side in (model, base))
     for _ in range(resamples):
-        idx = [rng.randrange(n) for _ in range(n)]
-        g = [golds[i] for i in idx]
-        diffs.append(headline(g, [model[i] for i in idx], task, dataset)
-                     - headline(g, [base[i] for i in idx], task, dataset))
+        idx = np.fromiter((rng.randrange(n) for _ in range(n)), dtype=np.int64, count=n)
+        diffs.append(headline_from_counts(task, model_counts[idx].sum(axis=0))
+                     - headline_from_counts(task, base_counts[idx].sum(axis=0)))
     diffs.sort()
     k = int(0.025 * resamples)  # as many draws cut at each end
     return diffs[k], diffs[resamples - 1 - k], sum(d > 0 for d in diffs) / resamples
+
+
+def record_counts(gold: Record, pred: Prediction, task: str, dataset: str = "") -> tuple[int, ...]:
+    """The counts of one record that the task's headline metric is made of (``headline_from_counts``)."""
+    if task == "NEG":
+        return competition_counts([gold], [pred])
+    ts = score_task([gold], [pred], task, dataset, spans=AUTO_SPANS.get(task, "offsets"))
+    if task == "RC":
+        return int(ts.extra["accuracy"]), 1
+    c = ts.metrics[HEADLINE[task].removesuffix("_f1")]
+    return c.tp, c.fp, c.fn
+
+
+def headline_from_counts(task: str, counts: Sequence[int]) -> float:
+    """The headline metric of records whose ``record_counts`` sum to ``counts``."""
+    counts = [int(c) for c in counts]
+    if task == "NEG":
+        from data_adapters.fin_negative import competition_from_counts  # lazily, as scoring imports it
+        return competition_from_counts(counts)["score"]
+    if task == "RC":
+        return counts[0] / counts[1] if counts[1] else 0.0
+    return Counts(*counts).f1
 
 
 def _groups(golds: Sequence[Record], keep: Callable[[Record], bool]) -> dict[tuple[str, str], list[int]]:

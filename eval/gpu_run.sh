@@ -26,6 +26,8 @@
 # machine, refuse a machine first used by this script more than MACHINE_AGE_S (default 300) seconds ago (give
 # it back with the device tool's give_back and start on a fresh one; MACHINE_AGE_S=100000 overrides). Session
 # 11 lost a run that began at minute 29.
+# Each call's returned files copied into FETCHED/call1, call2, call3: `python eval/collect_run.py NAME FETCHED` files
+# them under eval/runs/multitask-small-NAME.
 # CFG picks the config (default configs/multitask-small.yaml); the KEY.PATH=VALUE overrides go to every stage
 # alike. The last lines printed say what happened; the exit status is training's (3: time budget reached,
 # checkpoint saved).

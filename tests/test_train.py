@@ -707,3 +707,41 @@ def test_steps_per_second_leaves_out_a_slow_start(tmp_path, capsys):
     state.write_text(json.dumps({"history": history}), encoding="utf-8")
     assert mod.main([str(state), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["steps_per_s"] == 4.0
+
+
+def test_collect_run_files_a_three_call_run_under_the_names_earlier_runs_keep(tmp_path):
+    """eval/collect_run.py: logs renamed per call, the NAME_ prefix dropped, the predictions archive unpacked to
+    gzipped JSONL that reads back line for line, a later call's file winning, and nothing overwritten unasked."""
+    import gzip
+    import importlib.util
+    import io
+    import tarfile
+    spec = importlib.util.spec_from_file_location("collect_run", Path(__file__).parents[1] / "eval" / "collect_run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fetched = tmp_path / "fetched"
+    for n, text in ((1, "first"), (2, "second"), (3, "third")):
+        (fetched / f"call{n}").mkdir(parents=True)
+        (fetched / f"call{n}" / f"r1_{n}.log").write_text(text)
+        (fetched / f"call{n}" / "reply.txt").write_text("the device tool's reply")
+    (fetched / "call1" / "r1_p.log").write_text("pretraining")
+    (fetched / "call2" / "r1_metrics.json").write_text('{"old": 1}')
+    (fetched / "call3" / "r1_metrics.json").write_text('{"new": 1}')
+    rows = b'{"id": "a"}\n{"id": "b"}\n'
+    with tarfile.open(fetched / "call3" / "r1_predictions.tgz", "w:gz") as tar:
+        info = tarfile.TarInfo("./r1_test_hint_predictions.floor.jsonl")
+        info.size = len(rows)
+        tar.addfile(info, io.BytesIO(rows))
+    dest = tmp_path / "runs" / "r1"
+    assert mod.main(["r1", str(fetched), "--dest", str(dest)]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == ["metrics.json", "pretrain.log",
+                                                      "test_hint_predictions.floor.jsonl.gz", "train_1.log",
+                                                      "train_2.log", "train_3.log"]
+    assert (dest / "train_2.log").read_text() == "second" and (dest / "metrics.json").read_text() == '{"new": 1}'
+    with gzip.open(dest / "test_hint_predictions.floor.jsonl.gz") as f:
+        assert f.read() == rows
+    with pytest.raises(SystemExit, match="already holds"):
+        mod.main(["r1", str(fetched), "--dest", str(dest)])
+    assert mod.main(["r1", str(fetched), "--dest", str(dest), "--force"]) == 0
+    with pytest.raises(SystemExit, match="no r2_"):
+        mod.main(["r2", str(fetched), "--dest", str(tmp_path / "r2")])

@@ -81,7 +81,7 @@ S10B = ("configs/multitask-small.yaml at commit 8201542 (the s10 run's) with --s
         + " --set ".join(shlex.quote(x) for x in S10B_SETS) + ": DuEE in its own entry at weight 3, 4,400 steps; the "
         "config as committed since this run holds these settings, so `bash eval/gpu_run.sh NAME 1` (2, 3) with "
         "no overrides trains it again")
-S11 = "configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe) with --set {}: {}"
+S11 = "configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe; sessions 11 and 12) with --set {}: {}"
 PER_DATASET_TUNING = ("values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task and per "
                       "dev dataset")  # eval/tune_hint_bias.py's defaults, sessions 8 (s8b) on
 S11_TUNING = PER_DATASET_TUNING + ", then the copy-constrained test at bias 0 and the option-order test if the call " \
@@ -99,6 +99,14 @@ RUN_SPECS = [
      **tuned_run("s11a", 525, S11_TUNING + "; here the call's time ran out after the tuned tests: no "
                  "copy-constrained test at bias 0, no option-order test", group=11,
                  sets=("data.tasks=[NER,RE,EE,RC,NEG]",), train1_s=520, env3="OPTSEED=1 "),
+     "no_constrained": True},
+    # Session 12: the remaining lever ablations at the s10b recipe (levers 5 and 7), one training each.
+    {"name": "multitask-small-s12a", "config": S11.format("data.mention_replacement=0",
+                                                          "no mention replacement (lever 5)"),
+     "summary": "the s10b recipe without mention replacement (session 12)",
+     **tuned_run("s12a", 525, S11_TUNING + "; here the call's time ran out after the tuned free test: no "
+                 "copy-constrained tests, no option-order test", group=12,
+                 sets=("data.mention_replacement=0",), train1_s=520, env3="OPTSEED=1 "),
      "no_constrained": True},
     # Session 10: the s8 config for 4,000 steps at the background epoch builder's speed.
     {"name": "multitask-small-s10", "config": S10, "summary": "the s8 config, 4,000 steps (session 10)",
@@ -517,23 +525,30 @@ def main() -> None:
 
     def ablation_margins() -> list[str]:
         """Each ablation's saved test predictions against the s10b run's, paired bootstrap
-        (eval/bootstrap_vs_baseline.py --against -> runs/ablation/*.json), tuned decoding free and copy-constrained."""
+        (eval/bootstrap_vs_baseline.py --against -> runs/ablation/A_vs_B_{free,copy,bias0}.json): the dev-tuned
+        decoding free and copy-constrained, and greedy at bias 0, as far as the run has them."""
+        kinds = (("free", "free", "tuned, free"), ("copy", ".copy.floor", "tuned, copy-constrained"),
+                 ("bias0", "test_predictions", "greedy, bias 0"))
         out = []
-        for f in sorted((RUNS / "ablation").glob("*_vs_*_free.json")):
-            free, copy = json.loads(f.read_text()), json.loads(f.with_name(f.name.replace("_free", "_copy")).read_text())
+        for f in sorted((RUNS / "ablation").glob("*_vs_*_free.json"), key=lambda f: f.name, reverse=True):
+            got = {k: json.loads(g.read_text()) for k, _, _ in kinds
+                   if (g := f.with_name(f.name.replace("_free", f"_{k}"))).exists()}
+            shown = [(k, what, label) for k, what, label in kinds if k in got]
+            free = got["free"]
             a, b = f.name.split("_vs_")[0], f.name.split("_vs_")[1].rsplit("_", 1)[0]
-            out += [f"{a} against {b}, each with its dev-tuned bias and floor: paired bootstrap of the saved test "
-                    f"predictions ({free['resamples']:,} draws; `INSTRUCTIE_DATA=.devdata python "
-                    f"eval/bootstrap_vs_baseline.py --config configs/multitask-small.yaml --predictions "
-                    f"{free['predictions']} --name {a} --against {free['against']} --against-name {b}`; "
-                    f"copy-constrained: the `.copy.floor` files):", "",
-                    "| dataset | metric | difference, free (95% interval) | ahead in | difference, copy-constrained "
-                    "(95% interval) | ahead in |", "|---|---|---|---|---|---|"]
-            cm = {(r["dataset"], r["task"]): r for r in copy["results"]}
+            out += [f"{a} against {b}: paired bootstrap of the saved test predictions ({free['resamples']:,} draws; "
+                    f"`INSTRUCTIE_DATA=.devdata python eval/bootstrap_vs_baseline.py --config "
+                    f"configs/multitask-small.yaml --predictions {free['predictions']} --name {a} --against "
+                    f"{free['against']} --against-name {b}`, each run with its dev-tuned bias and floor; "
+                    + "; ".join(f"{label}: the `{what}` files" for k, what, label in shown[1:]) + "):", "",
+                    "| dataset | metric | " + " | ".join(f"difference, {label} (95% interval) | ahead in"
+                                                         for _, _, label in shown) + " |",
+                    "|---|---|" + "---|---|" * len(shown)]
+            by = {k: {(r["dataset"], r["task"]): r for r in got[k]["results"]} for k, _, _ in shown}
             for r in free["results"]:
-                c = cm.get((r["dataset"], r["task"]))
                 cells = [f"{x['difference']:+.4f} ({x['difference_low']:+.4f} to {x['difference_high']:+.4f}) | "
-                         f"{x['model_ahead_share']:.1%}" if x else "— | —" for x in (r, c)]
+                         f"{x['model_ahead_share']:.1%}" if x else "— | —"
+                         for x in (by[k].get((r["dataset"], r["task"])) for k, _, _ in shown)]
                 out.append(f"| {r['dataset']} | {r['metric']} | " + " | ".join(cells) + " |")
             out.append("")
         return out
@@ -569,11 +584,12 @@ def main() -> None:
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.",
         "",
-        "### Session 11: lever ablations at the s10b recipe, one training each (test splits; copy-constrained in "
-        "parentheses; each run's bias and floor chosen on its own dev sweep)", "",
+        "### Sessions 11–12: lever ablations at the s10b recipe, one training each (test splits; copy-constrained "
+        "in parentheses; each run's bias and floor chosen on its own dev sweep)", "",
         tuned_side_by_side([x for x in runs if x["name"] == "multitask-small-s10b"]
-                           + [x for x in runs if x["session"] == 11], "training device time (s)"), "",
+                           + [x for x in runs if x["session"] in (11, 12)], "training device time (s)"), "",
         *ablation_margins(),
+        *tuned_sweeps(12),
         *tuned_sweeps(11),
         "### Session 10: more steps a second (epochs built in a background process), and a mix "
         "weighted to DuEE (test splits; copy-constrained in parentheses; each run's bias and floor chosen on its own "

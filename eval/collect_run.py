@@ -29,6 +29,13 @@ def planned(name: str, fetched: Path) -> dict[str, tuple[Path, str | None]]:
         raise SystemExit(f"collect_run: {fetched} has no call1, call2, ... folders (one per device call)")
     out: dict[str, tuple[Path, str | None]] = {}
     prefix = f"{name}_"
+
+    def put(target: str, src: Path, member: str | None = None) -> None:
+        if target in out and out[target][0].parent != src.parent:  # e.g. stage 3 called twice: say so
+            print(f"collect_run: {target} from {src.parent.name} replaces the one from {out[target][0].parent.name}",
+                  file=sys.stderr)
+        out[target] = (src, member)
+
     for call in calls:
         for f in sorted(call.iterdir()):
             if not f.is_file() or not f.name.startswith(prefix):
@@ -39,13 +46,13 @@ def planned(name: str, fetched: Path) -> dict[str, tuple[Path, str | None]]:
                     for m in tar.getmembers():
                         base = Path(m.name).name
                         if m.isfile() and base.endswith(".jsonl"):
-                            out[base.removeprefix(prefix) + ".gz"] = (f, m.name)
+                            put(base.removeprefix(prefix) + ".gz", f, m.name)
             elif re.fullmatch(r"\d+\.log", rest):
-                out[f"train_{rest}"] = (f, None)
+                put(f"train_{rest}", f)
             elif rest == "p.log":
-                out["pretrain.log"] = (f, None)
+                put("pretrain.log", f)
             else:
-                out[rest] = (f, None)
+                put(rest, f)
     return out
 
 

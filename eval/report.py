@@ -532,14 +532,14 @@ def main() -> None:
         out = []
         for f in sorted((RUNS / "ablation").glob("*_vs_*_free.json"), key=lambda f: f.name, reverse=True):
             got = {k: json.loads(g.read_text()) for k, _, _ in kinds
-                   if (g := f.with_name(f.name.replace("_free", f"_{k}"))).exists()}
+                   if (g := f.with_name(f.name.removesuffix("_free.json") + f"_{k}.json")).exists()}
             shown = [(k, what, label) for k, what, label in kinds if k in got]
             free = got["free"]
             a, b = f.name.split("_vs_")[0], f.name.split("_vs_")[1].rsplit("_", 1)[0]
             out += [f"{a} against {b}: paired bootstrap of the saved test predictions ({free['resamples']:,} draws; "
                     f"`INSTRUCTIE_DATA=.devdata python eval/bootstrap_vs_baseline.py --config "
                     f"configs/multitask-small.yaml --predictions {free['predictions']} --name {a} --against "
-                    f"{free['against']} --against-name {b}`, each run with its dev-tuned bias and floor; "
+                    f"{free['against']} --against-name {b}`; tuned: each run with its dev-tuned bias and floor; "
                     + "; ".join(f"{label}: the `{what}` files" for k, what, label in shown[1:]) + "):", "",
                     "| dataset | metric | " + " | ".join(f"difference, {label} (95% interval) | ahead in"
                                                          for _, _, label in shown) + " |",

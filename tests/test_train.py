@@ -709,7 +709,7 @@ def test_steps_per_second_leaves_out_a_slow_start(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["steps_per_s"] == 4.0
 
 
-def test_collect_run_files_a_three_call_run_under_the_names_earlier_runs_keep(tmp_path):
+def test_collect_run_files_a_three_call_run_under_the_names_earlier_runs_keep(tmp_path, capsys):
     """eval/collect_run.py: logs renamed per call, the NAME_ prefix dropped, the predictions archive unpacked to
     gzipped JSONL that reads back line for line, a later call's file winning, and nothing overwritten unasked."""
     import gzip
@@ -738,6 +738,7 @@ def test_collect_run_files_a_three_call_run_under_the_names_earlier_runs_keep(tm
                                                       "test_hint_predictions.floor.jsonl.gz", "train_1.log",
                                                       "train_2.log", "train_3.log"]
     assert (dest / "train_2.log").read_text() == "second" and (dest / "metrics.json").read_text() == '{"new": 1}'
+    assert "metrics.json from call3 replaces the one from call2" in capsys.readouterr().err
     with gzip.open(dest / "test_hint_predictions.floor.jsonl.gz") as f:
         assert f.read() == rows
     with pytest.raises(SystemExit, match="already holds"):

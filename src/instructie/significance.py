@@ -51,6 +51,8 @@ def paired_bootstrap(golds: Sequence[Record], model: Sequence[Prediction], base:
     gives what scoring the drawn records would (tests/test_baselines.py checks it)."""
     if resamples < 1 or not golds:
         raise ValueError("a bootstrap needs records and at least one draw")
+    if not len(model) == len(base) == len(golds):
+        raise ValueError(f"{len(golds)} records, {len(model)} and {len(base)} predictions: not the same records")
     rng = random.Random(seed)
     n, diffs = len(golds), []
     model_counts, base_counts = (np.array([record_counts(g, p, task, dataset) for g, p in zip(golds, side)],

@@ -45,7 +45,8 @@ DEV_SETS = "'data.eval[0].options.datasets=[CoNLL2003,DuEE,CrossNER_AI,CrossNER_
 
 
 def tuned_run(run: str, train2_s: int, tuning: str, then: str = "", group: int = 7,
-              sets: tuple[str, ...] = ("train.max_steps=3600",), train1_s: int = 480, env3: str = "") -> dict:
+              sets: tuple[str, ...] = ("train.max_steps=3600",), train1_s: int = 480, env3: str = "",
+              call_s: int = 590) -> dict:
     """A run of sessions 7 on: three calls of eval/gpu_run.sh, the last tuning the hint bias (session 8 on: with
     the unhinted-item floor); hint_bias.json holds its tests, copy-constrained at bias 0 among them. ``sets``: the
     KEY=VALUE overrides given to every call; ``env3``: more variables set for the last call (OPTSEED=1)."""
@@ -56,7 +57,7 @@ def tuned_run(run: str, train2_s: int, tuning: str, then: str = "", group: int =
             "constrained_path": ["test", "constrained_copy"],
             "calls": "three ≤10-minute calls joined by --resume, the GPU to itself",
             "command": f"TRAIN_S={train1_s} bash eval/gpu_run.sh {run} 1 {kv}; TRAIN_S={train2_s} bash "
-                       f"eval/gpu_run.sh {run} 2 {kv}; CALL_S=590 {env3}TUNE={DEV_SETS} bash eval/gpu_run.sh "
+                       f"eval/gpu_run.sh {run} 2 {kv}; CALL_S={call_s} {env3}TUNE={DEV_SETS} bash eval/gpu_run.sh "
                        f"{run} 3 {kv} (the last runs python3 eval/tune_hint_bias.py --model runs/{run} "
                        f"--config configs/multitask-small.yaml {as_args} --set {DEV_SETS} --json "
                        f"hint_bias.json, {tuning})" + then}
@@ -82,6 +83,7 @@ S10B = ("configs/multitask-small.yaml at commit 8201542 (the s10 run's) with --s
         "config as committed since this run holds these settings, so `bash eval/gpu_run.sh NAME 1` (2, 3) with "
         "no overrides trains it again")
 S11 = "configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe; sessions 11 and 12) with --set {}: {}"
+S12B_SETS = ("model.size=base", "train.max_batch_tokens=20480", "train.max_steps=1700", "train.warmup_steps=400")
 PER_DATASET_TUNING = ("values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task and per "
                       "dev dataset")  # eval/tune_hint_bias.py's defaults, sessions 8 (s8b) on
 S11_TUNING = PER_DATASET_TUNING + ", then the copy-constrained test at bias 0 and the option-order test if the call " \
@@ -108,6 +110,15 @@ RUN_SPECS = [
                  "copy-constrained tests, no option-order test", group=12,
                  sets=("data.mention_replacement=0",), train1_s=520, env3="OPTSEED=1 "),
      "no_constrained": True},
+    {"name": "multitask-small-s12b", "config": S11.format(" --set ".join(shlex.quote(x) for x in S12B_SETS),
+                                                          "T5-base at T5-small's device time (lever 7)"),
+     "summary": "the s10b recipe at T5-base size, 1,700 steps (session 12)",
+     **tuned_run("s12b", 500, "values 0 4 16 (TUNE_ARGS), floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per "
+                 "task and per dev dataset, then the copy-constrained test at bias 0 and the option-order test if "
+                 "the call has time left; here the call's time ran out after the tuned copy-constrained test: no "
+                 "copy-constrained test at bias 0, no option-order test", group=12, sets=S12B_SETS, train1_s=505,
+                 env3='OPTSEED=1 TUNE_ARGS="--values 0 4 16" ', call_s=575),
+     "shape": "base", "params": "224.0M params incl. the copy head", "no_constrained": True},
     # Session 10: the s8 config for 4,000 steps at the background epoch builder's speed.
     {"name": "multitask-small-s10", "config": S10, "summary": "the s8 config, 4,000 steps (session 10)",
      **tuned_run("s10", 490, PER_DATASET_TUNING + ", then the copy-constrained test at bias 0", group=10,

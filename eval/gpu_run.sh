@@ -37,6 +37,7 @@ shift 2
 source eval/device_env.sh || exit 1  # environment, $machine_age, wheels
 max_age=${MACHINE_AGE_S:-300}
 case $max_age in ''|*[!0-9]*) echo "gpu_run: MACHINE_AGE_S must be a number of seconds, got '$max_age'"; exit 1 ;; esac
+case ${OPTSEED:-0} in ''|*[!0-9]*) echo "gpu_run: OPTSEED must be a whole number (a seed), got '$OPTSEED'"; exit 1 ;; esac
 echo "gpu_run: machine first used by these scripts ${machine_age} s ago (init started $(ps -o etimes= -p 1 2>/dev/null | tr -d ' ') s ago)"
 # stage 1 after stage p on this machine (the pretrained model lives only here) is the same run going on
 if { [ "$stage" = p ] || { [ "$stage" = 1 ] && [ ! -d "runs/$name-pretrain" ]; }; } && [ "$machine_age" -gt "$max_age" ]; then

@@ -14,9 +14,9 @@
 #                                                     # the end and the test, then the copy-constrained
 #                                                     # test if time is left (with TUNE set: the hint-bias
 #                                                     # tuning instead, eval/tune_hint_bias.py, its value
-#                                                     # the dev-set overrides, and with OPTSEED=N then the
-#                                                     # test with options shuffled by seed N, if time is
-#                                                     # left; TUNE_ARGS: more tuning arguments); if the
+#                                                     # the dev-set overrides, and with OPTSEED=N its test
+#                                                     # with options shuffled by seed N, after the tuned
+#                                                     # free test; TUNE_ARGS: more tuning arguments); if the
 #                                                     # steps did not fit,
 #                                                     # it saved a checkpoint: call stage 3 again
 #
@@ -37,6 +37,7 @@ shift 2
 source eval/device_env.sh || exit 1  # environment, $machine_age, wheels
 max_age=${MACHINE_AGE_S:-300}
 case $max_age in ''|*[!0-9]*) echo "gpu_run: MACHINE_AGE_S must be a number of seconds, got '$max_age'"; exit 1 ;; esac
+case ${OPTSEED:-0} in ''|*[!0-9]*) echo "gpu_run: OPTSEED must be a whole number (a seed), got '$OPTSEED'"; exit 1 ;; esac
 echo "gpu_run: machine first used by these scripts ${machine_age} s ago (init started $(ps -o etimes= -p 1 2>/dev/null | tr -d ' ') s ago)"
 # stage 1 after stage p on this machine (the pretrained model lives only here) is the same run going on
 if { [ "$stage" = p ] || { [ "$stage" = 1 ] && [ ! -d "runs/$name-pretrain" ]; }; } && [ "$machine_age" -gt "$max_age" ]; then
@@ -80,19 +81,14 @@ if [ "$stage" = 3 ] && [ $rc = 0 ]; then
         for kv in $TUNE; do tsets+=(--set "$kv"); done
         # TUNE_ARGS: more tune_hint_bias.py arguments (fewer --values for a slower model, e.g. "--values 0 4 16")
         targs=(${TUNE_ARGS:-})
+        # OPTSEED=N (issue 7, lever 6): the tuned free test again with each record's options shuffled by seed N,
+        # right after the tuned free test, before the copy-constrained tests
+        [ -n "${OPTSEED:-}" ] && targs+=(--option-seed "$OPTSEED")
         timeout -k 10 $(( left - 10 )) python3 eval/tune_hint_bias.py --model "$run" --config "$cfg" \
             ${sets[@]+"${sets[@]}"} ${tsets[@]+"${tsets[@]}"} ${targs[@]+"${targs[@]}"} --write-card --json "$OUT/${name}_hint_bias.json" \
             --predictions "$preds/${name}_test_hint_predictions.jsonl" > "$OUT/${name}_hint_bias.log" 2>&1 \
             || echo "gpu_run: the hint-bias tuning did not finish (exit $?)"
         grep -a "chosen bias" "$OUT/${name}_hint_bias.log"
-        left=$(( ${CALL_S:-560} - (SECONDS - start) ))
-        if [ -n "${OPTSEED:-}" ] && [ "$left" -gt 90 ]; then
-            # option order (issue 7, lever 6): the test again, each record's options shuffled with seed OPTSEED,
-            # decoded with the bias and floor just tuned (stored in the model's instructie.json)
-            timeout -k 10 $(( left - 10 )) python3 -m instructie test --model "$run" --config "$cfg" \
-                --option-seed "$OPTSEED" --json "$OUT/${name}_test_optseed.json" ${sets[@]+"${sets[@]}"} \
-                > "$OUT/${name}_test_optseed.log" 2>&1 || echo "gpu_run: the option-order test did not finish (exit $?)"
-        fi
     elif [ "$left" -gt 120 ]; then
         timeout -k 10 $(( left - 10 )) python3 -m instructie test --model "$run" --config "$cfg" --constrained copy \
             --json "$OUT/${name}_test_copy.json" --predictions "$preds/${name}_test_copy_predictions.jsonl" \

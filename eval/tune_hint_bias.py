@@ -12,14 +12,15 @@ hinted task with no dev dataset (RE, RC here) gets the pair with the best mean o
 (RC no floor: its answer is one label). Dev datasets
 that read the same file and split as a test dataset are left out (DuIE's public dev file is
 this project's DuIE test set). Then it scores the test datasets with the chosen biases, at
-floor 0 and at the chosen floors, free and copy-constrained, and copy-constrained at bias 0
-(free at 0 is the training run's own test). ``--write-card`` stores both in the model's
-instructie.json, so ``Extractor`` and ``instructie extract`` decode with them by default.
+floor 0 and at the chosen floors, free (with ``--option-seed N`` free again, each record's
+options shuffled) and copy-constrained, and copy-constrained at bias 0 (free at 0 is the
+training run's own test). ``--write-card`` stores both in the model's instructie.json, so
+``Extractor`` and ``instructie extract`` decode with them by default.
 
     INSTRUCTIE_DATA=.devdata python eval/tune_hint_bias.py --model runs/X \\
         --config configs/multitask-small.yaml [--set KEY=VALUE ...] --json out.json \\
         [--predictions test_hint_predictions.jsonl] [--values 0 1 2 4 8 16] [--floors 0 0.5 0.9] \\
-        [--dev-limit 400]
+        [--dev-limit 400] [--option-seed 1]
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources  # noqa: E402
-from instructie.evaluate import HEADLINE, evaluate_floors, scored_records  # noqa: E402
+from instructie.evaluate import HEADLINE, evaluate_floors, reorder_options, scored_records  # noqa: E402
 from instructie.hint_bias import FLOORLESS_TASKS, bias_label, check_bias, check_floor  # noqa: E402
 from instructie.io import atomic_write, write_json, write_jsonl  # noqa: E402
 from instructie.memory import HINT_TASKS  # noqa: E402
@@ -107,6 +108,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-test", action="store_true", help="only pick the bias on dev")
     ap.add_argument("--write-card", action="store_true", help="store the chosen bias and floor in the model's "
                     "instructie.json")
+    ap.add_argument("--option-seed", type=int, default=None, metavar="N",
+                    help="after the tuned free test, the same with each record's options shuffled by seed N "
+                         "(test key option_seed_N+hint; predictions marked .optionsN)")
     ap.add_argument("--device", default=None)
     a = ap.parse_args(argv)
 
@@ -181,19 +185,26 @@ def main(argv=None) -> int:
         return 0
     test_records = scored_records(load_sources(cfg.data.test))
     out["test"] = {}
-    for key, b, constrained in (("unconstrained+hint", bias, False), ("constrained_copy+hint", bias, "copy"),
-                                ("constrained_copy", 0.0, "copy")):
+    # the tests in the order a cut call should keep them: the tuned free test, the same with the options shuffled
+    # (issue 7, lever 6: does the answer depend on the order?), then copy-constrained, tuned and at bias 0
+    tests = [("unconstrained+hint", bias, False, None)]
+    if a.option_seed is not None:
+        tests.append((f"option_seed_{a.option_seed}+hint", bias, False, a.option_seed))
+    tests += [("constrained_copy+hint", bias, "copy", None), ("constrained_copy", 0.0, "copy", None)]
+    for key, b, constrained, seed in tests:
         tuned = key != "constrained_copy"
         if tuned and not (b or floor):
             continue
         run_floors = [0.0, floor] if tuned and floor else [0.0]
-        reps = run(test_records, b, constrained, run_floors, keep=bool(a.predictions) and tuned)
+        records = test_records if seed is None else [reorder_options(r, seed) for r in test_records]
+        reps = run(records, b, constrained, run_floors, keep=bool(a.predictions) and tuned)
         for f, rep in zip(run_floors, reps):
             name = key + ("+floor" if f else "")
             if "predictions" in rep:  # rescorable later (eval/rescore.py) when the model is gone
                 path = Path(a.predictions)
                 stem, dot, ext = path.name.partition(".")  # x.jsonl -> x.copy.floor.jsonl (x.jsonl.gz alike)
-                marks = "".join(m for m, on in ((".copy", constrained), (".floor", f)) if on)
+                marks = "".join(m for m, on in ((f".options{seed}", seed is not None), (".copy", constrained),
+                                                (".floor", f)) if on)
                 write_jsonl(path.with_name(f"{stem}{marks}{dot}{ext}") if marks else path, rep.pop("predictions"))
             print(f"== {name}, {_label(b, f)} (unsupported rate {rep['unsupported_rate']:.4f})\n{rep['table']}")
             out["test"][name] = {k: v for k, v in rep.items() if k != "table"}

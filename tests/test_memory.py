@@ -195,6 +195,7 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     from instructie.cli import main as cli_main
     from instructie.config import load_config
     from instructie.data import load_sources, make_instances, training_memory
+    from instructie.evaluate import reorder_options, scored_records
     from instructie.extractor import Extractor
     from instructie.instructions import load_templates
 
@@ -254,6 +255,29 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     assert {"constrained_copy"} <= set(tune["test"]) and (tmp_path / "p.jsonl").exists() == bool(chosen or floor)
     assert (tmp_path / "p.copy.jsonl").exists() == bool(chosen or floor)
     assert (tmp_path / "p.floor.jsonl").exists() == bool(floor) == ("unconstrained+hint+floor" in tune["test"])
+    # --option-seed N: the tuned free test again right after it, before the copy-constrained ones (a call cut
+    # short keeps it), every record asked with its options in the seeded order
+    asked, real_floors = [], tune_hint_bias.evaluate_floors
+
+    def spy_floors(model, tokenizer, records, *args, **kw):
+        asked.append([(r.id, tuple(r.options)) for r in records])
+        return real_floors(model, tokenizer, records, *args, **kw)
+
+    tune_hint_bias.evaluate_floors = spy_floors
+    try:  # one bias to choose from, so the tuned tests run whatever the tiny model does on dev
+        assert tune_hint_bias.main(["--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+                                    "--values", "1e4", "--floors", "0", "--json", str(tmp_path / "tune2.json"),
+                                    "--device", "cpu", "--predictions", str(tmp_path / "q.jsonl"),
+                                    "--option-seed", "1"]) == 0
+    finally:
+        tune_hint_bias.evaluate_floors = real_floors
+    assert list(json.loads((tmp_path / "tune2.json").read_text())["test"]) == [
+        "unconstrained+hint", "option_seed_1+hint", "constrained_copy+hint", "constrained_copy"]
+    assert (tmp_path / "q.options1.jsonl").exists()
+    free, shuffled = asked[1], asked[2]  # asked[0]: the dev sweep
+    by_id = {r.id: r for r in scored_records(load_sources(load_config(cfg_path, ["data.memory_hints=true"]).data.test))}
+    assert [i for i, _ in shuffled] == [i for i, _ in free]
+    assert shuffled == [(i, tuple(reorder_options(by_id[i], 1).options)) for i, _ in free] != free
     tuned = Extractor.from_pretrained(out, device="cpu")
     assert tuned.hint_bias == chosen and tuned.unhinted_floor == floor
     # instructie test decodes as the model is used: its card's tuned values unless told otherwise

@@ -403,6 +403,32 @@ def test_mention_replacement_keeps_offsets_valid():
     assert all(replace_mentions(r, pool, random.Random(0), p=0.0) is r for r in records)
 
 
+def test_mention_novel_sets_the_share_of_unseen_strings_swapped_in(tmp_path):
+    """data.mention_novel: at 0 every swapped-in name is a training name; at 1 swaps put in strings the training
+    data does not hold."""
+    from instructie.config import load_config
+    from instructie.data import load_sources, make_instances
+    from instructie.instructions import load_templates
+    from instructie.io import ConfigError
+
+    def names(novel: float) -> tuple[int, int]:
+        """(entity mentions of the epoch's NER instances, those whose text is no span of the training data)"""
+        cfg = load_config(tiny_config(tmp_path, tmp_path / "run"),
+                          ["data.mention_replacement=1.0", f"data.mention_novel={novel}"])
+        sources = load_sources(cfg.data.train)
+        known = {x.text for s in sources for r in s.records for x in r.spans()}
+        got = [e.text for i in make_instances(sources, cfg.data, load_templates(None), seed=0, epoch=1)
+               if i.task == "NER" for e in i.record.entities]
+        return len(got), sum(t not in known for t in got)
+
+    total, unseen = names(0.0)
+    assert total > 20 and unseen == 0
+    total, unseen = names(1.0)
+    assert unseen > total // 4
+    with pytest.raises(ConfigError, match="mention_novel"):
+        load_config(tiny_config(tmp_path, tmp_path / "run"), ["data.mention_novel=1.5"])
+
+
 def test_mention_replacement_instances_are_seeded_per_epoch(tmp_path):
     from instructie.config import load_config
     from instructie.data import load_sources, make_instances

@@ -56,6 +56,7 @@ class DataConfig:
     max_target_length: int = 128
     max_eval_records: int | None = 500  # per dataset, during training (the test set is full)
     mention_replacement: float = 0.0  # lever: probability to swap spans for other same-type spans
+    mention_novel: float = 0.3        # share of those swaps that put in an unseen string, not a training name
     option_chunk_sampling: float = 0.0  # share of long option lists cut to one random chunk, as asked
                                         # at inference (may hold no gold label: the answer is None)
     memory_hints: bool = False        # lever: prompts carry what the training data says (memory.py)
@@ -415,6 +416,8 @@ def validate(cfg: RunConfig, src: str) -> None:
     _validate_train_values(t, bad)
     if not 0.0 <= d.mention_replacement <= 1.0:
         bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")
+    if not 0.0 <= d.mention_novel <= 1.0:
+        bad(f"data.mention_novel is a share (0 to 1), got {d.mention_novel}")
     if not 0.0 <= d.option_chunk_sampling <= 1.0:
         bad(f"data.option_chunk_sampling is a share (0 to 1), got {d.option_chunk_sampling}")
     if e.constrained not in (False, True, "off", "on", "vocab", "copy"):

@@ -72,7 +72,7 @@ def make_instances(sources: list[Source], data: DataConfig, templates: dict, see
         inserted: dict[int, frozenset[str]] = {}  # names mention replacement put in (kept out of hints)
         if pool is not None:
             from .augment import replace_mentions
-            new = [replace_mentions(r, pool, rng, data.mention_replacement) for r in recs]
+            new = [replace_mentions(r, pool, rng, data.mention_replacement, data.mention_novel) for r in recs]
             if memory is not None:
                 for a, b in zip(recs, new):
                     if a is not b:

@@ -584,7 +584,8 @@ def test_training_forwards_build_no_key_value_cache(tmp_path, monkeypatch):
     assert len(seen) >= 3 and all(c is None for c in seen)
 
 
-def test_a_failing_dev_evaluation_first_saves_the_steps_trained_since_the_last_checkpoint(tmp_path, monkeypatch):
+def test_a_failing_dev_evaluation_first_saves_the_steps_trained_since_the_last_checkpoint_and_is_made_on_resume(
+        tmp_path, monkeypatch):
     import instructie.evaluate as evaluate
 
     def broken(*a, **k):
@@ -598,8 +599,10 @@ def test_a_failing_dev_evaluation_first_saves_the_steps_trained_since_the_last_c
     state = state_of(out)
     assert state["step"] == 6 and [h["step"] for h in state["history"]] == list(range(1, 7))
     monkeypatch.undo()
-    assert cli_main(["train", "--config", str(cfg), "--resume", "--set", "train.eval_every=0"]) == 0
-    assert state_of(out, 20)["step"] == 20
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
+    # the evaluation that failed is made on resuming, then the others as due
+    assert [e["step"] for e in state_of(out, 20)["evals"]] == [6, 12, 18]
+    assert (out / "metrics" / "step-6.json").exists()
 
 
 # ---------------------------------------------------------------- option chunks in training

@@ -342,6 +342,10 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
         if main:
             log(f"resumed from {resume_from.name}: step {state['step']}, epoch {state['epoch']}, "
                 f"batch {state['batch_in_epoch']}")
+        # a dev evaluation that failed (and ended the run after saving) is made now, before training goes on
+        if on_eval is not None and t.eval_every and 0 < state["step"] < total_steps \
+                and state["step"] % t.eval_every == 0 and all(e["step"] != state["step"] for e in state["evals"]):
+            on_eval(model, state)
 
     # epochs of batches; a resumed run rebuilds its epoch and skips the batches already done.
     bar = tqdm(total=total_steps, initial=state["step"], disable=not main, desc=desc, unit="step",

@@ -47,6 +47,9 @@ def planned(name: str, fetched: Path) -> dict[str, tuple[Path, str | None]]:
                         base = Path(m.name).name
                         if m.isfile() and base.endswith(".jsonl"):
                             put(base.removeprefix(prefix) + ".gz", f, m.name)
+                        elif m.isfile():
+                            print(f"collect_run: {f.name} holds {m.name}, not a prediction file: left out",
+                                  file=sys.stderr)
             elif re.fullmatch(r"\d+\.log", rest):
                 put(f"train_{rest}", f)
             elif rest == "p.log":

@@ -758,16 +758,18 @@ def test_collect_run_files_a_three_call_run_under_the_names_earlier_runs_keep(tm
     (fetched / "call3" / "r1_metrics.json").write_text('{"new": 1}')
     rows = b'{"id": "a"}\n{"id": "b"}\n'
     with tarfile.open(fetched / "call3" / "r1_predictions.tgz", "w:gz") as tar:
-        info = tarfile.TarInfo("./r1_test_hint_predictions.floor.jsonl")
-        info.size = len(rows)
-        tar.addfile(info, io.BytesIO(rows))
+        for member in ("./r1_test_hint_predictions.floor.jsonl", "./notes.txt"):
+            info = tarfile.TarInfo(member)
+            info.size = len(rows)
+            tar.addfile(info, io.BytesIO(rows))
     dest = tmp_path / "runs" / "r1"
     assert mod.main(["r1", str(fetched), "--dest", str(dest)]) == 0
     assert sorted(p.name for p in dest.iterdir()) == ["metrics.json", "pretrain.log",
                                                       "test_hint_predictions.floor.jsonl.gz", "train_1.log",
                                                       "train_2.log", "train_3.log"]
     assert (dest / "train_2.log").read_text() == "second" and (dest / "metrics.json").read_text() == '{"new": 1}'
-    assert "metrics.json from call3 replaces the one from call2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "metrics.json from call3 replaces the one from call2" in err and "notes.txt, not a prediction file" in err
     with gzip.open(dest / "test_hint_predictions.floor.jsonl.gz") as f:
         assert f.read() == rows
     with pytest.raises(SystemExit, match="already holds"):

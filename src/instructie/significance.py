@@ -49,14 +49,21 @@ def paired_bootstrap(golds: Sequence[Record], model: Sequence[Prediction], base:
     Each record is scored once: every headline metric is a function of sums over records (tp / fp / fn, correct
     labels, the competition's counts), so a draw adds up its records' counts instead of scoring them again, and
     gives what scoring the drawn records would (tests/test_baselines.py checks it)."""
-    if resamples < 1 or not golds:
+    if not golds:
         raise ValueError("a bootstrap needs records and at least one draw")
     if not len(model) == len(base) == len(golds):
         raise ValueError(f"{len(golds)} records, {len(model)} and {len(base)} predictions: not the same records")
+    return _bootstrap(count_rows(golds, model, task, dataset), count_rows(golds, base, task, dataset), task,
+                      resamples, seed)
+
+
+def _bootstrap(model_counts: np.ndarray, base_counts: np.ndarray, task: str, resamples: int,
+               seed: int) -> tuple[float, float, float]:
+    """``paired_bootstrap`` over the records' ``count_rows``."""
+    if resamples < 1 or not len(model_counts):
+        raise ValueError("a bootstrap needs records and at least one draw")
     rng = random.Random(seed)
-    n, diffs = len(golds), []
-    model_counts, base_counts = (np.array([record_counts(g, p, task, dataset) for g, p in zip(golds, side)],
-                                          dtype=np.int64) for side in (model, base))
+    n, diffs = len(model_counts), []
     for _ in range(resamples):
         idx = np.fromiter((rng.randrange(n) for _ in range(n)), dtype=np.int64, count=n)
         diffs.append(headline_from_counts(task, model_counts[idx].sum(axis=0))
@@ -64,6 +71,11 @@ def paired_bootstrap(golds: Sequence[Record], model: Sequence[Prediction], base:
     diffs.sort()
     k = int(0.025 * resamples)  # as many draws cut at each end
     return diffs[k], diffs[resamples - 1 - k], sum(d > 0 for d in diffs) / resamples
+
+
+def count_rows(golds: Sequence[Record], preds: Sequence[Prediction], task: str, dataset: str = "") -> np.ndarray:
+    """One row of ``record_counts`` per record: their column sums give the headline metric of any set of them."""
+    return np.array([record_counts(g, p, task, dataset) for g, p in zip(golds, preds)], dtype=np.int64)
 
 
 def record_counts(gold: Record, pred: Prediction, task: str, dataset: str = "") -> tuple[int, ...]:
@@ -104,11 +116,12 @@ def against_best_baseline(golds: Sequence[Record], preds: Sequence[Prediction],
     group's whole split (``baselines``: ``instructie.baselines.build_baselines`` output)."""
     out = []
     for (ds, task), idx in _groups(golds, lambda g: bool(baselines.get((g.dataset, g.task)))).items():
-        g, model = [golds[i] for i in idx], [preds[i] for i in idx]
-        scored = {name: [fn(x) for x in g] for name, fn in baselines[ds, task].items()}
-        full = {name: headline(g, p, task, ds) for name, p in scored.items()}
+        g = [golds[i] for i in idx]
+        counts = {name: count_rows(g, [fn(x) for x in g], task, ds) for name, fn in baselines[ds, task].items()}
+        full = {name: headline_from_counts(task, c.sum(axis=0)) for name, c in counts.items()}
         best = max(full, key=lambda k: (full[k], k))
-        out.append(_margin(g, model, scored[best], best, task, ds, resamples, seed))
+        out.append(_margin(count_rows(g, [preds[i] for i in idx], task, ds), counts[best], best, task, ds,
+                           resamples, seed))
     return out
 
 
@@ -119,15 +132,21 @@ def against_other_run(golds: Sequence[Record], preds: Sequence[Prediction], othe
     Margin names the other run."""
     if len(other) != len(preds):
         raise ValueError(f"{len(preds)} predictions against {len(other)}: not the same test records")
-    return [_margin([golds[i] for i in idx], [preds[i] for i in idx], [other[i] for i in idx], other_name, task, ds,
-                    resamples, seed) for (ds, task), idx in _groups(golds, lambda g: True).items()]
+    out = []
+    for (ds, task), idx in _groups(golds, lambda g: True).items():
+        g = [golds[i] for i in idx]
+        out.append(_margin(count_rows(g, [preds[i] for i in idx], task, ds),
+                           count_rows(g, [other[i] for i in idx], task, ds), other_name, task, ds, resamples, seed))
+    return out
 
 
-def _margin(golds: Sequence[Record], model: Sequence[Prediction], base: Sequence[Prediction], base_name: str,
-            task: str, dataset: str, resamples: int, seed: int) -> Margin:
-    m, b = headline(golds, model, task, dataset), headline(golds, base, task, dataset)
-    low, high, ahead = paired_bootstrap(golds, model, base, task, dataset, resamples, seed)
-    return Margin(dataset, task, HEADLINE[task], len(golds), m, base_name, b, m - b, low, high, ahead, resamples)
+def _margin(model_counts: np.ndarray, base_counts: np.ndarray, base_name: str, task: str, dataset: str,
+            resamples: int, seed: int) -> Margin:
+    """The whole split's scores (the sums of all rows) and the bootstrap, from the records' ``count_rows``."""
+    m, b = (headline_from_counts(task, c.sum(axis=0)) for c in (model_counts, base_counts))
+    low, high, ahead = _bootstrap(model_counts, base_counts, task, resamples, seed)
+    return Margin(dataset, task, HEADLINE[task], len(model_counts), m, base_name, b, m - b, low, high, ahead,
+                  resamples)
 
 
 def margin_table(rows: Sequence[Margin], model: str = "model", baseline: str = "best baseline") -> str:

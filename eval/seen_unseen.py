@@ -7,7 +7,8 @@ the predicted ones. A dictionary knows only seen names; copying shows in the uns
 mention replacement exists to move it). Items are (text, type) per record, so a repeated mention counts
 once. "Unseen" is per dataset: a name another dataset's training split holds (multi-task training, mention
 replacement's pool) counts as unseen here (on the shared data: 16 of CoNLL2003's 2,598 unseen test
-mentions, 56 of CrossNER AI's 1,378, 127 of CrossNER literature's 1,904). Several prediction files (``--predictions NAME=PATH ...``) give side-by-side columns.
+mentions, 56 of CrossNER AI's 1,378, 127 of CrossNER literature's 1,904). Several prediction files
+(``--predictions NAME=PATH ...``) give side-by-side columns.
 
     INSTRUCTIE_DATA=.devdata python eval/seen_unseen.py --config configs/multitask-small.yaml \\
         --predictions s10b=eval/runs/multitask-small-s10b/test_hint_predictions.floor.jsonl.gz --json out.json

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from data_adapters.fin_negative import is_heldout
-from instructie.baselines import SpanDictionary, build_baselines, score_baselines, shared_splits, splits_from_config
+from instructie.baselines import (SpanDictionary, answer_once, build_baselines, score_baselines, shared_splits,
+                                  splits_from_config)
 from instructie.cli import main as cli
 from instructie.evaluate import evaluate_files, read_gold
 from instructie.io import SkipCounter
@@ -273,6 +274,24 @@ def test_eval_cli_bootstrap_against_the_best_baseline(tmp_path, capsys):
     assert cli(["eval", "--gold", str(conv["test"]), "--predictions", str(conv["test"]), "--field", "target",
                 "--bootstrap", "20"]) == 2
     assert "--baseline-train" in capsys.readouterr().err
+
+
+def test_answer_once_asks_each_baseline_once_per_record():
+    """The eval command's bootstrap asks the baselines about the test records its baseline table asked about;
+    answer_once gives the same answers without matching the text again, and tells equal records apart."""
+    calls, dictionary = [], build_baselines(TRAIN)["toy", "NER"]["dictionary"]
+
+    def counted(rec):
+        calls.append(rec.text)
+        return dictionary(rec)
+
+    once = answer_once({("toy", "NER"): {"dictionary": counted}})["toy", "NER"]["dictionary"]
+    a = ner("New York won .", [("New York", "organization")], split="test")
+    b = dataclasses.replace(a)  # equal, but another record
+    assert spans(once(a)) == spans(once(a)) == spans(dictionary(a)) == [("New York", "location", 0, 8)]
+    assert calls == ["New York won ."]
+    once(b)
+    assert len(calls) == 2
 
 
 def test_no_training_data_means_no_baseline():

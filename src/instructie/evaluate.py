@@ -390,8 +390,10 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
     if errors.count:
         out["table"] += "\n" + errors.report()
     if baselines is not None:
-        from .baselines import build_baselines, load_train, score_built_baselines
+        from .baselines import answer_once, build_baselines, load_train, score_built_baselines
         built = build_baselines(load_train(baselines), targets={(g.dataset, g.task) for g in golds})
+        if bootstrap:  # the bootstrap asks the baselines about the same records again
+            built = answer_once(built)
         base = score_built_baselines(golds, built)
         out["baselines"] = base
         out["table"] += "\n\nBaselines (training split only, no model):\n" + base["table"]

@@ -24,7 +24,7 @@ probe() {  # NAME SECONDS [KEY=VALUE ...]
     python3 -m instructie train --config "$cfg" --output-dir "runs/probe-$name" --overwrite "${sets[@]}" \
         --max-time "$secs" > "$out/probe_$name.log" 2>&1
     local rc=$? state
-    state=$(ls -d runs/probe-"$name"/checkpoints/step-* 2>/dev/null | sort -t- -k3 -n | tail -1)
+    state=$(ls -d runs/probe-"$name"/checkpoints/step-* 2>/dev/null | sort -V | tail -1)  # same prefix: by step number
     if [ -z "$state" ]; then
         echo "probe $name: no checkpoint (exit $rc); the log ends:"; tail -c 1500 "$out/probe_$name.log"; return
     fi

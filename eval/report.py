@@ -83,6 +83,7 @@ S10B = ("configs/multitask-small.yaml at commit 8201542 (the s10 run's) with --s
         "config as committed since this run holds these settings, so `bash eval/gpu_run.sh NAME 1` (2, 3) with "
         "no overrides trains it again")
 S11 = "configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe; sessions 11 and 12) with --set {}: {}"
+S13 = "configs/multitask-small.yaml at commit 4e5a302 (the s10b recipe; session 13) with --set {}: {}"
 S12B_SETS = ("model.size=base", "train.max_batch_tokens=20480", "train.max_steps=1700", "train.warmup_steps=400")
 PER_DATASET_TUNING = ("values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task and per "
                       "dev dataset")  # eval/tune_hint_bias.py's defaults, sessions 8 (s8b) on
@@ -118,6 +119,15 @@ RUN_SPECS = [
                  "bias 0, no option-order test", group=12, sets=S12B_SETS, train1_s=505,
                  env3='OPTSEED=1 TUNE_ARGS="--values 0 4 16" ', call_s=575),
      "shape": "base", "params": "224.0M params incl. the copy head", "no_constrained": True},
+    # Session 13: lever 5's dose (mention replacement 0.5 against 0.3); its call ran out before the tuning.
+    {"name": "multitask-small-s13a", "config": S13.format("data.mention_replacement=0.5",
+                                                          "mention replacement at 0.5 against 0.3 (lever 5's dose)"),
+     "summary": "the s10b recipe with mention replacement 0.5 (session 13)",
+     **{k: v for k, v in tuned_run("s13a", 525, S11_TUNING + "; here the tuning did not start: training's test "
+                                   "left the call 112 s, under the 120 s it needs", group=13,
+                                   sets=("data.mention_replacement=0.5",), train1_s=520, env3="OPTSEED=1 ").items()
+        if k not in ("hint_file", "constrained_file", "constrained_path")},
+     "no_constrained": True},
     # Session 10: the s8 config for 4,000 steps at the background epoch builder's speed.
     {"name": "multitask-small-s10", "config": S10, "summary": "the s8 config, 4,000 steps (session 10)",
      **tuned_run("s10", 490, PER_DATASET_TUNING + ", then the copy-constrained test at bias 0", group=10,
@@ -486,8 +496,10 @@ def main() -> None:
         for ds, task, metric in ROWS:
             cells = []
             for x in group:
+                tuned = bool(x["hint_bias"].get("metrics_floor"))  # else its tuned column is empty, not bias 0 again
                 for fk, ck in (("metrics_plain", "metrics_plain_constrained"), ("metrics", "metrics_constrained")):
-                    v, cv = get(x[fk], ds, task, metric), get(x[ck], ds, task, metric)
+                    m, cm = (x[fk], x[ck]) if tuned or fk == "metrics_plain" else ({}, {})
+                    v, cv = get(m, ds, task, metric), get(cm, ds, task, metric)
                     cells.append(fmt(v) + (f" ({fmt(cv)})" if cv is not None else ""))
             b = best.get((ds, task, metric))
             out.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {fmt(b[1]) if b else '—'} |")
@@ -546,17 +558,20 @@ def main() -> None:
         kinds = (("free", "free", "tuned, free"), ("copy", ".copy.floor", "tuned, copy-constrained"),
                  ("bias0", "test_predictions", "greedy, bias 0"))
         out = []
-        for f in sorted((RUNS / "ablation").glob("*_vs_*_free.json"), key=lambda f: f.name, reverse=True):
+        pairs = sorted({f.name.rsplit("_", 1)[0] for k, _, _ in kinds for f in (RUNS / "ablation").glob(f"*_vs_*_{k}.json")},
+                       reverse=True)
+        for pair in pairs:  # a run without a tuned test (s13a) has the bias-0 comparison only
             got = {k: json.loads(g.read_text()) for k, _, _ in kinds
-                   if (g := f.with_name(f.name.removesuffix("_free.json") + f"_{k}.json")).exists()}
+                   if (g := RUNS / "ablation" / f"{pair}_{k}.json").exists()}
             shown = [(k, what, label) for k, what, label in kinds if k in got]
-            free = got["free"]
-            a, b = f.name.split("_vs_")[0], f.name.split("_vs_")[1].rsplit("_", 1)[0]
+            free = got[shown[0][0]]
+            a, b = pair.split("_vs_")
             out += [f"{a} against {b}: paired bootstrap of the saved test predictions ({free['resamples']:,} draws; "
                     f"`INSTRUCTIE_DATA=.devdata python eval/bootstrap_vs_baseline.py --config "
                     f"configs/multitask-small.yaml --predictions {free['predictions']} --name {a} --against "
-                    f"{free['against']} --against-name {b}`; tuned: each run with its dev-tuned bias and floor; "
-                    + "; ".join(f"{label}: the `{what}` files" for k, what, label in shown[1:]) + "):", "",
+                    f"{free['against']} --against-name {b}`; "
+                    + "; ".join(("tuned: each run with its dev-tuned bias and floor" if k == "free" else
+                                 f"{label}: the `{what}` files") for k, what, label in shown) + "):", "",
                     "| dataset | metric | " + " | ".join(f"difference, {label} (95% interval) | ahead in"
                                                          for _, _, label in shown) + " |",
                     "|---|---|" + "---|---|" * len(shown)]
@@ -601,10 +616,10 @@ def main() -> None:
         f"{r['unsupported_rate']['unconstrained']:.4f} free, {r['unsupported_rate']['constrained']:.4f} "
         f"copy-constrained.",
         "",
-        "### Sessions 11–12: lever ablations at the s10b recipe, one training each (test splits; copy-constrained "
+        "### Sessions 11–13: lever ablations at the s10b recipe, one training each (test splits; copy-constrained "
         "in parentheses; each run's bias and floor chosen on its own dev sweep)", "",
         tuned_side_by_side([x for x in runs if x["name"] == "multitask-small-s10b"]
-                           + [x for x in runs if x["session"] in (11, 12)], "training device time (s)"), "",
+                           + [x for x in runs if x["session"] in (11, 12, 13)], "training device time (s)"), "",
         *ablation_margins(),
         *tuned_sweeps(12),
         *tuned_sweeps(11),

@@ -35,7 +35,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
 from instructie.data import load_sources  # noqa: E402
-from instructie.evaluate import HEADLINE, evaluate_floors, reorder_options, scored_records  # noqa: E402
+from instructie.evaluate import (HEADLINE, evaluate_floors, in_record_order, reorder_options,  # noqa: E402
+                                 scored_records)
 from instructie.hint_bias import FLOORLESS_TASKS, bias_label, check_bias, check_floor  # noqa: E402
 from instructie.io import atomic_write, write_json, write_jsonl  # noqa: E402
 from instructie.memory import HINT_TASKS  # noqa: E402
@@ -128,6 +129,7 @@ def main(argv=None) -> int:
         print(f"{a.model}: trained without memory hints: nothing to tune", file=sys.stderr)
         return 2
     cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
+    cfg.eval.option_order = ex.option_order  # asked as the model's own tests asked
     dev_sets, left_out = tuning_sources(cfg)
     dev_records = scored_records(load_sources(dev_sets), a.dev_limit)
     names = {r.dataset for r in dev_records}
@@ -140,9 +142,11 @@ def main(argv=None) -> int:
                    "datasets, else of all; per dev dataset of a task with several, its own best pair where that "
                    "differs; RC no floor (ties: the smaller)", "dev": {}}
 
-    def run(records, bias, constrained, run_floors, keep=False):
+    def run(records, bias, constrained, run_floors, keep=False, shuffled=False):
         t0 = time.time()
-        reps = evaluate_floors(ex.model, ex.tokenizer, records, cfg, ex.templates, run_floors,
+        # options shuffled by --option-seed are asked in that order, not sorted back
+        reps = evaluate_floors(ex.model, ex.tokenizer, records, in_record_order(cfg) if shuffled else cfg,
+                               ex.templates, run_floors,
                                constrained=constrained, memory=ex.memory, keep_predictions=keep, hint_bias=bias)
         print(f"[tune_hint_bias] bias {bias_label(bias)} {'copy' if constrained else 'free'}: {len(records)} records, "
               f"{len(run_floors)} floor(s), {time.time() - t0:.1f} s", file=sys.stderr)
@@ -197,7 +201,7 @@ def main(argv=None) -> int:
             continue
         run_floors = [0.0, floor] if tuned and floor else [0.0]
         records = test_records if seed is None else [reorder_options(r, seed) for r in test_records]
-        reps = run(records, b, constrained, run_floors, keep=bool(a.predictions) and tuned)
+        reps = run(records, b, constrained, run_floors, keep=bool(a.predictions) and tuned, shuffled=seed is not None)
         for f, rep in zip(run_floors, reps):
             name = key + ("+floor" if f else "")
             if "predictions" in rep:  # rescorable later (eval/rescore.py) when the model is gone

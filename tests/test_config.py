@@ -74,10 +74,11 @@ def test_shipped_quickstart_config_is_valid(monkeypatch):
     ("train", {"max_time_s": -5}, "train.max_time_s must be > 0"),
     ("data", {"mention_replacement": 1.5}, "data.mention_replacement"),
     ("data", {"max_source_length": 0}, "data.max_source_length must be >= 1"),
+    ("eval", {"option_order": "random"}, "eval.option_order must be sorted or schema, got 'random'"),
 ])
 def test_bad_values_name_the_dotted_key(tmp_path, section, patch, expect):
     cfg = base(tmp_path)
-    cfg[section].update(patch)
+    cfg.setdefault(section, {}).update(patch)
     msg = error_of(tmp_path, cfg)
     assert expect in msg
     assert msg.startswith(str(tmp_path / "cfg.yaml") + ": ")  # and the file

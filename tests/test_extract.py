@@ -372,6 +372,32 @@ def test_a_long_label_list_is_split_until_the_text_has_room(tiny_model_dir, scri
     assert [_field(src, "Option") for src in s.sources] == [", ".join(labels[:3])]
 
 
+def test_sorted_option_order_makes_the_answer_independent_of_the_label_order(tiny_model_dir, script, capsys,
+                                                                              tmp_path):
+    """A model trained with eval.option_order sorted (the default) asks a user's labels sorted: listing them in
+    another order gives the same prompts (in chunks of its max_options, 3), so the same answer; told schema, it
+    asks them as listed (extract --option-order)."""
+    from instructie.extractor import Extractor
+
+    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
+    assert ex.option_order == "schema"  # the fixture's card predates the setting: asked as it was scored
+    ex.option_order = "sorted"
+    labels = ["person", "location", "organization", "date"]
+    s = script(lambda task, text, opts: "None")
+    for order in (labels, labels[::-1]):
+        list(ex.extract(["Obama visited Paris."], tasks=["NER"], labels=order))
+    assert [_field(src, "Option") for src in s.sources] == ["date, location, organization", "person"] * 2
+    src = tmp_path / "a.txt"
+    src.write_text("Obama visited Paris.", encoding="utf-8")
+    for flag, asked in (("sorted", ["date, location, organization", "person"]),
+                        ("schema", ["person, location, organization", "date"])):
+        s.sources.clear()
+        rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", tmp_path / "a.jsonl", "--tasks",
+                         "ner", "--labels", ", ".join(labels), "--option-order", flag)
+        assert rc == 0, err
+        assert [_field(x, "Option") for x in s.sources] == asked
+
+
 def test_default_labels_follow_the_document_language(ex, script):
     s = script(lambda task, text, opts: "None")
     list(ex.extract(["Obama visited Paris.", "王小明的妻子是李华。"], tasks=["NER", "RE"]))

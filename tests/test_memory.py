@@ -191,6 +191,25 @@ def test_prompt_carries_the_hint_after_the_text_per_option_chunk(records):
     assert all("Memory:" not in src for _, src in prompts_for(rec, load_templates(), max_options=2))
 
 
+def test_prompts_list_options_sorted_or_as_the_record_lists_them(records):
+    """eval.option_order sorted: a record whose options come in another order gets the same prompts, chunks
+    and hints included; schema: the prompts follow the record's order."""
+    from dataclasses import replace
+
+    from instructie.evaluate import prompts_for
+    from instructie.instructions import asked_order, load_templates
+
+    train, _ = _split(records)
+    mem, templates = Memory.from_records(train), load_templates()
+    rec = next(r for r in train if r.task == "NER" and len(r.options) > 2)
+    turned = replace(rec, options=list(reversed(rec.options)))
+    ask = {order: [prompts_for(r, templates, 2, mem, order) for r in (rec, turned)] for order in ("sorted", "schema")}
+    assert ask["sorted"][0] == ask["sorted"][1] and ask["sorted"][0][0][0] == sorted(rec.options)[:2]
+    assert ask["schema"][0] != ask["schema"][1] and ask["schema"][1][0][0] == turned.options[:2]
+    with pytest.raises(ValueError, match="sorted, schema"):
+        asked_order(rec.options, "random")
+
+
 def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     from instructie.cli import main as cli_main
     from instructie.config import load_config
@@ -256,12 +275,15 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     assert (tmp_path / "p.copy.jsonl").exists() == bool(chosen or floor)
     assert (tmp_path / "p.floor.jsonl").exists() == bool(floor) == ("unconstrained+hint+floor" in tune["test"])
     # --option-seed N: the tuned free test again right after it, before the copy-constrained ones (a call cut
-    # short keeps it), every record asked with its options in the seeded order
-    asked, real_floors = [], tune_hint_bias.evaluate_floors
+    # short keeps it), every record asked with its options in the seeded order, not sorted back as the model's
+    # own tests ask them (its card: eval.option_order, sorted by default)
+    assert json.loads((out / "instructie.json").read_text())["option_order"] == "sorted"
+    asked, orders, real_floors = [], [], tune_hint_bias.evaluate_floors
 
-    def spy_floors(model, tokenizer, records, *args, **kw):
+    def spy_floors(model, tokenizer, records, cfg, *args, **kw):
         asked.append([(r.id, tuple(r.options)) for r in records])
-        return real_floors(model, tokenizer, records, *args, **kw)
+        orders.append(cfg.eval.option_order)
+        return real_floors(model, tokenizer, records, cfg, *args, **kw)
 
     tune_hint_bias.evaluate_floors = spy_floors
     try:  # one bias to choose from, so the tuned tests run whatever the tiny model does on dev
@@ -278,6 +300,7 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     by_id = {r.id: r for r in scored_records(load_sources(load_config(cfg_path, ["data.memory_hints=true"]).data.test))}
     assert [i for i, _ in shuffled] == [i for i, _ in free]
     assert shuffled == [(i, tuple(reorder_options(by_id[i], 1).options)) for i, _ in free] != free
+    assert orders == ["sorted", "sorted", "schema", "sorted", "sorted"]
     tuned = Extractor.from_pretrained(out, device="cpu")
     assert tuned.hint_bias == chosen and tuned.unhinted_floor == floor
     # instructie test decodes as the model is used: its card's tuned values unless told otherwise

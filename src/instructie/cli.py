@@ -163,6 +163,7 @@ def cmd_test(a) -> int:
         raise ConfigError(f"{a.config}: data.{'eval' if a.split == 'eval' else 'test'} lists no datasets")
     sources = load_sources(dsets, a.skip_invalid)
     cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
+    cfg.eval.option_order = a.option_order or ex.option_order  # asked as the model was scored, unless told
     report = {}
     modes = {"off": [False], "on": [True], "vocab": [True], "copy": ["copy"], "both": [False, True],
              "all": [False, True, "copy"]}[a.constrained]
@@ -332,7 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "eval.unhinted_floor)")
     ts.add_argument("--limit", type=int, default=None, help="at most N records per dataset")
     ts.add_argument("--option-seed", type=int, default=None,
-                    help="ask each record's options in an order shuffled with this seed (default: schema order)")
+                    help="ask each record's options in an order shuffled with this seed (default: the model's order, "
+                    "--option-order)")
+    ts.add_argument("--option-order", choices=["sorted", "schema"], default=None, help="the options' order in a "
+                    "prompt (default: the model's, eval.option_order when it was trained; schema for models saved "
+                    "before that)")
     ts.add_argument("--device", default=None)
     ts.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
     ts.add_argument("--json")
@@ -366,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "hint's items by B (default: the model's tuned value, else 0)")
     x.add_argument("--unhinted-floor", type=float, default=None, metavar="C", help="keep an item the memory hint "
                    "did not propose only with confidence >= C (default: the model's tuned value, else 0)")
+    x.add_argument("--option-order", choices=["sorted", "schema"], default=None, help="the labels' order in a "
+                   "prompt: sorted (answers do not depend on the order you list them in) or as listed (default: "
+                   "the model's, eval.option_order when it was trained; schema for models saved before that)")
     x.add_argument("--memory", nargs="+", metavar="JSONL", help="labeled records (`instructie convert` output) "
                    "added to the memory hints of a model trained with data.memory_hints (your gazetteer)")
     x.add_argument("--with-text", action="store_true", help="put each document's text in its row (for "

@@ -105,6 +105,8 @@ class EvalConfig:
                                       # or {task: number}; eval/tune_hint_bias.py picks it on dev sets; 0: off
     unhinted_floor: Any = 0.0         # items the memory hint did not propose are kept only with at least this
                                       # confidence (hint_bias.drop_unhinted): 0 to 1 or {task: value}; 0: off
+    option_order: str = "sorted"      # the options' order in a prompt: sorted (answers cannot depend on the
+                                      # schema's order) or schema (as given; runs up to session 13 were scored so)
 
 
 @dataclass
@@ -422,6 +424,9 @@ def validate(cfg: RunConfig, src: str) -> None:
         bad(f"data.option_chunk_sampling is a share (0 to 1), got {d.option_chunk_sampling}")
     if e.constrained not in (False, True, "off", "on", "vocab", "copy"):
         bad(f"eval.constrained must be false, vocab or copy, got {e.constrained!r}")
+    from .instructions import OPTION_ORDERS
+    if e.option_order not in OPTION_ORDERS:
+        bad(f"eval.option_order must be {' or '.join(OPTION_ORDERS)}, got {e.option_order!r}")
     from .hint_bias import check_bias
     try:
         e.hint_bias = check_bias(e.hint_bias)

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Sequence
 
-from .instructions import build_source, option_chunks, pick_template, restrict
+from .instructions import asked_order, build_source, option_chunks, pick_template, restrict
 from .io import InputError, SkipCounter, iter_jsonl
 from .offsets import ground_for
 from .records import MAIN_TASKS, TASKS, Record, item_spans
@@ -26,11 +26,14 @@ HEADLINE = {"NER": "entity_f1", "ET": "entity_f1", "ES": "span_f1", "RE": "tripl
             "RC": "accuracy", "NEG": "competition"}
 
 
-def prompts_for(record: Record, templates: dict, max_options: int | None, memory=None) -> list[tuple[list[str], str]]:
+def prompts_for(record: Record, templates: dict, max_options: int | None, memory=None,
+                option_order: str = "schema") -> list[tuple[list[str], str]]:
     """(options, source) per option chunk; NEG and RC ask all their options at once
     (the candidates are the question; RC must choose among all relations). With a
-    ``memory`` each chunk's prompt carries its hint for that chunk's options."""
-    chunks = [record.options] if record.task in ("NEG", "RC") else option_chunks(record.options, max_options)
+    ``memory`` each chunk's prompt carries its hint for that chunk's options. ``option_order``:
+    the options as the record lists them, or sorted (``instructions.asked_order``)."""
+    opts = asked_order(record.options, option_order)
+    chunks = [opts] if record.task in ("NEG", "RC") else option_chunks(opts, max_options)
     instr = pick_template(templates, record.task, 0, 0, "")
     return [(c, build_source(restrict(record, c), instr, c, memory.hint(record, c) if memory else None))
             for c in chunks]
@@ -39,7 +42,7 @@ def prompts_for(record: Record, templates: dict, max_options: int | None, memory
 def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
             max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
             constrained: bool | str = False, memory=None, hint_bias: float | dict = 0.0,
-            unhinted_floor: float | dict = 0.0) -> tuple[list[Prediction], list[str]]:
+            unhinted_floor: float | dict = 0.0, option_order: str = "schema") -> tuple[list[Prediction], list[str]]:
     """Predictions aligned with ``records`` and the raw answers (chunks joined by ' || ').
 
     ``constrained``: False (free decoding), True or "vocab" (only tokens of the prompt), "copy"
@@ -47,18 +50,20 @@ def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max
     ``memory``: the training memory whose hints the model was trained with (memory.py);
     ``hint_bias``: lean decoding toward the hint's items by this much (hint_bias.py);
     ``unhinted_floor``: items the hint did not propose need this confidence (a number or
-    {task: number}; ``hint_bias.drop_unhinted``)."""
+    {task: number}; ``hint_bias.drop_unhinted``); ``option_order``: ``prompts_for``'s."""
     answers = generate_answers(model, tokenizer, records, templates, max_options=max_options,
                                max_source_length=max_source_length, max_new_tokens=max_new_tokens,
                                batch_size=batch_size, num_beams=num_beams, constrained=constrained, memory=memory,
-                               hint_bias=hint_bias, with_scores=bool(unhinted_floor) and memory is not None)
+                               hint_bias=hint_bias, with_scores=bool(unhinted_floor) and memory is not None,
+                               option_order=option_order)
     return predictions_from(records, answers, tokenizer, unhinted_floor if memory is not None else 0.0)
 
 
 def generate_answers(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
                      max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
                      constrained: bool | str = False, memory=None, hint_bias: float | dict = 0.0,
-                     with_scores: bool = False) -> list[tuple[int, list[str], str, "Generated"]]:
+                     with_scores: bool = False, option_order: str = "schema"
+                     ) -> list[tuple[int, list[str], str, "Generated"]]:
     """(record index, options, prompt, ``generation.Generated``) per prompt of ``records``
     (one per option chunk); ``predict``'s arguments. ``with_scores``: keep token log-probs
     (for ``unhinted_floor``)."""
@@ -66,7 +71,7 @@ def generate_answers(model, tokenizer, records: Sequence[Record], templates: dic
     from .hint_bias import setting_for
 
     plan = [(i, opts, src) for i, r in enumerate(records)
-            for opts, src in prompts_for(r, templates, max_options, memory)]
+            for opts, src in prompts_for(r, templates, max_options, memory, option_order)]
     # one generation per bias value: a bias may differ per task and dataset (hint_bias.setting_for)
     groups: dict[float, list[int]] = {}
     for k, (i, _, _) in enumerate(plan):
@@ -179,7 +184,7 @@ def evaluate_floors(model, tokenizer, records: list[Record], cfg, templates: dic
                                batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
                                constrained=cfg.eval.constrained if constrained is None else constrained,
                                memory=memory, hint_bias=cfg.eval.hint_bias if hint_bias is None else hint_bias,
-                               with_scores=need_scores)
+                               with_scores=need_scores, option_order=cfg.eval.option_order)
     gen_s = round(time.time() - t0, 2)
     reports = []
     for floor in floors:
@@ -193,6 +198,12 @@ def evaluate_floors(model, tokenizer, records: list[Record], cfg, templates: dic
             out["predictions"] = prediction_rows(records, preds, raw)
         reports.append(out)
     return reports
+
+
+def in_record_order(cfg):
+    """``cfg`` with options asked as each record lists them (eval.option_order schema): a test of records
+    whose options ``reorder_options`` shuffled asks that order, not the sorted one."""
+    return replace(cfg, eval=replace(cfg.eval, option_order="schema"))
 
 
 def reorder_options(record: Record, seed: int) -> Record:
@@ -210,6 +221,8 @@ def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int
     """Score main-task records of the configured eval/test datasets (``limit`` per dataset);
     with ``option_seed`` the options of every record are asked in a shuffled order."""
     records = [r if option_seed is None else reorder_options(r, option_seed) for r in scored_records(sources, limit)]
+    if option_seed is not None:
+        cfg = in_record_order(cfg)
     return evaluate_records(model, tokenizer, records, cfg, templates, constrained, memory, keep_predictions,
                             hint_bias, unhinted_floor)
 

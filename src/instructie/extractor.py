@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .instructions import build_source, option_chunks
+from .instructions import asked_order, build_source, option_chunks
 from .io import ConfigError, read_yaml
 from .offsets import ground
 from .records import Event, Record, detect_language, unique
@@ -111,6 +111,9 @@ class Extractor:
         self.model, self.tokenizer, self.card, self.device = model, tokenizer, card, device
         self.templates = card.get("templates") or {}
         self.max_options = card.get("max_options", 16)  # None: every label in one prompt, as trained
+        # labels asked sorted (instructions.asked_order), so the answer cannot depend on the schema's order; a
+        # model saved before the setting existed was scored in schema order, and is asked so
+        self.option_order = card.get("option_order", "schema")
         self.max_source_length = int(card.get("max_source_length", 256))
         self.max_target_length = int(card.get("max_target_length", 128))
         # A model trained with memory hints is always asked with one (memory.py); the hint
@@ -280,7 +283,7 @@ class Extractor:
         """(option chunk, text budget) pairs: chunks of the model's ``max_options``, and any chunk whose
         labels would leave the text under a quarter of the prompt halved until they do not (a long
         label list, or a model trained with every label in one prompt, must not push the text out)."""
-        plan, todo = [], option_chunks(labels, self.max_options)
+        plan, todo = [], option_chunks(asked_order(labels, self.option_order), self.max_options)
         while todo:
             opts = todo.pop(0)
             room = self._text_budget(task, opts)

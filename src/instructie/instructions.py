@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 
 from .io import ConfigError, read_yaml
@@ -71,6 +71,19 @@ def gold_labels(record: Record) -> list[str]:
     if t == "EEA":
         return unique(a.role for e in record.events for a in e.arguments)
     return []
+
+
+# The order inference lists a record's options in. "sorted": one prompt per label set, however the schema lists
+# the labels, so answers cannot depend on that order (peers' users trip on it: GLiNER #192, IEPile #39); training
+# shuffles the options, so a sorted list is an order the model has seen. "schema": as given.
+OPTION_ORDERS = ("sorted", "schema")
+
+
+def asked_order(options: Sequence[str], order: str) -> list[str]:
+    """Inference: ``options`` in the order the prompt lists them (``OPTION_ORDERS``)."""
+    if order not in OPTION_ORDERS:
+        raise ValueError(f"option order must be one of {', '.join(OPTION_ORDERS)}, got {order!r}")
+    return sorted(options) if order == "sorted" else list(options)
 
 
 def option_chunks(options: list[str], max_options: int | None) -> list[list[str]]:

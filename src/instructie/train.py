@@ -547,6 +547,7 @@ def model_card(cfg: RunConfig, templates: dict, sources: list[Source], state: di
         "languages": languages,
         "templates": templates,
         "max_options": cfg.data.max_options,
+        "option_order": cfg.eval.option_order,  # as its tests asked; extract asks so too
         "max_source_length": cfg.data.max_source_length,
         "max_target_length": cfg.data.max_target_length,
         "memory_hints": cfg.data.memory_hints,  # memory.json holds the memory

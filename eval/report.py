@@ -594,6 +594,18 @@ def main() -> None:
             if v is not None and o is not None:
                 order.append(f"| {x['name']} | {ds} | {metric} | {fmt(v)} | {fmt(o)} | {abs(v - o):.4f} |")
 
+    # session 13 (eval/option_order.sh): short trainings of the s10b recipe, each test split asked in schema order
+    # by training's own test and again shuffled; the paired bootstrap of the two (bootstrap_vs_baseline.py --against)
+    oo_dir = RUNS / "option-order-s13"
+    order13 = ["| run (steps) | options shuffled by | dataset | metric | schema order | shuffled | difference (95% "
+               "interval) |", "|---|---|---|---|---|---|---|"]
+    for f in sorted(oo_dir.glob("*_vs_schema.json")):
+        run, seed = f.name.removesuffix("_vs_schema.json").rsplit("_seed", 1)
+        steps = json.loads((oo_dir / f"{run}_metrics.json").read_text())["step"]
+        for x in json.loads(f.read_text())["results"]:
+            order13.append(f"| {run} ({steps:,}) | seed {seed} | {x['dataset']} | {x['metric']} | "
+                           f"{x['baseline_value']:.4f} | {x['model']:.4f} | {x['difference']:+.4f} "
+                           f"({x['difference_low']:+.4f} to {x['difference_high']:+.4f}) |")
     brow = ["| run | size | variant | batch | examples/s | target tokens/s | peak GiB | MFU | × plain (same run) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for call, recs in (("call 2", json_lines(RUNS / "bench/bench_train_call2.jsonl")),
@@ -669,6 +681,12 @@ def main() -> None:
         "### Option order: each test set asked with its options in schema order and shuffled (free decoding; runs "
         "with a tuned bias and floor: decoded with them)", "",
         "\n".join(order), "",
+        "Session 13, the s10b recipe trained for a short schedule in one call (`CALL_S=580 bash eval/option_order.sh "
+        "oo13`, 600 steps; `CALL_S=590 STEPS=950 bash eval/option_order.sh oo13b`, 950 steps; one H100, greedy, no "
+        "hint bias), each test split asked in schema order and with each record's options shuffled; paired "
+        "bootstrap of the two prediction files, 1,000 draws (`eval/bootstrap_vs_baseline.py --against`, files in "
+        "`eval/runs/option-order-s13/`):", "",
+        "\n".join(order13), "",
         "### Training throughput (`eval/bench_train.py`, H100)", "", "\n".join(brow), "", MARK_END])
     path = HERE / "RESULTS.md"
     text = path.read_text(encoding="utf-8") if path.exists() else MARK_BEGIN + "\n" + MARK_END + "\n"

@@ -81,7 +81,8 @@ S10B_SETS = ("train.max_steps=4400", "data.train[0].options.datasets=[CoNLL2003]
 S10B = ("configs/multitask-small.yaml at commit 8201542 (the s10 run's) with --set "
         + " --set ".join(shlex.quote(x) for x in S10B_SETS) + ": DuEE in its own entry at weight 3, 4,400 steps; the "
         "config as committed since this run holds these settings, so `bash eval/gpu_run.sh NAME 1` (2, 3) with "
-        "no overrides trains it again")
+        "no overrides trains it again (since session 13 its tests list each prompt's options sorted; the override "
+        "eval.option_order=schema, given to all three calls, asks them in schema order as this run did)")
 S11 = "configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe; sessions 11 and 12) with --set {}: {}"
 S13 = "configs/multitask-small.yaml at commit 4e5a302 (the s10b recipe; session 13) with --set {}: {}"
 S12B_SETS = ("model.size=base", "train.max_batch_tokens=20480", "train.max_steps=1700", "train.warmup_steps=400")

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         n = blocked = 0
         examples = []
         for r in sample:
-            for opts, source in prompts_for(r, templates, cfg.data.max_options, memory):
+            for opts, source in prompts_for(r, templates, cfg.data.max_options, memory, cfg.eval.option_order):
                 answer = render(restrict(r, opts))
                 k = first_blocked(factory, tok, source, answer, cfg.data.max_source_length)
                 n += 1

@@ -17,8 +17,10 @@ source eval/device_env.sh || exit 1
 steps=${STEPS:-600}
 call_s=${CALL_S:-580}
 cfg=${CFG:-configs/multitask-small.yaml}
+# eval.option_order=schema: training's own test asks each record's options as the record lists them (the
+# default, sorted, would make this the order compared with the shuffled one)
 sets=(--set "train.max_steps=$steps" --set "train.warmup_steps=$(( steps / 4 ))" --set 'data.eval=[]'
-      --set train.eval_every=0)
+      --set train.eval_every=0 --set eval.option_order=schema)
 for kv in "$@"; do sets+=(--set "$kv"); done
 run=runs/$name
 python3 -m instructie train --config "$cfg" --output-dir "$run" --overwrite "${sets[@]}" \

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     test_len: dict[str, list[int]] = defaultdict(list)
     for src in test:
         recs = [r for r in src.records if r.task in MAIN_TASKS]
-        prompts = [(r, p) for r in recs for _, p in prompts_for(r, templates, cfg.data.max_options, memory)]
+        prompts = [(r, p) for r in recs for _, p in prompts_for(r, templates, cfg.data.max_options, memory, cfg.eval.option_order)]
         for (r, _), ids in zip(prompts, tok([p for _, p in prompts])["input_ids"]):
             test_len[f"{r.dataset}/{r.task}"].append(len(ids))
     # epoch 0's batches exactly as `instructie train` makes and pads them, and how many of them

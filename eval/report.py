@@ -83,8 +83,10 @@ S10B = ("configs/multitask-small.yaml at commit 8201542 (the s10 run's) with --s
         "config as committed since this run holds these settings, so `bash eval/gpu_run.sh NAME 1` (2, 3) with "
         "no overrides trains it again (since session 13 its tests list each prompt's options sorted; the override "
         "eval.option_order=schema, given to all three calls, asks them in schema order as this run did)")
-S11 = "configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe; sessions 11 and 12) with --set {}: {}"
-S13 = "configs/multitask-small.yaml at commit 4e5a302 (the s10b recipe; session 13) with --set {}: {}"
+S11 = ("configs/multitask-small.yaml at commit ee6a9fa (the s10b recipe; sessions 11 and 12; options asked in schema "
+       "order, the override eval.option_order=schema since session 13) with --set {}: {}")
+S13 = ("configs/multitask-small.yaml at commit 4e5a302 (the s10b recipe; session 13; options asked in schema order, "
+       "the override eval.option_order=schema at later commits) with --set {}: {}")
 S12B_SETS = ("model.size=base", "train.max_batch_tokens=20480", "train.max_steps=1700", "train.warmup_steps=400")
 PER_DATASET_TUNING = ("values 0 2 4 8 16 32, floors 0 0.2 0.3 ... 0.9 0.95, a (bias, floor) pair per task and per "
                       "dev dataset")  # eval/tune_hint_bias.py's defaults, sessions 8 (s8b) on

@@ -129,7 +129,8 @@ def main(argv=None) -> int:
         print(f"{a.model}: trained without memory hints: nothing to tune", file=sys.stderr)
         return 2
     cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
-    cfg.eval.option_order = ex.option_order  # asked as the model's own tests asked
+    if not any(s.split("=", 1)[0].strip() == "eval.option_order" for s in a.set or []):
+        cfg.eval.option_order = ex.option_order  # asked as the model's own tests asked, unless --set says
     dev_sets, left_out = tuning_sources(cfg)
     dev_records = scored_records(load_sources(dev_sets), a.dev_limit)
     names = {r.dataset for r in dev_records}

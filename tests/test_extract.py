@@ -23,6 +23,7 @@ from instructie import generation
 from instructie.cli import main
 from instructie.extractor import Extractor, Schema, _token_char_ends, item_confidences
 from instructie.generation import Generated
+from instructie.io import ConfigError
 
 # ------------------------------------------------------------------ helpers
 
@@ -379,9 +380,11 @@ def test_sorted_option_order_makes_the_answer_independent_of_the_label_order(tin
     asks them as listed (extract --option-order)."""
     from instructie.extractor import Extractor
 
-    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
-    assert ex.option_order == "schema"  # the fixture's card predates the setting: asked as it was scored
-    ex.option_order = "sorted"
+    assert Extractor.from_pretrained(tiny_model_dir, device="cpu").option_order == "schema"  # the fixture's card
+    # predates the setting: asked as it was scored, unless told
+    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu", option_order="sorted")
+    with pytest.raises(ConfigError, match="sorted, schema"):
+        Extractor.from_pretrained(tiny_model_dir, device="cpu", option_order="alphabetical")
     labels = ["person", "location", "organization", "date"]
     s = script(lambda task, text, opts: "None")
     for order in (labels, labels[::-1]):

@@ -210,7 +210,7 @@ def test_prompts_list_options_sorted_or_as_the_record_lists_them(records):
         asked_order(rec.options, "random")
 
 
-def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
+def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, monkeypatch):
     from instructie.cli import main as cli_main
     from instructie.config import load_config
     from instructie.data import load_sources, make_instances, training_memory
@@ -303,6 +303,25 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys):
     assert orders == ["sorted", "sorted", "schema", "sorted", "sorted"]
     tuned = Extractor.from_pretrained(out, device="cpu")
     assert tuned.hint_bias == chosen and tuned.unhinted_floor == floor
+    # instructie test asks the options as the model's card says (sorted), an --option-seed test in its shuffled
+    # order, and --option-order or --set eval.option_order as told; a seed with sorted is a clear error
+    import instructie.evaluate as evaluate_module
+    test_orders, real = [], evaluate_module.evaluate_floors
+
+    def spy(model, tokenizer, records, cfg, *args, **kw):
+        test_orders.append(cfg.eval.option_order)
+        return real(model, tokenizer, records, cfg, *args, **kw)
+
+    monkeypatch.setattr(evaluate_module, "evaluate_floors", spy)
+    for flags in ([], ["--option-seed", "1"], ["--option-order", "schema"], ["--set", "eval.option_order=schema"]):
+        assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+                         "--split", "eval", "--limit", "2", *flags]) == 0
+    assert test_orders == ["sorted", "schema", "schema", "schema"]
+    capsys.readouterr()
+    assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--split", "eval",
+                     "--option-seed", "1", "--option-order", "sorted"]) == 2
+    assert "--option-seed" in capsys.readouterr().err and len(test_orders) == 4
+    monkeypatch.setattr(evaluate_module, "evaluate_floors", real)
     # instructie test decodes as the model is used: its card's tuned values unless told otherwise
     card = json.loads((out / "instructie.json").read_text())
     (out / "instructie.json").write_text(json.dumps(card | {"hint_bias": {"NER": 1e4}, "unhinted_floor": 0.5}))

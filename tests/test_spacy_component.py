@@ -57,7 +57,10 @@ def test_component_sets_ents_scores_relations(monkeypatch, tiny_model_dir):
     assert doc._.relations == [] and doc._.events == []
 
     en = spacy.blank("en")
-    en.add_pipe("instructie", config={"model": str(tiny_model_dir), "tasks": ["NER"], "min_confidence": 0.5})
+    en.add_pipe("instructie", config={"model": str(tiny_model_dir), "tasks": ["NER"], "min_confidence": 0.5,
+                                      "option_order": "sorted"})
+    assert en.get_pipe("instructie").extractor.option_order == "sorted"  # the card's (schema) unless told
+    assert nlp.get_pipe("instructie").extractor.option_order == "schema"
     docs = list(en.pipe(["Barack Obama visited Paris.", "Nothing to see."]))
     assert [(e.text, e.label_) for e in docs[0].ents] == [("Barack Obama", "person"), ("Paris", "location")]
     assert docs[1].ents == ()  # Berlin (not in the text) is dropped, never a made-up span

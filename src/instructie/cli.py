@@ -115,6 +115,11 @@ def _clear_for_overwrite(a, output_dir: str) -> None:
         shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
 
 
+def _sets(items: list[str] | None, key: str) -> bool:
+    """Whether the --set items set ``key``."""
+    return any(s.split("=", 1)[0].strip() == key for s in items or [])
+
+
 def _run_overrides(a) -> list[str]:
     """--set items plus the shorthand flags train and pretrain share."""
     overrides = list(a.set or [])
@@ -163,7 +168,11 @@ def cmd_test(a) -> int:
         raise ConfigError(f"{a.config}: data.{'eval' if a.split == 'eval' else 'test'} lists no datasets")
     sources = load_sources(dsets, a.skip_invalid)
     cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
-    cfg.eval.option_order = a.option_order or ex.option_order  # asked as the model was scored, unless told
+    if a.option_seed is not None and a.option_order == "sorted":
+        raise ConfigError("--option-seed asks each record's options in a shuffled order; --option-order sorted "
+                          "would sort them back: give one of the two")
+    if a.option_order or not _sets(a.set, "eval.option_order"):  # else --set said it
+        cfg.eval.option_order = a.option_order or ex.option_order  # asked as the model was scored, unless told
     report = {}
     modes = {"off": [False], "on": [True], "vocab": [True], "copy": ["copy"], "both": [False, True],
              "all": [False, True, "copy"]}[a.constrained]

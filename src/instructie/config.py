@@ -427,6 +427,9 @@ def validate(cfg: RunConfig, src: str) -> None:
     from .instructions import OPTION_ORDERS
     if e.option_order not in OPTION_ORDERS:
         bad(f"eval.option_order must be {' or '.join(OPTION_ORDERS)}, got {e.option_order!r}")
+    elif e.option_order == "sorted" and not d.shuffle_options:
+        bad("eval.option_order sorted asks the options in an order a model trained with data.shuffle_options false "
+            "never saw (it saw the schema's): set eval.option_order: schema, or shuffle the options")
     from .hint_bias import check_bias
     try:
         e.hint_bias = check_bias(e.hint_bias)

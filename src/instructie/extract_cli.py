@@ -149,9 +149,7 @@ def run_extract(a) -> int:
         raise ConfigError("--min-confidence must be between 0 and 1")
     if out_path is not None and a.input != "-" and Path(a.input).resolve() == out_path.resolve():
         raise ConfigError(f"output {a.output} is the input file")
-    ex = Extractor.from_pretrained(a.model, device=a.device)
-    if a.option_order:
-        ex.option_order = a.option_order
+    ex = Extractor.from_pretrained(a.model, device=a.device, option_order=a.option_order)
     if a.memory:
         from .evaluate import read_gold
 

@@ -141,9 +141,17 @@ class Extractor:
 
     # ------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> "Extractor":
-        """The model ``instructie train`` saved: its directory, or a Hugging Face hub id ('org/name') of one."""
+    def from_pretrained(cls, path: str | Path, device: str | None = None, dtype: str | None = None,
+                        option_order: str | None = None) -> "Extractor":
+        """The model ``instructie train`` saved: its directory, or a Hugging Face hub id ('org/name') of one.
+        ``option_order``: "sorted" or "schema" (``instructions.asked_order``); default: the model's."""
         import torch
+
+        if option_order is not None:
+            try:
+                asked_order([], option_order)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
         from .modeling import load_trained, resolve_model_dir
 
@@ -176,7 +184,10 @@ class Extractor:
             if not (p / "memory.json").exists():
                 raise ConfigError(f"{p}: the model was trained with memory hints but memory.json is missing")
             memory = Memory.load(p / "memory.json")
-        return cls(model, tok, card, device, memory)
+        ex = cls(model, tok, card, device, memory)
+        if option_order is not None:
+            ex.option_order = option_order
+        return ex
 
     # ------------------------------------------------------------ labels
     def trained_labels(self, task: str, language: str | None = None) -> list[str]:

@@ -75,7 +75,10 @@ def gold_labels(record: Record) -> list[str]:
 
 # The order inference lists a record's options in. "sorted": one prompt per label set, however the schema lists
 # the labels, so answers cannot depend on that order (peers' users trip on it: GLiNER #192, IEPile #39); training
-# shuffles the options, so a sorted list is an order the model has seen. "schema": as given.
+# shuffles the options (data.shuffle_options, else config validation asks for "schema"), so a sorted list is an
+# order the model has seen. Sorting comes before cutting a long list into chunks of max_options, so a chunk holds
+# neighbours in sort order (DuEE's "类别-子类" types of one 类别 together), where training cut shuffled lists.
+# "schema": as given.
 OPTION_ORDERS = ("sorted", "schema")
 
 

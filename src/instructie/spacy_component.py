@@ -19,11 +19,12 @@ for _cls, _name in ((Doc, "relations"), (Doc, "events"), (Span, "score")):
 
 class InstructieComponent:
     def __init__(self, nlp: Language, name: str, model: str, tasks: list[str] | None, labels: list[str] | None,
-                 relations: list[str] | None, device: str | None, batch_size: int, min_confidence: float):
+                 relations: list[str] | None, device: str | None, batch_size: int, min_confidence: float,
+                 option_order: str | None = None):
         from .extractor import Extractor
 
         self.name = name
-        self.extractor = Extractor.from_pretrained(model, device=device)
+        self.extractor = Extractor.from_pretrained(model, device=device, option_order=option_order)
         self.tasks, self.labels, self.relations = tasks, labels, relations
         self.batch_size, self.min_confidence = batch_size, min_confidence
 
@@ -61,11 +62,14 @@ class InstructieComponent:
 
 
 @Language.factory("instructie", default_config={"model": None, "tasks": None, "labels": None, "relations": None,
-                                                "device": None, "batch_size": 64, "min_confidence": 0.0})
+                                                "device": None, "batch_size": 64, "min_confidence": 0.0,
+                                                "option_order": None})
 def make_instructie_component(nlp: Language, name: str, model: str | None, tasks: list[str] | None,
                               labels: list[str] | None, relations: list[str] | None, device: str | None,
-                              batch_size: int, min_confidence: float) -> InstructieComponent:
+                              batch_size: int, min_confidence: float,
+                              option_order: str | None = None) -> InstructieComponent:
     if not model:
         from .io import ConfigError
         raise ConfigError('the instructie component needs config={"model": "path/to/model"}')
-    return InstructieComponent(nlp, name, model, tasks, labels, relations, device, batch_size, min_confidence)
+    return InstructieComponent(nlp, name, model, tasks, labels, relations, device, batch_size, min_confidence,
+                               option_order)

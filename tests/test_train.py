@@ -213,8 +213,8 @@ def test_resume_after_sigkill_continues_at_the_exact_batch(full_run, tmp_path, c
 # ---------------------------------------------------------------- epochs built in a background process
 def test_epochs_built_in_a_background_process_train_the_same_batches(full_run, tmp_path, capsys, monkeypatch):
     # prefetch_min_build_s 0: every epoch after the first comes from the worker (prefetch.py); batch for batch
-    # it is the uninterrupted inline run. Then, as after a crash, the run resumes inside epoch 1, which the
-    # worker builds while the checkpoint loads.
+    # it is the uninterrupted inline run. Then, as after a crash, the run resumes inside epoch 1, which it builds
+    # first (the probe that sizes the run) instead of an epoch 0 it would not train on.
     import shutil
 
     from instructie.prefetch import EpochPrefetcher
@@ -241,9 +241,18 @@ def test_epochs_built_in_a_background_process_train_the_same_batches(full_run, t
             shutil.rmtree(c)
     (out / "model.safetensors").unlink()
     served.clear()
+    import instructie.train as train_module
+    built, real_build = [], train_module.build_epoch
+
+    def counted(*args, **kw):
+        built.append(args[4])  # (sources, data, templates, seed, epoch, ...)
+        return real_build(*args, **kw)
+
+    monkeypatch.setattr(train_module, "build_epoch", counted)
     assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
     assert "resumed from step-14: step 14, epoch 1, batch 4" in capsys.readouterr().out
-    assert served == [(1, True), (2, True), (3, True)]
+    # the epoch it resumes in is the probe, built here at the start; epoch 0 is not built at all
+    assert built == [1] and served == [(2, True), (3, True)]
     assert_same_run(out, full_run)
 
 

@@ -153,8 +153,13 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     if memory is not None and main:
         memory.save(out / "memory.json")
         log(f"memory hints: {len(memory)} training entries; training hints from {cfg.data.memory_folds} folds")
+    # The probe epoch sizes the run. A run resumed inside a later epoch with its steps fixed (train.max_steps)
+    # builds that epoch here instead of epoch 0, which it would only throw away: on the shared mix an epoch takes
+    # ~20 s of each resumed 10-minute call. (With steps from train.epochs, epoch 0 sizes the run, as it did.)
+    resume_epoch = json.loads((resume_from / STATE_FILE).read_text())["epoch"] if resume_from is not None else 0
+    probe_epoch = resume_epoch if t.max_steps else 0
     build_s = time.time()
-    probe = build_epoch(train_sources, cfg.data, templates, t.seed, 0, fold_memory, tokenizer)
+    probe = build_epoch(train_sources, cfg.data, templates, t.seed, probe_epoch, fold_memory, tokenizer)
     build_s = time.time() - build_s
     n_inst = len(probe.source_ids)
     batches_per_epoch = math.ceil(n_inst / (t.batch_size * accelerator.num_processes))
@@ -175,13 +180,11 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         prefetcher = EpochPrefetcher(train_sources, cfg.data, templates, t.seed, fold_memory, tokenizer)
         if main:
             log(f"an epoch takes {build_s:.1f} s to build: the next is built in a background process while one trains")
-        if resume_from is not None:  # the epoch to resume in (unless it is the probe's): built there meanwhile
-            resume_epoch = json.loads((resume_from / STATE_FILE).read_text())["epoch"]
-            if resume_epoch != 0:
-                prefetcher.request(resume_epoch)
+        if resume_epoch != probe_epoch:  # the epoch to resume in: built there meanwhile
+            prefetcher.request(resume_epoch)
 
-    # Epochs are deterministic in (seed, epoch): the probe is epoch 0, used once and then let go.
-    first_epoch = {0: probe}
+    # Epochs are deterministic in (seed, epoch): the probe is used once and then let go.
+    first_epoch = {probe_epoch: probe}
     del probe
 
     def make_epoch(epoch: int) -> Epoch:

@@ -75,6 +75,8 @@ def test_shipped_quickstart_config_is_valid(monkeypatch):
     ("data", {"mention_replacement": 1.5}, "data.mention_replacement"),
     ("data", {"max_source_length": 0}, "data.max_source_length must be >= 1"),
     ("eval", {"option_order": "random"}, "eval.option_order must be sorted or schema, got 'random'"),
+    ("data", {"train": [{"adapter": "ie_instructions", "path": str(FIXTURES / "ie_instructions"), "split": "train",
+                         "max_records": 0}]}, "data.train[0].max_records must be >= 1"),
     ("data", {"shuffle_options": False}, "eval.option_order sorted asks the options in an order"),
 ])
 def test_bad_values_name_the_dotted_key(tmp_path, section, patch, expect):

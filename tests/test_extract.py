@@ -532,6 +532,19 @@ def test_cli_stdin_per_line_in_process(monkeypatch, capsys, script, tiny_model_d
     assert [r["id"] for r in recs] == ["1", "2"] and recs[1]["entities"][0]["text"] == "王小明"
 
 
+def test_cli_stdin_jsonl_needs_and_takes_jsonl(monkeypatch, capsys, script, tiny_model_dir):
+    script(obama_script)
+    data = '{"id": "a", "body": "Barack Obama visited Paris."}\n{"id": "b", "body": "Paris."}\n'.encode("utf-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    rc, out, err = cli(capsys, "extract", "-", "--model", tiny_model_dir, "--jsonl", "--text-field", "body")
+    assert rc == 0, err
+    recs = [json.loads(x) for x in out.splitlines()]
+    assert [r["id"] for r in recs] == ["a", "b"] and recs[0]["entities"][0]["text"] == "Barack Obama"
+    # without --jsonl stdin is plain text: a --text-field that would be ignored is an error, not a surprise
+    rc, _, err = cli(capsys, "extract", "-", "--model", tiny_model_dir, "--text-field", "body")
+    assert rc == 2 and "--text-field reads JSON lines" in err and "--jsonl" in err
+
+
 def test_cli_resume_after_interruption(tmp_path, capsys, script, tiny_model_dir):
     s = script(obama_script)
     src = tmp_path / "docs.jsonl"
@@ -594,13 +607,53 @@ def test_cli_bad_lines(tmp_path, capsys, script, tiny_model_dir, monkeypatch):
 def test_cli_errors_are_one_clear_line(tmp_path, capsys, tiny_model_dir):
     src = tmp_path / "a.txt"
     src.write_text("Obama.", encoding="utf-8")
+    schema, empty = tmp_path / "roles.yaml", tmp_path / "empty.yaml"
+    schema.write_text("ee:\n  Attack: attacker\n", encoding="utf-8")  # a string where a list of roles belongs
+    empty.write_text("ner: []\n", encoding="utf-8")
     for argv, msg in [((tmp_path / "missing.txt", "--model", tiny_model_dir), "missing.txt: file not found"),
                       ((src, "--model", tmp_path), "not an instructie model directory"),
                       ((src, "--model", tiny_model_dir, "--resume"), "--resume needs an output file"),
                       ((src, "--model", tiny_model_dir, "--tasks", "rc"), "cannot run on raw text"),
-                      ((src, "--model", tiny_model_dir, "--schema", tmp_path / "nope.yaml"), "schema file not found")]:
+                      ((src, "--model", tiny_model_dir, "--schema", tmp_path / "nope.yaml"), "schema file not found"),
+                      ((src, "--model", tiny_model_dir, "--batch-size", "0"), "batch_size must be a whole number >= 1"),
+                      ((src, "--model", tiny_model_dir, "--num-beams", "0"), "num_beams must be a whole number >= 1"),
+                      ((src, "--model", tiny_model_dir, "--max-new-tokens", "0"), "max_new_tokens must be"),
+                      ((src, "--model", tiny_model_dir, "--labels", ","), "labels: expected a non-empty list"),
+                      ((src, "--model", tiny_model_dir, "--tasks", ""), "tasks: expected a non-empty list"),
+                      ((src, "--model", tiny_model_dir, "--tasks", "re", "--labels", "person"),
+                       "labels are entity types (NER)"),
+                      ((src, "--model", tiny_model_dir, "--device", "toaster"), "device 'toaster': not a device"),
+                      ((src, "--model", tiny_model_dir, "--schema", schema), "ee.Attack: the roles of an event type"),
+                      ((src, "--model", tiny_model_dir, "--schema", empty), "ner must be a non-empty list")]:
         rc, _, err = cli(capsys, "extract", *argv)
         assert rc == 2 and msg in err and "Traceback" not in err, (argv, err)
+    # --resume appends only to an earlier run's output: another file is an error, and is left as it was
+    for notes in ("my precious notes\n", "my precious notes, no newline"):
+        out = tmp_path / "notes.txt"
+        out.write_text(notes, encoding="utf-8")
+        rc, _, err = cli(capsys, "extract", src, "--model", tiny_model_dir, "-o", out, "--resume")
+        assert rc == 2 and "notes.txt:1: not a line of extraction output" in err, err
+        assert out.read_text(encoding="utf-8") == notes
+
+
+def test_bad_api_arguments_are_clear_errors(ex):
+    from instructie.extractor import Schema
+    from instructie.io import ConfigError, InputError
+    for kw, msg in [({"batch_size": 0}, "batch_size must be a whole number >= 1, got 0"),
+                    ({"num_beams": -1}, "num_beams must be"), ({"max_new_tokens": 2.5}, "max_new_tokens must be"),
+                    ({"min_confidence": 5}, "min_confidence must be between 0 and 1"),
+                    ({"labels": "person"}, "labels: expected a list, got the string 'person'"),
+                    ({"tasks": []}, "tasks: expected a non-empty list"),
+                    ({"labels": []}, "labels: expected a non-empty list"),
+                    ({"tasks": ["RE"], "labels": ["person"]}, "labels are entity types"),
+                    ({"tasks": ["NER"], "relations": ["born in"]}, "relations are asked by the RE task"),
+                    ({"schema": Schema(ner=[])}, "schema.ner: expected a non-empty list")]:
+        with pytest.raises(ConfigError, match=re.escape(msg)):
+            list(ex.extract(["Obama visited Paris."], **kw))
+    with pytest.raises(InputError, match=re.escape("(text 1): expected a string, got int")):
+        list(ex.extract(["Obama visited Paris.", 123]))
+    assert [d.text for d in ex.extract("Obama visited Paris.", tasks="ner", max_new_tokens=4)] == \
+        ["Obama visited Paris."]  # one text, one task by name: as lists of one
 
 
 def test_a_model_is_loaded_from_a_hub_id_too(tmp_path, capsys, monkeypatch, tiny_model_dir):

@@ -341,6 +341,19 @@ def test_max_time_stops_with_checkpoint_and_exit_3_then_resume_completes(tmp_pat
     assert json.loads((out / "metrics.json").read_text())["step"] == 12
 
 
+def test_resume_under_another_model_is_one_clear_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, max_steps=12, save_every=0)
+    assert cli_main(["train", "--config", str(cfg), "--max-time", "0.001"]) == 3
+    capsys.readouterr()
+    assert cli_main(["train", "--config", str(cfg), "--resume", "--set", "model.size=small",
+                     "--set", "model.copy_head=true"]) == 2
+    err = capsys.readouterr().err
+    assert "step-1 was trained with another model than this config says" in err
+    assert "model.size 'tiny' -> 'small'; model.copy_head False -> True" in err and "Traceback" not in err
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0  # the run's own config goes on
+
+
 def test_max_time_reached_on_the_last_step_is_a_complete_run(tmp_path, capsys):
     out = tmp_path / "run"
     cfg = tiny_config(tmp_path, out, max_steps=1, save_every=0)

@@ -353,6 +353,8 @@ def _validate_datasets(dsets: list[DatasetConfig], where: str, bad) -> None:
             bad(f"{where}[{i}].path: {ds.path} does not exist")
         if ds.weight <= 0:
             bad(f"{where}[{i}].weight must be > 0")
+        if ds.max_records is not None and ds.max_records < 1:  # 0 read as "no cap" once: say what is meant
+            bad(f"{where}[{i}].max_records must be >= 1 (leave it out for every record), got {ds.max_records}")
         for t in ds.tasks or []:
             if t not in TASKS:
                 bad(f"{where}[{i}].tasks: unknown task {t!r}")

@@ -41,18 +41,19 @@ def _read_lines(stream) -> Iterator[tuple[int, bytes | None, int]]:
         yield no, raw, len(raw)
 
 
-def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCounter) -> Iterator[tuple[str, str]]:
+def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCounter,
+                   as_jsonl: bool = False) -> Iterator[tuple[str, str]]:
     """(id, text) per document: a .txt file (or stdin, ``-``) is one document, or one per
-    line with ``per_line`` (id: the line number); .jsonl has one JSON object per line with
-    ``text_field`` (id: its ``id`` field, else the line number). Bad lines (not UTF-8, empty
-    in .jsonl, malformed, too long) go to ``errors``: raised, or counted and skipped."""
+    line with ``per_line`` (id: the line number); .jsonl (or any input with ``as_jsonl``) has one
+    JSON object per line with ``text_field`` (id: its ``id`` field, else the line number). Bad lines
+    (not UTF-8, empty in .jsonl, malformed, too long) go to ``errors``: raised, or counted and skipped."""
     is_stdin = path == "-"
     name = "<stdin>" if is_stdin else path
     if not is_stdin and not Path(path).exists():
         raise InputError(path, None, "file not found")
     if not is_stdin and Path(path).is_dir():
         raise InputError(path, None, "is a directory, expected a file")
-    jsonl = not is_stdin and path.endswith((".jsonl", ".json"))
+    jsonl = as_jsonl or (not is_stdin and path.endswith((".jsonl", ".json")))
     if not jsonl and not per_line:  # the whole input is one document
         if is_stdin:
             data = sys.stdin.buffer.read(MAX_LINE_BYTES + 1)
@@ -113,20 +114,27 @@ def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCount
 
 def finished_ids(path: Path) -> set[str]:
     """Ids already written by an interrupted run, read line by line (memory: the ids only);
-    a torn last line (a kill mid-write) is cut off so the file stays valid JSONL."""
+    a torn last line (a kill mid-write) is cut off so the file stays valid JSONL. A file that is not
+    such output (any other line, or a last line that is not the start of one) is an error: --resume
+    appends to it and would cut its end."""
     if not path.exists():
         return set()
     done: set[str] = set()
     keep = 0
     with open(path, "rb") as f:
-        for line in f:
+        for no, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
+                if not line.startswith(b'{"id": '):  # what every written line starts with (Document.to_dict)
+                    raise InputError(str(path), no, "not a line of extraction output: --resume continues only an "
+                                     "earlier `instructie extract` run's output file")
                 break
             keep += len(line)
             try:
-                done.add(str(json.loads(line)["id"]))
+                obj = json.loads(line)
+                done.add(str(obj["id"]))
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-                continue
+                raise InputError(str(path), no, "not a line of extraction output (a JSON object with an id): "
+                                 "--resume continues only an earlier `instructie extract` run's output file") from None
     if keep != path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(keep)
@@ -140,8 +148,8 @@ def run_extract(a) -> int:
 
     errors = SkipCounter(a.skip_invalid)
     schema = Schema.from_file(a.schema) if a.schema else None
-    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)
-    tasks = [t.upper() for t in split(a.tasks)] if a.tasks else None
+    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s is not None else None)
+    tasks = [t.upper() for t in split(a.tasks)] if a.tasks is not None else None
     out_path = Path(a.output) if a.output and a.output != "-" else None
     if a.resume and out_path is None:
         raise ConfigError("--resume needs an output file (-o): there is nothing to resume on stdout")
@@ -177,7 +185,11 @@ def run_extract(a) -> int:
             sys.stdout.write(line)
             sys.stdout.flush()
 
-    docs = ((i, t) for i, t in read_documents(a.input, a.per_line, a.text_field, errors) if i not in done)
+    if a.text_field != "text" and not (a.jsonl or a.input.endswith((".jsonl", ".json"))):
+        raise ConfigError(f"--text-field reads JSON lines: {a.input} is read as plain text (give --jsonl to read it "
+                          f"as JSON lines)")
+    docs = ((i, t) for i, t in read_documents(a.input, a.per_line, a.text_field, errors, a.jsonl)
+            if i not in done)
     pending: deque[str] = deque()  # ids of documents handed to the extractor, not yet written
 
     def texts():

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .instructions import asked_order, build_source, option_chunks
-from .io import ConfigError, read_yaml
+from .io import ConfigError, InputError, read_yaml
 from .offsets import ground
 from .records import Event, Record, detect_language, unique
 from .targets import ParseResult, item_ranges, parse
@@ -98,11 +98,15 @@ class Schema:
         ee = data.get("ee")
         roles = {}
         if isinstance(ee, dict):  # {event type: [roles]}
+            for k, v in ee.items():
+                if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+                    raise ConfigError(f"{p}: ee.{k}: the roles of an event type are a list of role names, "
+                                      f"got {v!r}")
             roles = {k: list(v or []) for k, v in ee.items()}
             ee = list(ee)
         for k, v in (("ner", data.get("ner")), ("re", data.get("re")), ("ee", ee)):
-            if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
-                raise ConfigError(f"{p}: {k} must be a list of labels")
+            if v is not None and not (isinstance(v, list) and v and all(isinstance(x, str) for x in v)):
+                raise ConfigError(f"{p}: {k} must be a non-empty list of labels (leave it out for the model's own)")
         return cls(data.get("ner"), data.get("re"), ee, roles)
 
 
@@ -165,6 +169,13 @@ class Extractor:
             raise ConfigError(f"{p}: a span-corruption pretrained base, not an extraction model; fine-tune it "
                               f"with `instructie train` (model: {{name_or_path: {p}, init: pretrained}})")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"device {device!r}: not a device torch knows (cpu, cuda, cuda:0, mps)") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: this machine has no CUDA GPU (or torch was built without CUDA); "
+                              f"use cpu")
         if dtype is None:
             dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
         from transformers.utils import logging as hf_logging
@@ -235,6 +246,22 @@ class Extractor:
         """
         if isinstance(texts, str):
             texts = [texts]
+        for name, value in (("batch_size", batch_size), ("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
+            if not (value is None and name == "max_new_tokens") and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not isinstance(min_confidence, (int, float)) or not 0.0 <= min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
+        if isinstance(tasks, str):
+            tasks = [tasks]  # one task by name
+        for name, value in (("tasks", tasks), ("labels", labels), ("relations", relations)):
+            if value is None:
+                continue
+            if isinstance(value, str):
+                raise ConfigError(f"{name}: expected a list, got the string {value!r} (a list: [{value!r}])")
+            if not value or not all(isinstance(x, str) and x.strip() for x in value):
+                raise ConfigError(f"{name}: expected a non-empty list of names (None: the model's own), got "
+                                  f"{list(value)!r}")
         from .hint_bias import check_bias, check_floor
         try:
             hint_bias = check_bias(self.hint_bias if hint_bias is None else hint_bias)
@@ -248,10 +275,21 @@ class Extractor:
             if value and self.memory is None:
                 raise ConfigError(f"{name} needs a model trained with memory hints (data.memory_hints)")
         decoding = (constrained, hint_bias, unhinted_floor)
-        tasks = [t.upper() for t in (tasks or self.default_tasks())]
+        tasks = [t.upper() for t in (self.default_tasks() if tasks is None else tasks)]
         for t in tasks:
             if t not in EXTRACT_TASKS:
                 raise ConfigError(f"task {t!r} cannot run on raw text (choose from {', '.join(EXTRACT_TASKS)})")
+        if labels is not None and not {"NER", "EE"} & set(tasks):
+            raise ConfigError(f"labels are entity types (NER), or event types when EE runs without NER; the tasks "
+                              f"{', '.join(tasks)} do not ask for them (relation types: relations)")
+        if relations is not None and "RE" not in tasks:
+            raise ConfigError(f"relations are asked by the RE task, which is not among {', '.join(tasks)}")
+        if schema is not None:
+            for name in ("ner", "re", "ee"):
+                value = getattr(schema, name)
+                if value is not None and (isinstance(value, str) or not value):
+                    raise ConfigError(f"schema.{name}: expected a non-empty list of labels (None: the model's own), "
+                                      f"got {value!r}")
         # A copy: the caller's Schema is not changed by ``labels``/``relations``.
         schema = replace(schema, ee_roles=dict(schema.ee_roles)) if schema is not None else Schema()
         if labels is not None:
@@ -265,6 +303,8 @@ class Extractor:
         chunk: list[tuple[str, str]] = []
         n = 0
         for text in texts:
+            if not isinstance(text, str):
+                raise InputError(None, f"text {n}", f"expected a string, got {type(text).__name__}")
             doc_id = next(id_iter) if id_iter is not None else str(n)
             n += 1
             chunk.append((doc_id, text))

@@ -139,6 +139,8 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
 
     # 2. model and tokenizer (a tokenizer is trained on the training texts when none is given).
     resume_from = find_resume(out, resume, main)
+    if resume_from is not None:
+        check_same_model(out, cfg, resume_from)
     spec = ModelSpec(**dataclasses.asdict(cfg.model))
     if resume_from is not None:
         spec.tokenizer = str(out / "tokenizer")  # the tokenizer the run started with
@@ -294,6 +296,24 @@ def write_run_files(out: Path, resume_from: Path | None, tokenizer, cfg, model_r
         tokenizer.save_pretrained(str(out / "tokenizer"))
     write_json(out / "run_config.json", cfg.to_dict())
     write_json(out / "model_report.json", model_report)
+
+
+# What shapes the model's weights: a resumed run with other values cannot load its checkpoint.
+SHAPE_KEYS = ("init", "size", "vocab_size", "extend_vocab", "copy_head")
+
+
+def check_same_model(out: Path, cfg, resume_from: Path) -> None:
+    """A resume under a config whose model differs from the run's (run_config.json) is one clear error,
+    not torch's pages of size mismatches."""
+    saved = out / "run_config.json"
+    if not saved.exists():
+        return
+    was = json.loads(saved.read_text(encoding="utf-8")).get("model", {})
+    now = dataclasses.asdict(cfg.model)
+    diff = [f"model.{k} {was[k]!r} -> {now[k]!r}" for k in SHAPE_KEYS if k in was and was[k] != now.get(k)]
+    if diff:
+        raise ConfigError(f"{resume_from} was trained with another model than this config says ({'; '.join(diff)}): "
+                          f"resume with the config the run started with, or start over with --overwrite")
 
 
 def check_output_dir(out: Path, resume: bool) -> None:

@@ -624,7 +624,8 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys, tiny_model_dir):
                        "labels are entity types (NER)"),
                       ((src, "--model", tiny_model_dir, "--device", "toaster"), "device 'toaster': not a device"),
                       ((src, "--model", tiny_model_dir, "--schema", schema), "ee.Attack: the roles of an event type"),
-                      ((src, "--model", tiny_model_dir, "--schema", empty), "ner must be a non-empty list")]:
+                      ((src, "--model", tiny_model_dir, "--schema", empty), "ner must be a non-empty list"),
+                      ((src, "--model", tiny_model_dir, "--html", tmp_path), "is a directory: give a file name")]:
         rc, _, err = cli(capsys, "extract", *argv)
         assert rc == 2 and msg in err and "Traceback" not in err, (argv, err)
     # --resume appends only to an earlier run's output: another file is an error, and is left as it was

@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--text-field", default="text", help=".jsonl: the field with the text")
     x.add_argument("--jsonl", action="store_true", help="read the input as JSON lines whatever its name (stdin, "
                    "a .txt that holds JSONL); a .jsonl or .json file is read so anyway")
-    x.add_argument("--language", help="zh or en (default: detected)")
+    x.add_argument("--language", choices=["zh", "en"], help="zh or en (default: detected)")
     x.add_argument("--device", default=None, help="cuda, cpu (default: cuda when available)")
     x.add_argument("--batch-size", type=int, default=64)
     x.add_argument("--num-beams", type=int, default=1)

@@ -151,6 +151,8 @@ def run_extract(a) -> int:
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s is not None else None)
     tasks = [t.upper() for t in split(a.tasks)] if a.tasks is not None else None
     out_path = Path(a.output) if a.output and a.output != "-" else None
+    if a.html and Path(a.html).is_dir():  # found now, not after the whole extraction has run
+        raise ConfigError(f"--html {a.html} is a directory: give a file name (page.html)")
     if a.resume and out_path is None:
         raise ConfigError("--resume needs an output file (-o): there is nothing to resume on stdout")
     if a.min_confidence is not None and not 0.0 <= a.min_confidence <= 1.0:

@@ -341,6 +341,14 @@ def test_max_time_stops_with_checkpoint_and_exit_3_then_resume_completes(tmp_pat
     assert json.loads((out / "metrics.json").read_text())["step"] == 12
 
 
+def test_an_adapters_complaint_names_the_config_entry(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, out, max_steps=1, save_every=0)
+    assert cli_main(["train", "--config", str(cfg), "--set", "data.test[0].split=validation"]) == 2
+    err = capsys.readouterr().err
+    assert "data.test[0]: ie_instructions: split must be one of" in err and "Traceback" not in err
+
+
 def test_resume_under_another_model_is_one_clear_error(tmp_path, capsys):
     out = tmp_path / "run"
     cfg = tiny_config(tmp_path, out, max_steps=12, save_every=0)

@@ -166,7 +166,7 @@ def cmd_test(a) -> int:
     dsets = cfg.data.eval if a.split == "eval" else cfg.data.test
     if not dsets:
         raise ConfigError(f"{a.config}: data.{'eval' if a.split == 'eval' else 'test'} lists no datasets")
-    sources = load_sources(dsets, a.skip_invalid)
+    sources = load_sources(dsets, a.skip_invalid, f"data.{'eval' if a.split == 'eval' else 'test'}")
     cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
     if a.option_seed is not None and a.option_order == "sorted":
         raise ConfigError("--option-seed asks each record's options in a shuffled order; --option-order sorted "

@@ -16,7 +16,7 @@ from data_adapters import get_adapter
 from .config import DataConfig, DatasetConfig
 from .generation import cut_ids
 from .instructions import Instance, expand_tasks, to_instance
-from .io import SkipCounter
+from .io import ConfigError, SkipCounter
 from .records import MAIN_TASKS, Record
 
 
@@ -52,8 +52,17 @@ class Source:
         return self.config.tasks or (list(default) if default else None)
 
 
-def load_sources(dsets: list[DatasetConfig], skip_invalid: bool = False) -> list[Source]:
-    return [Source(ds, load_records(ds, skip_invalid)) for ds in dsets]
+def load_sources(dsets: list[DatasetConfig], skip_invalid: bool = False, where: str | None = None) -> list[Source]:
+    """The records of each dataset; ``where`` ("data.train"): the config key an adapter's complaint is about."""
+    out = []
+    for i, ds in enumerate(dsets):
+        try:
+            out.append(Source(ds, load_records(ds, skip_invalid)))
+        except ConfigError as e:
+            if where is None:
+                raise
+            raise ConfigError(f"{where}[{i}]: {e}") from None
+    return out
 
 
 def make_instances(sources: list[Source], data: DataConfig, templates: dict, seed: int,

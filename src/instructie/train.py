@@ -127,9 +127,9 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
 
     # 1. data: records are read once; instances are re-sampled per epoch (seeded).
     templates = load_templates(cfg.data.templates)
-    train_sources = load_sources(cfg.data.train, skip_invalid)
-    eval_sources = load_sources(cfg.data.eval, skip_invalid)
-    test_sources = load_sources(cfg.data.test, skip_invalid)
+    train_sources = load_sources(cfg.data.train, skip_invalid, "data.train")
+    eval_sources = load_sources(cfg.data.eval, skip_invalid, "data.eval")
+    test_sources = load_sources(cfg.data.test, skip_invalid, "data.test")
     n_records = sum(len(s.records) for s in train_sources)
     if not n_records:
         raise ConfigError("data.train: the training datasets hold no records")

@@ -436,6 +436,23 @@ def test_eval_reports_missing_predictions(converted, tmp_path, capsys):
     assert m["triple_recall"] < 1
 
 
+def test_eval_refuses_predictions_that_match_nothing_and_an_empty_gold(converted, tmp_path, capsys):
+    """A predictions file that is empty or matches no gold record scored every record as empty: a
+    table of zeros, exit 0. One line naming the file instead, with --skip-invalid too."""
+    gold = converted["fewrel"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    other = write_jsonl(tmp_path / "other.jsonl", [{"id": "no-such-record", "prediction": "None"}])
+    for preds, problem in ((empty, f"{empty}: empty"), (other, f"{other}: no prediction matches a gold record")):
+        for extra in ([], ["--skip-invalid"]):
+            rc, out, err = run(capsys, "eval", "--gold", gold, "--predictions", preds, *extra)
+            assert rc == 2 and out == ""
+            assert_clean_error(err, "eval", problem)
+    rc, _, err = run(capsys, "eval", "--gold", empty, "--predictions", gold, "--field", "target")
+    assert rc == 2
+    assert_clean_error(err, "eval", f"{empty}: empty")
+
+
 def _preds_with_bad_line(gold: Path, tmp_path: Path, bad: bytes, at: int = 2) -> Path:
     lines = [json.dumps({"instance_id": r["instance_id"], "prediction": r["target"]}, ensure_ascii=False).encode()
              for r in rows(gold)]

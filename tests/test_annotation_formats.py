@@ -187,3 +187,27 @@ def test_label_studio_tasks_not_labeled_yet_are_left_out_and_drifted_offsets_ref
     dc.write_text(json.dumps({"text": "ab", "label": [[False, True, "A"]]}) + "\n")
     with pytest.raises(InputError, match="dc.jsonl:1: span False-True .*offsets must be integers"):
         list(get_adapter("doccano")(dc))
+
+
+def test_export_refuses_a_tools_raw_export_and_keeps_records_without_items(tmp_path, capsys):
+    """A raw doccano or Label Studio file is not records: read as records every span was lost and the
+    export still said "wrote 6 tasks". One line naming file and line, and the command to run first."""
+    out = tmp_path / "ls.json"
+    ls = tmp_path / "tasks.jsonl"
+    ls.write_text(json.dumps({"data": {"text": "Obama spoke"}, "annotations": []}) + "\n")
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"id": "1", "text": "Obama spoke", "entities": []}) + "\n")
+    for src, needle in ((FIX / "doccano_ner.jsonl", "convert --dataset doccano"),
+                        (FIX / "doccano_relations.jsonl", "convert --dataset doccano"),
+                        (ls, "convert --dataset label_studio"), (plain, "not an instructie record (no 'task')")):
+        assert cli_main(["export", str(src), "--to", "label-studio", "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{src}:1: " in err and needle in err and "Traceback" not in err, err
+        assert not out.exists()
+    # records with nothing in them (and their relation record) are records all the same
+    recs = tmp_path / "recs.jsonl"
+    recs.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"id": "a-NER", "dataset": "d", "task": "NER", "text": "Obama spoke", "entities": [], "options": ["PER"]},
+        {"id": "a-RE", "dataset": "d", "task": "RE", "text": "Obama spoke", "relations": []})))
+    assert cli_main(["export", str(recs), "--to", "label-studio", "-o", str(out)]) == 0
+    assert [t["annotations"] for t in json.loads(out.read_text())] == [[{"result": []}]]

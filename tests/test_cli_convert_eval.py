@@ -417,6 +417,39 @@ def test_eval_structured_predictions(converted, tmp_path, capsys):
     assert report["summary"]["duie/RE/triple_f1"] == 1.0
 
 
+@pytest.mark.parametrize("item, problem", [
+    ({"entities": [{"text": "x"}]}, "entities[0]: missing field 'label'"),
+    ({"entities": "Japan"}, "entities: expected a list of objects, got str"),
+    ({"entities": [{"label": "x", "text": "y", "score": 0.5}]}, "entities[0]: unknown field 'score'"),
+    ({"entities": [{"label": 5, "text": "y"}]}, "entities[0].label: expected a string, got int"),
+    ({"relations": [{"head": "x", "label": "r", "tail": {"label": "a", "text": "b"}}]},
+     "relations[0].head: expected an object, got str"),
+    ({"relations": [{"head": {"label": "a", "text": "b"}, "tail": {"label": "a", "text": "b"}}]},
+     "relations[0]: missing field 'label'"),
+    ({"events": [{"type": "t", "trigger": {"label": "t", "text": "b"}, "arguments": [{"text": "x"}]}]},
+     "events[0].arguments[0]: missing field 'role'"),
+])
+def test_eval_bad_structured_prediction_says_what_is_wrong_in_the_datas_terms(item, problem, converted, tmp_path,
+                                                                              capsys):
+    """Not Python's words ("Entity.__init__() missing 1 required positional argument", "argument after **
+    must be a mapping"): the item's place in the line and what it lacks."""
+    gold = rows(converted["duie"])
+    p = write_jsonl(tmp_path / "preds.jsonl", [{"instance_id": r["instance_id"], "relations": r["relations"]}
+                                               for r in gold[:2]] + [{"instance_id": gold[2]["instance_id"], **item}])
+    rc, _, err = run(capsys, "eval", "--gold", converted["duie"], "--predictions", p)
+    assert rc == 2
+    assert_clean_error(err, "eval", f"{p}:3: bad prediction: {problem}")
+    assert "__init__" not in err and "after **" not in err
+
+
+def test_eval_bad_gold_item_says_what_is_wrong_in_the_datas_terms(tmp_path, capsys):
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": "1", "dataset": "d", "task": "NER", "text": "abc",
+                                                  "entities": [{"text": "a", "start": 0, "end": 1}]}])
+    rc, _, err = run(capsys, "eval", "--gold", gold, "--predictions", gold)
+    assert rc == 2
+    assert_clean_error(err, "eval", f"{gold}:1: not a converted record: entities[0]: missing field 'label'")
+
+
 def test_eval_reports_missing_predictions(converted, tmp_path, capsys):
     gold = rows(converted["duie"])
     drop = {gold[0]["instance_id"], gold[5]["instance_id"], gold[-1]["instance_id"]}
@@ -434,6 +467,23 @@ def test_eval_reports_missing_predictions(converted, tmp_path, capsys):
     n_missing = sum(len(r["relations"]) for r in gold if r["instance_id"] in drop)
     assert m["triple_precision"] == 1.0 and m["triple_fn"] == n_missing > 0
     assert m["triple_recall"] < 1
+
+
+def test_eval_refuses_predictions_that_match_nothing_and_an_empty_gold(converted, tmp_path, capsys):
+    """A predictions file that is empty or matches no gold record scored every record as empty: a
+    table of zeros, exit 0. One line naming the file instead, with --skip-invalid too."""
+    gold = converted["fewrel"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    other = write_jsonl(tmp_path / "other.jsonl", [{"id": "no-such-record", "prediction": "None"}])
+    for preds, problem in ((empty, f"{empty}: empty"), (other, f"{other}: no prediction matches a gold record")):
+        for extra in ([], ["--skip-invalid"]):
+            rc, out, err = run(capsys, "eval", "--gold", gold, "--predictions", preds, *extra)
+            assert rc == 2 and out == ""
+            assert_clean_error(err, "eval", problem)
+    rc, _, err = run(capsys, "eval", "--gold", empty, "--predictions", gold, "--field", "target")
+    assert rc == 2
+    assert_clean_error(err, "eval", f"{empty}: empty")
 
 
 def _preds_with_bad_line(gold: Path, tmp_path: Path, bad: bytes, at: int = 2) -> Path:

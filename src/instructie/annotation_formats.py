@@ -50,6 +50,26 @@ class Annotated:
 
 
 # ---------------------------------------------------------------- from package rows
+def not_a_record(row: dict) -> str | None:
+    """Why ``instructie export`` cannot read ``row``, or None: it reads records (``convert`` output,
+    ``test --gold-out``: a 'task') or extraction output (``extract --with-text``: 'sentences'). A
+    tool's own export shares 'text' (doccano's relation shape 'entities' too) with records, and read
+    as records every span would be lost without a word."""
+    ents, labels = row.get("entities"), row.get("labels")
+    if ("label" in row or isinstance(labels, list) and any(isinstance(x, list) for x in labels)
+            or isinstance(ents, list) and any(isinstance(e, dict) and "start_offset" in e for e in ents)):
+        tool, name = "doccano", "a doccano row"
+    elif {"data", "annotations", "predictions"} & set(row):
+        tool, name = "label_studio", "a Label Studio task"
+    elif "task" not in row and "sentences" not in row:
+        return ("not an instructie record (no 'task'): export reads `instructie convert` output, "
+                "`instructie test --gold-out` or `instructie extract --with-text` output")
+    else:
+        return None
+    return (f"{name}, not an instructie record: run `instructie convert --dataset {tool}` on the file "
+            "first and export its output")
+
+
 def from_rows(rows: list[dict]) -> Annotated:
     """Converted records (``Record.to_dict``: one per task of a sentence) or one extracted
     document (``Document.to_dict(with_text=True)``) of one text as an ``Annotated``; ValueError

@@ -226,7 +226,7 @@ def cmd_test(a) -> int:
 def cmd_export(a) -> int:
     """Records (convert output, test --gold-out) or extraction output (--with-text) -> an annotation
     tool's import file: doccano JSONL, or a Label Studio JSON task list (model output as predictions)."""
-    from .annotation_formats import from_rows, grouped, to_doccano, to_label_studio
+    from .annotation_formats import from_rows, grouped, not_a_record, to_doccano, to_label_studio
     from .io import InputError, SkipCounter, iter_jsonl, write_json, write_jsonl
 
     if Path(a.output).resolve() == Path(a.input).resolve():
@@ -236,10 +236,12 @@ def cmd_export(a) -> int:
     errors = SkipCounter(a.skip_invalid)
     rows = []
     for no, row in iter_jsonl(a.input, errors):
-        if isinstance(row, dict):
-            rows.append((no, row))
-        else:
+        if not isinstance(row, dict):
             errors(InputError(a.input, no, f"expected a JSON object, got {type(row).__name__}"))
+        elif problem := not_a_record(row):  # a tool's raw export: read as records, its spans are lost
+            errors(InputError(a.input, no, problem))
+        else:
+            rows.append((no, row))
     extracted = bool(rows) and all("sentences" in r for _, r in rows)  # extraction output: one task per document
     docs = []
     for no, group in grouped(rows, extracted):

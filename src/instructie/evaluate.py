@@ -355,7 +355,9 @@ def match_predictions(gold: Sequence[tuple[Record, dict]], pred_path: str, error
                       field: str | None = None) -> Matched:
     """Each gold record's prediction from the JSONL file ``pred_path`` (by instance id, else
     (id, task), else id); an empty prediction where none matches. ``gold``: (record, row)
-    pairs as ``read_gold`` yields them."""
+    pairs as ``read_gold`` yields them. InputError when the file is empty or matches no gold
+    record: every record would score as empty, a table of zeros for a wrong file."""
+    skipped = errors.count
     by_iid, by_id_task, by_id = _index_predictions(pred_path, errors)
     golds, preds = [], []
     missing, missing_ids, used = 0, [], set()
@@ -379,6 +381,10 @@ def match_predictions(gold: Sequence[tuple[Record, dict]], pred_path: str, error
         golds.append(rec)
         preds.append(pred)
     lines = {no for ix in (by_iid, by_id_task, by_id) for no, _ in ix.values()}
+    if gold and missing == len(gold):  # fatal with --skip-invalid too: nothing left to score
+        raise InputError(pred_path, None, "no prediction matches a gold record (by instance_id / id); is it the "
+                         "predictions of this gold file?" if lines else
+                         "empty" if errors.count == skipped else "no valid prediction (every line was skipped)")
     return Matched(golds, preds, missing, missing_ids, len(lines - used))
 
 
@@ -388,7 +394,10 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
     no-model baselines beside it, and with ``bootstrap`` > 0 draws a paired bootstrap of the model
     against the best of them per dataset (``instructie.significance``)."""
     errors = SkipCounter(skip_invalid)
-    m = match_predictions(read_gold(gold_path, errors), pred_path, errors, field)
+    gold = read_gold(gold_path, errors)
+    if not gold:  # nothing to score: a report of no records would read as a result
+        raise InputError(gold_path, None, "no valid gold record (every line was skipped)" if errors.count else "empty")
+    m = match_predictions(gold, pred_path, errors, field)
     golds, preds, missing, missing_ids, unmatched = m.golds, m.preds, m.missing, m.missing_ids, m.unmatched
     report = score_all(golds, preds)
     out = {"gold": gold_path, "predictions": pred_path, "records": len(golds), "missing_predictions": missing,

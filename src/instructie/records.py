@@ -7,7 +7,7 @@ at string level.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import MISSING, dataclass, field, fields, asdict
 from typing import Any, Iterable
 
 # Main tasks, then InstructUIE's auxiliary tasks.
@@ -87,15 +87,19 @@ class Record:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Record":
+        """A record from its ``to_dict`` form (also structured predictions); a malformed item is a
+        ValueError naming it in the data's terms (``entities[0]: missing field 'label'``)."""
         return cls(
             id=str(d["id"]),
             dataset=d["dataset"],
             task=d["task"],
             text=d["text"],
             language=d.get("language", "en"),
-            entities=[Entity(**e) for e in d.get("entities", [])],
-            relations=[relation_from_dict(r) for r in d.get("relations", [])],
-            events=[event_from_dict(e) for e in d.get("events", [])],
+            entities=[_build(Entity, e, f"entities[{i}]")
+                      for i, e in enumerate(_items(d.get("entities", []), "entities"))],
+            relations=[relation_from_dict(r, f"relations[{i}]")
+                       for i, r in enumerate(_items(d.get("relations", []), "relations"))],
+            events=[event_from_dict(e, f"events[{i}]") for i, e in enumerate(_items(d.get("events", []), "events"))],
             options=list(d.get("options", [])),
             roles={k: list(v) for k, v in d.get("roles", {}).items()},
             split=d.get("split", ""),
@@ -113,21 +117,61 @@ def item_spans(item: Entity | Relation | Event) -> list[Entity | Argument]:
     return [item]
 
 
-def relation_from_dict(d: dict) -> Relation:
+def relation_from_dict(d: dict, where: str = "relation") -> Relation:
+    _check_fields(Relation, d, where)
     return Relation(
-        head=Entity(**d["head"]),
+        head=_build(Entity, d["head"], f"{where}.head"),
         label=d["label"],
-        tail=Entity(**d["tail"]),
-        slots=tuple(Argument(**a) for a in d.get("slots", ())),
+        tail=_build(Entity, d["tail"], f"{where}.tail"),
+        slots=tuple(_build(Argument, a, f"{where}.slots[{i}]")
+                    for i, a in enumerate(_items(d.get("slots", ()), f"{where}.slots"))),
     )
 
 
-def event_from_dict(d: dict) -> Event:
+def event_from_dict(d: dict, where: str = "event") -> Event:
+    _check_fields(Event, d, where)
     return Event(
         type=d["type"],
-        trigger=Entity(**d["trigger"]),
-        arguments=tuple(Argument(**a) for a in d.get("arguments", ())),
+        trigger=_build(Entity, d["trigger"], f"{where}.trigger"),
+        arguments=tuple(_build(Argument, a, f"{where}.arguments[{i}]")
+                        for i, a in enumerate(_items(d.get("arguments", ()), f"{where}.arguments"))),
     )
+
+
+# Read from files (gold, structured predictions): a bad item must say what is wrong in the data's
+# terms, not Python's ("Entity.__init__() missing 1 required positional argument").
+def _kind(v) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _items(v, where: str) -> list:
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"{where}: expected a list of objects, got {_kind(v)}")
+    return v
+
+
+def _check_fields(cls, d, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected an object, got {_kind(d)}")
+    known = [f.name for f in fields(cls)]
+    missing = [f.name for f in fields(cls)
+               if f.name not in d and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"{where}: missing field {missing[0]!r}")
+    unknown = [k for k in d if k not in known]
+    if unknown:
+        raise ValueError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(known)})")
+    for f in fields(cls):  # the plain fields; the nested ones are checked when built
+        v = d.get(f.name)
+        if f.type == "str" and f.name in d and not isinstance(v, str):
+            raise ValueError(f"{where}.{f.name}: expected a string, got {_kind(v)}")
+        if f.type == "int | None" and v is not None and type(v) is not int:
+            raise ValueError(f"{where}.{f.name}: expected an integer offset or null, got {_kind(v)}")
+
+
+def _build(cls, d, where: str):
+    _check_fields(cls, d, where)
+    return cls(**d)
 
 
 def find_all(text: str, needle: str) -> list[int]:

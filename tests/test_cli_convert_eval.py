@@ -621,3 +621,15 @@ def test_prediction_rows_rescore_to_the_same_report(tmp_path, capsys):
     assert got["missing_predictions"] == 0 and got["unmatched_predictions"] == 0
     assert got["scores"] == want.to_json()
     assert 0 < got["summary"]["CoNLL2003/NER/entity_f1"] < 1
+
+
+def test_a_file_of_another_format_is_named_not_read_as_empty(tmp_path, capsys):
+    """A DuIE file given to the doccano adapter is refused (each line would be a text without spans), and a
+    JSON array where JSON lines belong is said to be one, at its first line."""
+    duie = FIX / "duie" / "duie_train_excerpt.json"
+    rc, _, err = run(capsys, "convert", "--dataset", "doccano", "--input", duie, "-o", tmp_path / "d.jsonl")
+    assert rc == 2 and "is the file a doccano export?" in err and "spo_list" in err, err
+    array = tmp_path / "gold.json"
+    array.write_text(json.dumps([{"id": "1", "text": "x"}], indent=1), encoding="utf-8")
+    rc, _, err = run(capsys, "eval", "--gold", array, "--predictions", array)
+    assert rc == 2 and "gold.json:1: a JSON array, not JSON lines" in err and "Traceback" not in err, err

@@ -189,6 +189,10 @@ def from_doccano(row: dict) -> Annotated | None:
     """A doccano export row as an ``Annotated``; ValueError saying what is wrong."""
     if not isinstance(row, dict) or not isinstance(row.get("text"), str):
         raise ValueError("a doccano row is an object with a 'text' string")
+    if not {"entities", "label", "labels"} & set(row):  # another format's line (DuIE's spo_list...) would pass as
+        # a text with no spans: every annotation lost without a word
+        raise ValueError(f"a doccano row holds its spans in 'label' (or 'labels', or 'entities'); this one has only "
+                         f"{', '.join(sorted(row))}: is the file a doccano export?")
     out = Annotated(row["text"], str(row.get("id", "")))
     if "entities" in row:
         ents, rels = _list(row, "entities"), _list(row, "relations")

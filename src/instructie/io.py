@@ -107,6 +107,8 @@ def iter_jsonl(path: str | os.PathLike, on_error: Callable[[InputError], None] |
         if isinstance(line, InputError):
             on_error(line)
             continue
+        if no == 1 and line.lstrip().startswith("["):  # a whole file of one array: no line of it would do
+            raise InputError(path, 1, "a JSON array, not JSON lines (one object per line)")
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:

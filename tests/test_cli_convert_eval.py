@@ -633,3 +633,13 @@ def test_a_file_of_another_format_is_named_not_read_as_empty(tmp_path, capsys):
     array.write_text(json.dumps([{"id": "1", "text": "x"}], indent=1), encoding="utf-8")
     rc, _, err = run(capsys, "eval", "--gold", array, "--predictions", array)
     assert rc == 2 and "gold.json:1: a JSON array, not JSON lines" in err and "Traceback" not in err, err
+
+
+def test_convert_names_a_template_index_or_split_it_has_not(tmp_path, capsys):
+    duie = FIX / "duie" / "duie_train_excerpt.json"
+    rc, _, err = run(capsys, "convert", "--dataset", "duie", "--input", duie, "-o", tmp_path / "d.jsonl",
+                     "--template", "99")
+    assert rc == 2 and "--template 99: the templates are numbered 0 to" in err, err
+    with pytest.raises(SystemExit):  # argparse: an unknown split is a usage error
+        main(["convert", "--dataset", "duie", "--input", str(duie), "-o", str(tmp_path / "d.jsonl"), "--split", "foo"])
+    assert "invalid choice: 'foo'" in capsys.readouterr().err

@@ -59,6 +59,11 @@ def cmd_convert(a) -> int:
     if Path(a.output).resolve() in {Path(x).resolve() for x in (a.input, a.schema, a.pid2name) if x}:
         raise ConfigError(f"output {a.output} is one of the input files")
     templates = load_templates(a.templates)
+    if a.template != "random":  # an index past a task's templates would wrap round to another one
+        fewest = min(len(v) for v in templates.values())
+        if not 0 <= int(a.template) < fewest:
+            raise ConfigError(f"--template {a.template}: the templates are numbered 0 to {fewest - 1} (every task has "
+                              f"at least {fewest}), or 'random'")
     errors, stats = SkipCounter(a.skip_invalid), Counter()
     template = a.template if a.template == "random" else int(a.template)
     counts = Counter()
@@ -276,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", required=True, help="adapter: duie, fewrel, ie_instructions, fin_negative, doccano, label_studio")
     c.add_argument("--input", required=True, help="data file or folder")
     c.add_argument("-o", "--output", required=True)
-    c.add_argument("--split", default="", help="train/dev/test where the adapter has splits")
+    c.add_argument("--split", default="", choices=["", "train", "dev", "test"],
+                   help="train/dev/test: the split to read where the adapter has splits, else the records' tag")
     c.add_argument("--schema", help="DuIE schema file")
     c.add_argument("--pid2name", help="FewRel pid2name.json")
     c.add_argument("--option", action="append", metavar="KEY=VALUE", help="other adapter options")

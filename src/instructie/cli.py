@@ -96,12 +96,10 @@ def cmd_eval(a) -> int:
     from .io import write_json
 
     if a.bootstrap < 0:
-        print(f"error: --bootstrap is a number of draws (0: none), got {a.bootstrap}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--bootstrap is a number of draws (0: none), got {a.bootstrap}")
     if a.bootstrap and not a.baseline_train:
-        print("error: --bootstrap compares the predictions with the no-model baselines: give --baseline-train "
-              "TRAIN_JSONL too", file=sys.stderr)
-        return 2
+        raise ConfigError("--bootstrap compares the predictions with the no-model baselines: give --baseline-train "
+                          "TRAIN_JSONL too")
     report = evaluate_files(a.gold, a.predictions, field=a.field, skip_invalid=a.skip_invalid,
                             baselines=a.baseline_train, bootstrap=a.bootstrap)
     print(report["table"])

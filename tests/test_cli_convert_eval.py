@@ -448,6 +448,13 @@ def test_eval_bad_gold_item_says_what_is_wrong_in_the_datas_terms(tmp_path, caps
     rc, _, err = run(capsys, "eval", "--gold", gold, "--predictions", gold)
     assert rc == 2
     assert_clean_error(err, "eval", f"{gold}:1: not a converted record: entities[0]: missing field 'label'")
+    for extra, problem in (({"roles": ["agent"]}, "roles: expected an object of event type -> list of role names, "
+                                                   "got list"),
+                           ({"options": "person"}, "options: expected a list of label names, got str"),
+                           ({"roles": {"Attack": "attacker"}}, "roles.Attack: expected a list of label names")):
+        bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "1", "dataset": "d", "task": "NER", "text": "abc", **extra}])
+        rc, _, err = run(capsys, "eval", "--gold", bad, "--predictions", bad)
+        assert rc == 2 and f"{bad}:1: not a converted record: {problem}" in err and "Traceback" not in err, err
 
 
 def test_eval_reports_missing_predictions(converted, tmp_path, capsys):

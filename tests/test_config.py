@@ -133,7 +133,11 @@ def test_missing_and_broken_config_files(tmp_path):
         load_config(tmp_path / "absent.yaml")
     p = tmp_path / "broken.yaml"
     p.write_text("train: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as e:
+        load_config(p)
+    assert f'in "{p}", line' in str(e.value) and "<unicode string>" not in str(e.value)
+    p.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="the config file is empty"):
         load_config(p)
     p.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):

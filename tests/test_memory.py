@@ -321,6 +321,8 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, 
     assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--split", "eval",
                      "--option-seed", "1", "--option-order", "sorted"]) == 2
     assert "--option-seed" in capsys.readouterr().err and len(test_orders) == 4
+    assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--limit", "0"]) == 2
+    assert "--limit is a number of records per dataset (at least 1), got 0" in capsys.readouterr().err
     monkeypatch.setattr(evaluate_module, "evaluate_floors", real)
     # instructie test decodes as the model is used: its card's tuned values unless told otherwise
     card = json.loads((out / "instructie.json").read_text())

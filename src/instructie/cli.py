@@ -164,6 +164,8 @@ def cmd_test(a) -> int:
     from .extractor import Extractor
     from .io import write_json, write_jsonl
 
+    if a.limit is not None and a.limit < 1:  # 0 or less would score nothing and say so with a table of zeros
+        raise ConfigError(f"--limit is a number of records per dataset (at least 1), got {a.limit}")
     cfg = load_config(a.config, list(a.set or []))
     ex = Extractor.from_pretrained(a.model, device=a.device)
     dsets = cfg.data.eval if a.split == "eval" else cfg.data.test

@@ -322,7 +322,9 @@ def _load(cls, path: str | Path | None, overrides: list[str], base: dict | None)
     data: dict = dict(base or {})
     if path:
         p = Path(path)
-        data = read_yaml(p, "config file") or {}
+        data = read_yaml(p, "config file")
+        if data is None:
+            raise ConfigError(f"{p}: the config file is empty (configs/quickstart.yaml is a small complete one)")
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
     for item in overrides:

@@ -123,7 +123,8 @@ def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
 
     p = Path(path)
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        with open(p, encoding="utf-8") as f:  # a stream with a name: YAML errors say the file, not "<unicode string>"
+            return yaml.safe_load(f)
     except (FileNotFoundError, IsADirectoryError):
         raise ConfigError(f"{p}: {what} not found") from None
     except UnicodeDecodeError:

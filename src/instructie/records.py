@@ -100,8 +100,8 @@ class Record:
             relations=[relation_from_dict(r, f"relations[{i}]")
                        for i, r in enumerate(_items(d.get("relations", []), "relations"))],
             events=[event_from_dict(e, f"events[{i}]") for i, e in enumerate(_items(d.get("events", []), "events"))],
-            options=list(d.get("options", [])),
-            roles={k: list(v) for k, v in d.get("roles", {}).items()},
+            options=_names(d.get("options", []), "options"),
+            roles=_roles(d.get("roles", {})),
             split=d.get("split", ""),
             meta=dict(d.get("meta", {})),
         )
@@ -148,6 +148,18 @@ def _items(v, where: str) -> list:
     if not isinstance(v, (list, tuple)):
         raise ValueError(f"{where}: expected a list of objects, got {_kind(v)}")
     return v
+
+
+def _names(value, where: str) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"{where}: expected a list of label names, got {_kind(value)}")
+    return list(value)
+
+
+def _roles(value) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise ValueError(f"roles: expected an object of event type -> list of role names, got {_kind(value)}")
+    return {k: _names(v, f"roles.{k}") for k, v in value.items()}
 
 
 def _check_fields(cls, d, where: str) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.config import load_config  # noqa: E402
+from instructie.config import load_config, overrides_set  # noqa: E402
 from instructie.data import load_sources  # noqa: E402
 from instructie.evaluate import (HEADLINE, evaluate_floors, in_record_order, reorder_options,  # noqa: E402
                                  scored_records)
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         print(f"{a.model}: trained without memory hints: nothing to tune", file=sys.stderr)
         return 2
     cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
-    if not any(s.split("=", 1)[0].strip() == "eval.option_order" for s in a.set or []):
+    if not overrides_set(a.set, ["eval", "option_order"]):
         cfg.eval.option_order = ex.option_order  # asked as the model's own tests asked, unless --set says
     dev_sets, left_out = tuning_sources(cfg)
     dev_records = scored_records(load_sources(dev_sets), a.dev_limit)

@@ -118,11 +118,6 @@ def _clear_for_overwrite(a, output_dir: str) -> None:
         shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
 
 
-def _sets(items: list[str] | None, key: str) -> bool:
-    """Whether the --set items set ``key``."""
-    return any(s.split("=", 1)[0].strip() == key for s in items or [])
-
-
 def _run_overrides(a) -> list[str]:
     """--set items plus the shorthand flags train and pretrain share."""
     overrides = list(a.set or [])
@@ -158,7 +153,7 @@ def cmd_test(a) -> int:
     """Score a trained model on the test (or eval) datasets of a config."""
     import json as _json
 
-    from .config import load_config
+    from .config import load_config, overrides_set
     from .data import load_sources
     from .evaluate import evaluate_sources, scored_records
     from .extractor import Extractor
@@ -176,7 +171,7 @@ def cmd_test(a) -> int:
     if a.option_seed is not None and a.option_order == "sorted":
         raise ConfigError("--option-seed asks each record's options in a shuffled order; --option-order sorted "
                           "would sort them back: give one of the two")
-    if a.option_order or not _sets(a.set, "eval.option_order"):  # else --set said it
+    if a.option_order or not overrides_set(a.set, ["eval", "option_order"]):  # else --set said it
         cfg.eval.option_order = a.option_order or ex.option_order  # asked as the model was scored, unless told
     report = {}
     modes = {"off": [False], "on": [True], "vocab": [True], "copy": ["copy"], "both": [False, True],

@@ -252,6 +252,12 @@ def parse_override(item: str) -> tuple[list[str | int], Any]:
     return keys, value
 
 
+def overrides_set(items, keys: list[str | int]) -> bool:
+    """Whether one of the ``--set`` items sets ``keys`` (as ``parse_override`` reads a key): a value given
+    there wins over one a caller would otherwise take from elsewhere (a model's card)."""
+    return any(parse_override(x)[0] == keys for x in items or [])
+
+
 def apply_override(data: dict, item: str) -> None:
     """Set one ``--set key.path=value`` in the raw config mapping (sections are created as needed)."""
     keys, value = parse_override(item)

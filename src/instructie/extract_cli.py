@@ -41,6 +41,11 @@ def _read_lines(stream) -> Iterator[tuple[int, bytes | None, int]]:
         yield no, raw, len(raw)
 
 
+def reads_jsonl(path: str, as_jsonl: bool = False) -> bool:
+    """Whether ``read_documents`` reads ``path`` as JSON lines: by its name, or told (stdin: ``-``)."""
+    return as_jsonl or (path != "-" and path.endswith((".jsonl", ".json")))
+
+
 def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCounter,
                    as_jsonl: bool = False) -> Iterator[tuple[str, str]]:
     """(id, text) per document: a .txt file (or stdin, ``-``) is one document, or one per
@@ -53,7 +58,7 @@ def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCount
         raise InputError(path, None, "file not found")
     if not is_stdin and Path(path).is_dir():
         raise InputError(path, None, "is a directory, expected a file")
-    jsonl = as_jsonl or (not is_stdin and path.endswith((".jsonl", ".json")))
+    jsonl = reads_jsonl(path, as_jsonl)
     if not jsonl and not per_line:  # the whole input is one document
         if is_stdin:
             data = sys.stdin.buffer.read(MAX_LINE_BYTES + 1)
@@ -121,20 +126,19 @@ def finished_ids(path: Path) -> set[str]:
         return set()
     done: set[str] = set()
     keep = 0
+    not_output = ("not a line of extraction output (a JSON object with an id): --resume continues only an earlier "
+                  "`instructie extract` run's output file")
     with open(path, "rb") as f:
         for no, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
                 if not line.startswith(b'{"id": '):  # what every written line starts with (Document.to_dict)
-                    raise InputError(str(path), no, "not a line of extraction output: --resume continues only an "
-                                     "earlier `instructie extract` run's output file")
+                    raise InputError(str(path), no, not_output)
                 break
             keep += len(line)
             try:
-                obj = json.loads(line)
-                done.add(str(obj["id"]))
+                done.add(str(json.loads(line)["id"]))
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-                raise InputError(str(path), no, "not a line of extraction output (a JSON object with an id): "
-                                 "--resume continues only an earlier `instructie extract` run's output file") from None
+                raise InputError(str(path), no, not_output) from None
     if keep != path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(keep)
@@ -187,7 +191,7 @@ def run_extract(a) -> int:
             sys.stdout.write(line)
             sys.stdout.flush()
 
-    if a.text_field != "text" and not (a.jsonl or a.input.endswith((".jsonl", ".json"))):
+    if a.text_field != "text" and not reads_jsonl(a.input, a.jsonl):
         raise ConfigError(f"--text-field reads JSON lines: {a.input} is read as plain text (give --jsonl to read it "
                           f"as JSON lines)")
     docs = ((i, t) for i, t in read_documents(a.input, a.per_line, a.text_field, errors, a.jsonl)

@@ -567,19 +567,19 @@ def main() -> None:
             got = {k: json.loads(g.read_text()) for k, _, _ in kinds
                    if (g := RUNS / "ablation" / f"{pair}_{k}.json").exists()}
             shown = [(k, what, label) for k, what, label in kinds if k in got]
-            free = got[shown[0][0]]
+            first = got[shown[0][0]]  # the command shown: the first comparison the pair has
             a, b = pair.split("_vs_")
-            out += [f"{a} against {b}: paired bootstrap of the saved test predictions ({free['resamples']:,} draws; "
+            out += [f"{a} against {b}: paired bootstrap of the saved test predictions ({first['resamples']:,} draws; "
                     f"`INSTRUCTIE_DATA=.devdata python eval/bootstrap_vs_baseline.py --config "
-                    f"configs/multitask-small.yaml --predictions {free['predictions']} --name {a} --against "
-                    f"{free['against']} --against-name {b}`; "
+                    f"configs/multitask-small.yaml --predictions {first['predictions']} --name {a} --against "
+                    f"{first['against']} --against-name {b}`; "
                     + "; ".join(("tuned: each run with its dev-tuned bias and floor" if k == "free" else
                                  f"{label}: the `{what}` files") for k, what, label in shown) + "):", "",
                     "| dataset | metric | " + " | ".join(f"difference, {label} (95% interval) | ahead in"
                                                          for _, _, label in shown) + " |",
                     "|---|---|" + "---|---|" * len(shown)]
             by = {k: {(r["dataset"], r["task"]): r for r in got[k]["results"]} for k, _, _ in shown}
-            for r in free["results"]:
+            for r in first["results"]:
                 cells = [f"{x['difference']:+.4f} ({x['difference_low']:+.4f} to {x['difference_high']:+.4f}) | "
                          f"{x['model_ahead_share']:.1%}" if x else "— | —"
                          for x in (by[k].get((r["dataset"], r["task"])) for k, _, _ in shown)]

@@ -2,7 +2,7 @@
 
 Each line is ``{"text", "label": [[start, end, label], ...]}`` or ``{"text", "entities":
 [{"id", "label", "start_offset", "end_offset"}], "relations": [{"from_id", "to_id",
-"type"}]}`` (``instructie.annotation_formats``). Every line gives an NER record; a file with
+"type"}]}`` (``instructie.core.annotation_formats``). Every line gives an NER record; a file with
 relations gives an RE record per line as well. Options: ``name`` (the dataset name; default
 the file's stem), ``labels`` / ``relations`` (comma-separated label sets to ask for; default
 every label the file uses; spans of other labels are left out).
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from instructie.annotation_formats import from_doccano, read_records
-from instructie.io import SkipCounter, iter_jsonl
-from instructie.records import Record
+from instructie.core.annotation_formats import from_doccano, read_records
+from instructie.core.io import SkipCounter, iter_jsonl
+from instructie.core.records import Record
 
 from . import check_options, register
 

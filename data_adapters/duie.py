@@ -36,9 +36,9 @@ import json
 from collections import Counter
 from typing import Any, Callable, Iterator
 
-from instructie.io import ConfigError, InputError, SkipCounter, iter_jsonl
-from instructie.offsets import Span, closest_pair, nearest
-from instructie.records import Argument, Entity, Record, Relation, find_all
+from instructie.core.io import ConfigError, InputError, SkipCounter, iter_jsonl
+from instructie.prompts.offsets import Span, closest_pair, nearest
+from instructie.core.records import Argument, Entity, Record, Relation, find_all
 
 from . import check_options, register
 
@@ -94,7 +94,7 @@ class _Locator:
         self.stats["span_resolved_distance"] += 1
         return free or cands
 
-    # The same nearest-occurrence rules that ground model outputs (instructie.offsets).
+    # The same nearest-occurrence rules that ground model outputs (instructie.prompts.offsets).
     pair = staticmethod(closest_pair)
     near = staticmethod(nearest)
 

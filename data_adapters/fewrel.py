@@ -31,8 +31,8 @@ import random
 from collections import Counter
 from typing import Any, Callable, Iterator
 
-from instructie.io import ConfigError, InputError, SkipCounter, read_json
-from instructie.records import Entity, Record, Relation
+from instructie.core.io import ConfigError, InputError, SkipCounter, read_json
+from instructie.core.records import Entity, Record, Relation
 
 from . import check_options, register
 

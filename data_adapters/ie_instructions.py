@@ -32,8 +32,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from instructie.io import ConfigError, InputError, SkipCounter, read_json
-from instructie.records import Argument, Entity, Event, Record, Relation, detect_language, find_all
+from instructie.core.io import ConfigError, InputError, SkipCounter, read_json
+from instructie.core.records import Argument, Entity, Event, Record, Relation, detect_language, find_all
 
 from . import check_options, register
 

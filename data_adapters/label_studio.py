@@ -2,7 +2,7 @@
 
 Each task's first annotation that was not cancelled (else its first prediction) gives its
 spans (``labels`` results) and relations (``relation`` results;
-``instructie.annotation_formats``). Every task gives an NER record; a file with relations
+``instructie.core.annotation_formats``). Every task gives an NER record; a file with relations
 gives an RE record per task as well. Options: ``name`` (the dataset name; default the
 file's stem), ``labels`` / ``relations`` (comma-separated label sets; default every label the
 file uses), ``text_key`` (the data field holding the text; default "text", else the only
@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
-from instructie.annotation_formats import from_label_studio, read_records
-from instructie.io import InputError, SkipCounter, iter_jsonl, read_text
-from instructie.records import Record
+from instructie.core.annotation_formats import from_label_studio, read_records
+from instructie.core.io import InputError, SkipCounter, iter_jsonl, read_text
+from instructie.core.records import Record
 
 from . import check_options, register
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
-from instructie.modeling import build_random_t5  # noqa: E402
+from instructie.model.loading import build_random_t5  # noqa: E402
 
 
 def saved_bytes(model, rows: int, src_len: int, tgt_len: int, vocab: int) -> int:

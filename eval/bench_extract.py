@@ -147,9 +147,9 @@ def group_tasks(ex) -> dict[str, list[str]]:
 
 
 def run_extractor(ex, groups, tasks, args, device, constrained: bool, budget_s: float) -> dict:
-    from instructie.extractor import Schema
+    from instructie.inference.extractor import Schema
 
-    from instructie import generation
+    from instructie.decoding import generation
 
     _reset_peak(device)
     counts: dict[str, list[tuple[int, int]]] = {}  # group -> (supported, unsupported) per doc
@@ -200,7 +200,7 @@ _PROMPT_CACHE: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
 
 def _prompts_for(ex, text: str, tasks: list[str]) -> list[str]:
-    from instructie.extractor import Schema
+    from instructie.inference.extractor import Schema
 
     key = (text, tuple(tasks))
     if key not in _PROMPT_CACHE:
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="eval/bench_extract.json")
     args = ap.parse_args(argv)
 
-    from instructie.extractor import Extractor
+    from instructie.inference.extractor import Extractor
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t_start = time.perf_counter()
@@ -339,7 +339,7 @@ def main(argv=None) -> int:
 
     # naive baseline: a separate fp32 copy, loaded after the Extractor's runs (peaks stay separate)
     try:
-        from instructie.modeling import load_trained
+        from instructie.model.loading import load_trained
         prompts_ex = ex
         model_fp32, tok = load_trained(args.model, device=device, dtype=torch.float32)
         if device.startswith("cuda"):

@@ -40,8 +40,8 @@ def measure_peak_tflops(n: int = 8192, iters: int = 30) -> float:
 
 def load_instances(data: Path, n: int, seed: int = 0):
     from instructie.config import DataConfig, DatasetConfig
-    from instructie.data import load_sources, make_instances
-    from instructie.instructions import load_templates
+    from instructie.data.sources import load_sources, make_instances
+    from instructie.prompts.instructions import load_templates
 
     dsets = [
         DatasetConfig("ie_instructions", str(data / "ie_instructions"), split="train"),
@@ -57,8 +57,8 @@ def load_instances(data: Path, n: int, seed: int = 0):
 
 def bench_variant(name: str, size: str, tok, data, bs: int, steps: int, warmup: int, peak: float, *,
                   bf16: bool, grouped: bool, fixed: tuple[int, int] | None, fused: bool, compile_: bool) -> dict:
-    from instructie.data import collate, make_batches
-    from instructie.modeling import build_random_t5, model_flops_per_token
+    from instructie.data.sources import collate, make_batches
+    from instructie.model.loading import build_random_t5, model_flops_per_token
 
     torch.manual_seed(0)
     model = build_random_t5(size, ((len(tok) + 63) // 64) * 64, tok).cuda().train()
@@ -121,8 +121,8 @@ def main() -> None:
     ap.add_argument("--out", default="eval/bench_train.json")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False  # the plain recipe is true fp32
-    from instructie.data import tokenize
-    from instructie.modeling import train_tokenizer
+    from instructie.data.sources import tokenize
+    from instructie.model.loading import train_tokenizer
 
     t = time.time()
     inst, sources, _ = load_instances(Path(a.data), 20000)

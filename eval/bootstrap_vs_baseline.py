@@ -1,9 +1,9 @@
 """Paired bootstrap: a run's saved test predictions against the best no-model baseline (CPU, no model).
 
 Per dataset and main task: the headline metric of the predictions file and of every baseline built from
-the config's training split (``instructie.baselines``, as ``eval/baselines.py`` builds them), scored on
+the config's training split (``instructie.evaluation.baselines``, as ``eval/baselines.py`` builds them), scored on
 the same test records drawn with replacement ``--resamples`` times (fixed seed;
-``instructie.significance``). Prints, against the baseline that scores best on the whole split, the
+``instructie.evaluation.significance``). Prints, against the baseline that scores best on the whole split, the
 difference, its 95% interval and the share of draws in which the model is ahead: whether "beats the
 baseline" is a margin the test split's size can tell from chance. (``instructie eval --baseline-train
 ... --bootstrap N`` does the same from converted files.)
@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.baselines import build_baselines, splits_from_config  # noqa: E402
+from instructie.evaluation.baselines import build_baselines, splits_from_config  # noqa: E402
 from instructie.config import load_config  # noqa: E402
-from instructie.data import load_sources  # noqa: E402
-from instructie.evaluate import match_predictions, scored_records  # noqa: E402
-from instructie.io import ConfigError, InputError, SkipCounter, write_json  # noqa: E402
-from instructie.significance import against_best_baseline, against_other_run, margin_table  # noqa: E402
+from instructie.data.sources import load_sources  # noqa: E402
+from instructie.evaluation.evaluate import match_predictions, scored_records  # noqa: E402
+from instructie.core.io import ConfigError, InputError, SkipCounter, write_json  # noqa: E402
+from instructie.evaluation.significance import against_best_baseline, against_other_run, margin_table  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -22,14 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
-from instructie.constrained import copy_factory, first_blocked  # noqa: E402
-from instructie.data import load_sources, training_memory, training_texts  # noqa: E402
-from instructie.evaluate import prompts_for  # noqa: E402
-from instructie.io import write_json  # noqa: E402
-from instructie.instructions import load_templates, restrict  # noqa: E402
-from instructie.modeling import ModelSpec, load_tokenizer  # noqa: E402
-from instructie.records import MAIN_TASKS  # noqa: E402
-from instructie.targets import render  # noqa: E402
+from instructie.decoding.constraints import copy_factory, first_blocked  # noqa: E402
+from instructie.data.sources import load_sources, training_texts  # noqa: E402
+from instructie.hints.memory import training_memory  # noqa: E402
+from instructie.evaluation.evaluate import prompts_for  # noqa: E402
+from instructie.core.io import write_json  # noqa: E402
+from instructie.prompts.instructions import load_templates, restrict  # noqa: E402
+from instructie.model.loading import ModelSpec, load_tokenizer  # noqa: E402
+from instructie.core.records import MAIN_TASKS  # noqa: E402
+from instructie.prompts.targets import render  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

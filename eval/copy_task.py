@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from instructie import generation
-from instructie.modeling import ModelSpec, load_model_and_tokenizer
+from instructie.decoding import generation
+from instructie.model.loading import ModelSpec, load_model_and_tokenizer
 
 VARIANTS = ("plain", "copy_no_continue", "copy")
 

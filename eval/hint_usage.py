@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
-from instructie.data import load_sources, training_memory  # noqa: E402
-from instructie.evaluate import scored_records  # noqa: E402
-from instructie.io import iter_jsonl, write_json  # noqa: E402
-from instructie.records import Record  # noqa: E402
+from instructie.data.sources import load_sources  # noqa: E402
+from instructie.hints.memory import training_memory  # noqa: E402
+from instructie.evaluation.evaluate import scored_records  # noqa: E402
+from instructie.core.io import iter_jsonl, write_json  # noqa: E402
+from instructie.core.records import Record  # noqa: E402
 
 
 def item_keys(record: Record) -> set[tuple]:

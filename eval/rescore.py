@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config  # noqa: E402
-from instructie.data import load_sources  # noqa: E402
-from instructie.evaluate import evaluate_files, scored_records  # noqa: E402
-from instructie.io import write_json, write_jsonl  # noqa: E402
+from instructie.data.sources import load_sources  # noqa: E402
+from instructie.evaluation.evaluate import evaluate_files, scored_records  # noqa: E402
+from instructie.core.io import write_json, write_jsonl  # noqa: E402
 
 
 def main(argv=None) -> int:

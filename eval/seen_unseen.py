@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.baselines import splits_from_config  # noqa: E402
-from instructie.evaluate import match_predictions  # noqa: E402
-from instructie.io import ConfigError, InputError, SkipCounter, write_json  # noqa: E402
+from instructie.evaluation.baselines import splits_from_config  # noqa: E402
+from instructie.evaluation.evaluate import match_predictions  # noqa: E402
+from instructie.core.io import ConfigError, InputError, SkipCounter, write_json  # noqa: E402
 
 
 def seen_unseen(golds, preds, train_names: dict[str, set[str]]) -> dict[str, dict[str, dict[str, float]]]:

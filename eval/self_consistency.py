@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from instructie.cli import main as cli
+from instructie.cli.main import main as cli
 
 HERE = Path(__file__).parent
 

@@ -34,12 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from instructie.config import load_config, overrides_set  # noqa: E402
-from instructie.data import load_sources  # noqa: E402
-from instructie.evaluate import (HEADLINE, evaluate_floors, in_record_order, reorder_options,  # noqa: E402
-                                 scored_records)
-from instructie.hint_bias import FLOORLESS_TASKS, bias_label, check_bias, check_floor  # noqa: E402
-from instructie.io import atomic_write, write_json, write_jsonl  # noqa: E402
-from instructie.memory import HINT_TASKS  # noqa: E402
+from instructie.data.sources import load_sources  # noqa: E402
+from instructie.evaluation.evaluate import (evaluate_floors, in_record_order, reorder_options,  # noqa: E402
+                                            scored_records)
+from instructie.evaluation.scoring import HEADLINE  # noqa: E402
+from instructie.config import check_bias, check_floor  # noqa: E402
+from instructie.hints.bias import FLOORLESS_TASKS, bias_label  # noqa: E402
+from instructie.core.io import atomic_write, write_json, write_jsonl  # noqa: E402
+from instructie.hints.memory import HINT_TASKS  # noqa: E402
 
 
 def _where(ds) -> tuple:
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     a = ap.parse_args(argv)
 
-    from instructie.extractor import Extractor
+    from instructie.inference.extractor import Extractor
 
     try:
         floors = sorted({0.0, *(check_floor(f) for f in a.floors)})

@@ -1,7 +1,7 @@
 """Shared fixtures. ``tiny_model_dir``: a random-init tiny T5 model directory (weights,
 byte-level BPE tokenizer, instructie.json) built in about a second, for tests that need a
 loadable model but not a trained one (its answers are garbage; tests that need known
-answers script ``instructie.generation.generate``)."""
+answers script ``instructie.decoding.generation.generate``)."""
 from __future__ import annotations
 
 import json
@@ -34,8 +34,8 @@ def tiny_model_dir(tmp_path_factory):
     """A loadable ``Extractor.from_pretrained`` directory: random tiny T5 + instructie.json."""
     import torch
 
-    from instructie.instructions import load_templates
-    from instructie.modeling import VOCAB_MULTIPLE, _round_up, build_random_t5, save_model, train_tokenizer
+    from instructie.prompts.instructions import load_templates
+    from instructie.model.loading import VOCAB_MULTIPLE, _round_up, build_random_t5, save_model, train_tokenizer
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_model")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from instructie.cli import main as cli_main
+from instructie.cli.main import main as cli_main
 from instructie.config import RunConfig, load_config, parse_override
-from instructie.io import ConfigError
+from instructie.core.io import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -1,9 +1,8 @@
 """instructie: instruction-tuned information extraction."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .records import Argument, Entity, Event, Record, Relation  # noqa: E402
+from ._version import __version__
+from .core.records import Argument, Entity, Event, Record, Relation  # noqa: E402
 
 __all__ = ["Argument", "Entity", "Event", "Record", "Relation", "Extractor", "__version__"]
 
@@ -11,6 +10,6 @@ __all__ = ["Argument", "Entity", "Event", "Record", "Relation", "Extractor", "__
 def __getattr__(name):
     # Extractor pulls in torch/transformers: import it only when asked for.
     if name == "Extractor":
-        from .extractor import Extractor
+        from .inference.extractor import Extractor
         return Extractor
     raise AttributeError(name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from .io import ConfigError, read_yaml
-from .records import TASKS
+from .core.io import ConfigError, read_yaml
+from .core.records import TASKS
 
 
 @dataclass
@@ -353,7 +354,7 @@ def _validate_model(m: ModelConfig, bad) -> None:
 
 
 def _validate_datasets(dsets: list[DatasetConfig], where: str, bad) -> None:
-    from data_adapters import adapter_names
+    from instructie.data_adapters import adapter_names
     for i, ds in enumerate(dsets):
         if ds.adapter not in adapter_names():
             bad(f"{where}[{i}].adapter: unknown adapter {ds.adapter!r} (known: {', '.join(adapter_names())})")
@@ -434,22 +435,51 @@ def validate(cfg: RunConfig, src: str) -> None:
         bad(f"data.option_chunk_sampling is a share (0 to 1), got {d.option_chunk_sampling}")
     if e.constrained not in (False, True, "off", "on", "vocab", "copy"):
         bad(f"eval.constrained must be false, vocab or copy, got {e.constrained!r}")
-    from .instructions import OPTION_ORDERS
+    from .prompts.instructions import OPTION_ORDERS
     if e.option_order not in OPTION_ORDERS:
         bad(f"eval.option_order must be {' or '.join(OPTION_ORDERS)}, got {e.option_order!r}")
     elif e.option_order == "sorted" and not d.shuffle_options:
         bad("eval.option_order sorted asks the options in an order a model trained with data.shuffle_options false "
             "never saw (it saw the schema's): set eval.option_order: schema, or shuffle the options")
-    from .hint_bias import check_bias
     try:
         e.hint_bias = check_bias(e.hint_bias)
     except ValueError as err:
         bad(f"eval.hint_bias: {err}")
-    from .hint_bias import check_floor
     try:
         e.unhinted_floor = check_floor(e.unhinted_floor)
     except ValueError as err:
         bad(f"eval.unhinted_floor: {err}")
+
+
+# ---------------------------------------------------------------- hint settings
+def check_bias(bias, what: str = "a hint bias", top: float = math.inf) -> float | dict[str, float]:
+    """A hint bias as given (config, card, API): a number >= 0, or a mapping of tasks to numbers
+    where a key may also name a dataset (``{"NER": 4, "NER/CrossNER_AI": 16}``: that dataset's
+    records get 16, other NER records 4; see ``setting_for``); ValueError otherwise. Zero
+    entries of a task are dropped, and an empty mapping is 0 (off)."""
+    def number(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v <= top and math.isfinite(v)):
+            kind = "number >= 0" if top == math.inf else f"number from 0 to {top:g}"
+            raise ValueError(f"{what} is a {kind} or {{task: number}}, got {v!r}")
+        return float(v)
+
+    if isinstance(bias, dict):
+        out = {}
+        for key, v in bias.items():
+            task, _, dataset = str(key).partition("/")
+            if task not in TASKS or (key != task and not dataset):
+                raise ValueError(f"{what} for unknown task {key!r} (keys: a task, {', '.join(TASKS)}, or "
+                                 f"TASK/DATASET)")
+            # a dataset's own 0 stays: it overrides its task's value
+            if (v := number(v)) or dataset:
+                out[key] = v
+        return out if any(out.values()) else 0.0
+    return number(bias)
+
+
+def check_floor(floor) -> float | dict[str, float]:
+    """An unhinted-item floor as given: a confidence from 0 to 1 or {task: confidence}."""
+    return check_bias(floor, "an unhinted-item floor", 1.0)
 
 
 PRETRAIN_SUFFIXES = (".txt", ".jsonl", ".csv")

@@ -1,0 +1,1 @@
+"""Decoding: batched generation and the logits processors that constrain it."""

@@ -1,0 +1,541 @@
+"""The Python API: ``Extractor.from_pretrained(dir).extract(texts)`` -> documents with
+entities, relations and events, each with document character offsets and a confidence.
+
+Pipeline per chunk of documents (streamed, so memory stays flat on huge inputs):
+segment (sentences, windows that fit the model) -> one prompt per segment x task x
+option chunk -> batched, length-sorted generation -> answer items parsed one by one
+(each gets its own confidence: exp of the mean log-probability of its tokens, see
+``item_confidences``) -> items below ``min_confidence`` dropped -> the rest of the answer
+grounded in the segment text together (repeated mentions take successive occurrences)
+-> shifted to document offsets -> merged across overlapping windows (the same item at the
+same document offsets is kept once, with its highest confidence).
+
+``Document.sentences`` are the document's sentences (a sentence longer than the prompt
+budget is asked in overlapping windows, counted in ``stats["windows"]``, but listed once).
+Items whose spans are not in the text are counted in ``stats["unsupported"]`` and, with
+``keep_unsupported``, listed in ``Document.unsupported`` (found parts with document offsets,
+the rest ``None``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from ..prompts.instructions import asked_order, build_source, option_chunks
+from ..core.io import ConfigError, InputError, read_yaml
+from ..prompts.offsets import ground
+from ..core.records import Event, Record, detect_language, unique
+from ..prompts.targets import ParseResult, item_ranges, parse
+from ..decoding.tokens import item_confidences
+
+EXTRACT_TASKS = ("NER", "RE", "EE")
+
+
+@dataclass
+class Span:
+    text: str
+    label: str
+    start: int | None
+    end: int | None
+    score: float = 1.0
+
+
+@dataclass
+class RelationItem:
+    head: Span
+    label: str
+    tail: Span
+    score: float
+    slots: list[Span] = field(default_factory=list)
+
+
+@dataclass
+class EventItem:
+    type: str
+    trigger: Span
+    arguments: list[Span]
+    score: float
+
+
+@dataclass
+class Document:
+    id: str
+    text: str
+    language: str
+    sentences: list[tuple[int, int]] = field(default_factory=list)
+    entities: list[Span] = field(default_factory=list)
+    relations: list[RelationItem] = field(default_factory=list)
+    events: list[EventItem] = field(default_factory=list)
+    unsupported: list[dict] = field(default_factory=list)  # items whose spans are not in the text
+    stats: dict = field(default_factory=dict)
+
+    def to_dict(self, with_text: bool = False) -> dict:
+        d = asdict(self)
+        if not with_text:
+            d.pop("text")
+        d["sentences"] = [{"start": s, "end": e} for s, e in self.sentences]
+        return d
+
+
+@dataclass
+class Schema:
+    """Labels to ask for per task; None -> the labels the model was trained with."""
+    ner: list[str] | None = None
+    re: list[str] | None = None
+    ee: list[str] | None = None
+    ee_roles: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Schema":
+        p = Path(path)
+        data = read_yaml(p, "schema file")
+        if not isinstance(data, dict) or not set(data) <= {"ner", "re", "ee"}:
+            raise ConfigError(f"{p}: expected a mapping with keys ner, re, ee")
+        ee = data.get("ee")
+        roles = {}
+        if isinstance(ee, dict):  # {event type: [roles]}
+            for k, v in ee.items():
+                if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+                    raise ConfigError(f"{p}: ee.{k}: the roles of an event type are a list of role names, "
+                                      f"got {v!r}")
+            roles = {k: list(v or []) for k, v in ee.items()}
+            ee = list(ee)
+        for k, v in (("ner", data.get("ner")), ("re", data.get("re")), ("ee", ee)):
+            if v is not None and not (isinstance(v, list) and v and all(isinstance(x, str) for x in v)):
+                raise ConfigError(f"{p}: {k} must be a non-empty list of labels (leave it out for the model's own)")
+        return cls(data.get("ner"), data.get("re"), ee, roles)
+
+
+class Extractor:
+    def __init__(self, model, tokenizer, card: dict, device: str, memory=None):
+        self.model, self.tokenizer, self.card, self.device = model, tokenizer, card, device
+        self.templates = card.get("templates") or {}
+        self.max_options = card.get("max_options", 16)  # None: every label in one prompt, as trained
+        # labels asked sorted (instructions.asked_order), so the answer cannot depend on the schema's order; a
+        # model saved before the setting existed was scored in schema order, and is asked so
+        self.option_order = card.get("option_order", "schema")
+        self.max_source_length = int(card.get("max_source_length", 256))
+        self.max_target_length = int(card.get("max_target_length", 128))
+        # A model trained with memory hints is always asked with one (memory.py); the hint
+        # line gets at most this many tokens of the prompt.
+        self.memory = memory
+        self.hint_budget = min(64, self.max_source_length // 4) if memory is not None else 0
+        self.hint_bias = card.get("hint_bias", 0.0) if memory is not None else 0.0  # a number or {task: number}
+        self.unhinted_floor = card.get("unhinted_floor", 0.0) if memory is not None else 0.0  # the same
+
+    def remember(self, records: Iterable[Record]) -> int:
+        """Add labeled records (a user's gazetteer or annotations) to the memory the hints
+        come from; returns how many NER/RE/EE/RC records were added (others have nothing to
+        remember). Only for models trained with hints."""
+        from ..hints.memory import HINT_TASKS
+
+        if self.memory is None:
+            raise ConfigError("this model was trained without memory hints (data.memory_hints); "
+                              "it cannot use added records")
+        n = 0
+        for r in records:
+            if r.task in HINT_TASKS:
+                self.memory.add(r)
+                n += 1
+        return n
+
+    # ------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None, dtype: str | None = None,
+                        option_order: str | None = None) -> "Extractor":
+        """The model ``instructie train`` saved: its directory, or a Hugging Face hub id ('org/name') of one.
+        ``option_order``: "sorted" or "schema" (``instructions.asked_order``); default: the model's."""
+        import torch
+
+        if option_order is not None:
+            try:
+                asked_order([], option_order)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+
+        from ..model.loading import load_trained, resolve_model_dir
+
+        p = resolve_model_dir(path)  # a local directory, or a hub id fetched (or taken from the cache)
+        card_path = p / "instructie.json"
+        if not card_path.exists():
+            raise ConfigError(f"{p}: not an instructie model directory (no instructie.json); "
+                              "train one with `instructie train`")
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        if card.get("kind") == "pretrained":
+            raise ConfigError(f"{p}: a span-corruption pretrained base, not an extraction model; fine-tune it "
+                              f"with `instructie train` (model: {{name_or_path: {p}, init: pretrained}})")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"device {device!r}: not a device torch knows (cpu, cuda, cuda:0, mps)") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: this machine has no CUDA GPU (or torch was built without CUDA); "
+                              f"use cpu")
+        if dtype is None:
+            dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter every extract run
+        try:
+            model, tok = load_trained(p, device=device, dtype=getattr(torch, dtype))
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
+        model.eval()
+        memory = None
+        if card.get("memory_hints"):
+            from ..hints.memory import Memory
+
+            if not (p / "memory.json").exists():
+                raise ConfigError(f"{p}: the model was trained with memory hints but memory.json is missing")
+            memory = Memory.load(p / "memory.json")
+        ex = cls(model, tok, card, device, memory)
+        if option_order is not None:
+            ex.option_order = option_order
+        return ex
+
+    # ------------------------------------------------------------ labels
+    def trained_labels(self, task: str, language: str | None = None) -> list[str]:
+        """Labels of ``task`` the model was trained with; datasets of the document's
+        language first (a Chinese text is not asked for CoNLL's English types)."""
+        per_ds = self.card.get("labels", {})
+        langs = self.card.get("languages", {})
+        same = [d for d in per_ds if language is None or langs.get(d) == language]
+        pick = same if any(task in per_ds[d] for d in same) else list(per_ds)
+        return unique(l for d in pick for l in per_ds[d].get(task, []))
+
+    def trained_roles(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for roles in self.card.get("roles", {}).values():
+            for k, v in roles.items():
+                out.setdefault(k, [])
+                out[k] = unique(out[k] + list(v))
+        return out
+
+    # ------------------------------------------------------------ extraction
+    def extract(self, texts: Iterable[str] | str, tasks: Sequence[str] | None = None, *,
+                labels: Sequence[str] | None = None, relations: Sequence[str] | None = None,
+                schema: Schema | None = None, language: str | None = None, batch_size: int = 64,
+                num_beams: int = 1, max_new_tokens: int | None = None, min_confidence: float = 0.0,
+                keep_unsupported: bool = False, constrained: bool | str = False, ids: Iterable[str] | None = None,
+                docs_per_chunk: int = 256, progress=None, hint_bias: float | dict | None = None,
+                unhinted_floor: float | dict | None = None) -> Iterator[Document]:
+        """Extract from each text; yields one ``Document`` per input text, in order.
+
+        ``tasks``: NER, RE, EE (default: the model's). ``labels``: entity types to ask for
+        (event types when EE is asked without NER), ``relations``: relation types -- both
+        zero-shot, they override ``schema``; unset labels are the model's trained ones (those
+        of datasets in the document's language first). Long label lists are asked in chunks
+        of the model's ``max_options``. ``min_confidence``: items below it are dropped before
+        grounding. ``constrained``: True or "vocab": decode only tokens of the prompt (text and labels);
+        "copy": every field a contiguous copy of the text or a whole label (constrained.py).
+        ``hint_bias``: lean decoding toward the memory hint's items (hint_bias.py; a number or
+        ``{task: number}``; models trained with hints only); default: the model's (set by
+        ``eval/tune_hint_bias.py --write-card``), else 0. ``unhinted_floor``: an item the memory
+        hint did not propose is kept only with at least this confidence (0 to 1, or ``{task:
+        value}``; hint_bias.drop_unhinted); default: the model's (set by the same tuning), else 0.
+        ``ids``: document ids (default "0", "1", ...). ``docs_per_chunk`` documents are planned
+        and generated together (length-sorted batches of ``batch_size`` prompts); the input is
+        consumed lazily, chunk by chunk.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        for name, value in (("batch_size", batch_size), ("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
+            if not (value is None and name == "max_new_tokens") and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not isinstance(min_confidence, (int, float)) or not 0.0 <= min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence must be between 0 and 1, got {min_confidence!r}")
+        if isinstance(tasks, str):
+            tasks = [tasks]  # one task by name
+        for name, value in (("tasks", tasks), ("labels", labels), ("relations", relations)):
+            if value is None:
+                continue
+            if isinstance(value, str):
+                raise ConfigError(f"{name}: expected a list, got the string {value!r} (a list: [{value!r}])")
+            if not value or not all(isinstance(x, str) and x.strip() for x in value):
+                raise ConfigError(f"{name}: expected a non-empty list of names (None: the model's own), got "
+                                  f"{list(value)!r}")
+        from ..config import check_bias, check_floor
+        try:
+            hint_bias = check_bias(self.hint_bias if hint_bias is None else hint_bias)
+        except ValueError as e:
+            raise ConfigError(f"hint_bias: {e}") from None
+        try:
+            unhinted_floor = check_floor(self.unhinted_floor if unhinted_floor is None else unhinted_floor)
+        except ValueError as e:
+            raise ConfigError(f"unhinted_floor: {e}") from None
+        for name, value in (("hint_bias", hint_bias), ("unhinted_floor", unhinted_floor)):
+            if value and self.memory is None:
+                raise ConfigError(f"{name} needs a model trained with memory hints (data.memory_hints)")
+        decoding = (constrained, hint_bias, unhinted_floor)
+        tasks = [t.upper() for t in (self.default_tasks() if tasks is None else tasks)]
+        for t in tasks:
+            if t not in EXTRACT_TASKS:
+                raise ConfigError(f"task {t!r} cannot run on raw text (choose from {', '.join(EXTRACT_TASKS)})")
+        if labels is not None and not {"NER", "EE"} & set(tasks):
+            raise ConfigError(f"labels are entity types (NER), or event types when EE runs without NER; the tasks "
+                              f"{', '.join(tasks)} do not ask for them (relation types: relations)")
+        if relations is not None and "RE" not in tasks:
+            raise ConfigError(f"relations are asked by the RE task, which is not among {', '.join(tasks)}")
+        if schema is not None:
+            for name in ("ner", "re", "ee"):
+                value = getattr(schema, name)
+                if value is not None and (isinstance(value, str) or not value):
+                    raise ConfigError(f"schema.{name}: expected a non-empty list of labels (None: the model's own), "
+                                      f"got {value!r}")
+        # A copy: the caller's Schema is not changed by ``labels``/``relations``.
+        schema = replace(schema, ee_roles=dict(schema.ee_roles)) if schema is not None else Schema()
+        if labels is not None:
+            if "EE" in tasks and "NER" not in tasks:
+                schema.ee = list(labels)
+            else:
+                schema.ner = list(labels)
+        if relations is not None:
+            schema.re = list(relations)
+        id_iter = iter(ids) if ids is not None else None
+        chunk: list[tuple[str, str]] = []
+        n = 0
+        for text in texts:
+            if not isinstance(text, str):
+                raise InputError(None, f"text {n}", f"expected a string, got {type(text).__name__}")
+            doc_id = next(id_iter) if id_iter is not None else str(n)
+            n += 1
+            chunk.append((doc_id, text))
+            if len(chunk) >= docs_per_chunk:
+                yield from self._extract_chunk(chunk, tasks, schema, language, batch_size, num_beams,
+                                               max_new_tokens, min_confidence, keep_unsupported, decoding,
+                                               progress)
+                chunk = []
+        if chunk:
+            yield from self._extract_chunk(chunk, tasks, schema, language, batch_size, num_beams,
+                                           max_new_tokens, min_confidence, keep_unsupported, decoding, progress)
+
+    def default_tasks(self) -> list[str]:
+        return [t for t in self.card.get("tasks", []) if t in EXTRACT_TASKS] or ["NER"]
+
+    def _labels_for(self, task: str, schema: Schema, language: str) -> list[str]:
+        given = {"NER": schema.ner, "RE": schema.re, "EE": schema.ee}[task]
+        return list(given) if given is not None else self.trained_labels(task, language)
+
+    def _text_budget(self, task: str, options: list[str]) -> int:
+        """Tokens left for the text once instruction and options are in the prompt."""
+        probe = build_source(Record("", "", task, ""), self._template(task), options)
+        used = len(self.tokenizer(probe)["input_ids"]) + self.hint_budget
+        return max(16, self.max_source_length - used)
+
+    def _option_plan(self, task: str, labels: list[str]) -> list[tuple[list[str], int]]:
+        """(option chunk, text budget) pairs: chunks of the model's ``max_options``, and any chunk whose
+        labels would leave the text under a quarter of the prompt halved until they do not (a long
+        label list, or a model trained with every label in one prompt, must not push the text out)."""
+        plan, todo = [], option_chunks(asked_order(labels, self.option_order), self.max_options)
+        while todo:
+            opts = todo.pop(0)
+            room = self._text_budget(task, opts)
+            if room < self.max_source_length // 4 and len(opts) > 1:
+                half = (len(opts) + 1) // 2
+                todo[:0] = [opts[:half], opts[half:]]
+            else:
+                plan.append((opts, room))
+        return plan
+
+    def _hint(self, rec: Record, tok_len) -> str | None:
+        """The memory's hint for a prompt, cut (whole items) to ``hint_budget`` tokens."""
+        if self.memory is None:
+            return None
+        return self.memory.hint(rec, fits=lambda line: tok_len(line) <= self.hint_budget)
+
+    def _template(self, task: str) -> str:
+        return (self.templates.get(task) or ["Extract."])[0]
+
+    def _plan(self, chunk: list[tuple[str, str]], tasks: Sequence[str], schema: Schema, language: str | None
+              ) -> tuple[list[Document], dict[int, list], list[tuple[int, Any, str, list[str], str]]]:
+        """Documents, their segments, and one prompt (doc, segment, task, options, source) per
+        segment x task x option chunk -- exactly what ``extract`` sends to the model."""
+        from .segment import segment_many
+
+        docs = [Document(doc_id, text, language or detect_language(text[:2000])) for doc_id, text in chunk]
+        tok = self.tokenizer
+
+        def tok_len(s: str) -> int:
+            return len(tok(s, add_special_tokens=False)["input_ids"])
+
+        prompts: list[tuple[int, Any, str, list[str], str]] = []  # doc, segment, task, options, source
+        by_lang: dict[str, list[int]] = {}
+        for i, d in enumerate(docs):
+            by_lang.setdefault(d.language, []).append(i)
+        seg_of: dict[int, list] = {}
+        for lang, idxs in by_lang.items():
+            plans = {t: self._option_plan(t, self._labels_for(t, schema, lang)) for t in tasks}
+            # Sentences are windowed for the roomiest prompt; a prompt with less room for the
+            # text (long labels) windows only the sentences too long for it.
+            budget = max((b for v in plans.values() for _, b in v), default=self.max_source_length)
+            templates = {t: self._template(t) for t in tasks}
+            for i, segs in zip(idxs, segment_many((docs[i].text for i in idxs), language=lang,
+                                                  max_len=budget, length_fn=tok_len, overlap=32)):
+                seg_of[i] = segs
+                docs[i].sentences = _sentence_spans(segs)
+                for s in segs:
+                    n_tokens = tok_len(s.text)
+                    for t in tasks:
+                        for opts, room in plans[t]:
+                            if not opts:
+                                continue
+                            for piece in ([s] if n_tokens <= room else _windows(s, lang, room, tok_len)):
+                                rec = Record("", "", t, piece.text, language=lang, options=opts)
+                                prompts.append((i, piece, t, opts,
+                                                build_source(rec, templates[t], opts, self._hint(rec, tok_len))))
+        return docs, seg_of, prompts
+
+    def _extract_chunk(self, chunk, tasks, schema, language, batch_size, num_beams, max_new_tokens,
+                       min_confidence, keep_unsupported, decoding, progress) -> Iterator[Document]:
+        from ..decoding import generation
+
+        tok = self.tokenizer
+        docs, seg_of, prompts = self._plan(chunk, tasks, schema, language)
+        factory = None
+        from ..hints.bias import below_floor, floor_for, hint_items
+
+        constrained, hint_bias, unhinted_floor = decoding
+        if constrained or hint_bias:
+            from ..hints.bias import decoding_factory
+            role_map = {**self.trained_roles(), **schema.ee_roles}
+            factory = decoding_factory(constrained, tok, self.model.config.vocab_size, templates=self.templates,
+                                   roles=sorted({x for rs in role_map.values() for x in rs}), hint_bias=hint_bias)
+        outs = generation.generate(self.model, tok, [p[4] for p in prompts], batch_size=batch_size,
+                                   max_source_length=self.max_source_length,
+                                   max_new_tokens=max_new_tokens or self.max_target_length, num_beams=num_beams,
+                                   logits_processor_factory=factory, progress=progress)
+        roles = {**self.trained_roles(), **schema.ee_roles}
+        found: dict[int, dict] = {i: {} for i in range(len(docs))}
+        for (i, seg, task, opts, prompt), g in zip(prompts, outs):
+            doc = docs[i]
+            if g.truncated:  # the text budget should prevent this; say so if it did not
+                doc.stats["truncated_prompts"] = doc.stats.get("truncated_prompts", 0) + 1
+            # Items are parsed one by one (each has its own confidence), then grounded together,
+            # so that repeated mentions take successive occurrences ("Paris; Paris" -> two
+            # offsets). ``ground`` carries labels through untouched: each item's label is tagged
+            # with its index to find its confidence again afterwards.
+            ranges = item_ranges(g.text)
+            merged, confs = ParseResult(), []
+            floor = floor_for(unhinted_floor, task)
+            hint = hint_items(prompt, writable_only=False) if floor else []
+            for (s, e), conf in zip(ranges, item_confidences(tok, g.token_ids, g.token_logprobs, g.text, ranges)):
+                res = parse(g.text[s:e], task, options=opts, roles=roles if task == "EE" else None)
+                for reason, c in res.dropped.items():
+                    doc.stats[f"dropped_{reason}"] = doc.stats.get(f"dropped_{reason}", 0) + c
+                if conf < min_confidence:
+                    doc.stats["below_min_confidence"] = doc.stats.get("below_min_confidence", 0) + \
+                        len(res.entities) + len(res.relations) + len(res.events)
+                    continue
+                if below_floor(g.text[s:e], conf, floor, hint):
+                    doc.stats["below_unhinted_floor"] = doc.stats.get("below_unhinted_floor", 0) + \
+                        len(res.entities) + len(res.relations) + len(res.events)
+                    continue
+                tag = f"{len(confs)}{_TAG}"
+                confs.append(conf)
+                merged.entities += [replace(x, label=tag + x.label) for x in res.entities]
+                merged.relations += [replace(x, label=tag + x.label) for x in res.relations]
+                merged.events += [replace(x, type=tag + x.type) for x in res.events]
+            if not confs:
+                continue
+            gr = ground(merged, seg.text, task)
+            for ent in gr.entities:
+                conf, label = _untag(ent.label, confs)
+                _keep(found[i], ("E", ent.start + seg.start, ent.end + seg.start, label),
+                      Span(ent.text, label, ent.start + seg.start, ent.end + seg.start, conf))
+            for r in gr.relations:
+                conf, label = _untag(r.label, confs)
+                h, t = _shift(r.head, seg.start, conf), _shift(r.tail, seg.start, conf)
+                _keep(found[i], ("R", h.start, h.end, label, t.start, t.end),
+                      RelationItem(h, label, t, conf, [_shift(a, seg.start, conf, a.role) for a in r.slots]))
+            for ev in gr.events:
+                conf, etype = _untag(ev.type, confs)
+                trig = _shift(ev.trigger, seg.start, conf, etype)
+                args = [_shift(a, seg.start, conf, a.role) for a in ev.arguments]
+                _keep(found[i], ("V", trig.start, trig.end, etype), EventItem(etype, trig, args, conf))
+            for u in gr.unsupported:
+                doc.stats["unsupported"] = doc.stats.get("unsupported", 0) + 1
+                if keep_unsupported:
+                    item = u.item
+                    if isinstance(item, Event):
+                        conf, lab = _untag(item.type, confs)
+                        item = replace(item, type=lab)
+                    else:
+                        conf, lab = _untag(item.label, confs)
+                        item = replace(item, label=lab)
+                    doc.unsupported.append({"task": task, "item": _shifted_dict(item, seg.start),
+                                            "missing": list(u.missing), "sentence": [seg.start, seg.end],
+                                            "score": conf})
+        for i, d in enumerate(docs):
+            items = sorted(found[i].values(), key=lambda x: _order(x))
+            d.entities = [x for x in items if isinstance(x, Span)]
+            d.relations = [x for x in items if isinstance(x, RelationItem)]
+            d.events = [x for x in items if isinstance(x, EventItem)]
+            d.stats["segments"] = len(seg_of.get(i, []))
+            d.stats["windows"] = sum(1 for s in seg_of.get(i, []) if s.window_index > 0)
+            yield d
+
+
+_TAG = "\x1f"  # never in a label: parse() reads labels from text where \x1f is not written
+
+
+def _untag(label: str, confs: list[float]) -> tuple[float, str]:
+    k, _, rest = label.partition(_TAG)
+    return confs[int(k)], rest
+
+
+def _sentence_spans(segs) -> list[tuple[int, int]]:
+    """Document offsets of the sentences (a sentence cut into windows is reported once, whole)."""
+    out: dict[int, tuple[int, int]] = {}
+    for s in segs:
+        a, b = out.get(s.sentence_index, (s.start, s.end))
+        out[s.sentence_index] = (min(a, s.start), max(b, s.end))
+    return [out[k] for k in sorted(out)]
+
+
+def _shifted_dict(item, offset: int) -> dict:
+    """An unsupported item as a dict, its located spans shifted to document offsets."""
+    def fix(x):
+        if isinstance(x, dict):
+            y = {k: fix(v) for k, v in x.items()}
+            if isinstance(y.get("start"), int) and isinstance(y.get("end"), int):
+                y["start"] += offset
+                y["end"] += offset
+            return y
+        if isinstance(x, (list, tuple)):
+            return [fix(v) for v in x]
+        return x
+    return fix(asdict(item))
+
+
+def _windows(seg, language: str, room: int, tok_len) -> list:
+    """``seg`` cut into overlapping windows of at most ``room`` tokens, in document offsets."""
+    from .segment import segment
+
+    return [replace(w, doc_index=seg.doc_index, start=seg.start + w.start, end=seg.start + w.start + len(w.text),
+                    sentence_index=seg.sentence_index, window_index=seg.window_index + k)
+            for k, w in enumerate(segment(seg.text, language=language, max_len=room, length_fn=tok_len, overlap=32))]
+
+
+def _shift(x, offset: int, score: float, label: str | None = None) -> Span:
+    lab = label if label is not None else getattr(x, "label", getattr(x, "role", ""))
+    if x.start is None:
+        return Span(x.text, lab, None, None, score)
+    return Span(x.text, lab, x.start + offset, x.end + offset, score)
+
+
+def _keep(store: dict, key: tuple, item) -> None:
+    """Overlapping windows may find an item twice: keep the more confident one."""
+    old = store.get(key)
+    if old is None or item.score > old.score:
+        store[key] = item
+
+
+def _order(x) -> tuple:
+    s = x if isinstance(x, Span) else (x.head if isinstance(x, RelationItem) else x.trigger)
+    return (s.start if s.start is not None else -1, s.end or 0)

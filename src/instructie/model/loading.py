@@ -1,0 +1,471 @@
+"""Model and tokenizer: load a pretrained seq2seq model, or build a random-init T5 (with a tokenizer
+trained on the training texts), save/load trained models, count parameters and FLOPs.
+
+transformers 5.x details this module works around (checked in the 5.24 source; 5.17 checked by tests run
+on the GPU image):
+
+* ``T5Config.__post_init__`` forces ``tie_word_embeddings=True`` and turns the flag the caller passed into
+  ``scale_decoder_outputs`` (``False`` -> T5 v1.1/Flan-T5 style, no ``d_model**-0.5`` scaling). A freshly
+  built ``T5ForConditionalGeneration`` therefore *ties* ``lm_head`` to ``shared`` (std 1.0) with no output
+  scaling: initial logits have std ~sqrt(d_model) and the loss starts near 100. We untie and re-init.
+* ``PreTrainedModel.tie_weights()`` (called by ``resize_token_embeddings``) re-ties ``lm_head`` to ``shared``
+  whenever ``config.tie_word_embeddings`` is true -- which it always is for a loaded T5 -- silently throwing
+  away Flan-T5's separately trained output layer. ``_pin_untied_head`` sets the flag to ``False`` on the
+  live config whenever the head is a separate tensor, so later ``tie_weights()`` calls leave it alone.
+* ``from_pretrained`` of a checkpoint holding both ``shared.weight`` and a different ``lm_head.weight`` does
+  not tie them but logs a warning that we silence (we check the outcome ourselves).
+* ``save_pretrained`` always writes safetensors (the ``safe_serialization`` argument is gone).
+* The same flag also ties the encoder's and decoder's input embeddings to ``shared``: a T5 built from a config
+  whose flag is ``False`` (the copy head put around a loaded model) had three separate tables, trained apart,
+  and a reload re-tied the decoder's to ``shared`` (its trained values lost). ``share_input_embeddings``
+  makes the encoder and decoder read ``shared``, as T5 always does.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from ..core.io import ConfigError
+from .embeddings import pin_untied_head, share_input_embeddings
+
+PAD, EOS, UNK = "<pad>", "</s>", "<unk>"  # T5 convention: ids 0, 1, 2
+VOCAB_MULTIPLE = 64  # model embedding rows are padded to this (GPU-friendly matmuls; Flan-T5 has 32128 rows)
+MODEL_MAX_LENGTH = 512  # as Flan-T5's tokenizer; only used when a caller truncates without a max_length
+
+# Flan-T5 shapes (gated-GELU FFN, untied head, no output scaling). "tiny" is for tests and CPU quickstarts.
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(num_layers=2, num_decoder_layers=2, d_model=128, d_ff=256, num_heads=4, d_kv=32),
+    "small": dict(num_layers=8, num_decoder_layers=8, d_model=512, d_ff=1024, num_heads=6, d_kv=64),
+    "base": dict(num_layers=12, num_decoder_layers=12, d_model=768, d_ff=2048, num_heads=12, d_kv=64),
+}
+
+
+@dataclass
+class ModelSpec:
+    name_or_path: str | None = None  # hub id (google/flan-t5-base) or local dir; required for "pretrained"
+    init: str = "pretrained"  # "pretrained" | "random"
+    size: str = "small"  # random init only: "tiny" | "small" | "base"
+    tokenizer: str | None = None  # tokenizer dir/hub id; None: the model's (pretrained) or trained (random)
+    vocab_size: int = 16000  # for a tokenizer trained from the texts
+    extend_vocab: bool = True  # add characters the tokenizer maps to <unk> (needs train_texts)
+    copy_head: bool = False  # add a pointer-generator copy head (copy_head.py); kept when the model has one
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None = None
+                             ) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model, tokenizer, report). The model is fp32 on CPU in train mode.
+
+    pretrained: ``name_or_path`` (local dir or hub id) with its tokenizer (or ``spec.tokenizer``).
+    random: a T5 of ``spec.size``; tokenizer ``spec.tokenizer``, else ``name_or_path``'s, else one trained
+    on ``train_texts``. With ``train_texts`` the tokenizer's unknown-character rate is measured and, with
+    ``extend_vocab``, missing characters are added (embeddings resized)."""
+    if spec.init not in ("pretrained", "random"):
+        raise ConfigError(f"model.init must be 'pretrained' or 'random', got {spec.init!r}")
+    if spec.init == "pretrained" and not spec.name_or_path:
+        raise ConfigError("model.name_or_path is required with init: pretrained (or use init: random)")
+    tokenizer, report = load_tokenizer(spec, train_texts)
+    report = {"init": spec.init, **report}
+
+    # the model, sized to the tokenizer
+    if spec.init == "pretrained":
+        model = _load_pretrained_model(spec.name_or_path)
+        report["source"] = spec.name_or_path
+    else:
+        if spec.size not in SIZES:
+            raise ConfigError(f"model.size must be one of {sorted(SIZES)}, got {spec.size!r}")
+        model = build_random_t5(spec.size, _round_up(len(tokenizer), VOCAB_MULTIPLE), tokenizer,
+                                copy_head=spec.copy_head)
+        report["source"] = f"random-init T5 ({spec.size})"
+    if spec.copy_head and not getattr(model.config, "copy_head", False):
+        from .copy_head import add_copy_head
+        model = add_copy_head(model)
+    report["copy_head"] = bool(getattr(model.config, "copy_head", False))
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:  # extended vocab, or resuming with an already-extended tokenizer
+        resize_embeddings(model, len(tokenizer))
+    model.train()
+
+    head = model.get_output_embeddings()
+    report.update(
+        params=count_params(model),
+        embedding_rows=model.get_input_embeddings().num_embeddings,
+        tokenizer_len=len(tokenizer),
+        lm_head_tied=head is not None and head.weight is model.get_input_embeddings().weight,
+        scale_decoder_outputs=bool(getattr(model.config, "scale_decoder_outputs", False)),
+    )
+    if head is not None:
+        report["lm_head_std"] = float(head.weight.detach().float().std())
+    rate = report.get("unknown_rate_after", {}).get("rate")
+    report["summary"] = (f"{report['source']}: {report['params']['total'] / 1e6:.1f}M params, "
+                         f"tokenizer {len(tokenizer)} tokens ({report['tokenizer']})"
+                         + (f", unknown chars {rate:.4%}" if rate is not None else "")
+                         + (f", added {len(report['added_chars'])} chars" if report.get("added_chars") else ""))
+    return model, tokenizer, report
+
+
+def build_random_t5(size: str, vocab_rows: int, tokenizer: Any = None, copy_head: bool = False) -> nn.Module:
+    """A random-init Flan-T5-shaped model with the init fixes described in the module docstring
+    (with ``copy_head``: the pointer-generator T5 of copy_head.py)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    pad = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else 0
+    eos = tokenizer.eos_token_id if tokenizer is not None and tokenizer.eos_token_id is not None else 1
+    config = T5Config(vocab_size=vocab_rows, feed_forward_proj="gated-gelu", dropout_rate=0.1,
+                      tie_word_embeddings=False,  # 5.x: means "no output scaling"; 4.x: also "untied"
+                      pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad, **SIZES[size])
+    if copy_head:
+        from .copy_head import CopyT5ForConditionalGeneration
+        model = CopyT5ForConditionalGeneration(config)
+    else:
+        model = T5ForConditionalGeneration(config)
+    if getattr(model.config, "scale_decoder_outputs", False):  # would double-scale with our head init
+        raise RuntimeError("transformers built a T5 that scales decoder outputs despite tie_word_embeddings=False")
+    d = config.d_model
+    head = model.get_output_embeddings()
+    if head is None or head.weight is model.get_input_embeddings().weight:
+        head = nn.Linear(d, vocab_rows, bias=False)  # 5.x ties it to `shared`: give it its own weight
+        model.set_output_embeddings(head)
+    # HF inits an untied head with std 1.0 (initial loss ~100); d**-0.5 gives unit-variance logits,
+    # since the decoder's final RMSNorm outputs unit-RMS vectors (nanoT5 issue 25, transformers PR 26441).
+    with torch.no_grad():
+        head.weight.normal_(mean=0.0, std=d ** -0.5)
+    pin_untied_head(model)
+    return model
+
+
+def resize_embeddings(model: nn.Module, n_tokens: int) -> int:
+    """Grow input embeddings (and an untied lm_head) to hold ``n_tokens`` ids, padded to VOCAB_MULTIPLE.
+    New rows start at the old rows' mean/covariance (HF ``mean_resizing``)."""
+    pin_untied_head(model)  # why: resize calls tie_weights(), which would re-tie Flan-T5's head to `shared`
+    rows = _round_up(n_tokens, VOCAB_MULTIPLE)
+    with quiet_logs("mean and covariance"):
+        model.resize_token_embeddings(rows, mean_resizing=True)
+    return rows
+
+
+@contextlib.contextmanager
+def quiet_logs(*fragments: str, loggers: tuple[str, ...] = ("transformers.modeling_utils", "transformers")
+               ) -> Iterator[None]:
+    """Drop records containing any of ``fragments`` (known, handled warnings) from ``loggers`` (a filter
+    acts only on records logged to its own logger, so name the module that logs them)."""
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = record.getMessage()
+            return not any(f in msg for f in fragments)
+
+    targets = [logging.getLogger(n) for n in loggers]
+    flt = _Drop()
+    for lg in targets:
+        lg.addFilter(flt)
+    try:
+        yield
+    finally:
+        for lg in targets:
+            lg.removeFilter(flt)
+
+
+def _is_local(name: str) -> bool:
+    """A path-looking name is never sent to the hub (hub ids are 'name' or 'org/name')."""
+    return (os.path.exists(name) or os.path.isabs(name) or name.startswith((".", "~"))
+            or name.count("/") > 1 or os.sep != "/" and os.sep in name)
+
+
+# what a trained model directory holds (save_model, train): never pickled weights
+MODEL_DIR_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.png"]
+
+
+def resolve_model_dir(name: str | os.PathLike) -> Path:
+    """A trained model's local directory: ``name`` itself when it is a path, else a Hugging Face hub repo
+    id ('org/name') fetched with ``huggingface_hub.snapshot_download`` (from the local cache when offline).
+    Not found either way: a ConfigError saying both."""
+    name = os.path.expanduser(str(name))
+    if _is_local(name):
+        return Path(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=name, allow_patterns=MODEL_DIR_FILES))
+    except Exception as err:  # offline, unknown repo, no access: all mean "not loadable from here"
+        reason = " ".join(str(err).split())[:300].rstrip(".")
+        raise ConfigError(f"model {name!r} is neither a local directory nor a model on the Hugging Face hub that "
+                          f"can be fetched (offline?): {type(err).__name__}: {reason}. Give the directory "
+                          f"`instructie train` wrote, or a hub id reachable from here") from None
+
+
+def _hub_error(what: str, name: str, err: Exception) -> ConfigError:
+    if _is_local(name):
+        reason = "directory not found" if not os.path.exists(name) else f"{type(err).__name__}: {err}"
+        return ConfigError(f"{what} {name!r} could not be loaded from the local path: {reason}")
+    reason = " ".join(str(err).split())[:400].rstrip(".")
+    return ConfigError(f"{what} {name!r} is not a local directory and could not be loaded from the Hugging "
+                       f"Face hub (offline?): {type(err).__name__}: {reason}. Give a local path or use init: random")
+
+
+def load_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """(tokenizer, report): ``spec.tokenizer``, else ``name_or_path``'s, else one trained on ``train_texts``.
+    With ``train_texts`` the unknown-character rate is measured and, with ``extend_vocab``, missing
+    characters are added -- the tokenizer a run of ``spec`` trains with."""
+    texts = list(train_texts) if train_texts is not None else None
+    report: dict[str, Any] = {}
+    tok_source = spec.tokenizer or spec.name_or_path
+    if tok_source:
+        # errors name the model when its own tokenizer is what failed to load
+        tokenizer = _load_tokenizer(tok_source, "tokenizer" if spec.tokenizer else "model")
+        report["tokenizer"] = tok_source
+    else:
+        if not texts:
+            raise ConfigError("init: random without a tokenizer needs training texts to train one")
+        tokenizer = train_tokenizer(texts, spec.vocab_size)
+        report["tokenizer"] = f"trained byte-level BPE (vocab {len(tokenizer)})"
+    tokenizer.clean_up_tokenization_spaces = False  # why: "lamb ." must decode as "lamb ." to match the source
+
+    # unknown characters, measured (and fixed) before the model is sized
+    if texts:
+        before = unknown_rate(tokenizer, texts)
+        report["unknown_rate_before"] = before
+        report["added_chars"] = []
+        if spec.extend_vocab and before["missing_chars"]:
+            tokenizer, report["extend_method"] = extend_tokenizer(tokenizer, before["missing_chars"])
+            report["added_chars"] = before["missing_chars"]
+            report["unknown_rate_after"] = unknown_rate(tokenizer, texts)
+        else:
+            report["unknown_rate_after"] = before
+    return tokenizer, report
+
+
+def _load_tokenizer(name: str, what: str = "tokenizer") -> Any:
+    from transformers import AutoTokenizer
+
+    name = os.path.expanduser(name)
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+    except Exception as err:  # OSError / ValueError / hub errors: all mean "not loadable from here"
+        raise _hub_error(what, name, err) from err
+
+
+def _load_pretrained_model(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+    name = os.path.expanduser(name)
+    try:
+        # dtype explicit: 5.x defaults to the checkpoint's dtype; training wants fp32 master weights.
+        model = _from_pretrained(name, dtype=dtype)
+    except Exception as err:
+        raise _hub_error("model", name, err) from err
+    pin_untied_head(model)
+    return model
+
+
+def _from_pretrained(name: str, **kwargs: Any) -> nn.Module:
+    """A seq2seq model by path or hub id; a checkpoint saved with ``copy_head: true`` gets our copy-head
+    class (a class of this package, not remote code)."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    config = AutoConfig.from_pretrained(name, trust_remote_code=False,
+                                        local_files_only=kwargs.get("local_files_only", False))
+    cls: Any = AutoModelForSeq2SeqLM
+    if getattr(config, "copy_head", False):
+        from .copy_head import CopyT5ForConditionalGeneration
+        cls = CopyT5ForConditionalGeneration
+    with quiet_logs("so we will NOT tie them"):
+        model = cls.from_pretrained(name, config=config, use_safetensors=True, trust_remote_code=False, **kwargs)
+    share_input_embeddings(model)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- saving
+def save_model(model: nn.Module, tokenizer: Any, out_dir: str | os.PathLike) -> Path:
+    """model.safetensors + config + generation config + tokenizer files in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves with prefixed keys
+    model = getattr(model, "module", model)  # DDP
+    pin_untied_head(model)  # config.json then says tie_word_embeddings: false, like Flan-T5's
+    model.save_pretrained(str(out))  # 5.x: safetensors only
+    tokenizer.save_pretrained(str(out))
+    if not (out / "model.safetensors").exists() and not (out / "model.safetensors.index.json").exists():
+        raise RuntimeError(f"{out}: save_pretrained wrote no safetensors file")
+    return out
+
+
+def load_trained(path: str | os.PathLike, device: str | torch.device | None = None,
+                 dtype: str | torch.dtype | None = None) -> tuple[nn.Module, Any]:
+    """(model, tokenizer) from a ``save_model`` directory, offline, in eval mode.
+    device None: cuda if available else cpu. dtype None: float32; a str like "bfloat16" is accepted."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    if not (p / "config.json").exists():
+        raise ConfigError(f"{p}: not a saved model directory (no config.json)")
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None) if dtype != "bf16" else torch.bfloat16
+        if not isinstance(dtype, torch.dtype):
+            raise ConfigError(f"unknown dtype {dtype!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = _from_pretrained(str(p), local_files_only=True, dtype=dtype or torch.float32)
+    pin_untied_head(model)
+    tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
+    tokenizer.clean_up_tokenization_spaces = False
+    return model.to(device).eval(), tokenizer
+
+
+# ---------------------------------------------------------------------------------------------- tokenizers
+# CJK characters become pre-tokens of their own, so a name is tokenized the same inside a sentence and alone
+# in an answer (copying needs that); byte-level BPE then merges each frequent character's UTF-8 bytes.
+# CJK and fullwidth punctuation and curly quotes too: merged with what follows ("）。", "”，") a span
+# ending in one could not be copied (eval/check_constraint.py: 2% of DuEE's gold answers were blocked).
+_CJK = r"[\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303F}\x{FF00}-\x{FFEF}\x{2018}-\x{201F}]"
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 16000) -> Any:
+    """Byte-level BPE trained on ``texts``: no character is ever <unk>, decode(encode(x)) == x (no normalizer:
+    fullwidth punctuation and newlines survive), <pad>=0 </s>=1 <unk>=2, and every encoding ends in </s>."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_CJK), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=[PAD, EOS, UNK],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator((t for t in texts if t), trainer)
+    # Without this post-processor targets never end in </s> and generation never learns to stop.
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}",
+                                                       special_tokens=[(EOS, tok.token_to_id(EOS))])
+    assert (tok.token_to_id(PAD), tok.token_to_id(EOS), tok.token_to_id(UNK)) == (0, 1, 2)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK,
+                                   model_max_length=MODEL_MAX_LENGTH, clean_up_tokenization_spaces=False)
+
+
+def unknown_rate(tokenizer: Any, texts: Iterable[str]) -> dict[str, Any]:
+    """Character-level coverage of ``texts`` (whitespace not counted): ``chars_total``, ``chars_unknown``
+    (occurrences of characters the tokenizer maps to <unk>), ``rate``, ``missing_chars`` (most frequent
+    first) and ``lossy_chars``: characters that are not <unk> but do not survive encode->decode (e.g.
+    T5's NFKC turns fullwidth '，' into ','; T5 drops newlines) -- copied spans containing them cannot match."""
+    counts = collections.Counter()
+    for t in texts:
+        counts.update(t)
+    chars = [c for c in counts if not c.isspace()]
+    unk = tokenizer.unk_token_id
+    missing, lossy = [], []
+    if chars:
+        enc = tokenizer(chars, add_special_tokens=False)["input_ids"]
+        dec = tokenizer.batch_decode(enc, skip_special_tokens=True)
+        for c, ids, back in zip(chars, enc, dec):
+            if unk is not None and unk in ids:
+                missing.append(c)
+            elif back.strip() != c:
+                lossy.append(c)
+    for c in ("\n", "\t"):  # whitespace is structural: only report whether it survives
+        if c in counts and tokenizer.decode(tokenizer(f"a{c}b", add_special_tokens=False)["input_ids"],
+                                            skip_special_tokens=True) != f"a{c}b":
+            lossy.append(c)
+    missing.sort(key=lambda c: -counts[c])
+    lossy.sort(key=lambda c: -counts[c])
+    total = sum(counts[c] for c in chars)
+    n_unk = sum(counts[c] for c in missing)
+    return {"chars_total": total, "chars_unknown": n_unk, "rate": n_unk / total if total else 0.0,
+            "missing_chars": missing, "lossy_chars": lossy}
+
+
+def extend_tokenizer(tokenizer: Any, chars: list[str]) -> tuple[Any, str]:
+    """A tokenizer that also knows ``chars``; returns (tokenizer, method). Existing ids are unchanged.
+
+    Unigram models (T5/mT5 sentencepiece): the characters become ordinary vocabulary pieces, so the
+    Metaspace pre-tokenizer sees them like any other text. ``add_tokens`` instead splits the text around
+    each added token and breaks spacing ("Blackburn 王" decodes as "Blackburn王"). Other models fall back
+    to ``add_tokens``."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    backend = tokenizer.backend_tokenizer
+    spec = json.loads(backend.to_str())
+    if spec["model"]["type"] != "Unigram":
+        from tokenizers import AddedToken
+        tokenizer.add_tokens([AddedToken(c, normalized=False) for c in chars])
+        return tokenizer, "add_tokens"
+    norm = backend.normalizer
+    pieces = list(dict.fromkeys(norm.normalize_str(c) if norm is not None else c for c in chars))
+    vocab = spec["model"]["vocab"]
+    known = {p for p, _ in vocab}
+    floor = min(s for _, s in vocab) - 1.0  # a new char competes only with <unk>; keep it below real pieces
+    added = {a["id"]: a["content"] for a in spec["added_tokens"]}
+    # Added tokens (T5's <extra_id_*>) may sit past the model vocab: fill those ids so new pieces follow them.
+    for i in range(len(vocab), max(added, default=-1) + 1):
+        vocab.append([added.get(i, f"<unused_{i}>"), floor - 10.0])
+    vocab.extend([p, floor] for p in pieces if p not in known and p.strip())
+    new = Tokenizer.from_str(json.dumps(spec))
+    special = {k: getattr(tokenizer, k) for k in ("pad_token", "eos_token", "unk_token", "bos_token",
+                                                  "sep_token", "cls_token", "mask_token")
+               if getattr(tokenizer, k, None) is not None}
+    extra = getattr(tokenizer, "extra_special_tokens", None) or getattr(tokenizer, "additional_special_tokens", None)
+    if isinstance(extra, (list, tuple)) and extra:  # T5's sentinels; 5.x maps this kwarg to extra_special_tokens
+        special["additional_special_tokens"] = [str(t) for t in extra]
+    # A plain fast tokenizer: tokenizer.json is then saved and loaded verbatim (a T5Tokenizer rebuilds parts).
+    out = PreTrainedTokenizerFast(tokenizer_object=new, model_max_length=tokenizer.model_max_length,
+                                  clean_up_tokenization_spaces=False, **special)
+    return out, "unigram_pieces"
+
+
+# ---------------------------------------------------------------------------------------------- accounting
+def count_params(model: nn.Module) -> dict[str, int]:
+    """total / trainable / embedding (input embeddings + an untied lm_head) / non_embedding parameters;
+    tied tensors are counted once."""
+    params = {id(p): p for p in model.parameters()}.values()
+    total = sum(p.numel() for p in params)
+    emb = {id(model.get_input_embeddings().weight): model.get_input_embeddings().weight}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None:
+        emb[id(head.weight)] = head.weight
+    n_emb = sum(p.numel() for p in emb.values())
+    return {"total": total, "trainable": sum(p.numel() for p in params if p.requires_grad),
+            "embedding": n_emb, "non_embedding": total - n_emb}
+
+
+@dataclass(frozen=True)
+class Flops:
+    """Training FLOPs (forward + backward = 3x forward; matmuls only, 2 FLOPs per multiply-add).
+
+    encoder_per_src_token: encoder layers, plus each decoder layer's cross-attention K/V projections
+    (computed once per source token). decoder_per_tgt_token: decoder layers incl. cross-attention and
+    the lm_head. Attention score/value terms use the padded lengths given (full, not causal-halved, as
+    executed). ``n_enc``/``n_dec``: the matmul parameters a source/target token passes through, so the
+    rule of thumb is train_flops ~= 6 * (n_enc * src_tokens + n_dec * tgt_tokens) + attention terms."""
+    encoder_per_src_token: float
+    decoder_per_tgt_token: float
+    n_enc: int
+    n_dec: int
+
+    def train_flops(self, src_tokens: float, tgt_tokens: float) -> float:
+        return self.encoder_per_src_token * src_tokens + self.decoder_per_tgt_token * tgt_tokens
+
+
+def model_flops_per_token(config: Any, src_len: int = 0, tgt_len: int = 0) -> Flops:
+    """Per-token training FLOPs of a T5-style encoder-decoder (see ``Flops``); ``src_len``/``tgt_len``
+    are the (padded) sequence lengths for the attention terms (0: leave them out)."""
+    d, inner = config.d_model, config.num_heads * config.d_kv
+    ffn = (3 if getattr(config, "is_gated_act", False) else 2) * d * config.d_ff
+    l_enc = config.num_layers
+    l_dec = getattr(config, "num_decoder_layers", None) or l_enc
+    n_enc = l_enc * (4 * d * inner + ffn) + l_dec * 2 * d * inner  # + cross-attn K,V
+    n_dec = l_dec * (4 * d * inner + 2 * d * inner + ffn) + d * config.vocab_size  # self, cross Q/O, ffn, head
+    attn_enc = l_enc * 4 * inner * src_len  # QK^T and AV over the source
+    attn_dec = l_dec * 4 * inner * (tgt_len + src_len)  # self-attention + cross-attention
+    return Flops(encoder_per_src_token=3.0 * (2 * n_enc + attn_enc),
+                 decoder_per_tgt_token=3.0 * (2 * n_dec + attn_dec), n_enc=n_enc, n_dec=n_dec)
+
+
+def _round_up(n: int, k: int) -> int:
+    return int(math.ceil(n / k) * k)

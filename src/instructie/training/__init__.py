@@ -1,0 +1,1 @@
+"""Training recipes (fine-tuning, span-corruption pretraining) and the pieces they share."""

@@ -1,0 +1,90 @@
+"""The answer grammar: parse(render(x)) == x for any span text; parse never raises."""
+from hypothesis import given, settings, strategies as st
+
+from instructie.core.records import Argument, Entity, Event, Record, Relation
+from instructie.prompts.targets import parse, render
+
+# Span texts with every delimiter the grammar uses, Chinese punctuation, quotes,
+# brackets, white space at the ends and the literal word None.
+ALPHABET = st.sampled_from(list("ab Z;|\\=:,()[]\"'，。；：（）“”、\n\t\u3000") + ["None", "北京", "é"])
+SPAN = st.lists(ALPHABET, min_size=1, max_size=8).map("".join)
+LABEL = st.sampled_from(["person", "org;x", "a|b", "人物", "in=Work", "None", " sp "])
+
+
+def _rec(task, **kw):
+    return Record(id="1", dataset="d", task=task, text="", **kw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(SPAN, LABEL), max_size=6, unique=True))
+def test_ner_round_trip(items):
+    rec = _rec("NER", entities=[Entity(lab, text) for text, lab in items])
+    got = parse(render(rec), "NER")
+    assert [(e.text, e.label) for e in got.entities] == items
+    assert not got.dropped
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(SPAN, LABEL, SPAN, st.lists(st.tuples(LABEL, SPAN), max_size=2)), max_size=5, unique_by=lambda t: (t[0], t[1], t[2])))
+def test_re_round_trip_with_slots(items):
+    rels = [Relation(Entity("", h), r, Entity("", t), tuple(Argument(k, v) for k, v in slots)) for h, r, t, slots in items]
+    got = parse(render(_rec("RE", relations=rels)), "RE")
+    assert got.relations == rels
+    assert not got.dropped
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(SPAN, LABEL, st.lists(st.tuples(LABEL, SPAN), max_size=3).map(tuple)), max_size=4, unique=True))
+def test_ee_round_trip(items):
+    evs = [Event(t, Entity(t, trig), tuple(Argument(r, a) for r, a in args)) for trig, t, args in items]
+    got = parse(render(_rec("EE", events=evs)), "EE")
+    assert got.events == evs
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(SPAN, max_size=5, unique=True))
+def test_neg_and_es_round_trip(names):
+    ents = [Entity("negative", n) for n in names]
+    assert parse(render(_rec("NEG", entities=ents)), "NEG").labels == names
+    assert [e.text for e in parse(render(_rec("ES", entities=ents)), "ES").entities] == names
+
+
+def test_empty_answers_are_none():
+    assert render(_rec("NER")) == "None"
+    assert render(_rec("RE")) == "None"
+    for task in ("NER", "RE", "EE", "NEG", "RC", "ES", "EP", "EPR", "EET", "EEA", "ET"):
+        res = parse("None", task)
+        assert not (res.entities or res.relations or res.events or res.labels)
+        assert not res.dropped
+
+
+def test_span_named_none_is_not_the_empty_answer():
+    rec = _rec("NEG", entities=[Entity("negative", "None")])
+    assert render(rec) == "\\None"
+    assert parse(render(rec), "NEG").labels == ["None"]
+
+
+def test_broken_outputs_keep_what_is_readable():
+    res = parse("Obama | person; EU | organization; Obama | person; x | spaceship; Paris | loc", "NER",
+                options=["person", "organization", "location"])
+    # a repeated entity item is a second mention, kept for grounding
+    assert [(e.text, e.label) for e in res.entities] == [("Obama", "person"), ("EU", "organization"),
+                                                         ("Obama", "person")]
+    assert res.dropped == {"unknown_label": 2}
+    res = parse("A | r | B; A | r | B; C | r | D", "RE")
+    assert [r.key() for r in res.relations] == [("A", "r", "B"), ("C", "r", "D")]
+    assert res.dropped == {"duplicate": 1}
+    # Truncated mid-item: the complete items survive, the stub is counted.
+    res = parse("A | 作者 | B; C | 作者", "RE")
+    assert [(r.head.text, r.label, r.tail.text) for r in res.relations] == [("A", "作者", "B")]
+    assert res.dropped == {"wrong_arity": 1}
+    res = parse("trig | 人生-死亡 | 时间=昨天 | garbage", "EE", roles={"人生-死亡": ["时间", "地点"]})
+    assert res.events[0].arguments == (Argument("时间", "昨天"),)
+    assert res.dropped == {"malformed_argument": 1}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60), st.sampled_from(["NER", "RE", "EE", "RC", "NEG", "ES", "ET", "EP", "EPR", "EET", "EEA", "??"]))
+def test_parse_never_raises(garbage, task):
+    res = parse(garbage, task, options=["a", "b"], roles={"a": ["r"]})
+    assert isinstance(res.dropped, dict)

@@ -98,7 +98,7 @@ def test_unknown_top_level_key(tmp_path):
     cfg = base(tmp_path)
     cfg["trian"] = {}
     msg = error_of(tmp_path, cfg)
-    assert "unknown key(s) trian" in msg and "allowed: data, eval, model, train" in msg
+    assert "unknown key(s) trian" in msg and "allowed: data, eval, hints, model, train" in msg
 
 
 def test_dataset_errors_name_the_list_item(tmp_path):

@@ -58,11 +58,6 @@ class DataConfig:
     max_eval_records: int | None = 500  # per dataset, during training (the test set is full)
     mention_replacement: float = 0.0  # lever: probability to swap spans for other same-type spans
     mention_novel: float = 0.3        # share of those swaps that put in an unseen string, not a training name
-    option_chunk_sampling: float = 0.0  # share of long option lists cut to one random chunk, as asked
-                                        # at inference (may hold no gold label: the answer is None)
-    memory_hints: bool = False        # lever: prompts carry what the training data says (memory.py)
-    memory_folds: int = 5             # training hints come from the other folds' records
-    memory_max_items: int = 16        # items per hint line
 
 
 @dataclass
@@ -102,12 +97,21 @@ class EvalConfig:
     num_beams: int = 1
     max_new_tokens: int = 128
     constrained: Any = False          # false | vocab (tokens of the input) | copy (contiguous copies)
-    hint_bias: Any = 0.0              # lean decoding toward the memory hint's items (hint_bias.py): a number
-                                      # or {task: number}; eval/tune_hint_bias.py picks it on dev sets; 0: off
-    unhinted_floor: Any = 0.0         # items the memory hint did not propose are kept only with at least this
-                                      # confidence (hint_bias.drop_unhinted): 0 to 1 or {task: value}; 0: off
     option_order: str = "sorted"      # the options' order in a prompt: sorted (answers cannot depend on the
-                                      # schema's order) or schema (as given; runs up to session 13 were scored so)
+                                      # schema's order) or schema (as given)
+
+
+@dataclass
+class HintsConfig:
+    """Memory hints, an optional plug-in (``instructie.hints``): each prompt carries what the training data
+    says about its text, and decoding may lean toward it. Off unless ``memory`` is true."""
+    memory: bool = False              # prompts carry the training memory's answer for the text (hints/memory.py)
+    folds: int = 5                    # training hints come from the other folds' records
+    max_items: int = 16               # items per hint line
+    bias: Any = 0.0                   # lean decoding toward the hint's items (hints/bias.py): a number or
+                                      # {task: number}; 0: plain decoding
+    unhinted_floor: Any = 0.0         # an item the hint did not propose is kept only with at least this
+                                      # confidence: 0 to 1 or {task: value}; 0: off
 
 
 @dataclass
@@ -116,6 +120,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    hints: HintsConfig = field(default_factory=HintsConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -214,6 +219,9 @@ def _build(cls, data: dict, where: str):
     names = {f.name for f in fields}
     at = f"{where}: " if where else ""
     unknown = set(data) - names
+    moved = [f"{where}.{k} is now {MOVED[f'{where}.{k}']}" for k in sorted(map(str, unknown)) if f"{where}.{k}" in MOVED]
+    if moved:
+        raise ConfigError("; ".join(moved))
     if unknown:
         keys = ", ".join(f"{where}.{k}" if where else str(k) for k in sorted(map(str, unknown)))
         raise ConfigError(f"unknown key(s) {keys} (allowed{' in ' + where if where else ''}: "
@@ -227,6 +235,12 @@ def _build(cls, data: dict, where: str):
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+# Keys that moved to another section: a config written for the old place says where to write them now.
+MOVED = {"data.memory_hints": "hints.memory", "data.memory_folds": "hints.folds",
+         "data.memory_max_items": "hints.max_items", "eval.hint_bias": "hints.bias",
+         "eval.unhinted_floor": "hints.unhinted_floor"}
 
 
 _KEY = re.compile(r"^(\w+)((?:\[(?:\d+|\+)\])*)$")
@@ -423,7 +437,6 @@ def validate(cfg: RunConfig, src: str) -> None:
     _check_minimums(_train_minimums(t) + [
         ("data.max_source_length", d.max_source_length, 1), ("data.max_target_length", d.max_target_length, 1),
         ("data.max_options", d.max_options, 1), ("data.max_eval_records", d.max_eval_records, 1),
-        ("data.memory_folds", d.memory_folds, 2), ("data.memory_max_items", d.memory_max_items, 1),
         ("eval.batch_size", e.batch_size, 1), ("eval.num_beams", e.num_beams, 1),
         ("eval.max_new_tokens", e.max_new_tokens, 1)], bad)
     _validate_train_values(t, bad)
@@ -431,8 +444,6 @@ def validate(cfg: RunConfig, src: str) -> None:
         bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")
     if not 0.0 <= d.mention_novel <= 1.0:
         bad(f"data.mention_novel is a share (0 to 1), got {d.mention_novel}")
-    if not 0.0 <= d.option_chunk_sampling <= 1.0:
-        bad(f"data.option_chunk_sampling is a share (0 to 1), got {d.option_chunk_sampling}")
     if e.constrained not in (False, True, "off", "on", "vocab", "copy"):
         bad(f"eval.constrained must be false, vocab or copy, got {e.constrained!r}")
     from .prompts.instructions import OPTION_ORDERS
@@ -441,14 +452,18 @@ def validate(cfg: RunConfig, src: str) -> None:
     elif e.option_order == "sorted" and not d.shuffle_options:
         bad("eval.option_order sorted asks the options in an order a model trained with data.shuffle_options false "
             "never saw (it saw the schema's): set eval.option_order: schema, or shuffle the options")
+    h = cfg.hints
     try:
-        e.hint_bias = check_bias(e.hint_bias)
+        h.bias = check_bias(h.bias)
     except ValueError as err:
-        bad(f"eval.hint_bias: {err}")
+        bad(f"hints.bias: {err}")
     try:
-        e.unhinted_floor = check_floor(e.unhinted_floor)
+        h.unhinted_floor = check_floor(h.unhinted_floor)
     except ValueError as err:
-        bad(f"eval.unhinted_floor: {err}")
+        bad(f"hints.unhinted_floor: {err}")
+    if (h.bias or h.unhinted_floor) and not h.memory:
+        bad("hints.bias and hints.unhinted_floor act on memory hints: set hints.memory: true, or leave them at 0")
+    _check_minimums([("hints.folds", h.folds, 2), ("hints.max_items", h.max_items, 1)], bad)
 
 
 # ---------------------------------------------------------------- hint settings

@@ -88,3 +88,27 @@ def test_broken_outputs_keep_what_is_readable():
 def test_parse_never_raises(garbage, task):
     res = parse(garbage, task, options=["a", "b"], roles={"a": ["r"]})
     assert isinstance(res.dropped, dict)
+
+
+ANSWER_PIECE = st.sampled_from(list("ab |;=\\") + ["None", "PER", "x=y", " ; ", "人物"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(ANSWER_PIECE, max_size=14).map("".join),
+       st.sampled_from(["NER", "RE", "EE", "NEG", "RC", "ES", "EP", "EPR", "ET", "EET"]))
+def test_parsing_item_by_item_reads_what_parsing_the_whole_answer_reads(answer, task):
+    """The prediction path parses answers item by item (each item gets its own confidence): the items
+    and the drop counts are those of parsing the answer whole, repeats of set-valued items included."""
+    from collections import Counter
+
+    from instructie.prompts.targets import parse_items
+
+    kw = dict(options=["PER", "a", "b", "人物"] if task not in ("ES", "EP") else None,
+              roles={"PER": ["x"], "a": ["x"]})
+    whole, parts = parse(answer, task, **kw), parse_items(answer, task, **kw)
+    assert [x for _, r in parts for x in r.entities] == whole.entities
+    assert [x for _, r in parts for x in r.relations] == whole.relations
+    assert [x for _, r in parts for x in r.events] == whole.events
+    assert [x for _, r in parts for x in r.labels] == whole.labels
+    assert sum((r.dropped for _, r in parts), Counter()) == whole.dropped
+    assert all(0 <= s <= e <= len(answer) for (s, e), _ in parts)

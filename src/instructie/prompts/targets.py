@@ -251,11 +251,34 @@ def parse(answer: str, task: str, options: list[str] | None = None,
     return res
 
 
-def _parse_into(res, answer, task, options, roles):
+def parse_items(answer: str, task: str, options: list[str] | None = None,
+                roles: dict[str, list[str]] | None = None) -> list[tuple[tuple[int, int], ParseResult]]:
+    """``parse`` item by item: each item's character range in ``answer`` (``item_ranges``) with what it
+    parsed to, so that every item can carry a confidence of its own. A set-valued task's repeat of an
+    earlier item is dropped and counted in the repeat's result, as ``parse`` does; EEA's arguments
+    come one event per item (``parse`` joins them into the prompt's one event). Never raises."""
+    out, seen = [], set()
+    if not isinstance(answer, str) or _is_none(answer):
+        return out
+    for s, e in item_ranges(answer, keep_empty=True):
+        res = ParseResult()
+        body = answer[s:e].strip()
+        if body in ("", NONE):  # counted as parse counts it in a list of items
+            res.dropped["none_in_list" if body else "empty_item"] += 1
+        else:
+            try:
+                _parse_into(res, answer[s:e], task, options, roles, seen)
+            except Exception:  # defensive, as parse
+                res.dropped["parser_error"] += 1
+        out.append(((s, e), res))
+    return out
+
+
+def _parse_into(res, answer, task, options, roles, seen: set | None = None):
     if _is_none(answer):
         return
     opts = set(options) if options else None
-    seen = set()
+    seen = set() if seen is None else seen
 
     # A repeated span item is a repeated mention (gold writes "Wales | location" twice
     # when Wales occurs twice): kept, and grounded to its next occurrence. Relations,
@@ -353,9 +376,10 @@ def _parse_into(res, answer, task, options, roles):
     res.dropped["unknown_task"] += 1
 
 
-def item_ranges(answer: str) -> list[tuple[int, int]]:
+def item_ranges(answer: str, keep_empty: bool = False) -> list[tuple[int, int]]:
     """Character ranges of the items of an answer (split at unescaped ';'), so a
-    caller can parse items one by one and give each its own confidence."""
+    caller can parse items one by one and give each its own confidence; blank items
+    left out unless ``keep_empty``."""
     out, start, i, n = [], 0, 0, len(answer)
     while i < n:
         if answer[i] == "\\":
@@ -366,4 +390,4 @@ def item_ranges(answer: str) -> list[tuple[int, int]]:
             start = i + 1
         i += 1
     out.append((start, n))
-    return [(s, e) for s, e in out if answer[s:e].strip()]
+    return out if keep_empty else [(s, e) for s, e in out if answer[s:e].strip()]

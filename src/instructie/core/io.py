@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
 import os
@@ -162,13 +163,49 @@ def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
     p = Path(path)
     try:
         with open(p, encoding="utf-8") as f:  # a stream with a name: YAML errors say the file, not "<unicode string>"
-            return yaml.safe_load(f)
+            return yaml.load(f, Loader=_unique_key_loader())
     except (FileNotFoundError, IsADirectoryError):
         raise ConfigError(f"{p}: {what} not found") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: {what} is not UTF-8 text") from None
+    except _DuplicateKey as e:
+        raise ConfigError(f"{p}:{e.line}: {e.problem}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, line: int, problem: str):
+        super().__init__(problem)
+        self.line, self.problem = line, problem
+
+
+@functools.cache
+def _unique_key_loader():
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error: YAML keeps the
+    last silently, so a second ``train:`` block would drop the whole first one. Keys a merge (``<<``)
+    brings in may still be overridden: that is what a merge is for."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + 1
+                    try:
+                        if key in seen:
+                            raise _DuplicateKey(line, f"key {key!r} is given twice in one mapping (first on line "
+                                                      f"{seen[key]}); YAML would keep only the last")
+                        seen[key] = line
+                    except TypeError:  # an unhashable key: SafeLoader's own error says so
+                        continue
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def read_json(path: str | os.PathLike) -> Any:

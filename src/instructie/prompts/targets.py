@@ -214,6 +214,8 @@ def _split_items_raw(answer: str) -> list[list[str]]:
 
 
 def _unescape(raw: str) -> str:
+    if "\\" not in raw:  # nothing escaped: only the padding to strip (str.strip's white space is isspace's)
+        return raw.strip()
     got = split_items(raw)
     return got[0][0] if got and got[0] else ""
 
@@ -256,6 +258,18 @@ def _parse_into(res, answer, task, options, roles):
         return
     opts = set(options) if options else None
     seen = set()
+    # Role sets are built once per answer, not per item: a schema may hold thousands of roles
+    # (DuEE: 65 event types) and a looping answer hundreds of thousands of items.
+    role_sets: dict[str, set[str]] = {}
+
+    def roles_of(label: str) -> set[str] | None:
+        if not roles or label not in roles:
+            return None
+        if label not in role_sets:
+            role_sets[label] = set(roles[label])
+        return role_sets[label]
+
+    any_role = {r for rs in roles.values() for r in rs} if roles and task == "EEA" else None
 
     # A repeated span item is a repeated mention (gold writes "Wales | location" twice
     # when Wales occurs twice): kept, and grounded to its next occurrence. Relations,
@@ -306,10 +320,7 @@ def _parse_into(res, answer, task, options, roles):
                 if label_ok(fields_[1]) and keep(tuple(fields_)):
                     res.events.append(Event(fields_[1], Entity(fields_[1], fields_[0])))
             elif task == "EEA":
-                allowed = None
-                if roles:
-                    allowed = {r for rs in roles.values() for r in rs}
-                if allowed is not None and fields_[1] not in allowed:
+                if any_role is not None and fields_[1] not in any_role:
                     res.dropped["unknown_role"] += 1
                     continue
                 if keep(tuple(fields_)):
@@ -333,8 +344,7 @@ def _parse_into(res, answer, task, options, roles):
                 etype = fields_[1]
                 if not label_ok(etype):
                     continue
-                allowed = set(roles[etype]) if roles and etype in roles else None
-                args = _slot_args(raw[2:], allowed, res)
+                args = _slot_args(raw[2:], roles_of(etype), res)
                 ev = Event(etype, Entity(etype, fields_[0]), tuple(args))
                 if keep(ev):
                     res.events.append(ev)
@@ -344,8 +354,7 @@ def _parse_into(res, answer, task, options, roles):
                     continue
                 if not label_ok(fields_[1]):
                     continue
-                allowed = set(roles[fields_[1]]) if roles and fields_[1] in roles else None
-                slots = _slot_args(raw[3:], allowed, res)
+                slots = _slot_args(raw[3:], roles_of(fields_[1]), res)
                 rel = Relation(Entity("", fields_[0]), fields_[1], Entity("", fields_[2]), tuple(slots))
                 if keep(rel):
                     res.relations.append(rel)

@@ -238,8 +238,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp")
     except OSError as e:
         raise InputError(p, None, f"cannot write output: {e.strerror or e}") from None
-    f = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
     try:
+        f = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
         try:
             yield _Output(f, p)
         except BaseException:

@@ -20,6 +20,8 @@ def check_offsets(rec: Record) -> None:
 
 
 def read_gold(path: str, errors: SkipCounter) -> list[tuple[Record, dict]]:
+    """Converted records of a JSONL file with their rows, each checked against its text (a bad line goes to
+    ``errors``)."""
     return [(rec, row) for _, rec, row in _gold_rows(path, errors)]
 
 

@@ -70,7 +70,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "cosine"          # constant | linear | cosine (after warmup)
     warmup_steps: int = 200
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0     # max gradient norm; 0 or null: no clipping
     batch_size: int = 32
     grad_accum: int = 1
     max_batch_tokens: int | None = None  # padded source tokens per forward pass: a batch of long prompts is
@@ -198,14 +198,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-3 as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads 1e-3 as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # .inf / .nan: no setting means them (null turns a limit off)
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -359,6 +364,8 @@ def _load(cls, path: str | Path | None, overrides: list[str], base: dict | None)
 
 
 def _validate_model(m: ModelConfig, bad) -> None:
+    if m.vocab_size < 1:
+        bad(f"model.vocab_size must be >= 1 (tokens of the tokenizer trained on the texts), got {m.vocab_size}")
     if m.init not in ("pretrained", "random"):
         bad(f"model.init must be 'pretrained' or 'random', got {m.init!r}")
     if m.init == "pretrained" and not m.name_or_path:
@@ -375,7 +382,7 @@ def _validate_datasets(dsets: list[DatasetConfig], where: str, bad) -> None:
         if not Path(ds.path).exists():
             bad(f"{where}[{i}].path: {ds.path} does not exist")
         if ds.weight <= 0:
-            bad(f"{where}[{i}].weight must be > 0")
+            bad(f"{where}[{i}].weight must be > 0, got {ds.weight}")
         if ds.max_records is not None and ds.max_records < 1:  # 0 read as "no cap" once: say what is meant
             bad(f"{where}[{i}].max_records must be >= 1 (leave it out for every record), got {ds.max_records}")
         for t in ds.tasks or []:
@@ -407,13 +414,36 @@ def _train_minimums(t: TrainConfig) -> list[tuple[str, Any, int]]:
             ("train.max_steps", t.max_steps, 1)]
 
 
+SEED_MAX = 2**32 - 1  # every RNG is seeded with train.seed; numpy's takes 0 to 2**32 - 1
+
+
 def _validate_train_values(t: TrainConfig, bad) -> None:
+    """Numbers the optimizer, schedule and loop would take without complaint and train wrongly with (a
+    negative grad_clip flips the gradients), or fail on only after the data and model are built."""
     if not t.lr > 0:
         bad(f"train.lr must be > 0, got {t.lr}")
+    if not t.weight_decay >= 0:
+        bad(f"train.weight_decay must be >= 0, got {t.weight_decay}")
+    for i, beta in enumerate(t.betas):
+        if not 0 <= beta < 1:
+            bad(f"train.betas[{i}] must be in [0, 1) (a decay rate of Adam's moving averages), got {beta}")
+    if t.grad_clip is not None and t.grad_clip < 0:
+        bad(f"train.grad_clip is the largest gradient norm, > 0 (0 or null: no clipping), got {t.grad_clip}")
+    if not 0 <= t.seed <= SEED_MAX:
+        bad(f"train.seed must be from 0 to {SEED_MAX}, got {t.seed}")
     if t.max_steps is None and not t.epochs > 0:
         bad("train.epochs must be > 0 (or set train.max_steps)")
     if t.max_time_s is not None and not t.max_time_s > 0:
         bad(f"train.max_time_s must be > 0 seconds, got {t.max_time_s}")
+    if t.prefetch_min_build_s is not None and t.prefetch_min_build_s < 0:
+        bad(f"train.prefetch_min_build_s must be >= 0 seconds (null: never build epochs ahead), "
+            f"got {t.prefetch_min_build_s}")
+    out = Path(t.output_dir)
+    for p in (out, *out.parents):  # the run would fail creating it, after the data load
+        if p.exists():
+            if not p.is_dir():
+                bad(f"train.output_dir: {p} is a file, not a folder" + ("" if p == out else f" (in {out})"))
+            break
 
 
 def validate(cfg: RunConfig, src: str) -> None:
@@ -429,8 +459,14 @@ def validate(cfg: RunConfig, src: str) -> None:
         _validate_datasets(getattr(d, sect), f"data.{sect}", bad)
     if not d.train:
         bad("data.train: at least one training dataset is required")
-    if d.template != "random" and not isinstance(d.template, int):
+    if d.template != "random" and (not isinstance(d.template, int) or isinstance(d.template, bool)):
         bad(f"data.template must be an index or 'random', got {d.template!r}")
+    if isinstance(d.template, int) and not isinstance(d.template, bool):
+        from .prompts.instructions import load_templates
+        fewest = min(len(v) for v in load_templates(d.templates).values())
+        if not 0 <= d.template < fewest:  # an index past a task's templates would wrap round to another one
+            bad(f"data.template {d.template}: the templates are numbered 0 to {fewest - 1} (every task has at least "
+                f"{fewest}), or 'random'")
     t = cfg.train
     _validate_train(t, bad)
     e = cfg.eval

@@ -67,6 +67,7 @@ def cmd_convert(a) -> int:
     errors, stats = SkipCounter(a.skip_invalid), Counter()
     template = a.template if a.template == "random" else int(a.template)
     counts = Counter()
+    renamed: dict[object, str] = {}  # texts whose repeated id was made unique (to_records), by line
     with atomic_write(a.output) as f:
         recs = read(a.input, split=a.split or "", on_error=errors, stats=stats, **opts)
         for rec in expand_tasks(recs, tasks):
@@ -76,12 +77,26 @@ def cmd_convert(a) -> int:
             row.update(instance_id=inst.id, source=inst.source, target=inst.target)
             if inst.record.options != rec.options:  # options were sampled to fit: keep what was asked
                 row["prompt_options"] = inst.record.options
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            try:  # the text is encoded whole before any of it is written: a refused record leaves no half line
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            except UnicodeEncodeError as e:  # a lone surrogate the reader let through (a name from a file name)
+                errors(InputError(a.input, rec.meta.get("line") or f"record {rec.id!r}",
+                                  f"holds text that is not valid Unicode ({e.object[e.start:e.end]!r}, a lone "
+                                  "surrogate): it cannot be written as UTF-8"))
+                continue
             counts[(rec.dataset, rec.task)] += 1
+            if "repeated_id" in rec.meta:
+                renamed.setdefault(rec.meta.get("line"), f"id {rec.meta['repeated_id']!r} at {rec.meta.get('line')}, "
+                                                         f"first at {rec.meta.get('first_line')}")
     for (ds, task), n in sorted(counts.items()):
         print(f"{ds}\t{task}\t{n} instances", file=sys.stderr)
     if stats:
         print("adapter stats: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items())), file=sys.stderr)
+    if renamed:
+        shown = list(renamed.values())[:5]
+        print(f"warning: {len(renamed)} text(s) reuse the id of an earlier text (joined exports?) and were kept "
+              "under unique ids, their line (or task) number appended: "
+              + "; ".join(shown) + ("; ..." if len(renamed) > len(shown) else ""), file=sys.stderr)
     if errors.count:
         print(errors.report(), file=sys.stderr)
     print(f"wrote {sum(counts.values())} instances to {a.output}", file=sys.stderr)

@@ -16,7 +16,7 @@ from ..core.records import MAIN_TASKS, Entity, Event, Record, Relation, item_spa
 from ..inference.predict import Answer, Decoding, generate_for, read_answer, record_prompts
 from ..prompts.offsets import ground_for
 from ..prompts.targets import ParseResult, parse
-from .gold import check_offsets, read_gold
+from .gold import check_offsets, read_scored_gold
 from .scoring import Prediction, format_table, score_all, summarize
 
 
@@ -299,7 +299,7 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
     no-model baselines beside it, and with ``bootstrap`` > 0 draws a paired bootstrap of the model
     against the best of them per dataset (``instructie.significance``)."""
     errors = SkipCounter(skip_invalid)
-    gold = read_gold(gold_path, errors)
+    gold, repeated = read_scored_gold(gold_path, errors)
     if not gold:  # nothing to score: a report of no records would read as a result
         raise InputError(gold_path, None, "no valid gold record (every line was skipped)" if errors.count else "empty")
     m = match_predictions(gold, pred_path, errors, field)
@@ -308,12 +308,15 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
     out = {"gold": gold_path, "predictions": pred_path, "records": len(golds), "missing_predictions": missing,
            "missing_ids": missing_ids, "unmatched_predictions": unmatched,
            "summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
-           "skipped_invalid": errors.count}
+           "skipped_invalid": errors.count, "repeated_gold": len(repeated)}
     if missing:
         out["table"] += (f"\n{missing} gold record(s) had no prediction (scored as empty): "
                          + ", ".join(missing_ids) + (", ..." if missing > len(missing_ids) else ""))
     if unmatched:
         out["table"] += f"\n{unmatched} prediction(s) matched no gold record (ignored)"
+    if repeated:
+        out["table"] += (f"\n{len(repeated)} gold record(s) repeated verbatim, scored once: "
+                         + "; ".join(repeated[:5]) + ("; ..." if len(repeated) > 5 else ""))
     if errors.count:
         out["table"] += "\n" + errors.report()
     if baselines is not None:

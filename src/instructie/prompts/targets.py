@@ -214,6 +214,8 @@ def _split_items_raw(answer: str) -> list[list[str]]:
 
 
 def _unescape(raw: str) -> str:
+    if "\\" not in raw:  # nothing escaped: only the padding to strip (str.strip's white space is isspace's)
+        return raw.strip()
     got = split_items(raw)
     return got[0][0] if got and got[0] else ""
 
@@ -257,7 +259,7 @@ def parse_items(answer: str, task: str, options: list[str] | None = None,
     parsed to, so that every item can carry a confidence of its own. A set-valued task's repeat of an
     earlier item is dropped and counted in the repeat's result, as ``parse`` does; EEA's arguments
     come one event per item (``parse`` joins them into the prompt's one event). Never raises."""
-    out, seen = [], set()
+    out, reading = [], _Reading(task, options, roles)
     if not isinstance(answer, str) or _is_none(answer):
         return out
     for s, e in item_ranges(answer, keep_empty=True):
@@ -267,18 +269,38 @@ def parse_items(answer: str, task: str, options: list[str] | None = None,
             res.dropped["none_in_list" if body else "empty_item"] += 1
         else:
             try:
-                _parse_into(res, answer[s:e], task, options, roles, seen)
+                _parse_into(res, answer[s:e], task, options, roles, reading)
             except Exception:  # defensive, as parse
                 res.dropped["parser_error"] += 1
         out.append(((s, e), res))
     return out
 
 
-def _parse_into(res, answer, task, options, roles, seen: set | None = None):
+class _Reading:
+    """What the items of one answer share while they are read: the options, the schema's role sets (built
+    once per answer, not per item: a schema may hold thousands of roles -- DuEE: 65 event types -- and a
+    looping answer hundreds of thousands of items), and the set-valued items seen so far."""
+
+    def __init__(self, task: str, options, roles):
+        self.opts = set(options) if options else None
+        self.roles = roles
+        self.role_sets: dict[str, set[str]] = {}
+        self.any_role = {r for rs in roles.values() for r in rs} if roles and task == "EEA" else None
+        self.seen: set = set()
+
+    def roles_of(self, label: str) -> set[str] | None:
+        if not self.roles or label not in self.roles:
+            return None
+        if label not in self.role_sets:
+            self.role_sets[label] = set(self.roles[label])
+        return self.role_sets[label]
+
+
+def _parse_into(res, answer, task, options, roles, reading: _Reading | None = None):
     if _is_none(answer):
         return
-    opts = set(options) if options else None
-    seen = set() if seen is None else seen
+    reading = reading or _Reading(task, options, roles)
+    opts, seen, roles_of, any_role = reading.opts, reading.seen, reading.roles_of, reading.any_role
 
     # A repeated span item is a repeated mention (gold writes "Wales | location" twice
     # when Wales occurs twice): kept, and grounded to its next occurrence. Relations,
@@ -329,10 +351,7 @@ def _parse_into(res, answer, task, options, roles, seen: set | None = None):
                 if label_ok(fields_[1]) and keep(tuple(fields_)):
                     res.events.append(Event(fields_[1], Entity(fields_[1], fields_[0])))
             elif task == "EEA":
-                allowed = None
-                if roles:
-                    allowed = {r for rs in roles.values() for r in rs}
-                if allowed is not None and fields_[1] not in allowed:
+                if any_role is not None and fields_[1] not in any_role:
                     res.dropped["unknown_role"] += 1
                     continue
                 if keep(tuple(fields_)):
@@ -356,8 +375,7 @@ def _parse_into(res, answer, task, options, roles, seen: set | None = None):
                 etype = fields_[1]
                 if not label_ok(etype):
                     continue
-                allowed = set(roles[etype]) if roles and etype in roles else None
-                args = _slot_args(raw[2:], allowed, res)
+                args = _slot_args(raw[2:], roles_of(etype), res)
                 ev = Event(etype, Entity(etype, fields_[0]), tuple(args))
                 if keep(ev):
                     res.events.append(ev)
@@ -367,8 +385,7 @@ def _parse_into(res, answer, task, options, roles, seen: set | None = None):
                     continue
                 if not label_ok(fields_[1]):
                     continue
-                allowed = set(roles[fields_[1]]) if roles and fields_[1] in roles else None
-                slots = _slot_args(raw[3:], allowed, res)
+                slots = _slot_args(raw[3:], roles_of(fields_[1]), res)
                 rel = Relation(Entity("", fields_[0]), fields_[1], Entity("", fields_[2]), tuple(slots))
                 if keep(rel):
                     res.relations.append(rel)

@@ -49,7 +49,7 @@ class DataConfig:
     eval: list[DatasetConfig] = field(default_factory=list)   # dev: scored during training
     test: list[DatasetConfig] = field(default_factory=list)   # scored once at the end
     tasks: list[str] | None = None    # main + auxiliary tasks to train; None -> main only
-    templates: str | None = None      # template file; None -> configs/templates.yaml
+    templates: str | None = None      # template file; None -> the packaged prompts/templates.yaml
     template: Any = "random"          # an index or "random"
     max_options: int | None = 16
     shuffle_options: bool = True

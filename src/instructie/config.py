@@ -107,7 +107,7 @@ class EvalConfig:
     unhinted_floor: Any = 0.0         # items the memory hint did not propose are kept only with at least this
                                       # confidence (hint_bias.drop_unhinted): 0 to 1 or {task: value}; 0: off
     option_order: str = "sorted"      # the options' order in a prompt: sorted (answers cannot depend on the
-                                      # schema's order) or schema (as given; runs up to session 13 were scored so)
+                                      # schema's order) or schema (as given; the runs in eval/RESULTS.md were scored so)
 
 
 @dataclass

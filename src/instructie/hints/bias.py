@@ -36,7 +36,7 @@ number of tensor ops.
 The other half of using a hint is after decoding: ``drop_unhinted`` leaves out the answer's
 items the hint did not propose unless the model's own confidence in them (from its logits,
 not the biased scores) reaches ``unhinted_floor``. The model's own items are where a small
-model's precision is lowest (CrossNER AI test, session 7: 0.13 against 0.76 for hint items it
+model's precision is lowest (CrossNER AI test: 0.13 against 0.76 for hint items it
 kept); the tuning picks the floor per task with the bias, 0 where it does not help.
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def drop_unhinted(generated, prompt: str, floor: float, tokenizer) -> tuple[str,
     the items its prompt's hint did not propose whose confidence (``extractor.item_confidences``,
     from the model's own logits) is below ``floor``; and how many were left out.
 
-    Why: a hint item the model keeps is usually right (CrossNER AI test, session 7: precision
+    Why: a hint item the model keeps is usually right (CrossNER AI test: precision
     0.76), an item of its own rarely (0.13) -- below half the F1, so each one costs F1. The
     floor keeps those the model is sure of; ``eval/tune_hint_bias.py`` picks it on dev sets."""
     from ..decoding.tokens import item_confidences

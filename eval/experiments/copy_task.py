@@ -2,10 +2,10 @@
 (300 random 4-letter words) and count exact answers on 40 words never seen in training. Plain T5 can
 only memorise; a copy head can point at the word. Same data, seed and 120 steps for every variant.
 
-    python eval/copy_task.py          # prints the table, writes eval/runs/copy_task.json
+    python eval/experiments/copy_task.py   # prints the table, writes eval/runs/copy_task.json
 
 Variants: plain T5; copy head with its continue-the-copy bias frozen at 0 (the head as first built);
-the copy head as it is. tests/test_copy_head.py runs ``copy_first_word`` too.
+the copy head as it is. tests/model/test_copy_head.py runs ``copy_first_word`` too.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def main() -> int:
     print("| variant | unseen words copied (of 40) |\n|---|---|")
     for v, n in res.items():
         print(f"| {v} | {n} |")
-    out = Path(__file__).parent / "runs" / "copy_task.json"
+    out = Path(__file__).parents[1] / "runs" / "copy_task.json"
     out.write_text(json.dumps({"command": "python eval/copy_task.py", "device": "CPU (2 cores)",
                                "torch": torch.__version__, "steps": 120, "unseen_copied_of_40": res},
                               indent=2) + "\n")

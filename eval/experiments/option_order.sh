@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Issue 7, lever 6 in one device call: does a model's answer depend on the order of the labels in its prompt?
+# In one call on the GPU machine: does a model's answer depend on the order of the labels in its prompt?
 # Trains the config's recipe for a short schedule (STEPS steps, default 600: what fits one 10-minute call with two
 # tests), lets training's own test decode the test splits in schema order, then decodes them again with each
 # record's options shuffled by seed 1 (and seed 2 if the call has time left). Greedy, hint bias 0: the model alone.
 # Run from the repository root on the device machine, .whl and .devdata carried:
 #
-#   bash eval/option_order.sh NAME [KEY.PATH=VALUE ...]
+#   bash eval/experiments/option_order.sh NAME [KEY.PATH=VALUE ...]
 #
 # $OUT gets NAME_train.log, NAME_metrics.json, NAME_seedN.json / .log and the prediction files in one archive,
-# NAME_predictions.tgz (the device tool returns 8 files a call), which eval/bootstrap_vs_baseline.py --against
+# NAME_predictions.tgz (a call returns at most 8 files), which eval/bootstrap_vs_baseline.py --against
 # compares record by record.
 set -u -o pipefail
-name=${1:?usage: bash eval/option_order.sh NAME [KEY.PATH=VALUE ...]}
+name=${1:?usage: bash eval/experiments/option_order.sh NAME [KEY.PATH=VALUE ...]}
 shift
 source eval/device_env.sh || exit 1
 steps=${STEPS:-600}

@@ -3,28 +3,25 @@
 Splits each NER test set's gold entities and a run's predicted entities by whether the mention's text
 occurs as an entity of the same dataset's training split (the config's ``data.train``, as training reads
 it), and scores each part: recall of the gold mentions that were seen / unseen in training, precision of
-the predicted ones. A dictionary knows only seen names; copying shows in the unseen part (issue 7, lever 5:
-mention replacement exists to move it). Items are (text, type) per record, so a repeated mention counts
+the predicted ones. A dictionary knows only seen names; copying shows in the unseen part (mention
+replacement exists to move it). Items are (text, type) per record, so a repeated mention counts
 once. "Unseen" is per dataset: a name another dataset's training split holds (multi-task training, mention
 replacement's pool) counts as unseen here (on the shared data: 16 of CoNLL2003's 2,598 unseen test
 mentions, 56 of CrossNER AI's 1,378, 127 of CrossNER literature's 1,904). Several prediction files
 (``--predictions NAME=PATH ...``) give side-by-side columns.
 
-    INSTRUCTIE_DATA=.devdata python eval/seen_unseen.py --config configs/multitask-small.yaml \\
+    INSTRUCTIE_DATA=.devdata python eval/experiments/seen_unseen.py --config configs/multitask-small.yaml \\
         --predictions s10b=eval/runs/multitask-small-s10b/test_hint_predictions.floor.jsonl.gz --json out.json
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.evaluation.baselines import splits_from_config  # noqa: E402
-from instructie.evaluation.evaluate import match_predictions  # noqa: E402
-from instructie.core.io import ConfigError, InputError, SkipCounter, write_json  # noqa: E402
+from instructie.evaluation.baselines import splits_from_config
+from instructie.evaluation.evaluate import match_predictions
+from instructie.core.io import ConfigError, InputError, SkipCounter, write_json
 
 
 def seen_unseen(golds, preds, train_names: dict[str, set[str]]) -> dict[str, dict[str, dict[str, float]]]:

@@ -2,7 +2,7 @@
 ``train.log_every`` steps, each with its training time): steps per second over the last half of the logged
 steps, so start-up and a compile's first steps are left out; and the time to the first logged step.
 
-    python eval/steps_per_second.py runs/X/checkpoints/step-N/trainer_state.json [--json]
+    python eval/experiments/steps_per_second.py runs/X/checkpoints/step-N/trainer_state.json [--json]
 """
 from __future__ import annotations
 

@@ -2,11 +2,11 @@
 # Training speed of variants of the multi-task recipe, on the device machine, one process after the other in
 # one call (so each ratio is against a baseline measured on the same machine): `instructie train` from random
 # init for SECONDS of training each, no dev or test sets, the loss logged every 10 steps; then the steady rate
-# from the logged history (eval/steps_per_second.py: the last half of the logged steps, so a compile's first
+# from the logged history (eval/experiments/steps_per_second.py: the last half of the logged steps, so a compile's first
 # steps are left out).
 #
-#   bash eval/throughput_probe.sh NAME SECONDS [KEY.PATH=VALUE ...] [-- NAME SECONDS [KEY.PATH=VALUE ...] ...]
-#   e.g. bash eval/throughput_probe.sh small 80 -- base 150 model.size=base train.max_batch_tokens=20480
+#   bash eval/experiments/throughput_probe.sh NAME SECONDS [KEY.PATH=VALUE ...] [-- NAME SECONDS [KEY.PATH=VALUE ...] ...]
+#   e.g. bash eval/experiments/throughput_probe.sh small 80 -- base 150 model.size=base train.max_batch_tokens=20480
 #
 # Writes $OUT/probe_NAME.log and $OUT/probe_NAME_state.json (the checkpoint's trainer_state.json), and prints
 # one line per variant. CFG picks the config (default configs/multitask-small.yaml). Carry .whl and .devdata.
@@ -29,7 +29,7 @@ probe() {  # NAME SECONDS [KEY=VALUE ...]
         echo "probe $name: no checkpoint (exit $rc); the log ends:"; tail -c 1500 "$out/probe_$name.log"; return
     fi
     cp "$state/trainer_state.json" "$out/probe_${name}_state.json"
-    echo "probe $name ($* ): $(python3 eval/steps_per_second.py "$state/trainer_state.json"); process $(( SECONDS - start )) s"
+    echo "probe $name ($* ): $(python3 eval/experiments/steps_per_second.py "$state/trainer_state.json"); process $(( SECONDS - start )) s"
     rm -rf "runs/probe-$name"
 }
 args=()

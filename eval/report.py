@@ -104,13 +104,13 @@ def headline() -> str:
     for ds, task, metric in DATASETS:
         key = f"{ds}/{task}/{metric}"
         if key in base:
-            b = f"{base[key][1]:.3f} ({base[key][0]})"
+            b = f"{base[key][1]:.4f} ({base[key][0]})"
         else:
             b = "none: no training data" if ds == "fewrel_unseen" else "—"
         m = boot.get((ds, metric))
         mc = boot_copy.get((ds, metric))
-        rows.append([ds, task, metric, f"**{free[key]:.3f}**", f"{copy[key]:.3f}",
-                     f"{alone[key]:.3f} / {alone_copy[key]:.3f}", b,
+        rows.append([ds, task, metric, f"**{free[key]:.4f}**", f"{copy[key]:.4f}",
+                     f"{alone[key]:.4f} / {alone_copy[key]:.4f}", b,
                      margin(m) if m else "—", margin(mc) if mc else "—"])
     return table(["dataset", "task", "metric", "model", "copy-constrained", "β = 0 (free / copy)",
                   "best no-model baseline", "margin (95% interval)", "margin, copy-constrained"], rows)

@@ -59,7 +59,7 @@ def main() -> int:
     for v, n in res.items():
         print(f"| {v} | {n} |")
     out = Path(__file__).parents[1] / "runs" / "copy_task.json"
-    out.write_text(json.dumps({"command": "python eval/copy_task.py", "device": "CPU (2 cores)",
+    out.write_text(json.dumps({"command": "python eval/experiments/copy_task.py", "device": "CPU (2 cores)",
                                "torch": torch.__version__, "steps": 120, "unseen_copied_of_40": res},
                               indent=2) + "\n")
     return 0

@@ -1,4 +1,5 @@
-"""README.md's snippets run as written, on a CPU, against the quickstart model.
+"""README.md's snippets run as written, on a CPU, against the quickstart model (and eval/RESULTS.md's
+generated tables are what eval/report.py writes from the run files).
 
 Every ```bash and ```python block of the README carries a marker on the line before it:
 ``<!-- test: cpu -->`` (this test runs it) or ``<!-- test: skip (reason) -->`` (it needs a GPU, the shared
@@ -138,3 +139,15 @@ def test_readme_snippets_run_on_cpu(readme_dir):
     where = f"README.md line {python[int(failed.group(1))]['line']} (python block)" if failed else "README python blocks"
     assert r.returncode == 0, f"{where} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     assert r.stderr.count("@@ python block") == len(python) and " ok" in r.stderr
+
+
+def test_results_tables_are_the_ones_report_py_writes():
+    """eval/RESULTS.md says its marked tables are generated from the run files: they must still be."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_report", ROOT / "eval" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    text = report.RESULTS.read_text(encoding="utf-8")
+    assert sorted(re.findall(r"^<!-- generated: (\S+) -->$", text, re.M)) == sorted(report.SECTIONS)
+    assert report.render(text) == text, "eval/RESULTS.md's tables are out of date: run python eval/report.py"

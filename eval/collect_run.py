@@ -26,7 +26,7 @@ def planned(name: str, fetched: Path) -> dict[str, tuple[Path, str | None]]:
     calls = sorted((p for p in fetched.iterdir() if p.is_dir() and re.fullmatch(r"call\d+", p.name)),
                    key=lambda p: int(p.name[4:]))
     if not calls:
-        raise SystemExit(f"collect_run: {fetched} has no call1, call2, ... folders (one per device call)")
+        raise SystemExit(f"collect_run: {fetched} has no call1, call2, ... folders (one per call)")
     out: dict[str, tuple[Path, str | None]] = {}
     prefix = f"{name}_"
 

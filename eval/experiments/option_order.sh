@@ -3,7 +3,7 @@
 # Trains the config's recipe for a short schedule (STEPS steps, default 600: what fits one 10-minute call with two
 # tests), lets training's own test decode the test splits in schema order, then decodes them again with each
 # record's options shuffled by seed 1 (and seed 2 if the call has time left). Greedy, hint bias 0: the model alone.
-# Run from the repository root on the device machine, .whl and .devdata carried:
+# Run from the repository root on the GPU machine, with the wheels (.whl) and the data (.devdata) beside it:
 #
 #   bash eval/experiments/option_order.sh NAME [KEY.PATH=VALUE ...]
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training speed of variants of the multi-task recipe, on the device machine, one process after the other in
+# Training speed of variants of the multi-task recipe, on the GPU machine, one process after the other in
 # one call (so each ratio is against a baseline measured on the same machine): `instructie train` from random
 # init for SECONDS of training each, no dev or test sets, the loss logged every 10 steps; then the steady rate
 # from the logged history (eval/experiments/steps_per_second.py: the last half of the logged steps, so a compile's first

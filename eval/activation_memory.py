@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.config import load_config  # noqa: E402
-from instructie.model.loading import build_random_t5  # noqa: E402
+from instructie.config import load_config
+from instructie.model.loading import build_random_t5
 
 
 def saved_bytes(model, rows: int, src_len: int, tgt_len: int, vocab: int) -> int:

@@ -6,12 +6,13 @@ config's ``data.train`` / ``data.test`` lists (``splits_from_config``), so model
 baselines are scored on exactly the same test records. Writes BASELINES.md and
 baselines.json into ``--out``.
 
-    python eval/baselines.py [--data ../shared/data | --config CONFIG.yaml] [--out eval]
+    python eval/baselines.py [--data DIR | --config CONFIG.yaml] [--out eval]    # DIR: $INSTRUCTIE_DATA or ../shared/data
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -62,12 +63,16 @@ def md_table(head: tuple[str, ...], rows: list[tuple]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--data", default=os.environ.get("INSTRUCTIE_DATA") or str(HERE.parent.parent / "shared" / "data"),
+                    help="the shared data folder (default: $INSTRUCTIE_DATA, else ../shared/data beside the repository)")
     ap.add_argument("--config", help="take train/test records from this training config instead")
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--limit", type=int, default=None,
                     help="score only the first N test records per split (as `instructie test --limit N`)")
     a = ap.parse_args(argv)
+    if not a.config and not Path(a.data).is_dir():
+        print(f"baselines: error: {a.data}: no such data folder (--data or INSTRUCTIE_DATA)", file=sys.stderr)
+        return 2
     t0 = time.time()
     splits = splits_from_config(a.config) if a.config else shared_splits(a.data)
     if a.limit:

@@ -21,15 +21,13 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.evaluation.baselines import build_baselines, splits_from_config  # noqa: E402
-from instructie.config import load_config  # noqa: E402
-from instructie.data.sources import load_sources  # noqa: E402
-from instructie.evaluation.evaluate import match_predictions, scored_records  # noqa: E402
-from instructie.core.io import ConfigError, InputError, SkipCounter, write_json  # noqa: E402
-from instructie.evaluation.significance import against_best_baseline, against_other_run, margin_table  # noqa: E402
+from instructie.evaluation.baselines import build_baselines, splits_from_config
+from instructie.config import load_config
+from instructie.data.sources import load_sources
+from instructie.evaluation.evaluate import match_predictions, scored_records
+from instructie.core.io import ConfigError, InputError, SkipCounter, write_json
+from instructie.evaluation.significance import against_best_baseline, against_other_run, margin_table
 
 
 def main(argv=None) -> int:

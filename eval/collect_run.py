@@ -1,13 +1,13 @@
-"""Files of one run of eval/gpu_run.sh, as fetched from the device tool, into the run's folder under eval/runs.
+"""Files of one run of eval/gpu_run.sh, as returned from the GPU machine, into the run's folder under eval/runs.
 
-Each call's returned files (its ``files_at`` folder) copied into FETCHED/call1, call2, ... ; then
+Each call's returned files copied into FETCHED/call1, call2, ... ; then
 
     python eval/collect_run.py NAME FETCHED [--dest eval/runs/multitask-small-NAME]
 
 writes what the earlier runs keep: ``NAME_1.log`` ... as ``train_1.log`` ... (``NAME_p.log`` as ``pretrain.log``),
 the other ``NAME_*`` files without the prefix, and the prediction files of ``NAME_predictions.tgz`` gzipped
-(``test_hint_predictions.floor.jsonl.gz`` ...), readable by eval/rescore.py, eval/bootstrap_vs_baseline.py and
-eval/seen_unseen.py as they are. A later call's file wins over an earlier one of the same name. Files already in
+(``test_hint_predictions.floor.jsonl.gz`` ...), readable by eval/bootstrap_vs_baseline.py and
+eval/experiments/seen_unseen.py as they are. A later call's file wins over an earlier one of the same name. Files already in
 the destination are replaced only with ``--force``.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ def planned(name: str, fetched: Path) -> dict[str, tuple[Path, str | None]]:
     calls = sorted((p for p in fetched.iterdir() if p.is_dir() and re.fullmatch(r"call\d+", p.name)),
                    key=lambda p: int(p.name[4:]))
     if not calls:
-        raise SystemExit(f"collect_run: {fetched} has no call1, call2, ... folders (one per device call)")
+        raise SystemExit(f"collect_run: {fetched} has no call1, call2, ... folders (one per call)")
     out: dict[str, tuple[Path, str | None]] = {}
     prefix = f"{name}_"
 
@@ -39,7 +39,7 @@ def planned(name: str, fetched: Path) -> dict[str, tuple[Path, str | None]]:
     for call in calls:
         for f in sorted(call.iterdir()):
             if not f.is_file() or not f.name.startswith(prefix):
-                continue  # the device tool's reply.txt and the like
+                continue  # the machine's reply.txt and the like
             rest = f.name[len(prefix):]
             if rest == "predictions.tgz":
                 with tarfile.open(f) as tar:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# One training run of a config on the device machine, over three calls of the device tool (each under its
-# 10-minute limit) joined by --resume; what comes back lands in $OUT (at most 8 files a call: the prediction
+# One training run of a config on a GPU machine that runs commands of at most 10 minutes, over three such
+# calls joined by --resume; what comes back lands in $OUT (at most 8 files a call: the prediction
 # files of stage 3 come as one archive, NAME_predictions.tgz).
-# Run from the repository root there, with .whl and .devdata carried (README of the device tool):
+# Run from the repository root there, with the wheels (.whl) and the data (.devdata) copied beside it:
 #
 #   bash eval/gpu_run.sh NAME p                        # instructie pretrain (PCFG, default
 #                                                     # configs/pretrain-small.yaml; PSTEPS steps) into
@@ -24,8 +24,7 @@
 # then stop with a line saying so instead of training afresh). It also goes back 30 minutes after it started,
 # mid-run or not, and three calls take ~28 of them: stage p, and stage 1 unless it follows stage p on the same
 # machine, refuse a machine first used by this script more than MACHINE_AGE_S (default 300) seconds ago (give
-# it back with the device tool's give_back and start on a fresh one; MACHINE_AGE_S=100000 overrides). Session
-# 11 lost a run that began at minute 29.
+# it back and start on a fresh one; MACHINE_AGE_S=100000 overrides): a run begun late loses its machine mid-run.
 # Each call's returned files copied into FETCHED/call1, call2, call3: `python eval/collect_run.py NAME FETCHED` files
 # them under eval/runs/multitask-small-NAME.
 # CFG picks the config (default configs/multitask-small.yaml); the KEY.PATH=VALUE overrides go to every stage
@@ -70,7 +69,7 @@ esac
 rc=$?
 if [ "$stage" = 3 ] && [ $rc = 0 ]; then
     for f in metrics.json training.png; do [ -f "$run/$f" ] && cp "$run/$f" "$OUT/${name}_$f"; done
-    # the prediction files (each rescorable later: eval/rescore.py) travel as one archive: 8 files a call at most
+    # the prediction files (each scorable later: eval/bootstrap_vs_baseline.py) travel as one archive: 8 files a call at most
     preds=$run/predictions; mkdir -p "$preds"
     [ -f "$run/test_predictions.jsonl" ] && cp "$run/test_predictions.jsonl" "$preds/${name}_test_predictions.jsonl"
     left=$(( ${CALL_S:-560} - (SECONDS - start) ))
@@ -81,7 +80,7 @@ if [ "$stage" = 3 ] && [ $rc = 0 ]; then
         for kv in $TUNE; do tsets+=(--set "$kv"); done
         # TUNE_ARGS: more tune_hint_bias.py arguments (fewer --values for a slower model, e.g. "--values 0 4 16")
         targs=(${TUNE_ARGS:-})
-        # OPTSEED=N (issue 7, lever 6): the tuned free test again with each record's options shuffled by seed N,
+        # OPTSEED=N: the tuned free test again with each record's options shuffled by seed N,
         # right after the tuned free test, before the copy-constrained tests
         [ -n "${OPTSEED:-}" ] && targs+=(--option-seed "$OPTSEED")
         timeout -k 10 $(( left - 10 )) python3 eval/tune_hint_bias.py --model "$run" --config "$cfg" \

@@ -15,24 +15,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections import defaultdict
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.config import load_config  # noqa: E402
-from instructie.data.sources import (collate, epoch_batches, load_sources, make_instances, tokenize,  # noqa: E402
+from instructie.config import load_config
+from instructie.data.sources import (collate, epoch_batches, load_sources, make_instances, tokenize,
                                      training_texts)
-from instructie.hints.memory import training_memory  # noqa: E402
-from instructie.hints.plugin import Hints  # noqa: E402
-from instructie.inference.predict import record_prompts  # noqa: E402
-from instructie.core.io import write_json  # noqa: E402
-from instructie.prompts.instructions import load_templates  # noqa: E402
-from instructie.model.loading import ModelSpec, load_tokenizer  # noqa: E402
-from instructie.core.records import MAIN_TASKS  # noqa: E402
-from instructie.training.finetune import micro_batches  # noqa: E402
+from instructie.hints.memory import training_memory
+from instructie.hints.plugin import Hints
+from instructie.inference.predict import record_prompts
+from instructie.core.io import write_json
+from instructie.prompts.instructions import load_templates
+from instructie.model.loading import ModelSpec, load_tokenizer
+from instructie.core.records import MAIN_TASKS
+from instructie.training.finetune import micro_batches
 
 
 def percentile(xs: list[int], q: float) -> int:

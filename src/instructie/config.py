@@ -49,7 +49,7 @@ class DataConfig:
     eval: list[DatasetConfig] = field(default_factory=list)   # dev: scored during training
     test: list[DatasetConfig] = field(default_factory=list)   # scored once at the end
     tasks: list[str] | None = None    # main + auxiliary tasks to train; None -> main only
-    templates: str | None = None      # template file; None -> configs/templates.yaml
+    templates: str | None = None      # template file; None -> the packaged prompts/templates.yaml
     template: Any = "random"          # an index or "random"
     max_options: int | None = 16
     shuffle_options: bool = True
@@ -98,7 +98,7 @@ class EvalConfig:
     max_new_tokens: int = 128
     constrained: Any = False          # false | vocab (tokens of the input) | copy (contiguous copies)
     option_order: str = "sorted"      # the options' order in a prompt: sorted (answers cannot depend on the
-                                      # schema's order) or schema (as given)
+                                      # schema's order) or schema (as given; the runs in eval/RESULTS.md were scored so)
 
 
 @dataclass

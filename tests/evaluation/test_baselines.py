@@ -470,9 +470,9 @@ data:
 
 
 def test_seen_unseen_splits_mentions_by_the_training_names(tmp_path, capsys):
-    """eval/seen_unseen.py: a mention is "seen" when its text is an entity of the dataset's training split;
+    """eval/experiments/seen_unseen.py: a mention is "seen" when its text is an entity of the dataset's training split;
     recall and precision per part, per named predictions file."""
-    spec = importlib.util.spec_from_file_location("seen_unseen", ROOT / "eval" / "seen_unseen.py")
+    spec = importlib.util.spec_from_file_location("seen_unseen", ROOT / "eval" / "experiments" / "seen_unseen.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     ie = (FIX / "ie_instructions").resolve()

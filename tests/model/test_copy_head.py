@@ -54,10 +54,10 @@ def test_copy_route_puts_mass_on_source_tokens_only_through_the_gate():
 
 
 def _copy_task():
-    """eval/copy_task.py (the script that records these numbers), loaded as a module."""
+    """eval/experiments/copy_task.py (the script that records these numbers), loaded as a module."""
     import importlib.util
     from pathlib import Path
-    spec = importlib.util.spec_from_file_location("eval_copy_task", Path(__file__).resolve().parents[2] / "eval" / "copy_task.py")
+    spec = importlib.util.spec_from_file_location("eval_copy_task", Path(__file__).resolve().parents[2] / "eval" / "experiments" / "copy_task.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -65,7 +65,7 @@ def _copy_task():
 
 def test_copy_head_copies_unseen_names_that_plain_t5_cannot():
     # same data, steps and seed: plain T5 memorises training words (0/40 measured), the pointer copies
-    # them (40/40 measured; 14/40 with the continue-the-copy bias frozen at 0): python eval/copy_task.py
+    # them (40/40 measured; 14/40 with the continue-the-copy bias frozen at 0): python eval/experiments/copy_task.py
     task = _copy_task()
     plain, copying = task.copy_first_word("plain"), task.copy_first_word("copy")
     assert copying >= 30 and copying >= plain + 20, (plain, copying)

@@ -681,11 +681,11 @@ def test_max_batch_tokens_is_refused_under_deepspeed(tmp_path):
 
 
 def test_steps_per_second_leaves_out_a_slow_start(tmp_path, capsys):
-    """eval/steps_per_second.py (eval/throughput_probe.sh): the rate of the last half of the logged steps, so a
+    """eval/experiments/steps_per_second.py (eval/experiments/throughput_probe.sh): the rate of the last half of the logged steps, so a
     compile's or start-up's slow first steps do not count; a history too short for a rate is a clear error."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("steps_per_second",
-                                                  Path(__file__).resolve().parents[2] / "eval" / "steps_per_second.py")
+                                                  Path(__file__).resolve().parents[2] / "eval" / "experiments" / "steps_per_second.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     # steps 10-20 slow (a recompile: 100 s), then 10 steps every 2.5 s; over the whole history the rate would be

@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pid2name", help="FewRel pid2name.json")
     c.add_argument("--option", action="append", metavar="KEY=VALUE", help="other adapter options")
     c.add_argument("--tasks", help="main and auxiliary tasks, e.g. NER,ES,ET (default: the main task)")
-    c.add_argument("--templates", help="template YAML (default configs/templates.yaml)")
+    c.add_argument("--templates", help="template YAML (default: the packaged prompts/templates.yaml)")
     c.add_argument("--template", default="0", help="template index or 'random'")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--max-options", type=int, default=None, help="sample at most N options per instance")

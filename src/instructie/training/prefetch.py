@@ -2,7 +2,7 @@
 
 Building an epoch of the multitask mix (instances re-sampled with memory hints and mention replacement, then
 tokenized) is ~12 s of Python on the H100 machine's CPU, and the GPU waited for it at every epoch boundary
-(11-15 s stalls in the session-8 logs). A thread would contend for the GIL with the training loop, whose
+(11-15 s stalls at each boundary). A thread would contend for the GIL with the training loop, whose
 steps are bound by kernel launches from Python, so a spawned process builds it (spawn, not fork: the parent
 holds CUDA and tokenizer threads). The worker gets the records, memory and tokenizer once; each epoch's ids
 come back as flat arrays (``data.Ragged``). Building is seeded by (seed, epoch), so the epoch is the one the

@@ -141,6 +141,13 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
 
 
+def usual_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the umask (0644 under umask 022)."""
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
     """Write to a temporary file beside ``path`` and rename it into place on success,
@@ -155,6 +162,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         raise InputError(p, None, f"cannot write output: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            os.fchmod(f.fileno(), usual_mode())  # mkstemp makes it 0600: give it what open() would
             yield f
             f.flush()
             os.fsync(f.fileno())

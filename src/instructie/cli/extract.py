@@ -270,10 +270,11 @@ def run_extract(a) -> int:
                      "generated there, slow for any model past the quickstart's size; --tasks and --labels ask "
                      "fewer prompts, a CUDA GPU (--device cuda) answers them many times faster")
 
-    def say_notes(*_) -> None:
+    def say_notes() -> None:
         """Once extraction has started: an input that is bad from its first lines gets its one-line error alone."""
         while notes:
             tqdm.write("[instructie] " + notes.pop(0), file=sys.stderr)
+
     chunk_size = a.chunk_size or (CHUNK_CPU if on_cpu else CHUNK_GPU)
     if a.memory:
         from ..evaluation.gold import read_gold

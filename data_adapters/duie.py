@@ -107,6 +107,8 @@ def _check_spo(spo: Any, schema: dict) -> str | None:
         if k not in spo:
             return f"spo lacks {k!r}"
     pred = spo["predicate"]
+    if not isinstance(pred, str):
+        return f"'predicate' must be a string, got {type(pred).__name__} {pred!r}"
     if pred not in schema:
         return f"predicate {pred!r} is not in the schema"
     if not isinstance(spo["subject"], str) or not spo["subject"]:

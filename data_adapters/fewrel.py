@@ -31,7 +31,7 @@ import random
 from collections import Counter
 from typing import Any, Callable, Iterator
 
-from instructie.core.io import ConfigError, InputError, SkipCounter, read_json
+from instructie.core.io import ConfigError, InputError, SkipCounter, lone_surrogate, read_json
 from instructie.core.records import Entity, Record, Relation
 
 from . import check_options, register
@@ -43,6 +43,8 @@ def load_pid2name(path: str) -> dict[str, str]:
     data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(path, None, "expected a JSON object {pid: [name, description]}")
+    if problem := lone_surrogate(data):
+        raise InputError(path, None, problem)
     out = {}
     for pid, v in data.items():
         if not isinstance(v, list) or not v or not isinstance(v[0], str):
@@ -171,6 +173,8 @@ def _record(path, pid, i, inst, name, labels, split, stats, on_error) -> Record 
 
     if not isinstance(inst, dict):
         return bad("instance is not a JSON object")
+    if problem := lone_surrogate(inst):
+        return bad(problem)
     tokens = inst.get("tokens")
     if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
         return bad("'tokens' must be a non-empty list of strings")

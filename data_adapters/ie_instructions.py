@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from instructie.core.io import ConfigError, InputError, SkipCounter, read_json
+from instructie.core.io import ConfigError, InputError, SkipCounter, lone_surrogate, read_json
 from instructie.core.records import Argument, Entity, Event, Record, Relation, detect_language, find_all
 
 from . import check_options, register
@@ -96,6 +96,8 @@ def _load_labels(task: str, ds_dir: Path) -> tuple[list[str], list[str], dict[st
     if not lp.is_file():
         raise InputError(lp, None, "labels.json missing")
     raw = read_json(lp)
+    if problem := lone_surrogate(raw):
+        raise InputError(lp, None, problem)
     if task != "EE":
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
             raise InputError(lp, None, "expected a JSON list of label strings")
@@ -104,14 +106,20 @@ def _load_labels(task: str, ds_dir: Path) -> tuple[list[str], list[str], dict[st
         raw = [list(raw), raw]
     if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], list)):
         raise InputError(lp, None, "EE labels.json: expected [event_types, roles] or {event_type: roles}")
-    types, roles = [str(x) for x in raw[0]], raw[1]
+    types, roles = raw[0], raw[1]
+    if not all(isinstance(x, str) for x in types):
+        raise InputError(lp, None, "EE labels.json: the event types must be a list of strings")
     if isinstance(roles, dict):
-        by_type = {str(k): [str(r) for r in v] for k, v in roles.items()}
+        for k, v in roles.items():
+            if not isinstance(v, list) or not all(isinstance(r, str) for r in v):
+                raise InputError(lp, None, f"EE labels.json: the roles of {k!r} must be a list of role names, "
+                                           f"got {v!r}")
+        by_type = {k: list(v) for k, v in roles.items()}
         flat = list(dict.fromkeys(r for v in by_type.values() for r in v))
-        return types, flat, by_type
-    if not isinstance(roles, list):
-        raise InputError(lp, None, "EE labels.json: roles must be a list or a mapping")
-    return types, [str(r) for r in roles], {}
+        return list(types), flat, by_type
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise InputError(lp, None, "EE labels.json: roles must be a list of role names or a mapping")
+    return list(types), list(roles), {}
 
 
 def _read_dataset(task: str, ds_dir: Path, files: list[Path], on_error, stats: Counter,
@@ -172,11 +180,13 @@ def _roles_from_data(ds_dir: Path, data: dict[Path, list], types: list[str], fla
             except InputError:
                 continue  # that file's problems are reported when it is read itself
     for rows in rows_by_file.values():
-        for r in rows:
-            for ev in (r.get("events") or []) if isinstance(r, dict) else []:
+        for r in rows:  # malformed records are reported when converted (_convert); here they add nothing
+            events = r.get("events") if isinstance(r, dict) else None
+            for ev in events if isinstance(events, list) else []:
+                args = ev.get("arguments") if isinstance(ev, dict) else None
                 if isinstance(ev, dict):
                     seen.setdefault(str(ev.get("type")), set()).update(
-                        str(a.get("role")) for a in ev.get("arguments") or [] if isinstance(a, dict))
+                        str(a.get("role")) for a in (args if isinstance(args, list) else []) if isinstance(a, dict))
     return {t: [r for r in flat if r in seen[t]] if t in seen else list(flat) for t in types}
 
 
@@ -184,6 +194,8 @@ def _roles_from_data(ds_dir: Path, data: dict[Path, list], types: list[str], fla
 def _convert(task: str, raw: Any, labels: set, roles: set, stats: Counter) -> Record:
     if not isinstance(raw, dict):
         raise _Bad(f"expected an object, got {type(raw).__name__}")
+    if problem := lone_surrogate(raw):
+        raise _Bad(problem)
     text = raw.get("sentence")
     if not isinstance(text, str):
         raise _Bad("missing field 'sentence'")

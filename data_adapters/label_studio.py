@@ -10,11 +10,10 @@ string field).
 """
 from __future__ import annotations
 
-import json
 from typing import Iterator
 
 from instructie.core.annotation_formats import from_label_studio, read_records
-from instructie.core.io import InputError, SkipCounter, iter_jsonl, read_text
+from instructie.core.io import InputError, SkipCounter, iter_jsonl, lone_surrogate, parse_json, read_text
 from instructie.core.records import Record
 
 from . import check_options, register
@@ -26,11 +25,11 @@ def _tasks(path, on_error) -> Iterator[tuple[int, object]]:
     """(task number from 1, task) from a JSON list or object file, else (line, task) per line."""
     text = read_text(path)
     if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
-        yield from enumerate(data, 1)
+        for no, task in enumerate(parse_json(text, path), 1):
+            if problem := lone_surrogate(task):  # JSON lines are checked as they are read (iter_jsonl)
+                on_error(InputError(path, f"task {no}", problem))
+            else:
+                yield no, task
     else:
         yield from iter_jsonl(path, on_error)
 

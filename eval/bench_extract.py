@@ -205,7 +205,7 @@ def _prompts_for(ex, text: str, tasks: list[str]) -> list[str]:
     key = (text, tuple(tasks))
     if key not in _PROMPT_CACHE:
         _, _, prompts = ex._plan([("0", text)], [t.upper() for t in tasks], Schema(), None)
-        _PROMPT_CACHE[key] = [p[4] for p in prompts]
+        _PROMPT_CACHE[key] = [p[2].source for p in prompts]
     return _PROMPT_CACHE[key]
 
 

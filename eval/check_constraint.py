@@ -25,7 +25,8 @@ from instructie.config import load_config  # noqa: E402
 from instructie.decoding.constraints import copy_factory, first_blocked  # noqa: E402
 from instructie.data.sources import load_sources, training_texts  # noqa: E402
 from instructie.hints.memory import training_memory  # noqa: E402
-from instructie.evaluation.evaluate import prompts_for  # noqa: E402
+from instructie.hints.plugin import Hints  # noqa: E402
+from instructie.inference.predict import record_prompts  # noqa: E402
 from instructie.core.io import write_json  # noqa: E402
 from instructie.prompts.instructions import load_templates, restrict  # noqa: E402
 from instructie.model.loading import ModelSpec, load_tokenizer  # noqa: E402
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     templates = load_templates(cfg.data.templates)
     train, test = load_sources(cfg.data.train), load_sources(cfg.data.test)
     tok, _ = load_tokenizer(ModelSpec(**dataclasses.asdict(cfg.model)), training_texts(train, templates))
-    _, memory = training_memory(train, cfg.data)
+    _, memory = training_memory(train, cfg.hints)
     records = [r for s in test for r in s.records if r.task in MAIN_TASKS]
     roles = sorted({x for r in records for rs in (r.roles or {}).values() for x in rs})
     factory = copy_factory(tok, len(tok), roles=roles, templates=templates)
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         n = blocked = 0
         examples = []
         for r in sample:
-            for opts, source in prompts_for(r, templates, cfg.data.max_options, memory, cfg.eval.option_order):
+            for p in record_prompts(r, templates, cfg.data.max_options, cfg.eval.option_order,
+                                    Hints(memory) if memory is not None else None):
+                opts, source = list(p.options), p.source
                 answer = render(restrict(r, opts))
                 k = first_blocked(factory, tok, source, answer, cfg.data.max_source_length)
                 n += 1

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the report here")
     a = ap.parse_args(argv)
     cfg = load_config(a.config, a.set)
-    _, memory = training_memory(load_sources(cfg.data.train), cfg.data)
+    _, memory = training_memory(load_sources(cfg.data.train), cfg.hints)
     if memory is None:
         raise SystemExit(f"{a.config}: data.memory_hints is off, so the prompts carried no hint")
     rows = read_rows(Path(a.predictions))

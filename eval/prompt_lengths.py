@@ -26,7 +26,8 @@ from instructie.config import load_config  # noqa: E402
 from instructie.data.sources import (collate, epoch_batches, load_sources, make_instances, tokenize,  # noqa: E402
                                      training_texts)
 from instructie.hints.memory import training_memory  # noqa: E402
-from instructie.evaluation.evaluate import prompts_for  # noqa: E402
+from instructie.hints.plugin import Hints  # noqa: E402
+from instructie.inference.predict import record_prompts  # noqa: E402
 from instructie.core.io import write_json  # noqa: E402
 from instructie.prompts.instructions import load_templates  # noqa: E402
 from instructie.model.loading import ModelSpec, load_tokenizer  # noqa: E402
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     test = load_sources(cfg.data.test)
     # the tokenizer `instructie train` would use: the config's, or one trained on the same texts
     tok, tok_report = load_tokenizer(ModelSpec(**dataclasses.asdict(cfg.model)), training_texts(train, templates))
-    folded, memory = training_memory(train, cfg.data)
+    folded, memory = training_memory(train, cfg.hints)
 
     train_len: dict[str, list[int]] = defaultdict(list)
     # per limit, dataset/task -> training answers naming a span the cut prompt no longer shows
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     test_len: dict[str, list[int]] = defaultdict(list)
     for src in test:
         recs = [r for r in src.records if r.task in MAIN_TASKS]
-        prompts = [(r, p) for r in recs for _, p in prompts_for(r, templates, cfg.data.max_options, memory, cfg.eval.option_order)]
+        hints = Hints(memory) if memory is not None else None
+        prompts = [(r, p.source) for r in recs
+                   for p in record_prompts(r, templates, cfg.data.max_options, cfg.eval.option_order, hints)]
         for (r, _), ids in zip(prompts, tok([p for _, p in prompts])["input_ids"]):
             test_len[f"{r.dataset}/{r.task}"].append(len(ids))
     # epoch 0's batches exactly as `instructie train` makes and pads them, and how many of them

@@ -1,7 +1,7 @@
 """Pick a model's hint bias and unhinted-item floor per task on dev sets, then score the test sets with them.
 
 A model trained with memory hints can be decoded with a bias toward the hint's items
-(``src/instructie/hint_bias.py``): 0 is plain decoding, a large bias writes the hint (the
+(``src/instructie/hints/``): 0 is plain decoding, a large bias writes the hint (the
 no-model baseline's answer); and its answer's items the hint did not propose can be kept only
 when the model is sure of them (``unhinted_floor``, a confidence from 0 to 1; the floor filters
 answers, so every floor is scored from one generation per bias). This scores the config's dev
@@ -30,18 +30,16 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from instructie.config import load_config, overrides_set  # noqa: E402
-from instructie.data.sources import load_sources  # noqa: E402
-from instructie.evaluation.evaluate import (evaluate_floors, in_record_order, reorder_options,  # noqa: E402
-                                            scored_records)
-from instructie.evaluation.scoring import HEADLINE  # noqa: E402
-from instructie.config import check_bias, check_floor  # noqa: E402
-from instructie.hints.bias import FLOORLESS_TASKS, bias_label  # noqa: E402
-from instructie.core.io import atomic_write, write_json, write_jsonl  # noqa: E402
-from instructie.hints.memory import HINT_TASKS  # noqa: E402
+from instructie.config import load_config, overrides_set
+from instructie.data.sources import load_sources
+from instructie.evaluation.evaluate import evaluate_records, in_record_order, reorder_options, scored_records
+from instructie.evaluation.scoring import HEADLINE
+from instructie.config import check_bias, check_floor
+from instructie.hints.bias import FLOORLESS_TASKS, bias_label
+from instructie.hints.plugin import Hints, HintSettings
+from instructie.model.card import ModelCard
+from instructie.core.io import write_json, write_jsonl
+from instructie.hints.memory import HINT_TASKS
 
 
 def _where(ds) -> tuple:
@@ -130,7 +128,7 @@ def main(argv=None) -> int:
     if ex.memory is None:
         print(f"{a.model}: trained without memory hints: nothing to tune", file=sys.stderr)
         return 2
-    cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
+    cfg.data.max_options = ex.card.max_options
     if not overrides_set(a.set, ["eval", "option_order"]):
         cfg.eval.option_order = ex.option_order  # asked as the model's own tests asked, unless --set says
     dev_sets, left_out = tuning_sources(cfg)
@@ -148,9 +146,10 @@ def main(argv=None) -> int:
     def run(records, bias, constrained, run_floors, keep=False, shuffled=False):
         t0 = time.time()
         # options shuffled by --option-seed are asked in that order, not sorted back
-        reps = evaluate_floors(ex.model, ex.tokenizer, records, in_record_order(cfg) if shuffled else cfg,
-                               ex.templates, run_floors,
-                               constrained=constrained, memory=ex.memory, keep_predictions=keep, hint_bias=bias)
+        hints = Hints(ex.hints.memory, HintSettings(bias, 0.0), ex.hints.budget)
+        reps = evaluate_records(ex.model, ex.tokenizer, records, in_record_order(cfg) if shuffled else cfg,
+                                ex.templates, constrained=constrained, hints=hints, keep_predictions=keep,
+                                floors=run_floors)
         print(f"[tune_hint_bias] bias {bias_label(bias)} {'copy' if constrained else 'free'}: {len(records)} records, "
               f"{len(run_floors)} floor(s), {time.time() - t0:.1f} s", file=sys.stderr)
         return reps
@@ -182,12 +181,10 @@ def main(argv=None) -> int:
     write_json(a.json, out)
     bias, floor = check_bias(out["chosen"]), check_floor(out["chosen_floor"])
     if a.write_card:
-        card_path = Path(a.model) / "instructie.json"
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        card["hint_bias"], card["unhinted_floor"] = bias, floor
-        card["hint_bias_tuning"] = {k: out[k] for k in ("dev_datasets", "values", "floors", "rule")}
-        with atomic_write(card_path, "w") as f:
-            json.dump(card, f, ensure_ascii=False, indent=1)
+        card = ModelCard.load(a.model)
+        card.hint_bias, card.unhinted_floor = bias, floor
+        card.extra["hint_bias_tuning"] = {k: out[k] for k in ("dev_datasets", "values", "floors", "rule")}
+        card.save(a.model)
     if a.no_test:
         return 0
     test_records = scored_records(load_sources(cfg.data.test))

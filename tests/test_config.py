@@ -98,7 +98,7 @@ def test_unknown_top_level_key(tmp_path):
     cfg = base(tmp_path)
     cfg["trian"] = {}
     msg = error_of(tmp_path, cfg)
-    assert "unknown key(s) trian" in msg and "allowed: data, eval, model, train" in msg
+    assert "unknown key(s) trian" in msg and "allowed: data, eval, hints, model, train" in msg
 
 
 def test_dataset_errors_name_the_list_item(tmp_path):
@@ -252,3 +252,84 @@ def test_cli_subprocess_bad_config(tmp_path):
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("instructie train: error: ") and "train.precision" in lines[0] and "fp16" in lines[0]
     assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- numeric ranges, duplicate keys
+@pytest.mark.parametrize("section, patch, expect", [
+    ("train", {"betas": [1.5, -2]}, "train.betas[0] must be in [0, 1)"),
+    ("train", {"betas": [0.9, 1.0]}, "train.betas[1] must be in [0, 1)"),
+    ("train", {"grad_clip": -1}, "train.grad_clip is the largest gradient norm, > 0 (0 or null: no clipping), got -1"),
+    ("train", {"weight_decay": -0.01}, "train.weight_decay must be >= 0, got -0.01"),
+    ("train", {"lr": float("inf")}, "train.lr: expected a finite number, got inf"),
+    ("train", {"lr": float("nan")}, "train.lr: expected a finite number, got nan"),
+    ("train", {"epochs": float("inf"), "max_steps": None}, "train.epochs: expected a finite number"),
+    ("train", {"seed": -1}, "train.seed must be from 0 to 4294967295, got -1"),
+    ("train", {"seed": 2**32}, "train.seed must be from 0 to 4294967295"),
+    ("train", {"prefetch_min_build_s": -1}, "train.prefetch_min_build_s must be >= 0"),
+    ("model", {"vocab_size": -5}, "model.vocab_size must be >= 1"),
+    ("model", {"vocab_size": 0}, "model.vocab_size must be >= 1"),
+    ("data", {"template": -1}, "data.template -1: the templates are numbered 0 to"),
+    ("data", {"template": 99}, "data.template 99: the templates are numbered 0 to"),
+    ("data", {"train": [{"adapter": "ie_instructions", "path": str(FIXTURES / "ie_instructions"), "weight": -1}]},
+     "data.train[0].weight must be > 0, got -1"),
+])
+def test_numbers_out_of_range_name_the_dotted_key(tmp_path, section, patch, expect):
+    cfg = base(tmp_path)
+    cfg.setdefault(section, {}).update(patch)
+    msg = error_of(tmp_path, cfg)
+    assert expect in msg
+    assert msg.startswith(str(tmp_path / "cfg.yaml") + ": ")
+
+
+@pytest.mark.parametrize("grad_clip", [0, None, 0.5])
+def test_grad_clip_zero_or_null_turns_clipping_off(tmp_path, grad_clip):
+    cfg = base(tmp_path)
+    cfg["train"]["grad_clip"] = grad_clip
+    assert load_config(write(tmp_path, cfg)).train.grad_clip == grad_clip
+
+
+def test_output_dir_naming_a_file_fails_before_any_work(tmp_path, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    cfg = base(tmp_path)
+    cfg["train"]["output_dir"] = str(taken)
+    assert "train.output_dir: " + str(taken) + " is a file, not a folder" in error_of(tmp_path, cfg)
+    cfg["train"]["output_dir"] = str(taken / "run")
+    assert f"is a file, not a folder (in {taken / 'run'})" in error_of(tmp_path, cfg)
+    assert cli_main(["train", "--config", str(write(tmp_path, base(tmp_path))), "--output-dir", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.output_dir" in err and "Traceback" not in err
+    assert taken.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("patch", [["train.betas=[1.5, -2]"], ["model.vocab_size=-5"], ["train.lr=.inf"],
+                                   ["train.grad_clip=-1"]])
+def test_cli_rejects_bad_numbers_before_any_work(tmp_path, capsys, patch):
+    p = write(tmp_path, base(tmp_path))
+    assert cli_main(["train", "--config", str(p), "--set", *patch]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("instructie train: error: ") and "Traceback" not in err
+    assert patch[0].split("=")[0] in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_key_given_twice_names_the_file_and_the_second_line(tmp_path):
+    text = yaml.safe_dump(base(tmp_path), sort_keys=False)
+    p = tmp_path / "twice.yaml"
+    p.write_text(text + "train:\n  lr: 0.1\n", encoding="utf-8")  # a second train: block would drop the first
+    second = text.count("\n") + 1
+    first = text.splitlines().index("train:") + 1
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == (f"{p}:{second}: key 'train' is given twice in one mapping (first on line {first}); "
+                            "YAML would keep only the last")
+    p.write_text(text.replace("  max_steps: 2\n", "  max_steps: 2\n  max_steps: 3\n"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"twice.yaml:\d+: key 'max_steps' is given twice"):
+        load_config(p)
+
+
+def test_a_merge_may_still_override_keys(tmp_path):
+    from instructie.core.io import read_yaml
+    p = tmp_path / "merge.yaml"
+    p.write_text("defaults: &d {max_steps: 2, lr: 0.01}\ntrain:\n  <<: *d\n  lr: 0.02\n", encoding="utf-8")
+    assert read_yaml(p)["train"] == {"max_steps": 2, "lr": 0.02}

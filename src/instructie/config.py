@@ -58,11 +58,6 @@ class DataConfig:
     max_eval_records: int | None = 500  # per dataset, during training (the test set is full)
     mention_replacement: float = 0.0  # lever: probability to swap spans for other same-type spans
     mention_novel: float = 0.3        # share of those swaps that put in an unseen string, not a training name
-    option_chunk_sampling: float = 0.0  # share of long option lists cut to one random chunk, as asked
-                                        # at inference (may hold no gold label: the answer is None)
-    memory_hints: bool = False        # lever: prompts carry what the training data says (memory.py)
-    memory_folds: int = 5             # training hints come from the other folds' records
-    memory_max_items: int = 16        # items per hint line
 
 
 @dataclass
@@ -75,7 +70,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "cosine"          # constant | linear | cosine (after warmup)
     warmup_steps: int = 200
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0     # max gradient norm; 0 or null: no clipping
     batch_size: int = 32
     grad_accum: int = 1
     max_batch_tokens: int | None = None  # padded source tokens per forward pass: a batch of long prompts is
@@ -102,12 +97,21 @@ class EvalConfig:
     num_beams: int = 1
     max_new_tokens: int = 128
     constrained: Any = False          # false | vocab (tokens of the input) | copy (contiguous copies)
-    hint_bias: Any = 0.0              # lean decoding toward the memory hint's items (hint_bias.py): a number
-                                      # or {task: number}; eval/tune_hint_bias.py picks it on dev sets; 0: off
-    unhinted_floor: Any = 0.0         # items the memory hint did not propose are kept only with at least this
-                                      # confidence (hint_bias.drop_unhinted): 0 to 1 or {task: value}; 0: off
     option_order: str = "sorted"      # the options' order in a prompt: sorted (answers cannot depend on the
-                                      # schema's order) or schema (as given; runs up to session 13 were scored so)
+                                      # schema's order) or schema (as given)
+
+
+@dataclass
+class HintsConfig:
+    """Memory hints, an optional plug-in (``instructie.hints``): each prompt carries what the training data
+    says about its text, and decoding may lean toward it. Off unless ``memory`` is true."""
+    memory: bool = False              # prompts carry the training memory's answer for the text (hints/memory.py)
+    folds: int = 5                    # training hints come from the other folds' records
+    max_items: int = 16               # items per hint line
+    bias: Any = 0.0                   # lean decoding toward the hint's items (hints/bias.py): a number or
+                                      # {task: number}; 0: plain decoding
+    unhinted_floor: Any = 0.0         # an item the hint did not propose is kept only with at least this
+                                      # confidence: 0 to 1 or {task: value}; 0: off
 
 
 @dataclass
@@ -116,6 +120,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    hints: HintsConfig = field(default_factory=HintsConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -193,14 +198,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-3 as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads 1e-3 as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # .inf / .nan: no setting means them (null turns a limit off)
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -214,6 +224,9 @@ def _build(cls, data: dict, where: str):
     names = {f.name for f in fields}
     at = f"{where}: " if where else ""
     unknown = set(data) - names
+    moved = [f"{where}.{k} is now {MOVED[f'{where}.{k}']}" for k in sorted(map(str, unknown)) if f"{where}.{k}" in MOVED]
+    if moved:
+        raise ConfigError("; ".join(moved))
     if unknown:
         keys = ", ".join(f"{where}.{k}" if where else str(k) for k in sorted(map(str, unknown)))
         raise ConfigError(f"unknown key(s) {keys} (allowed{' in ' + where if where else ''}: "
@@ -227,6 +240,12 @@ def _build(cls, data: dict, where: str):
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+# Keys that moved to another section: a config written for the old place says where to write them now.
+MOVED = {"data.memory_hints": "hints.memory", "data.memory_folds": "hints.folds",
+         "data.memory_max_items": "hints.max_items", "eval.hint_bias": "hints.bias",
+         "eval.unhinted_floor": "hints.unhinted_floor"}
 
 
 _KEY = re.compile(r"^(\w+)((?:\[(?:\d+|\+)\])*)$")
@@ -345,6 +364,8 @@ def _load(cls, path: str | Path | None, overrides: list[str], base: dict | None)
 
 
 def _validate_model(m: ModelConfig, bad) -> None:
+    if m.vocab_size < 1:
+        bad(f"model.vocab_size must be >= 1 (tokens of the tokenizer trained on the texts), got {m.vocab_size}")
     if m.init not in ("pretrained", "random"):
         bad(f"model.init must be 'pretrained' or 'random', got {m.init!r}")
     if m.init == "pretrained" and not m.name_or_path:
@@ -361,7 +382,7 @@ def _validate_datasets(dsets: list[DatasetConfig], where: str, bad) -> None:
         if not Path(ds.path).exists():
             bad(f"{where}[{i}].path: {ds.path} does not exist")
         if ds.weight <= 0:
-            bad(f"{where}[{i}].weight must be > 0")
+            bad(f"{where}[{i}].weight must be > 0, got {ds.weight}")
         if ds.max_records is not None and ds.max_records < 1:  # 0 read as "no cap" once: say what is meant
             bad(f"{where}[{i}].max_records must be >= 1 (leave it out for every record), got {ds.max_records}")
         for t in ds.tasks or []:
@@ -393,13 +414,36 @@ def _train_minimums(t: TrainConfig) -> list[tuple[str, Any, int]]:
             ("train.max_steps", t.max_steps, 1)]
 
 
+SEED_MAX = 2**32 - 1  # every RNG is seeded with train.seed; numpy's takes 0 to 2**32 - 1
+
+
 def _validate_train_values(t: TrainConfig, bad) -> None:
+    """Numbers the optimizer, schedule and loop would take without complaint and train wrongly with (a
+    negative grad_clip flips the gradients), or fail on only after the data and model are built."""
     if not t.lr > 0:
         bad(f"train.lr must be > 0, got {t.lr}")
+    if not t.weight_decay >= 0:
+        bad(f"train.weight_decay must be >= 0, got {t.weight_decay}")
+    for i, beta in enumerate(t.betas):
+        if not 0 <= beta < 1:
+            bad(f"train.betas[{i}] must be in [0, 1) (a decay rate of Adam's moving averages), got {beta}")
+    if t.grad_clip is not None and t.grad_clip < 0:
+        bad(f"train.grad_clip is the largest gradient norm, > 0 (0 or null: no clipping), got {t.grad_clip}")
+    if not 0 <= t.seed <= SEED_MAX:
+        bad(f"train.seed must be from 0 to {SEED_MAX}, got {t.seed}")
     if t.max_steps is None and not t.epochs > 0:
         bad("train.epochs must be > 0 (or set train.max_steps)")
     if t.max_time_s is not None and not t.max_time_s > 0:
         bad(f"train.max_time_s must be > 0 seconds, got {t.max_time_s}")
+    if t.prefetch_min_build_s is not None and t.prefetch_min_build_s < 0:
+        bad(f"train.prefetch_min_build_s must be >= 0 seconds (null: never build epochs ahead), "
+            f"got {t.prefetch_min_build_s}")
+    out = Path(t.output_dir)
+    for p in (out, *out.parents):  # the run would fail creating it, after the data load
+        if p.exists():
+            if not p.is_dir():
+                bad(f"train.output_dir: {p} is a file, not a folder" + ("" if p == out else f" (in {out})"))
+            break
 
 
 def validate(cfg: RunConfig, src: str) -> None:
@@ -415,15 +459,20 @@ def validate(cfg: RunConfig, src: str) -> None:
         _validate_datasets(getattr(d, sect), f"data.{sect}", bad)
     if not d.train:
         bad("data.train: at least one training dataset is required")
-    if d.template != "random" and not isinstance(d.template, int):
+    if d.template != "random" and (not isinstance(d.template, int) or isinstance(d.template, bool)):
         bad(f"data.template must be an index or 'random', got {d.template!r}")
+    if isinstance(d.template, int) and not isinstance(d.template, bool):
+        from .prompts.instructions import load_templates
+        fewest = min(len(v) for v in load_templates(d.templates).values())
+        if not 0 <= d.template < fewest:  # an index past a task's templates would wrap round to another one
+            bad(f"data.template {d.template}: the templates are numbered 0 to {fewest - 1} (every task has at least "
+                f"{fewest}), or 'random'")
     t = cfg.train
     _validate_train(t, bad)
     e = cfg.eval
     _check_minimums(_train_minimums(t) + [
         ("data.max_source_length", d.max_source_length, 1), ("data.max_target_length", d.max_target_length, 1),
         ("data.max_options", d.max_options, 1), ("data.max_eval_records", d.max_eval_records, 1),
-        ("data.memory_folds", d.memory_folds, 2), ("data.memory_max_items", d.memory_max_items, 1),
         ("eval.batch_size", e.batch_size, 1), ("eval.num_beams", e.num_beams, 1),
         ("eval.max_new_tokens", e.max_new_tokens, 1)], bad)
     _validate_train_values(t, bad)
@@ -431,8 +480,6 @@ def validate(cfg: RunConfig, src: str) -> None:
         bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")
     if not 0.0 <= d.mention_novel <= 1.0:
         bad(f"data.mention_novel is a share (0 to 1), got {d.mention_novel}")
-    if not 0.0 <= d.option_chunk_sampling <= 1.0:
-        bad(f"data.option_chunk_sampling is a share (0 to 1), got {d.option_chunk_sampling}")
     if e.constrained not in (False, True, "off", "on", "vocab", "copy"):
         bad(f"eval.constrained must be false, vocab or copy, got {e.constrained!r}")
     from .prompts.instructions import OPTION_ORDERS
@@ -441,14 +488,18 @@ def validate(cfg: RunConfig, src: str) -> None:
     elif e.option_order == "sorted" and not d.shuffle_options:
         bad("eval.option_order sorted asks the options in an order a model trained with data.shuffle_options false "
             "never saw (it saw the schema's): set eval.option_order: schema, or shuffle the options")
+    h = cfg.hints
     try:
-        e.hint_bias = check_bias(e.hint_bias)
+        h.bias = check_bias(h.bias)
     except ValueError as err:
-        bad(f"eval.hint_bias: {err}")
+        bad(f"hints.bias: {err}")
     try:
-        e.unhinted_floor = check_floor(e.unhinted_floor)
+        h.unhinted_floor = check_floor(h.unhinted_floor)
     except ValueError as err:
-        bad(f"eval.unhinted_floor: {err}")
+        bad(f"hints.unhinted_floor: {err}")
+    if (h.bias or h.unhinted_floor) and not h.memory:
+        bad("hints.bias and hints.unhinted_floor act on memory hints: set hints.memory: true, or leave them at 0")
+    _check_minimums([("hints.folds", h.folds, 2), ("hints.max_items", h.max_items, 1)], bad)
 
 
 # ---------------------------------------------------------------- hint settings

@@ -319,7 +319,7 @@ def test_every_gold_answer_of_the_fixtures_passes_the_copy_constraint():
     evaluation asks it (option chunks), must be writable token by token. (FewRel's labels at the
     start of the answer were blocked for every label but the last: accuracy fell 0.71 -> 0.54.)"""
     from instructie.decoding.constraints import first_blocked
-    from instructie.evaluation.evaluate import prompts_for
+    from instructie.inference.predict import record_prompts
     from instructie.prompts.instructions import restrict
     from instructie.model.loading import train_tokenizer
     from instructie.prompts.targets import render
@@ -333,7 +333,8 @@ def test_every_gold_answer_of_the_fixtures_passes_the_copy_constraint():
     factory = copy_factory(tok, len(tok), roles=roles, templates=templates)
     blocked = []
     for r in records:
-        for opts, source in prompts_for(r, templates, 8):
+        for p in record_prompts(r, templates, 8):
+            opts, source = list(p.options), p.source
             answer = render(restrict(r, opts))
             k = first_blocked(factory, tok, source, answer)
             if k is not None:

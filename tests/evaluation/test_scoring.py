@@ -323,7 +323,8 @@ def test_to_bio_counts_what_it_cannot_tag():
 
 def test_option_order_evaluation_permutes_options_but_keeps_the_set():
     """`instructie test --option-seed`: the same records asked with options in another order."""
-    from instructie.evaluation.evaluate import prompts_for, reorder_options
+    from instructie.evaluation.evaluate import reorder_options
+    from instructie.inference.predict import record_prompts
     from instructie.prompts.instructions import load_templates
 
     r = rec("NER", "Acme hired Bob .", entities=[Entity("ORG", "Acme", 0, 4)])
@@ -332,7 +333,7 @@ def test_option_order_evaluation_permutes_options_but_keeps_the_set():
     assert sorted(a.options) == sorted(b.options) == sorted(r.options)
     assert a.options != r.options or b.options != r.options
     assert reorder_options(r, 1).options == a.options  # deterministic per seed
-    src = prompts_for(a, load_templates(), None)[0][1]
+    src = record_prompts(a, load_templates(), None)[0].source
     assert "Option: " + ", ".join(a.options) in src
 
 
@@ -342,6 +343,7 @@ def test_answers_of_option_chunks_are_grounded_chunk_by_chunk(monkeypatch):
     from instructie.decoding import generation
     from instructie.evaluation.evaluate import predict
     from instructie.decoding.generation import Generated
+    from instructie.inference.predict import Decoding
     from instructie.prompts.instructions import load_templates
 
     text = "Tim met Bob in Paris. Tim left."
@@ -361,8 +363,8 @@ def test_answers_of_option_chunks_are_grounded_chunk_by_chunk(monkeypatch):
     class _Model:
         config = _Cfg()
 
-    preds, _ = predict(_Model(), None, [gold], load_templates(), max_options=1, max_source_length=64,
-                       max_new_tokens=16)
+    [(preds, _)] = predict(_Model(), None, [gold], load_templates(), Decoding(max_source_length=64, max_new_tokens=16),
+                           max_options=1)
     assert sorted((e.start, e.end, e.label) for e in preds[0].entities) == [(0, 3, "person"), (8, 11, "person"),
                                                                            (15, 20, "location")]
     assert prf(score_task([gold], preds), "entity")[0] == (3, 0, 0)
@@ -372,6 +374,7 @@ def test_evaluation_reports_prompts_cut_to_the_source_limit(tiny_model_dir):
     """A test prompt longer than max_source_length reaches the model without its end (memory hint,
     'Answer:'): the score table says how many, per dataset, instead of hiding it."""
     from instructie.evaluation.evaluate import predict
+    from instructie.inference.predict import Decoding
     from instructie.prompts.instructions import load_templates
     from instructie.model.loading import load_trained
     from instructie.evaluation.scoring import score_all
@@ -381,12 +384,12 @@ def test_evaluation_reports_prompts_cut_to_the_source_limit(tiny_model_dir):
     long_ = rec("NER", "Obama visited Paris . " * 30, entities=[Entity("person", "Obama", 0, 5)])
     for r in (short, long_):
         r.options = ["person", "location"]
-    preds, _ = predict(model, tok, [short, long_], load_templates(), max_options=1, max_source_length=64,
-                       max_new_tokens=4)
+    [(preds, _)] = predict(model, tok, [short, long_], load_templates(),
+                           Decoding(max_source_length=64, max_new_tokens=4), max_options=1)
     assert [p.n_truncated for p in preds] == [0, 2]  # two option chunks, both cut
     rep = score_all([short, long_], preds)
     assert rep.scores[0].n_truncated == 2 and rep.scores[0].to_json()["truncated_prompts"] == 2
     assert "truncated_prompts=2" in format_table(rep)
-    preds, _ = predict(model, tok, [long_], load_templates(), max_options=None, max_source_length=512,
-                       max_new_tokens=4)
+    [(preds, _)] = predict(model, tok, [long_], load_templates(), Decoding(max_source_length=512, max_new_tokens=4),
+                           max_options=None)
     assert preds[0].n_truncated == 0

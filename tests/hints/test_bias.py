@@ -3,14 +3,19 @@ memory-hint item, and to nothing else; driven step by step with scripted tokens,
 through ``generate`` with a random tiny model."""
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from instructie.hints.bias import decoding_factory as make_factory
-from instructie.hints.bias import HintBiasProcessor, hint_bias_factory, hint_items
-from instructie.prompts.instructions import build_source, load_templates
-from instructie.hints.memory import Memory
+from instructie.config import check_bias
 from instructie.core.records import Entity, Record, Relation
+from instructie.decoding.constraints import chain_factories, make_factory
+from instructie.hints.bias import HintBiasProcessor
+from instructie.hints.memory import Memory
+from instructie.hints.plugin import Hints, HintSettings, proposed_items
+from instructie.inference.predict import Decoding, Prompt, read_answer
+from instructie.prompts.instructions import build_source, load_templates
 
 TEXT = "Barack Obama visited Paris on Monday . Obama met Emmanuel Macron in Paris ."
 OPTIONS = ["person", "location"]
@@ -24,50 +29,58 @@ def tok(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def ner_prompt(hint_items_=(("Obama", "person"), ("Paris", "location"))):
-    rec = Record("", "", "NER", TEXT, options=OPTIONS)
+def ner_prompt(hint_items_=(("Obama", "person"), ("Paris", "location")), dataset=""):
+    """An NER prompt whose memory line proposes ``hint_items_``, with that metadata."""
     from instructie.prompts.targets import render_items
-    return build_source(rec, load_templates()["NER"][0], OPTIONS, "Memory: " + render_items(list(hint_items_)))
+    rec = Record("", dataset, "NER", TEXT, options=OPTIONS)
+    line = "Memory: " + render_items(list(hint_items_))
+    return Prompt(build_source(rec, load_templates()["NER"][0], OPTIONS, line), "NER", tuple(OPTIONS), TEXT,
+                  dataset, hint=proposed_items(line, "NER"))
 
 
 def rc_prompt():
     rec = Record("", "", "RC", "Mary is the mother of John .", options=["mother", "child", "spouse"],
                  relations=[Relation(Entity("", "Mary"), "mother", Entity("", "John"))])
-    return build_source(rec, load_templates()["RC"][0], rec.options, "Memory: pair | mother; tail | child")
+    line = "Memory: pair | mother; tail | child"
+    return Prompt(build_source(rec, load_templates()["RC"][0], rec.options, line), "RC", tuple(rec.options),
+                  rec.text, hint=proposed_items(line, "RC"))
 
 
-def test_hint_items_read_from_the_prompt():
-    assert hint_items(ner_prompt()) == [("Obama", "person"), ("Paris", "location")]
-    assert hint_items(ner_prompt(())) == []  # "Memory: None"
+def plain_prompt():
     rec = Record("", "", "NER", TEXT, options=OPTIONS)
-    assert hint_items(build_source(rec, load_templates()["NER"][0], OPTIONS)) == []  # no hint line
+    return Prompt(build_source(rec, load_templates()["NER"][0], OPTIONS), "NER", tuple(OPTIONS), TEXT)
+
+
+def plugin(bias=0.0, floor=0.0, memory=None):
+    return Hints(memory or Memory(), HintSettings(check_bias(bias), floor))
+
+
+def test_a_hint_line_proposes_its_items():
+    assert proposed_items("Memory: Obama | person; Paris | location", "NER") == (("Obama", "person"),
+                                                                               ("Paris", "location"))
+    assert proposed_items("Memory: None", "NER") == ()
     # RC: the answer is one relation; the hint's evidence levels are not answer items
-    assert hint_items(rc_prompt()) == [("mother",), ("child",)]
-    # a prompt cut inside the hint (no "Answer:" line): the last, maybe partial, item is dropped
-    cut = ner_prompt().split("\nAnswer:")[0][:-3]
-    assert hint_items(cut) == [("Obama", "person")]
-    # an item needing an escape (a span holding ";") is left out: the copy constraint never
-    # writes escapes, so it could never be finished
-    assert hint_items(ner_prompt((("A; B", "person"), ("Paris", "location")))) == [("Paris", "location")]
-    # a T5 sentencepiece tokenizer decodes the prompt's line breaks as spaces
-    assert hint_items(ner_prompt().replace("\n", " ")) == [("Obama", "person"), ("Paris", "location")]
-    assert hint_items(rc_prompt().replace("\n", " ")) == [("mother",), ("child",)]
+    assert proposed_items("Memory: pair | mother; tail | child; head | mother", "RC") == (("mother",), ("child",))
+    assert ner_prompt().hint == (("Obama", "person"), ("Paris", "location"))
 
 
-def test_hint_items_match_what_the_memory_hints():
+def test_the_hint_items_are_what_the_memory_proposes():
     train = [Record("t1", "d", "NER", "Obama visited Paris .", options=OPTIONS,
                     entities=[Entity("person", "Obama", 0, 5), Entity("location", "Paris", 14, 19)])]
     mem = Memory.from_records(train)
     rec = Record("x", "d", "NER", TEXT, options=OPTIONS)
-    prompt = build_source(rec, load_templates()["NER"][0], OPTIONS, mem.hint(rec))
-    assert hint_items(prompt) == mem.items(rec)
+    line, items = Hints(mem).line(rec)
+    assert line == mem.hint(rec) and list(items) == mem.items(rec)
+    # a token budget cuts the line to whole items
+    short, items = Hints(mem, budget=4).line(rec, length=lambda s: len(s.split()))
+    assert len(items) < len(mem.items(rec)) and short == "Memory: " + " | ".join(items[0]) if items else True
 
 
 class Driver:
     def __init__(self, tok, prompts, bias=BIAS, beams=1, factory=None):
-        enc = tok(prompts, return_tensors="pt", padding=True)
-        factory = factory or hint_bias_factory(tok, len(tok), bias)
-        self.proc = factory(enc["input_ids"], enc["attention_mask"])
+        enc = tok([p.source for p in prompts], return_tensors="pt", padding=True)
+        factory = factory or plugin(bias).logits_factory(tok, len(tok))
+        self.proc = factory(enc["input_ids"], enc["attention_mask"], list(prompts))
         self.tok = tok
         self.ids = torch.zeros(len(prompts) * beams, 1, dtype=torch.long)
         self.out = self._call()
@@ -168,25 +181,35 @@ def test_a_repeated_hint_item_is_offered_again_for_its_second_mention(tok):
 
 
 def test_rows_are_independent_and_a_prompt_without_hint_is_untouched(tok):
-    rec = Record("", "", "NER", TEXT, options=OPTIONS)
-    plain = build_source(rec, load_templates()["NER"][0], OPTIONS)
-    d = Driver(tok, [plain, ner_prompt(), rc_prompt()])
+    d = Driver(tok, [plain_prompt(), ner_prompt(), rc_prompt()])
     assert d.biased(0) == set() and d.eos(0) == 0
     assert d.biased(1) == {first_token(tok, "Obama"), first_token(tok, "Paris")}
     assert d.biased(2) == {first_token(tok, "mother"), first_token(tok, "child")}
 
 
-def test_a_bias_per_task_reads_each_prompts_task_from_its_instruction(tok):
-    d = Driver(tok, [ner_prompt(), rc_prompt()], factory=hint_bias_factory(tok, len(tok), {"RC": 3.0}))
+def test_a_bias_per_task_and_dataset_comes_from_each_rows_metadata(tok):
+    d = Driver(tok, [ner_prompt(), rc_prompt()], factory=plugin({"RC": 3.0}).logits_factory(tok, len(tok)))
     assert d.biased(0) == set() and d.eos(0) == 0  # NER: no bias given
     assert d.biased(1) == {first_token(tok, "mother"), first_token(tok, "child")} and d.eos(1) == -3.0
-    assert make_factory(False, tok, len(tok), hint_bias={"NER": 0.0}) is None
+    # a dataset's own entry overrides its task's, in one batch
+    d = Driver(tok, [ner_prompt(dataset="a"), ner_prompt(dataset="b")],
+               factory=plugin({"NER": 4, "NER/b": 16}).logits_factory(tok, len(tok)))
+    assert (d.eos(0), d.eos(1)) == (-4.0, -16.0)
+    assert plugin({"NER": 0.0}).logits_factory(tok, len(tok)) is None
+
+
+def test_an_item_holding_an_escape_is_not_pushed(tok):
+    """The copy constraint never writes escapes, so such an item could never be finished."""
+    d = Driver(tok, [ner_prompt((("A; B", "person"), ("Paris", "location")))])
+    assert d.biased() == {first_token(tok, "Paris")}
 
 
 def test_zero_bias_makes_no_processor_and_bias_composes_with_the_copy_constraint(tok):
     assert make_factory(False, tok, len(tok)) is None
-    assert make_factory(False, tok, len(tok), hint_bias=0.0) is None
-    d = Driver(tok, [ner_prompt()], factory=make_factory("copy", tok, len(tok), hint_bias=BIAS))
+    assert plugin(0.0).logits_factory(tok, len(tok)) is None
+    copy = make_factory("copy", tok, len(tok))
+    d = Driver(tok, [ner_prompt()], factory=chain_factories(plugin(BIAS).logits_factory(tok, len(tok), copy.vocab),
+                                                           copy))
     allowed = d.out[0] > -1e30
     # the hint's first tokens are raised, and still only copies of the text are allowed
     for s in ("Obama", "Paris"):
@@ -224,11 +247,11 @@ def test_a_large_bias_makes_a_random_model_write_the_hint(tiny_model_dir):
     from instructie.decoding.generation import generate
 
     ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
-    src = ner_prompt()
-    free = generate(ex.model, ex.tokenizer, [src], max_new_tokens=12, with_scores=False)[0].text
-    fac = make_factory(False, ex.tokenizer, ex.model.config.vocab_size, hint_bias=1e4)
-    biased = generate(ex.model, ex.tokenizer, [src], max_new_tokens=12, with_scores=False,
-                      logits_processor_factory=fac)[0].text
+    p = ner_prompt()
+    free = generate(ex.model, ex.tokenizer, [p.source], max_new_tokens=12, with_scores=False)[0].text
+    fac = plugin(1e4).logits_factory(ex.tokenizer, ex.model.config.vocab_size)
+    biased = generate(ex.model, ex.tokenizer, [p.source], max_new_tokens=12, with_scores=False,
+                      logits_processor_factory=fac, rows=[p])[0].text
     hint = ("Obama | person", "Paris | location")
     assert not free.startswith(hint)
     assert biased.startswith(hint)  # then garbage again: the bias pushes hint items, nothing after them
@@ -270,12 +293,20 @@ def test_bad_hint_bias_settings_are_named(monkeypatch):
     assert check_bias({"NER": 2, "EE": 0}) == {"NER": 2.0} and check_bias({"EE": 0}) == 0.0
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     cfg = "configs/quickstart.yaml"
-    assert load_config(cfg, ["eval.hint_bias={NER: 2, EE: 8}"]).eval.hint_bias == {"NER": 2.0, "EE": 8.0}
-    for bad, msg in (("eval.hint_bias=-1", "number >= 0"), ("eval.hint_bias={XX: 1}", "unknown task 'XX'"),
-                     ("eval.hint_bias=high", "number >= 0"), ("eval.hint_bias={NER: {EE: 2}}", "number >= 0"),
-                     ("eval.hint_bias=.inf", "number >= 0"), ("eval.hint_bias=.nan", "number >= 0")):
-        with pytest.raises(ConfigError, match=f"eval.hint_bias: .*{msg}"):
-            load_config(cfg, [bad])
+    on = "hints.memory=true"
+    assert load_config(cfg, [on, "hints.bias={NER: 2, EE: 8}"]).hints.bias == {"NER": 2.0, "EE": 8.0}
+    for bad, msg in (("hints.bias=-1", "number >= 0"), ("hints.bias={XX: 1}", "unknown task 'XX'"),
+                     ("hints.bias=high", "number >= 0"), ("hints.bias={NER: {EE: 2}}", "number >= 0"),
+                     ("hints.bias=.inf", "number >= 0"), ("hints.bias=.nan", "number >= 0")):
+        with pytest.raises(ConfigError, match=f"hints.bias: .*{msg}"):
+            load_config(cfg, [on, bad])
+    with pytest.raises(ConfigError, match="set hints.memory: true"):
+        load_config(cfg, ["hints.bias=2"])  # a bias without hints has nothing to act on
+    # a config written for the old keys says where they went
+    with pytest.raises(ConfigError, match="eval.hint_bias is now hints.bias"):
+        load_config(cfg, ["eval.hint_bias=2"])
+    with pytest.raises(ConfigError, match="data.memory_hints is now hints.memory"):
+        load_config(cfg, ["data.memory_hints=true"])
 
 
 def test_confidences_are_the_models_own_not_the_biased_ones(tiny_model_dir):
@@ -285,8 +316,9 @@ def test_confidences_are_the_models_own_not_the_biased_ones(tiny_model_dir):
     from instructie.decoding.generation import generate
 
     ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
-    fac = make_factory(False, ex.tokenizer, ex.model.config.vocab_size, hint_bias=1e4)
-    g = generate(ex.model, ex.tokenizer, [ner_prompt()], max_new_tokens=4, logits_processor_factory=fac)[0]
+    fac = plugin(1e4).logits_factory(ex.tokenizer, ex.model.config.vocab_size)
+    p = ner_prompt()
+    g = generate(ex.model, ex.tokenizer, [p.source], max_new_tokens=4, logits_processor_factory=fac, rows=[p])[0]
     assert g.text.startswith(("Ob", "Par"))  # the bias chose the hint's first token ...
     assert g.token_logprobs[0] < -1.0  # ... which a random model finds unlikely (biased: ~0)
 
@@ -309,34 +341,38 @@ def _scripted(tok, answer: str, low: set[str]):
 
 
 def test_the_unhinted_floor_drops_only_unsure_items_the_hint_did_not_propose(tok):
-    from instructie.hints.bias import drop_unhinted, is_hinted
+    from instructie.hints.bias import floor_for, is_hinted
+
+    def kept(prompt, g, floor):
+        ans = read_answer(prompt, g, tok, Decoding(), plugin(floor=floor))
+        return [f.item.text for f in ans.found], ans.dropped["below_unhinted_floor"]
 
     prompt = ner_prompt((("Obama", "person"),))
     answer = "Obama | person; Paris | location; Monday | person"
     # Obama: hinted but unsure -> kept; Paris: the model's own and sure -> kept; Monday: own, unsure -> out
     g = _scripted(tok, answer, low={"Obama | person", "Monday | person"})
-    assert drop_unhinted(g, prompt, 0.5, tok) == ("Obama | person; Paris | location", 1)
-    assert drop_unhinted(g, prompt, 0.0, tok) == (answer, 0)  # 0: off
-    assert drop_unhinted(g, prompt, 0.999, tok) == ("Obama | person", 2)  # -0.01 per token is not 0.999 sure
-    # nothing left is the empty answer; a hint-less prompt leaves every unsure item out
+    assert kept(prompt, g, 0.5) == (["Obama", "Paris"], 1)
+    assert kept(prompt, g, 0.0) == (["Obama", "Paris", "Monday"], 0)  # 0: off
+    assert kept(prompt, g, 0.999) == (["Obama"], 2)  # -0.01 per token is not 0.999 sure
     g = _scripted(tok, "Monday | person", low={"Monday | person"})
-    assert drop_unhinted(g, prompt, 0.5, tok) == ("None", 1)
+    assert kept(prompt, g, 0.5) == ([], 1)
     # an event is the hint's when its trigger and type are (its arguments are the model's own)
     assert is_hinted(["attack", "Conflict", "attacker=rebels"], [("attack", "Conflict")])
     assert not is_hinted(["attack", "Movement"], [("attack", "Conflict")])
     assert is_hinted(["mother"], [("mother",), ("child",)])  # RC: the relation
     # a hint item with an escaped character is the hint's too (the bias cannot push it; the floor keeps it)
-    escaped = ner_prompt((("AT|T", "organization"),))
+    escaped = Prompt(prompt.source, "NER", ("organization", "person"), "AT|T and Monday",
+                     hint=(("AT|T", "organization"),))
     g = _scripted(tok, "AT\\|T | organization; Monday | person", low={"AT\\|T | organization", "Monday | person"})
-    assert drop_unhinted(g, escaped, 0.5, tok) == ("AT\\|T | organization", 1)
+    ans = read_answer(escaped, g, tok, Decoding(), plugin(floor=0.5))
+    assert [f.item.text for f in ans.found] == ["AT|T"] and ans.dropped["below_unhinted_floor"] == 1
     # tasks that get no hint (NEG, the auxiliary ones) and RC get no floor: it would cut every item alike
-    from instructie.hints.bias import floor_for
     assert [floor_for(0.5, t) for t in ("NER", "RE", "EE", "RC", "NEG", "ES")] == [0.5, 0.5, 0.5, 0, 0, 0]
 
 
 def test_evaluation_scores_every_floor_from_one_generation(tiny_model_dir, monkeypatch):
-    """``evaluate_floors``: one generation, one report per floor; the floor takes out the model's
-    own unsure items and counts them as dropped."""
+    """``evaluate_records(floors=...)``: one generation, one report per floor; the floor takes out the
+    model's own unsure items and counts them as dropped."""
     from instructie.evaluation import evaluate
     from instructie.decoding import generation
     from instructie.config import load_config
@@ -358,18 +394,17 @@ def test_evaluation_scores_every_floor_from_one_generation(tiny_model_dir, monke
     monkeypatch.setattr(generation, "generate", scripted)
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
     cfg.data.max_options = None
-    reps = evaluate.evaluate_floors(ex.model, ex.tokenizer, [gold], cfg, load_templates(), [0.0, 0.5, 0.9999],
-                                    memory=memory, hint_bias=0.0)
+    reps = evaluate.evaluate_records(ex.model, ex.tokenizer, [gold], cfg, load_templates(),
+                                     hints=plugin(memory=memory), floors=[0.0, 0.5, 0.9999])
     assert calls == [True] and [r["unhinted_floor"] for r in reps] == [0.0, 0.5, 0.9999]
     f1 = [r["summary"]["d/NER/entity_f1"] for r in reps]
     assert f1 == [0.8, 1.0, pytest.approx(2 / 3, abs=1e-4)]  # Monday out: right; then Paris out: one miss
-    # the default floor is the config's; without a memory there is no hint to keep items by: no floor
-    cfg.eval.unhinted_floor = {"NER": 0.5}
+    # the default floor is the plug-in's; without hints there is no hint to keep items by: no floor
     assert evaluate.evaluate_records(ex.model, ex.tokenizer, [gold], cfg, load_templates(),
-                                     memory=memory)["summary"]["d/NER/entity_f1"] == 1.0
-    assert evaluate.evaluate_records(ex.model, ex.tokenizer, [gold], cfg, load_templates())["summary"][
+                                     hints=plugin(floor={"NER": 0.5}, memory=memory))[0]["summary"][
+        "d/NER/entity_f1"] == 1.0
+    assert evaluate.evaluate_records(ex.model, ex.tokenizer, [gold], cfg, load_templates())[0]["summary"][
         "d/NER/entity_f1"] == 0.8
-    assert calls[-1] is False  # and no scores asked for
 
 
 def test_bad_unhinted_floors_are_named(monkeypatch):
@@ -379,10 +414,11 @@ def test_bad_unhinted_floors_are_named(monkeypatch):
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     cfg = "configs/quickstart.yaml"
-    assert load_config(cfg, ["eval.unhinted_floor={NER: 0.5}"]).eval.unhinted_floor == {"NER": 0.5}
-    for bad in ("eval.unhinted_floor=1.5", "eval.unhinted_floor=-0.1", "eval.unhinted_floor={NER: 2}"):
-        with pytest.raises(ConfigError, match="eval.unhinted_floor: an unhinted-item floor is a number from 0 to 1"):
-            load_config(cfg, [bad])
+    on = "hints.memory=true"
+    assert load_config(cfg, [on, "hints.unhinted_floor={NER: 0.5}"]).hints.unhinted_floor == {"NER": 0.5}
+    for bad in ("hints.unhinted_floor=1.5", "hints.unhinted_floor=-0.1", "hints.unhinted_floor={NER: 2}"):
+        with pytest.raises(ConfigError, match="hints.unhinted_floor: an unhinted-item floor is a number from 0 to 1"):
+            load_config(cfg, [on, bad])
 
 
 def test_extraction_keeps_hinted_and_sure_items_under_the_floor(tiny_model_dir, monkeypatch):
@@ -395,8 +431,8 @@ def test_extraction_keeps_hinted_and_sure_items_under_the_floor(tiny_model_dir, 
     base = Extractor.from_pretrained(tiny_model_dir, device="cpu")
     memory = Memory.from_records([Record("m", "d", "NER", "Obama spoke .", options=OPTIONS,
                                          entities=[Entity("person", "Obama", 0, 5)])])
-    card = {**base.card, "unhinted_floor": {"NER": 0.5}}
-    ex = Extractor(base.model, base.tokenizer, card, "cpu", memory=memory)
+    card = replace(base.card, unhinted_floor={"NER": 0.5})
+    ex = Extractor(base.model, base.tokenizer, card, "cpu", hints=Hints(memory))
 
     def scripted(model, tokenizer, sources, **kw):
         assert all("Memory: Obama | person" in s for s in sources)
@@ -420,13 +456,7 @@ def test_extraction_keeps_hinted_and_sure_items_under_the_floor(tiny_model_dir, 
 
 def test_a_dataset_entry_overrides_its_task_and_rc_has_no_floor(tiny_model_dir, monkeypatch):
     """``{"NER": 4, "NER/b": 16}``: records of dataset b decode with 16, other NER records with
-    4 (one generation per value); text of no dataset gets the task's value."""
-    from instructie.hints import bias as hint_bias
-    from instructie.evaluation import evaluate
-    from instructie.decoding import generation
-    from instructie.config import load_config
-    from instructie.inference.extractor import Extractor
-    from instructie.config import check_bias
+    4; text of no dataset gets the task's value."""
     from instructie.hints.bias import floor_for, setting_for
 
     bias = check_bias({"NER": 4, "NER/b": 16, "NER/c": 0})
@@ -438,18 +468,3 @@ def test_a_dataset_entry_overrides_its_task_and_rc_has_no_floor(tiny_model_dir, 
         check_bias({"XX/b": 1})
     with pytest.raises(ValueError, match="unknown task 'NER/'"):
         check_bias({"NER/": 1})
-
-    ex = Extractor.from_pretrained(tiny_model_dir, device="cpu")
-    memory = Memory.from_records([Record("m", "a", "NER", "Obama spoke .", options=OPTIONS,
-                                         entities=[Entity("person", "Obama", 0, 5)])])
-    records = [Record(f"{d}{k}", d, "NER", TEXT, options=OPTIONS) for d in "abc" for k in range(2)]
-    biases, sizes = [], []
-    real_make = hint_bias.decoding_factory
-    monkeypatch.setattr(hint_bias, "decoding_factory",
-                        lambda *a, hint_bias=0.0, **kw: biases.append(hint_bias) or real_make(*a, hint_bias=hint_bias, **kw))
-    monkeypatch.setattr(generation, "generate", lambda m, t, sources, **kw: sizes.append(len(sources)) or
-                        [generation.Generated("None", [], []) for _ in sources])
-    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
-    cfg.data.max_options = None
-    evaluate.evaluate_records(ex.model, ex.tokenizer, records, cfg, load_templates(), memory=memory, hint_bias=bias)
-    assert biases == [4.0, 16.0] and sizes == [2, 2, 2]  # c: plain decoding, no processor

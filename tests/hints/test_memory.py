@@ -159,7 +159,7 @@ def test_names_put_in_by_mention_replacement_are_not_hinted(records):
     train, _ = _split(records)
     conll = [r for r in train if r.dataset == "CoNLL2003"]
     folded = FoldedMemory(conll, 2, block=3)
-    data = DataConfig(mention_replacement=1.0, memory_hints=True)
+    data = DataConfig(mention_replacement=1.0)
     src = [Source(DatasetConfig("ie_instructions", "x"), conll)]
     inst = make_instances(src, data, load_templates(None), seed=0, epoch=0, memory=folded)
     original = {r.text for r in conll}
@@ -176,19 +176,21 @@ def test_names_put_in_by_mention_replacement_are_not_hinted(records):
 
 
 def test_prompt_carries_the_hint_after_the_text_per_option_chunk(records):
-    from instructie.evaluation.evaluate import prompts_for
+    from instructie.hints.plugin import Hints
+    from instructie.inference.predict import record_prompts
     from instructie.prompts.instructions import load_templates
 
     train, _ = _split(records)
     mem = Memory.from_records(train)
     rec = next(r for r in train if r.task == "NER" and len({e.label for e in r.entities}) > 1)
-    prompts = prompts_for(rec, load_templates(), max_options=2, memory=mem)
+    prompts = record_prompts(rec, load_templates(), max_options=2, hints=Hints(mem))
     assert len(prompts) == 2
-    for opts, src in prompts:
-        lines = src.split("\n")
+    for p in prompts:
+        lines = p.source.split("\n")
         assert lines[-3].startswith("Text: ") and lines[-2].startswith("Memory: ") and lines[-1] == "Answer:"
-        assert lines[-2] == mem.hint(rec, opts)
-    assert all("Memory:" not in src for _, src in prompts_for(rec, load_templates(), max_options=2))
+        assert lines[-2] == mem.hint(rec, list(p.options))
+        assert list(p.hint) == mem.items(rec, list(p.options))  # the prompt's metadata: the items it proposes
+    assert all("Memory:" not in p.source for p in record_prompts(rec, load_templates(), max_options=2))
 
 
 def test_prompts_list_options_sorted_or_as_the_record_lists_them(records):
@@ -196,14 +198,16 @@ def test_prompts_list_options_sorted_or_as_the_record_lists_them(records):
     and hints included; schema: the prompts follow the record's order."""
     from dataclasses import replace
 
-    from instructie.evaluation.evaluate import prompts_for
+    from instructie.hints.plugin import Hints
+    from instructie.inference.predict import record_prompts
     from instructie.prompts.instructions import asked_order, load_templates
 
     train, _ = _split(records)
     mem, templates = Memory.from_records(train), load_templates()
     rec = next(r for r in train if r.task == "NER" and len(r.options) > 2)
     turned = replace(rec, options=list(reversed(rec.options)))
-    ask = {order: [prompts_for(r, templates, 2, mem, order) for r in (rec, turned)] for order in ("sorted", "schema")}
+    ask = {order: [[(list(p.options), p.source) for p in record_prompts(r, templates, 2, order, Hints(mem))]
+                   for r in (rec, turned)] for order in ("sorted", "schema")}
     assert ask["sorted"][0] == ask["sorted"][1] and ask["sorted"][0][0][0] == sorted(rec.options)[:2]
     assert ask["schema"][0] != ask["schema"][1] and ask["schema"][1][0][0] == turned.options[:2]
     with pytest.raises(ValueError, match="sorted, schema"):
@@ -221,8 +225,8 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, 
 
     out = tmp_path / "run"
     cfg_path = tiny_config(tmp_path, out, max_steps=3, save_every=0)
-    cfg = load_config(cfg_path, ["data.memory_hints=true"])
-    fold, full = training_memory(load_sources(cfg.data.train), cfg.data)
+    cfg = load_config(cfg_path, ["hints.memory=true"])
+    fold, full = training_memory(load_sources(cfg.data.train), cfg.hints)
     inst = make_instances(load_sources(cfg.data.train), cfg.data, load_templates(None), 0, 0, memory=fold)
     hinted = [i for i in inst if "\nMemory: " in i.source]
     assert hinted and {i.task for i in hinted} <= {"NER", "RE", "EE", "RC"}
@@ -230,7 +234,7 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, 
     assert sum("\nMemory: None\n" not in i.source for i in hinted) >= len(hinted) // 5
     assert all("\nMemory: " not in i.source for i in inst if i.task not in ("NER", "RE", "EE", "RC"))
 
-    assert cli_main(["train", "--config", str(cfg_path), "--set", "data.memory_hints=true"]) == 0
+    assert cli_main(["train", "--config", str(cfg_path), "--set", "hints.memory=true"]) == 0
     assert json.loads((out / "instructie.json").read_text())["memory_hints"] is True
     assert Memory.load(out / "memory.json").to_json() == full.to_json()
 
@@ -238,16 +242,16 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, 
     assert ex.memory is not None
     text = "EU rejects German call to boycott British lamb ."
     _, _, prompts = ex._plan([("0", text)], ["NER"], Schema(), "en")
-    assert prompts and all("\nMemory: EU | organization" in p[4] for p in prompts if "organization" in p[3])
+    assert prompts and all("\nMemory: EU | organization" in p[2].source for p in prompts if "organization" in p[2].options)
     # A user's own records join the memory (instructie extract --memory FILE).
     ex.remember([Record("u", "mine", "NER", "Zorblax", entities=[Entity("person", "Zorblax", 0, 7)])])
     _, _, prompts = ex._plan([("0", "Zorblax met EU officials .")], ["NER"],
                              Schema(), "en")
-    assert any("Memory: Zorblax | person" in p[4] for p in prompts)
+    assert any("Memory: Zorblax | person" in p[2].source for p in prompts)
 
     # Hint-biased decoding (hint_bias.py): instructie test scores each bias asked for, and
     # eval/tune_hint_bias.py picks one on the dev sets and stores it for extraction.
-    assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+    assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "hints.memory=true",
                      "--split", "eval", "--hint-bias", "0", "1e4", "--json", str(tmp_path / "t.json")]) == 0
     rep = json.loads((tmp_path / "t.json").read_text())
     assert set(rep) == {"unconstrained", "unconstrained+hint10000"}
@@ -255,7 +259,7 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "eval"))
     import tune_hint_bias
     tj = tmp_path / "tune.json"
-    assert tune_hint_bias.main(["--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+    assert tune_hint_bias.main(["--model", str(out), "--config", str(cfg_path), "--set", "hints.memory=true",
                                 "--values", "0", "1e4", "--json", str(tj), "--write-card", "--device", "cpu",
                                 "--predictions", str(tmp_path / "p.jsonl")]) == 0
     tune = json.loads(tj.read_text())
@@ -279,43 +283,43 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, 
     # short keeps it), every record asked with its options in the seeded order, not sorted back as the model's
     # own tests ask them (its card: eval.option_order, sorted by default)
     assert json.loads((out / "instructie.json").read_text())["option_order"] == "sorted"
-    asked, orders, real_floors = [], [], tune_hint_bias.evaluate_floors
+    asked, orders, real_floors = [], [], tune_hint_bias.evaluate_records
 
     def spy_floors(model, tokenizer, records, cfg, *args, **kw):
         asked.append([(r.id, tuple(r.options)) for r in records])
         orders.append(cfg.eval.option_order)
         return real_floors(model, tokenizer, records, cfg, *args, **kw)
 
-    tune_hint_bias.evaluate_floors = spy_floors
+    tune_hint_bias.evaluate_records = spy_floors
     try:  # one bias to choose from, so the tuned tests run whatever the tiny model does on dev
-        assert tune_hint_bias.main(["--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+        assert tune_hint_bias.main(["--model", str(out), "--config", str(cfg_path), "--set", "hints.memory=true",
                                     "--values", "1e4", "--floors", "0", "--json", str(tmp_path / "tune2.json"),
                                     "--device", "cpu", "--predictions", str(tmp_path / "q.jsonl"),
                                     "--option-seed", "1"]) == 0
     finally:
-        tune_hint_bias.evaluate_floors = real_floors
+        tune_hint_bias.evaluate_records = real_floors
     assert list(json.loads((tmp_path / "tune2.json").read_text())["test"]) == [
         "unconstrained+hint", "option_seed_1+hint", "constrained_copy+hint", "constrained_copy"]
     assert (tmp_path / "q.options1.jsonl").exists()
     free, shuffled = asked[1], asked[2]  # asked[0]: the dev sweep
-    by_id = {r.id: r for r in scored_records(load_sources(load_config(cfg_path, ["data.memory_hints=true"]).data.test))}
+    by_id = {r.id: r for r in scored_records(load_sources(load_config(cfg_path, ["hints.memory=true"]).data.test))}
     assert [i for i, _ in shuffled] == [i for i, _ in free]
     assert shuffled == [(i, tuple(reorder_options(by_id[i], 1).options)) for i, _ in free] != free
     assert orders == ["sorted", "sorted", "schema", "sorted", "sorted"]
     tuned = Extractor.from_pretrained(out, device="cpu")
-    assert tuned.hint_bias == chosen and tuned.unhinted_floor == floor
+    assert tuned.card.hint_bias == chosen and tuned.card.unhinted_floor == floor
     # instructie test asks the options as the model's card says (sorted), an --option-seed test in its shuffled
     # order, and --option-order or --set eval.option_order as told; a seed with sorted is a clear error
     import instructie.evaluation.evaluate as evaluate_module
-    test_orders, real = [], evaluate_module.evaluate_floors
+    test_orders, real = [], evaluate_module.evaluate_records
 
     def spy(model, tokenizer, records, cfg, *args, **kw):
         test_orders.append(cfg.eval.option_order)
         return real(model, tokenizer, records, cfg, *args, **kw)
 
-    monkeypatch.setattr(evaluate_module, "evaluate_floors", spy)
+    monkeypatch.setattr(evaluate_module, "evaluate_records", spy)
     for flags in ([], ["--option-seed", "1"], ["--option-order", "schema"], ["--set", "eval.option_order=schema"]):
-        assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+        assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "hints.memory=true",
                          "--split", "eval", "--limit", "2", *flags]) == 0
     assert test_orders == ["sorted", "schema", "schema", "schema"]
     capsys.readouterr()
@@ -324,18 +328,18 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, 
     assert "--option-seed" in capsys.readouterr().err and len(test_orders) == 4
     assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--limit", "0"]) == 2
     assert "--limit is a number of records per dataset (at least 1), got 0" in capsys.readouterr().err
-    monkeypatch.setattr(evaluate_module, "evaluate_floors", real)
+    monkeypatch.setattr(evaluate_module, "evaluate_records", real)
     # instructie test decodes as the model is used: its card's tuned values unless told otherwise
     card = json.loads((out / "instructie.json").read_text())
     (out / "instructie.json").write_text(json.dumps(card | {"hint_bias": {"NER": 1e4}, "unhinted_floor": 0.5}))
     for flags, key in (([], "unconstrained+hintNER=10000+floor0.5"), (["--hint-bias", "0", "--unhinted-floor", "0"],
                                                                      "unconstrained")):
-        assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+        assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "hints.memory=true",
                          "--split", "eval", "--limit", "2", "--json", str(tmp_path / "t.json"), *flags]) == 0
         assert list(json.loads((tmp_path / "t.json").read_text())) == [key]
     # several modes with a dataset-keyed bias: one predictions file each, named after the mode
     (out / "instructie.json").write_text(json.dumps(card | {"hint_bias": {"NER": 1e4, "NER/x": 0}}))
-    assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "data.memory_hints=true",
+    assert cli_main(["test", "--model", str(out), "--config", str(cfg_path), "--set", "hints.memory=true",
                      "--split", "eval", "--limit", "2", "--constrained", "both", "--unhinted-floor", "0",
                      "--predictions", str(tmp_path / "p.jsonl")]) == 0
     assert sorted(p.name for p in tmp_path.glob("p.*constrained*.jsonl")) == [
@@ -364,7 +368,10 @@ def test_training_with_memory_hints_saves_and_uses_the_memory(tmp_path, capsys, 
     assert used[1] is None  # bias 0 given: plain decoding
     rest = "\nOption: person\nText: EU .\nMemory: EU | organization\nAnswer:"
     enc = ex.tokenizer([ex.templates["NER"][0] + rest, "Say it." + rest], return_tensors="pt", padding=True)
-    proc = used[0](enc["input_ids"], enc["attention_mask"])
+    from instructie.inference.predict import Prompt
+    rows = [Prompt(ex.templates["NER"][0] + rest, "NER", ("person",), "EU .", hint=(("EU", "organization"),)),
+            Prompt("Say it." + rest, "RE", ("person",), "EU .", hint=(("EU", "organization"),))]
+    proc = used[0](enc["input_ids"], enc["attention_mask"], rows)
     assert isinstance(proc, HintBiasProcessor) and proc.bias.tolist() == [1e4, 0.0]  # the card's NER bias
     with pytest.raises(ConfigError, match="hint_bias"):
         next(ex.extract(["EU rejects ."], ["NER"], hint_bias={"NER": -1}))

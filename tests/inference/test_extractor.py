@@ -23,6 +23,7 @@ from instructie.decoding import generation
 from instructie.cli.main import main
 from instructie.decoding.tokens import _token_char_ends, item_confidences
 from instructie.inference.extractor import Extractor, Schema
+from instructie.model.card import ModelCard
 from instructie.decoding.generation import Generated
 from instructie.core.io import ConfigError
 
@@ -675,7 +676,7 @@ def test_a_model_is_loaded_from_a_hub_id_too(tmp_path, capsys, monkeypatch, tiny
     with monkeypatch.context() as m:
         m.setattr(huggingface_hub, "snapshot_download", fake_download)
         ex = Extractor.from_pretrained("someone/instructie-ner", device="cpu")
-        assert ex.card == json.loads((Path(tiny_model_dir) / "instructie.json").read_text(encoding="utf-8"))
+        assert ex.card == ModelCard.load(tiny_model_dir)
         assert asked[0][0] == "someone/instructie-ner" and "*.safetensors" in asked[0][1]
         assert not any(x.endswith((".bin", ".pt", ".pkl", ".ckpt")) for x in asked[0][1])
 
@@ -745,11 +746,11 @@ def test_windows_are_cut_per_prompt_not_for_the_most_crowded_one(tiny_model_dir)
     text = "Barack Obama visited Paris on Monday and met Emmanuel Macron at the Elysee Palace in the afternoon ."
     long_types = ["a very long event type name number %d with many words in it" % k for k in range(3)]
     _, _, prompts = ex._plan([("d", text)], ["NER", "EE"], Schema(ner=["person"], ee=long_types), "en")
-    ner = [p for p in prompts if p[2] == "NER"]
-    ee = [p for p in prompts if p[2] == "EE"]
+    ner = [p for p in prompts if p[2].task == "NER"]
+    ee = [p for p in prompts if p[2].task == "EE"]
     assert [(p[1].start, p[1].end) for p in ner] == [(0, len(text))]
     assert len(ee) > 1
-    for _, seg, _, _, _ in prompts:
+    for _, seg, _ in prompts:
         assert text[seg.start:seg.end] == seg.text
 
 

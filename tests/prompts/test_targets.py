@@ -2,7 +2,7 @@
 from hypothesis import given, settings, strategies as st
 
 from instructie.core.records import Argument, Entity, Event, Record, Relation
-from instructie.prompts.targets import parse, render
+from instructie.prompts.targets import parse, parse_items, render
 
 # Span texts with every delimiter the grammar uses, Chinese punctuation, quotes,
 # brackets, white space at the ends and the literal word None.
@@ -88,3 +88,62 @@ def test_broken_outputs_keep_what_is_readable():
 def test_parse_never_raises(garbage, task):
     res = parse(garbage, task, options=["a", "b"], roles={"a": ["r"]})
     assert isinstance(res.dropped, dict)
+
+
+ANSWER_PIECE = st.sampled_from(list("ab |;=\\") + ["None", "PER", "x=y", " ; ", "人物"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(ANSWER_PIECE, max_size=14).map("".join),
+       st.sampled_from(["NER", "RE", "EE", "NEG", "RC", "ES", "EP", "EPR", "ET", "EET"]))
+def test_parsing_item_by_item_reads_what_parsing_the_whole_answer_reads(answer, task):
+    """The prediction path parses answers item by item (each item gets its own confidence): the items
+    and the drop counts are those of parsing the answer whole, repeats of set-valued items included."""
+    from collections import Counter
+
+    kw = dict(options=["PER", "a", "b", "人物"] if task not in ("ES", "EP") else None,
+              roles={"PER": ["x"], "a": ["x"]})
+    whole, parts = parse(answer, task, **kw), parse_items(answer, task, **kw)
+    assert [x for _, r in parts for x in r.entities] == whole.entities
+    assert [x for _, r in parts for x in r.relations] == whole.relations
+    assert [x for _, r in parts for x in r.events] == whole.events
+    assert [x for _, r in parts for x in r.labels] == whole.labels
+    assert sum((r.dropped for _, r in parts), Counter()) == whole.dropped
+    assert all(0 <= s <= e <= len(answer) for (s, e), _ in parts)
+
+
+class _CountingRoles(dict):
+    """A role schema that counts how often its role lists are read."""
+
+    reads = 0
+
+    def values(self):
+        type(self).reads += 1
+        return super().values()
+
+    def __getitem__(self, key):
+        type(self).reads += 1
+        return super().__getitem__(key)
+
+
+def test_a_long_answer_reads_the_role_schema_once_not_per_item():
+    """Reading an answer costs time linear in its length: the schema's roles (DuEE: 65 event types, 5,582
+    roles) are read once per answer, not once per item of a looping answer (eval/bench_parse.py times it)."""
+    roles = _CountingRoles({f"type{i}": [f"role{i}_{j}" for j in range(50)] for i in range(60)})
+    n = 2000
+    cases = {"EEA": "; ".join(f"arg{i} | role{i % 60}_1" for i in range(n)),
+             "EE": "; ".join(f"trig{i} | type{i % 3} | role{i % 3}_0=a{i} | bad=x" for i in range(n)),
+             "RE": "; ".join(f"h{i} | type{i % 3} | t{i} | role{i % 3}_2=s" for i in range(n))}
+    for task, answer in cases.items():
+        _CountingRoles.reads = 0
+        got = parse(answer, task, roles=roles)
+        assert _CountingRoles.reads <= 3, (task, _CountingRoles.reads)  # once, or once per type used
+        _CountingRoles.reads = 0
+        assert len(parse_items(answer, task, roles=roles)) == n  # item by item, as the prediction path reads
+        assert _CountingRoles.reads <= 3, (task, _CountingRoles.reads)
+        if task == "EEA":
+            assert len(got.events[0].arguments) == n
+        else:
+            items = got.events if task == "EE" else got.relations
+            assert len(items) == n and all(len(x.arguments if task == "EE" else x.slots) == 1 for x in items)
+            assert got.dropped["unknown_role"] == (n if task == "EE" else 0)

@@ -101,7 +101,7 @@ def test_model_dir_is_complete_and_loads_offline(full_run, monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     from instructie.inference.extractor import Extractor
     ex = Extractor.from_pretrained(out, device="cpu")
-    assert ex.card["tasks"] == card["tasks"]
+    assert ex.card.tasks == card["tasks"]
     docs = list(ex.extract(["Barack Obama visited Paris."], tasks=["NER"], max_new_tokens=8))
     assert len(docs) == 1 and docs[0].text == "Barack Obama visited Paris."
 
@@ -240,11 +240,11 @@ def test_the_epoch_worker_builds_what_the_loop_would_and_fails_soft(tmp_path):
     from instructie.model.loading import ModelSpec, load_model_and_tokenizer
     from instructie.training.prefetch import EpochPrefetcher
 
-    cfg = load_config(tiny_config(tmp_path, tmp_path / "run"), ["data.memory_hints=true",
+    cfg = load_config(tiny_config(tmp_path, tmp_path / "run"), ["hints.memory=true",
                                                                 "data.mention_replacement=0.5",
                                                                 "data.max_source_length=2048"])
     sources, templates = load_sources(cfg.data.train), load_templates(None)
-    fold_memory, _ = training_memory(sources, cfg.data)
+    fold_memory, _ = training_memory(sources, cfg.hints)
     _, tok, _ = load_model_and_tokenizer(ModelSpec(init="random", size="tiny", vocab_size=400),
                                          [r.text for s in sources for r in s.records])
     pre = EpochPrefetcher(sources, cfg.data, templates, 3, fold_memory, tok)
@@ -601,34 +601,6 @@ def test_a_failing_dev_evaluation_first_saves_the_steps_trained_since_the_last_c
 
 
 # ---------------------------------------------------------------- option chunks in training
-def test_option_chunk_sampling_trains_on_inference_like_chunks():
-    """Inference asks a long label list in chunks, most without a gold label; with
-    data.option_chunk_sampling some training instances are such chunks (answer None)."""
-    from instructie.prompts.instructions import load_templates, to_instance
-    from instructie.prompts.targets import NONE
-
-    rec = next(r for r in fixture_records() if r.dataset == "DuEE" and r.events)
-    assert len(rec.options) > 8
-    templates = load_templates(None)
-    gold = {e.type for e in rec.events}
-
-    def instances(share):
-        return [to_instance(rec, templates, seed=s, max_options=8, shuffle_options=True, chunk_share=share)
-                for s in range(60)]
-    always = instances(0.0)
-    assert all(gold <= set(i.record.options) and len(i.record.options) == 8 for i in always)
-    half = instances(0.5)
-    without = [i for i in half if not gold & set(i.record.options)]
-    assert without and all(i.target == NONE and not i.record.events for i in without)
-    assert 0.2 < sum(not gold <= set(i.record.options) for i in half) / len(half) < 0.8
-    assert {len(i.record.options) for i in half} == {8, len(rec.options) % 8 or 8} - {0} | {8}
-    # RC is asked with all its options: never cut to a chunk
-    rc = next(r for r in fixture_records() if r.task == "RE")
-    from dataclasses import replace as _replace
-    rc = _replace(rc, task="RC", relations=rc.relations[:1])
-    assert all(to_instance(rc, templates, seed=s, max_options=2, chunk_share=1.0).record.relations for s in range(20))
-
-
 def test_tokenize_counts_cut_prompts_per_dataset_and_task():
     """A prompt cut to the limit loses its end (hint, 'Answer:'): training names the datasets it happens to."""
     from instructie.data.sources import tokenize

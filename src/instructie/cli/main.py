@@ -67,22 +67,37 @@ def cmd_convert(a) -> int:
     errors, stats = SkipCounter(a.skip_invalid), Counter()
     template = a.template if a.template == "random" else int(a.template)
     counts, splits = Counter(), Counter()
+    renamed: dict[object, str] = {}  # texts whose repeated id was made unique (to_records), by line
     with atomic_write(a.output) as f:
         recs = read(a.input, split=a.split or "", on_error=errors, stats=stats, **opts)
         for rec in expand_tasks(recs, tasks):
-            splits[rec.split] += 1
             inst = to_instance(rec, templates, template=template, seed=a.seed, max_options=a.max_options,
                                shuffle_options=a.shuffle_options)
             row = rec.to_dict()
             row.update(instance_id=inst.id, source=inst.source, target=inst.target)
             if inst.record.options != rec.options:  # options were sampled to fit: keep what was asked
                 row["prompt_options"] = inst.record.options
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            try:  # the text is encoded whole before any of it is written: a refused record leaves no half line
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            except UnicodeEncodeError as e:  # a lone surrogate the reader let through (a name from a file name)
+                errors(InputError(a.input, rec.meta.get("line") or f"record {rec.id!r}",
+                                  f"holds text that is not valid Unicode ({e.object[e.start:e.end]!r}, a lone "
+                                  "surrogate): it cannot be written as UTF-8"))
+                continue
             counts[(rec.dataset, rec.task)] += 1
+            splits[rec.split] += 1
+            if "repeated_id" in rec.meta:
+                renamed.setdefault(rec.meta.get("line"), f"id {rec.meta['repeated_id']!r} at {rec.meta.get('line')}, "
+                                                         f"first at {rec.meta.get('first_line')}")
     for (ds, task), n in sorted(counts.items()):
         print(f"{ds}\t{task}\t{n} instances", file=sys.stderr)
     if stats:
         print("adapter stats: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items())), file=sys.stderr)
+    if renamed:
+        shown = list(renamed.values())[:5]
+        print(f"warning: {len(renamed)} text(s) reuse the id of an earlier text (joined exports?) and were kept "
+              "under unique ids, their line (or task) number appended: "
+              + "; ".join(shown) + ("; ..." if len(renamed) > len(shown) else ""), file=sys.stderr)
     if errors.count:
         print(errors.report(), file=sys.stderr)
     print(f"wrote {sum(counts.values())} instances to {a.output}", file=sys.stderr)
@@ -178,7 +193,7 @@ def cmd_test(a) -> int:
     if not dsets:
         raise ConfigError(f"{a.config}: data.{'eval' if a.split == 'eval' else 'test'} lists no datasets")
     sources = load_sources(dsets, a.skip_invalid, f"data.{'eval' if a.split == 'eval' else 'test'}")
-    cfg.data.max_options = ex.card.get("max_options", cfg.data.max_options)
+    cfg.data.max_options = ex.card.max_options
     if a.option_seed is not None and a.option_order == "sorted":
         raise ConfigError("--option-seed asks each record's options in a shuffled order; --option-order sorted "
                           "would sort them back: give one of the two")
@@ -190,36 +205,26 @@ def cmd_test(a) -> int:
     if a.gold_out:
         n = write_jsonl(a.gold_out, (r.to_dict() for r in scored_records(sources, a.limit)))
         print(f"wrote {n} gold records to {a.gold_out}", file=sys.stderr)
-    from ..config import check_bias, check_floor
     from ..hints.bias import bias_label
-    # Decoding as the model is used (extract, the Python API): the values given here, else those tuned
-    # into its card (eval/tune_hint_bias.py --write-card), else the config's.
-    tuned = {k: ex.card[k] for k in ("hint_bias", "unhinted_floor") if ex.memory is not None and k in ex.card}
-    given = {"hint_bias": a.hint_bias, "unhinted_floor": a.unhinted_floor}
-    source = {k: ("--" + k.replace("_", "-") if given[k] is not None else
-                  f"{a.model}/instructie.json {k}" if k in tuned else f"eval.{k}") for k in given}
-    try:
-        biases = [check_bias(b) for b in a.hint_bias or [tuned.get("hint_bias", cfg.eval.hint_bias)]]
-    except ValueError as e:
-        raise ConfigError(f"{source['hint_bias']}: {e}") from None
-    try:
-        floor = check_floor(tuned.get("unhinted_floor", cfg.eval.unhinted_floor) if a.unhinted_floor is None
-                            else a.unhinted_floor)
-    except ValueError as e:
-        raise ConfigError(f"{source['unhinted_floor']}: {e}") from None
-    for k, value in (("hint_bias", any(biases)), ("unhinted_floor", floor)):
-        if value and ex.memory is None:
-            raise ConfigError(f"{a.model}: {source[k]} needs a model trained with memory hints (data.memory_hints)")
-    for k, value in (("hint_bias", biases[0]), ("unhinted_floor", floor)):
-        if given[k] is None and k in tuned:
-            print(f"{k} {bias_label(value)}: the model's tuned value ({source[k]})", file=sys.stderr)
-    modes = [(c, b) for c in modes for b in biases]
-    for constrained, bias in modes:
+    from ..hints.plugin import Hints, HintSettings
+    # Decoding as the model is used (extract, the Python API): the values given here, else those tuned into
+    # its card (eval/tune_hint_bias.py --write-card), else the config's.
+    tuned = ex.card.tuned() if ex.hints is not None else {}
+    biases = a.hint_bias or [None]
+    settings = [HintSettings.resolve(given_bias=b, given_floor=a.unhinted_floor, card=tuned, config=cfg.hints,
+                                     has_memory=ex.hints is not None, names=("--hint-bias", "--unhinted-floor"))
+                for b in biases]
+    for k, given in (("hint_bias", a.hint_bias), ("unhinted_floor", a.unhinted_floor)):
+        if given is None and k in tuned:
+            print(f"{k} {bias_label(tuned[k])}: the model's tuned value ({a.model}/instructie.json)", file=sys.stderr)
+    modes = [(c, s) for c in modes for s in settings]
+    for constrained, s in modes:
+        hints = Hints(ex.hints.memory, s, ex.hints.budget) if ex.hints is not None else None
         rep = evaluate_sources(ex.model, ex.tokenizer, sources, cfg, ex.templates, limit=a.limit,
-                               option_seed=a.option_seed, constrained=constrained, memory=ex.memory,
-                               keep_predictions=bool(a.predictions), hint_bias=bias, unhinted_floor=floor)
+                               option_seed=a.option_seed, constrained=constrained, hints=hints,
+                               keep_predictions=bool(a.predictions))
         key = {False: "unconstrained", True: "constrained", "copy": "constrained_copy"}[constrained]
-        key += (f"+hint{bias_label(bias)}" if bias else "") + (f"+floor{bias_label(floor)}" if floor else "")
+        key += (f"+hint{bias_label(s.bias)}" if s.bias else "") + (f"+floor{bias_label(s.floor)}" if s.floor else "")
         if a.predictions:  # several modes: one file each, named after the mode
             mark = re.sub(r"[^\w.=+,-]", "_", key)  # a dataset-keyed bias names "NER/CrossNER_AI"
             path = a.predictions if len(modes) == 1 else str(Path(a.predictions).with_suffix(f".{mark}.jsonl"))
@@ -359,10 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "an option label; both: off + on; all: off + on + copy")
     ts.add_argument("--hint-bias", type=float, nargs="+", metavar="B", help="lean decoding toward the memory "
                     "hint's items by B (log-probability; several values: one report each; default: the model's "
-                    "tuned value, else eval.hint_bias)")
+                    "tuned value, else hints.bias)")
     ts.add_argument("--unhinted-floor", type=float, default=None, metavar="C", help="keep an item the memory hint "
                     "did not propose only with confidence >= C (default: the model's tuned value, else "
-                    "eval.unhinted_floor)")
+                    "hints.unhinted_floor)")
     ts.add_argument("--limit", type=int, default=None, help="at most N records per dataset")
     ts.add_argument("--option-seed", type=int, default=None,
                     help="ask each record's options in an order shuffled with this seed (default: the model's order, "
@@ -416,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "prompt: sorted (answers do not depend on the order you list them in) or as listed (default: "
                    "the model's, eval.option_order when it was trained; schema for models saved before that)")
     x.add_argument("--memory", nargs="+", metavar="JSONL", help="labeled records (`instructie convert` output) "
-                   "added to the memory hints of a model trained with data.memory_hints (your gazetteer)")
+                   "added to the memory hints of a model trained with hints.memory (your gazetteer)")
     x.add_argument("--with-text", action="store_true", help="put each document's text in its row (for "
                    "`instructie export` to an annotation tool)")
     x.add_argument("--html", help="also write a displaCy page")

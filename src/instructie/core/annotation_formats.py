@@ -193,30 +193,37 @@ def from_doccano(row: dict) -> Annotated | None:
         # a text with no spans: every annotation lost without a word
         raise ValueError(f"a doccano row holds its spans in 'label' (or 'labels', or 'entities'); this one has only "
                          f"{', '.join(sorted(row))}: is the file a doccano export?")
-    out = Annotated(row["text"], str(row.get("id", "")))
+    out = Annotated(row["text"], _id(row.get("id"), "id"))
     if "entities" in row:
         ents, rels = _list(row, "entities"), _list(row, "relations")
         ids: dict = {}
-        for e in ents:
+        for i, e in enumerate(ents):
             if not isinstance(e, dict) or not {"label", "start_offset", "end_offset"} <= set(e):
                 raise ValueError(f"entity {e!r}: needs label, start_offset, end_offset")
-            _check_span(out.text, e["start_offset"], e["end_offset"], str(e["label"]))
-            k = out.span_index(e["start_offset"], e["end_offset"], str(e["label"]))
-            if rels and (e.get("id") is None or e["id"] in ids):
+            label = _label(e["label"], f"entities[{i}].label")
+            _check_span(out.text, e["start_offset"], e["end_offset"], label)
+            k = out.span_index(e["start_offset"], e["end_offset"], label)
+            eid = _id(e.get("id"), f"entities[{i}].id")
+            if rels and (not eid or eid in ids):
                 raise ValueError(f"entity {e!r}: relations need every entity's own id")
-            ids[e.get("id")] = k
-        for r in rels:
-            if not isinstance(r, dict) or r.get("from_id") not in ids or r.get("to_id") not in ids:
+            ids[eid] = k
+        for i, r in enumerate(rels):
+            if not isinstance(r, dict):
+                raise ValueError(f"relation {r!r}: from_id/to_id name no entity of the row")
+            ends = [_id(r.get(k), f"relations[{i}].{k}") for k in ("from_id", "to_id")]
+            if not all(x and x in ids for x in ends):
                 raise ValueError(f"relation {r!r}: from_id/to_id name no entity of the row")
             if not isinstance(r.get("type"), str) or not r["type"]:
                 raise ValueError(f"relation {r!r}: needs a type")
-            out.relations.append((ids[r["from_id"]], ids[r["to_id"]], r["type"], None))
+            out.relations.append((ids[ends[0]], ids[ends[1]], r["type"], None))
         return out
-    for x in _list(row, "label" if "label" in row else "labels"):
+    key = "label" if "label" in row else "labels"
+    for i, x in enumerate(_list(row, key)):
         if not (isinstance(x, (list, tuple)) and len(x) == 3):
             raise ValueError(f"label {x!r}: expected [start, end, label]")
-        _check_span(out.text, x[0], x[1], str(x[2]))
-        out.span_index(x[0], x[1], str(x[2]))
+        label = _label(x[2], f"{key}[{i}] (its third item, the label)")
+        _check_span(out.text, x[0], x[1], label)
+        out.span_index(x[0], x[1], label)
     return out
 
 
@@ -235,7 +242,8 @@ def from_label_studio(task: dict, text_key: str | None = None) -> Annotated | No
             raise ValueError(f"no 'text' in data and {len(strings)} string fields: name one (option text_key)")
     if not isinstance(data.get(text_key), str):
         raise ValueError(f"data.{text_key} is not a string")
-    out = Annotated(data[text_key], str(task.get("id", data.get("id", ""))))
+    tid = task.get("id", data.get("id"))
+    out = Annotated(data[text_key], _id(tid, "id" if "id" in task else "data.id"))
     done = [a for a in _list(task, "annotations") if isinstance(a, dict) and not a.get("was_cancelled")]
     # an export lists a task's predictions by id (numbers); tasks built for import hold them whole
     source = (done or [p for p in _list(task, "predictions") if isinstance(p, dict)] or [None])[0]
@@ -244,34 +252,37 @@ def from_label_studio(task: dict, text_key: str | None = None) -> Annotated | No
     results = [r for r in _list(source, "result") if isinstance(r, dict)]
     ids: dict = {}
     has_relations = any(r.get("type") == "relation" for r in results)
-    for r in results:
+    for i, r in enumerate(results):
         if r.get("type") != "labels":
             continue
         v = r.get("value")
         labels = v.get("labels") if isinstance(v, dict) else None
         if not (isinstance(labels, list) and labels):
             raise ValueError(f"labels result {r.get('id')!r}: needs value.start, value.end and value.labels")
-        _check_span(out.text, v.get("start"), v.get("end"), str(labels[0]))
+        labels = [_label(lab, f"result[{i}].value.labels[{j}]") for j, lab in enumerate(labels)]
+        rid = _id(r.get("id"), f"result[{i}].id")
+        _check_span(out.text, v.get("start"), v.get("end"), labels[0])
         if isinstance(v.get("text"), str) and out.text[v["start"]:v["end"]] != v["text"]:
             raise ValueError(f"labels result {r.get('id')!r}: offsets {v['start']}-{v['end']} cut "
                              f"{out.text[v['start']:v['end']]!r} from the text, not {v['text']!r}")
-        if has_relations and (r.get("id") is None or r.get("id") in ids):
+        if has_relations and (not rid or rid in ids):
             raise ValueError(f"labels result {r.get('id')!r}: relations need every span's own id")
         for lab in labels:  # a span with two labels is two entities; relations join the first
-            ids.setdefault(r.get("id"), out.span_index(v["start"], v["end"], str(lab), _score(r)))
-    for r in results:
+            ids.setdefault(rid, out.span_index(v["start"], v["end"], lab, _score(r)))
+    for i, r in enumerate(results):
         if r.get("type") != "relation":
             continue
-        if r.get("from_id") not in ids or r.get("to_id") not in ids:
+        ends = [_id(r.get(k), f"result[{i}].{k}") for k in ("from_id", "to_id")]
+        if not all(x and x in ids for x in ends):
             raise ValueError(f"relation {r.get('from_id')!r} -> {r.get('to_id')!r}: names no labeled span")
         labels = r.get("labels") or []
         if not isinstance(labels, list):
             raise ValueError(f"relation {r.get('from_id')!r} -> {r.get('to_id')!r}: labels must be a list")
-        h, t = ids[r["from_id"]], ids[r["to_id"]]
+        h, t = ids[ends[0]], ids[ends[1]]
         if r.get("direction") == "left":
             h, t = t, h
-        for lab in labels:  # an unlabeled relation names no relation type: nothing to learn from
-            out.relations.append((h, t, str(lab), None))
+        for j, lab in enumerate(labels):  # an unlabeled relation names no relation type: nothing to learn from
+            out.relations.append((h, t, _label(lab, f"result[{i}].labels[{j}]"), None))
     return out
 
 
@@ -280,6 +291,24 @@ def _list(obj: dict, key: str) -> list:
     if not isinstance(v, list):
         raise ValueError(f"'{key}' must be a list, got {type(v).__name__}")
     return v
+
+
+def _label(value, where: str) -> str:
+    """A span's or relation's label as the tool wrote it: a non-empty string (a null or a list would become
+    the label "None" or "['a']" and be learned as one)."""
+    if not isinstance(value, str) or not value.strip():
+        got = "null" if value is None else repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+        raise ValueError(f"{where} must be a non-empty string, got {got}")
+    return value
+
+
+def _id(value, where: str) -> str:
+    """An id as the tool wrote it (a number or a string) as a string; "" when there is none."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{where} must be a number or a string, got {type(value).__name__} {value!r}")
+    return str(value)
 
 
 def _check_span(text: str, start, end, label: str) -> None:
@@ -294,17 +323,32 @@ def to_records(docs: list[tuple[int, Annotated]], dataset: str, split: str = "",
     """``Record``s from annotated texts (with their line or task numbers): an NER record per
     text (its options: ``entity_labels``, default every span label of the file), and an RE
     record per text when the file has relations (options: ``relation_labels``, default every
-    relation label). Unlabeled texts are kept: they teach that nothing is there too."""
+    relation label). Unlabeled texts are kept: they teach that nothing is there too.
+
+    Record ids come from the tool's ids (else the line or task number). A text whose id an
+    earlier text of the file already has (two exports joined, each counting from 1) is kept
+    under the id with ``@<its number>`` appended -- two records sharing an id could not be told
+    apart when predictions are matched to gold -- and its ``meta`` says so: ``repeated_id``
+    (the id as written) and ``first_line`` (the earlier text's number)."""
     from .records import Entity, Record, Relation, detect_language
 
     ents = entity_labels or sorted({lab for _, d in docs for _, _, lab, _ in d.spans})
     rels = relation_labels or sorted({lab for _, d in docs for _, _, lab, _ in d.relations})
     out = []
+    used: dict[str, int] = {}  # id -> number of the text that has it
     for no, d in docs:
         lang = detect_language(d.text)
         base = d.id or str(no)
         spans = [Entity(lab, d.text[s:e], s, e) for s, e, lab, _ in d.spans]
-        meta = {"line": no}
+        meta: dict = {"line": no}
+        if base in used:
+            meta.update(repeated_id=base, first_line=used[base])
+            new, k = f"{base}@{no}", 1
+            while new in used:
+                k += 1
+                new = f"{base}@{no}.{k}"
+            base = new
+        used[base] = no
         out.append(Record(f"{dataset}-{split or 'x'}-{base}-NER", dataset, "NER", d.text, lang,
                           entities=[x for x in spans if x.label in ents], options=list(ents), split=split, meta=meta))
         if rels:
@@ -335,12 +379,16 @@ def read_records(path, rows, parse, where, *, split: str, on_error, stats, optio
             unlabeled += 1
         else:
             docs.append((no, doc))
+    records = to_records(docs, options.get("name") or Path(path).stem, split,
+                         label_list(options.get("labels")), label_list(options.get("relations")))
     if stats is not None:
         stats["texts"] += len(docs)
         if unlabeled:
             stats["not_labeled"] += unlabeled  # Label Studio tasks with no annotation yet: left out
-    return to_records(docs, options.get("name") or Path(path).stem, split,
-                      label_list(options.get("labels")), label_list(options.get("relations")))
+        repeated = sum(r.task == "NER" and "repeated_id" in r.meta for r in records)
+        if repeated:
+            stats["repeated_ids"] += repeated  # given unique ids (to_records)
+    return records
 
 
 def label_list(value) -> list[str] | None:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
 import os
+import re
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -114,7 +117,43 @@ def iter_jsonl(path: str | os.PathLike, on_error: Callable[[InputError], None] |
         except json.JSONDecodeError as e:
             on_error(InputError(path, no, f"malformed JSON: {e.msg} (column {e.colno})"))
             continue
+        except RecursionError:
+            on_error(InputError(path, no, TOO_DEEP))
+            continue
+        # Only a \uD800-\uDFFF escape can put a lone surrogate in a string (the bytes were strict UTF-8); such a
+        # text cannot be written out again or tokenized, so the line is reported here, not at the write.
+        if _SURROGATE_ESCAPE.search(line) and (where := lone_surrogate(obj)):
+            on_error(InputError(path, no, where))
+            continue
         yield no, obj
+
+
+TOO_DEEP = "JSON nested too deeply to read"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(obj: Any) -> str | None:
+    """Where a string in ``obj`` (parsed JSON) holds a lone surrogate (``"\\ud800"`` in JSON is valid syntax
+    but no Unicode text: it cannot be encoded as UTF-8), as a message naming the field; None when none does.
+    Iterative: parsed JSON may be nested nearly as deep as the recursion limit."""
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        where, x = stack.pop()
+        if isinstance(x, str):
+            m = _SURROGATE.search(x)
+            if m:
+                return (f"{'field ' + where if where else 'the value'} holds a lone surrogate "
+                        f"\\u{ord(m.group()):04x} (character {m.start() + 1}): not valid Unicode text")
+        elif isinstance(x, dict):
+            for k, v in reversed(list(x.items())):
+                if _SURROGATE.search(k):
+                    return (f"a key in {'field ' + where if where else 'the object'} holds a lone surrogate: "
+                            "not valid Unicode text")
+                stack.append((f"{where}.{k}" if where else k, v))
+        elif isinstance(x, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(x))))
+    return None
 
 
 def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
@@ -124,21 +163,64 @@ def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
     p = Path(path)
     try:
         with open(p, encoding="utf-8") as f:  # a stream with a name: YAML errors say the file, not "<unicode string>"
-            return yaml.safe_load(f)
+            return yaml.load(f, Loader=_unique_key_loader())
     except (FileNotFoundError, IsADirectoryError):
         raise ConfigError(f"{p}: {what} not found") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: {what} is not UTF-8 text") from None
+    except _DuplicateKey as e:
+        raise ConfigError(f"{p}:{e.line}: {e.problem}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, line: int, problem: str):
+        super().__init__(problem)
+        self.line, self.problem = line, problem
+
+
+@functools.cache
+def _unique_key_loader():
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error: YAML keeps the
+    last silently, so a second ``train:`` block would drop the whole first one. Keys a merge (``<<``)
+    brings in may still be overridden: that is what a merge is for."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + 1
+                    try:
+                        if key in seen:
+                            raise _DuplicateKey(line, f"key {key!r} is given twice in one mapping (first on line "
+                                                      f"{seen[key]}); YAML would keep only the last")
+                        seen[key] = line
+                    except TypeError:  # an unhashable key: SafeLoader's own error says so
+                        continue
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def read_json(path: str | os.PathLike) -> Any:
     text = read_text(path)
+    return parse_json(text, path)
+
+
+def parse_json(text: str, path: str | os.PathLike) -> Any:
+    """A whole file's JSON text parsed; InputError naming ``path`` (and the line) when malformed."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
+    except RecursionError:
+        raise InputError(path, None, TOO_DEEP) from None
 
 
 def usual_mode() -> int:
@@ -151,26 +233,112 @@ def usual_mode() -> int:
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
     """Write to a temporary file beside ``path`` and rename it into place on success,
-    so a crash never leaves a half-written output."""
+    so a crash never leaves a half-written output. A write the OS refuses (a full disk) is an
+    InputError naming ``path`` and the reason; temporaries of earlier writes to ``path`` whose
+    process was killed are removed first (``remove_stale_temporaries``)."""
     p = Path(path)
     if p.is_dir():
         raise InputError(p, None, "output is a directory, expected a file name")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        remove_stale_temporaries(p)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp")
     except OSError as e:
         raise InputError(p, None, f"cannot write output: {e.strerror or e}") from None
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+        f = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+        try:
             os.fchmod(f.fileno(), usual_mode())  # mkstemp makes it 0600: give it what open() would
-            yield f
+            yield _Output(f, p)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the rest of the buffer cannot be written either
+                f.close()
+            raise
+        try:
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, p)
+            f.close()
+            os.replace(tmp, p)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                f.close()
+            raise _cannot_write(p, e) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _cannot_write(p: Path, e: OSError) -> InputError:
+    return InputError(p, None, f"cannot write output: {e.strerror or e}")
+
+
+class _Output:
+    """``atomic_write``'s temporary file: a failed write (a full disk, a lost mount) is an InputError
+    naming the output, not an OSError from a file the user never named."""
+
+    def __init__(self, f, path: Path):
+        self._f, self._path = f, path
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            raise _cannot_write(self._path, e) from None
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise _cannot_write(self._path, e) from None
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+STALE_TEMPORARY_S = 10.0
+
+
+def remove_stale_temporaries(p: Path) -> list[Path]:
+    """Remove (and return) the temporaries that killed writes to ``p`` left beside it: files named as
+    ``atomic_write`` names them for ``p`` (``.NAME.PID.XXXXXXXX.tmp``) whose writer process is gone and that
+    nothing modified for ``STALE_TEMPORARY_S`` seconds. A running writer's file stays: its pid is alive here,
+    and the age guard keeps the file of a writer on another machine sharing the folder (where the pid means
+    nothing) while it is written. Files of other names, or beside other targets, are never touched."""
+    if os.name != "posix":  # the pid check below is a POSIX signal 0
+        return []
+    pattern = re.compile(re.escape(f".{p.name}.") + r"(\d+)\.[a-z0-9_]{8}\.tmp")
+    removed = []
+    try:
+        names = os.listdir(p.parent)
+    except OSError:
+        return []
+    for name in names:
+        m = pattern.fullmatch(name)
+        if not m or _running(int(m.group(1))):
+            continue
+        q = p.parent / name
+        try:
+            if time.time() - q.stat().st_mtime >= STALE_TEMPORARY_S:
+                q.unlink()
+                removed.append(q)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # alive under another user, or no pid at all: leave the file
+        return True
+    return True
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:

@@ -93,7 +93,7 @@ def make_instances(sources: list[Source], data: DataConfig, templates: dict, see
             if train:
                 out.append(to_instance(rec, templates, template=data.template, seed=seed + epoch,
                                        max_options=data.max_options, shuffle_options=data.shuffle_options,
-                                       suffix=f"#{k}", memory=memory, chunk_share=data.option_chunk_sampling,
+                                       suffix=f"#{k}", memory=memory,
                                        hint_exclude=inserted.get(id(rec), frozenset())))
             else:
                 out.append(to_instance(rec, templates, template=0, seed=seed, max_options=None, memory=memory))

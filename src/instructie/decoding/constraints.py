@@ -62,7 +62,7 @@ def source_vocabulary_factory(tokenizer, vocab_size: int):
     """A factory for ``generation.generate(logits_processor_factory=...)``."""
     always = grammar_token_ids(tokenizer)
 
-    def make(ids: torch.Tensor, mask: torch.Tensor) -> SourceVocabularyProcessor:
+    def make(ids: torch.Tensor, mask: torch.Tensor, rows=None) -> SourceVocabularyProcessor:
         proc = SourceVocabularyProcessor(ids, mask, vocab_size, always)
         # A word is tokenized differently with and without a leading space ("Ġchild" in
         # "Option: mother, child" vs "child" at the start of the answer): allow the
@@ -600,7 +600,7 @@ def copy_factory(tokenizer, vocab_size: int, *, roles: Sequence[str] | None = No
     if none_ids:
         segs.append((none_ids, NONE_BITS))
 
-    def make(ids: torch.Tensor, mask: torch.Tensor) -> CopyProcessor:
+    def make(ids: torch.Tensor, mask: torch.Tensor, rows=None) -> CopyProcessor:
         rows = []
         for row, m in zip(ids.cpu().tolist(), mask.cpu().tolist()):
             toks = [x for x, k in zip(row, m) if k]
@@ -677,12 +677,13 @@ def make_factory(constrained, tokenizer, vocab_size: int, *, roles: Sequence[str
 
 def chain_factories(*factories):
     """One factory whose processors apply each given factory's in turn (None entries left out);
-    None when none is given."""
+    None when none is given. A factory is called with the batch's input ids, attention mask and
+    its rows' metadata (``generation.generate(rows=...)``; None without)."""
     given = [f for f in factories if f is not None]
     if len(given) <= 1:
         return given[0] if given else None
 
-    def make(ids: torch.Tensor, m: torch.Tensor) -> ProcessorChain:
-        return ProcessorChain([f(ids, m) for f in given])
+    def make(ids: torch.Tensor, m: torch.Tensor, rows=None) -> ProcessorChain:
+        return ProcessorChain([f(ids, m, rows) for f in given])
 
     return make

@@ -39,8 +39,9 @@ def autocast_for(device: torch.device, dtype: torch.dtype | None):
 def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, max_source_length: int = 512,
              max_new_tokens: int = 128, num_beams: int = 1, logits_processor_factory: Callable | None = None,
              progress: Callable[[int], None] | None = None, sort_by_length: bool = True,
-             with_scores: bool = True) -> list[Generated]:
-    """Generate answers for ``sources``; results come back in input order."""
+             with_scores: bool = True, rows: Sequence | None = None) -> list[Generated]:
+    """Generate answers for ``sources``; results come back in input order. ``rows``: metadata of each
+    source, handed to ``logits_processor_factory(input_ids, attention_mask, rows_of_the_batch)``."""
     if not sources:  # e.g. a chunk of empty documents: nothing to ask
         return []
     device = next(model.parameters()).device
@@ -62,7 +63,8 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
                       do_sample=False, return_dict_in_generate=True, output_logits=with_scores)
         if logits_processor_factory is not None:
             from transformers import LogitsProcessorList
-            kwargs["logits_processor"] = LogitsProcessorList([logits_processor_factory(ids, mask)])
+            batch_rows = [rows[i] for i in idx] if rows is not None else None
+            kwargs["logits_processor"] = LogitsProcessorList([logits_processor_factory(ids, mask, batch_rows)])
         res = model.generate(**kwargs)
         seqs = res.sequences
         if with_scores:

@@ -1,6 +1,7 @@
-"""Evaluation: model predictions (or a predictions file) -> parse -> ground -> score.
+"""Evaluation: a model's predictions (``inference.predict``, the path extraction uses) or a predictions file,
+scored against gold records.
 
-Used by training (dev/test during and after a run) and by ``instructie eval``.
+Used by training (dev/test during and after a run), ``instructie test`` and ``instructie eval``.
 """
 from __future__ import annotations
 
@@ -8,109 +9,78 @@ import json
 import random
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-from ..prompts.instructions import asked_order, build_source, option_chunks, pick_template, restrict
 from ..core.io import InputError, SkipCounter, iter_jsonl
+from ..core.records import MAIN_TASKS, Entity, Event, Record, Relation, item_spans
+from ..inference.predict import Answer, Decoding, generate_for, read_answer, record_prompts
 from ..prompts.offsets import ground_for
-from ..core.records import MAIN_TASKS, Record, item_spans
-from .gold import check_offsets, read_gold
-from .scoring import Prediction, format_table, score_all, summarize
 from ..prompts.targets import ParseResult, parse
-
-if TYPE_CHECKING:
-    from ..decoding.generation import Generated
-
-def prompts_for(record: Record, templates: dict, max_options: int | None, memory=None,
-                option_order: str = "schema") -> list[tuple[list[str], str]]:
-    """(options, source) per option chunk; NEG and RC ask all their options at once
-    (the candidates are the question; RC must choose among all relations). With a
-    ``memory`` each chunk's prompt carries its hint for that chunk's options. ``option_order``:
-    the options as the record lists them, or sorted (``instructions.asked_order``)."""
-    opts = asked_order(record.options, option_order)
-    chunks = [opts] if record.task in ("NEG", "RC") else option_chunks(opts, max_options)
-    instr = pick_template(templates, record.task, 0, 0, "")
-    return [(c, build_source(restrict(record, c), instr, c, memory.hint(record, c) if memory else None))
-            for c in chunks]
+from .gold import check_offsets, read_scored_gold
+from .scoring import Prediction, format_table, score_all, summarize
 
 
-def predict(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
-            max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
-            constrained: bool | str = False, memory=None, hint_bias: float | dict = 0.0,
-            unhinted_floor: float | dict = 0.0, option_order: str = "schema") -> tuple[list[Prediction], list[str]]:
-    """Predictions aligned with ``records`` and the raw answers (chunks joined by ' || ').
-
-    ``constrained``: False (free decoding), True or "vocab" (only tokens of the prompt), "copy"
-    (every field a contiguous copy of the text or a whole option label; see constrained.py).
-    ``memory``: the training memory whose hints the model was trained with (memory.py);
-    ``hint_bias``: lean decoding toward the hint's items by this much (hint_bias.py);
-    ``unhinted_floor``: items the hint did not propose need this confidence (a number or
-    {task: number}; ``hint_bias.drop_unhinted``); ``option_order``: ``prompts_for``'s."""
-    answers = generate_answers(model, tokenizer, records, templates, max_options=max_options,
-                               max_source_length=max_source_length, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, num_beams=num_beams, constrained=constrained, memory=memory,
-                               hint_bias=hint_bias, with_scores=bool(unhinted_floor) and memory is not None,
-                               option_order=option_order)
-    return predictions_from(records, answers, tokenizer, unhinted_floor if memory is not None else 0.0)
+def decoding_for(cfg, tokenizer_roles: dict | None = None, constrained=None, templates=None) -> Decoding:
+    """The config's decoding settings (``eval`` and ``data`` sections)."""
+    return Decoding(batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
+                    max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
+                    constrained=cfg.eval.constrained if constrained is None else constrained,
+                    roles=dict(tokenizer_roles or {}), templates=templates)
 
 
-def generate_answers(model, tokenizer, records: Sequence[Record], templates: dict, *, max_options: int | None,
-                     max_source_length: int, max_new_tokens: int, batch_size: int = 64, num_beams: int = 1,
-                     constrained: bool | str = False, memory=None, hint_bias: float | dict = 0.0,
-                     with_scores: bool = False, option_order: str = "schema"
-                     ) -> list[tuple[int, list[str], str, "Generated"]]:
-    """(record index, options, prompt, ``generation.Generated``) per prompt of ``records``
-    (one per option chunk); ``predict``'s arguments. ``with_scores``: keep token log-probs
-    (for ``unhinted_floor``)."""
-    from ..decoding.generation import generate
-    from ..hints.bias import setting_for
-
-    plan = [(i, opts, src) for i, r in enumerate(records)
-            for opts, src in prompts_for(r, templates, max_options, memory, option_order)]
-    # one generation per bias value: a bias may differ per task and dataset (hint_bias.setting_for)
-    groups: dict[float, list[int]] = {}
-    for k, (i, _, _) in enumerate(plan):
-        b = setting_for(hint_bias, records[i].task, records[i].dataset) if memory is not None else 0.0
-        groups.setdefault(b, []).append(k)
-    roles = sorted({x for r in records for rs in (r.roles or {}).values() for x in rs})
-    outs: list = [None] * len(plan)
-    for b, ks in sorted(groups.items()):
-        factory = None
-        if constrained or b:
-            from ..hints.bias import decoding_factory
-            factory = decoding_factory(constrained, tokenizer, model.config.vocab_size, roles=roles, templates=templates,
-                                   hint_bias=b)
-        res = generate(model, tokenizer, [plan[k][2] for k in ks], batch_size=batch_size,
-                       max_source_length=max_source_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                       logits_processor_factory=factory, with_scores=with_scores)
-        for k, g in zip(ks, res):
-            outs[k] = g
-    return [(i, opts, src, g) for (i, opts, src), g in zip(plan, outs)]
+def record_roles(records: Sequence[Record]) -> dict[str, list[str]]:
+    """The event roles the records' schemas give, per event type (for parsing EE answers)."""
+    out: dict[str, list[str]] = {}
+    for r in records:
+        for k, v in (r.roles or {}).items():
+            out[k] = list(dict.fromkeys(out.get(k, []) + list(v)))
+    return out
 
 
-def predictions_from(records: Sequence[Record], answers, tokenizer=None,
-                     unhinted_floor: float | dict = 0.0) -> tuple[list[Prediction], list[str]]:
-    """``predict``'s result from ``generate_answers``'s: parse, ground and pool each record's
-    answers. One generation serves several floors (eval/tune_hint_bias.py)."""
-    from ..hints.bias import drop_unhinted, floor_for
+def predict(model, tokenizer, records: Sequence[Record], templates: dict, decoding: Decoding, *,
+            max_options: int | None, option_order: str = "schema", hints=None,
+            floors: Sequence = (None,)) -> list[tuple[list[Prediction], list[str]]]:
+    """Each record asked as extraction asks a text (``inference.predict``): its prompts (one per option
+    chunk) answered in one generation, then read once per unhinted floor of ``floors`` (None: the hints
+    plug-in's own) -- the floor only filters answers. Per floor: predictions aligned with ``records`` and
+    the raw answers (chunks joined by ' || ')."""
+    tok_len = (lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])) if hints is not None else None
+    owner, prompts = [], []
+    for i, r in enumerate(records):
+        for p in record_prompts(r, templates, max_options, option_order, hints, tok_len):
+            owner.append(i)
+            prompts.append(p)
+    gens = generate_for(model, tokenizer, prompts, decoding, hints)
+    out = []
+    for floor in floors:
+        answers = [read_answer(p, g, tokenizer, decoding, hints, floor) for p, g in zip(prompts, gens)]
+        out.append(pool(records, owner, answers))
+    return out
 
-    parsed: list[list[ParseResult]] = [[] for _ in records]
+
+def prediction_of(answer: Answer) -> Prediction:
+    """One prompt's answer as a scored prediction: every item, those with a span not in the text unlocated."""
+    found = [f.item for f in answer.found]
+    p = Prediction([x for x in found if isinstance(x, Entity)], [x for x in found if isinstance(x, Relation)],
+                   [x for x in found if isinstance(x, Event)], [x for x in found if isinstance(x, str)],
+                   answer.dropped.copy(), sum(bool(f.missing) for f in answer.found))
+    return p.without_duplicates()
+
+
+def pool(records: Sequence[Record], owner: Sequence[int], answers: Sequence[Answer]
+         ) -> tuple[list[Prediction], list[str]]:
+    """Each record's prediction from its prompts' answers (an option chunk's items are located on their own,
+    then pooled) and its raw answers joined by ' || '."""
+    parts: list[list[Prediction]] = [[] for _ in records]
     raw: list[list[str]] = [[] for _ in records]
-    truncated = [0] * len(records)
-    for i, opts, src, g in answers:
-        text, left_out = drop_unhinted(g, src, floor_for(unhinted_floor, records[i].task, records[i].dataset),
-                                       tokenizer)
-        res = parse(text, records[i].task, options=opts, roles=records[i].roles or None)
-        if left_out:
-            res.dropped["below_unhinted_floor"] += left_out
-        parsed[i].append(res)
-        raw[i].append(g.text)
-        truncated[i] += g.truncated
+    cut = [0] * len(records)
+    for i, ans in zip(owner, answers):
+        parts[i].append(prediction_of(ans))
+        raw[i].append(ans.text)
+        cut[i] += ans.truncated
     preds = []
-    for rec, results, n_cut in zip(records, parsed, truncated):
-        # Ground each option chunk's answer on its own (its items are in text order; the
-        # chunks together are not), then pool the located items.
-        p = merge_predictions([Prediction.from_grounded(ground_for(rec, r), r.dropped) for r in results])
+    for ps, n_cut in zip(parts, cut):
+        p = merge_predictions(ps)
         p.n_truncated = n_cut
         preds.append(p)
     return preds, [" || ".join(r) for r in raw]
@@ -145,36 +115,23 @@ def prediction_rows(records: Sequence[Record], preds: Sequence[Prediction], answ
 
 
 def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: dict,
-                     constrained: bool | str | None = None, memory=None, keep_predictions: bool = False,
-                     hint_bias: float | dict | None = None, unhinted_floor: float | dict | None = None) -> dict:
-    """Predict and score ``records``; with ``keep_predictions`` the report's "predictions"
-    holds ``prediction_rows`` (for a predictions file, not for metrics.json). ``constrained``,
-    ``hint_bias`` and ``unhinted_floor`` default to the config's ``eval`` values."""
-    floor = cfg.eval.unhinted_floor if unhinted_floor is None else unhinted_floor
-    return evaluate_floors(model, tokenizer, records, cfg, templates, [floor], constrained, memory,
-                           keep_predictions, hint_bias)[0]
-
-
-def evaluate_floors(model, tokenizer, records: list[Record], cfg, templates: dict, floors: Sequence,
-                    constrained: bool | str | None = None, memory=None, keep_predictions: bool = False,
-                    hint_bias: float | dict | None = None) -> list[dict]:
-    """``evaluate_records``' report for each unhinted-item floor of ``floors``, from one
-    generation (the floor only filters the answers)."""
+                     constrained: bool | str | None = None, hints=None, keep_predictions: bool = False,
+                     floors: Sequence = (None,)) -> list[dict]:
+    """Predict and score ``records``: one report per unhinted floor of ``floors`` (None: the hints plug-in's
+    own), from one generation. With ``keep_predictions`` a report's "predictions" holds
+    ``prediction_rows`` (for a predictions file, not for metrics.json). ``constrained`` defaults to the
+    config's ``eval.constrained``."""
     t0 = time.time()
-    need_scores = memory is not None and any(floors)
-    answers = generate_answers(model, tokenizer, records, templates, max_options=cfg.data.max_options,
-                               max_source_length=cfg.data.max_source_length, max_new_tokens=cfg.eval.max_new_tokens,
-                               batch_size=cfg.eval.batch_size, num_beams=cfg.eval.num_beams,
-                               constrained=cfg.eval.constrained if constrained is None else constrained,
-                               memory=memory, hint_bias=cfg.eval.hint_bias if hint_bias is None else hint_bias,
-                               with_scores=need_scores, option_order=cfg.eval.option_order)
+    decoding = decoding_for(cfg, record_roles(records), constrained, templates)
+    results = predict(model, tokenizer, records, templates, decoding, max_options=cfg.data.max_options,
+                      option_order=cfg.eval.option_order, hints=hints, floors=floors)
     gen_s = round(time.time() - t0, 2)
     reports = []
-    for floor in floors:
-        preds, raw = predictions_from(records, answers, tokenizer, floor if memory is not None else 0.0)
+    for floor, (preds, raw) in zip(floors, results):
         report = score_all(records, preds)
+        used = floor if floor is not None else (hints.settings.floor if hints is not None else 0.0)
         out = {"summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
-               "records": len(records), "generation_s": gen_s, "unhinted_floor": floor,
+               "records": len(records), "generation_s": gen_s, "unhinted_floor": used,
                "unsupported_rate": round(unsupported_rate(preds), 4),
                "examples": [{"id": r.id, "task": r.task, "answer": a} for r, a in list(zip(records, raw))[:5]]}
         if keep_predictions:
@@ -199,15 +156,13 @@ def reorder_options(record: Record, seed: int) -> Record:
 
 def evaluate_sources(model, tokenizer, sources, cfg, templates: dict, limit: int | None = None,
                      constrained: bool | str | None = None, option_seed: int | None = None,
-                     memory=None, keep_predictions: bool = False, hint_bias: float | dict | None = None,
-                     unhinted_floor: float | dict | None = None) -> dict:
+                     hints=None, keep_predictions: bool = False) -> dict:
     """Score main-task records of the configured eval/test datasets (``limit`` per dataset);
     with ``option_seed`` the options of every record are asked in a shuffled order."""
     records = [r if option_seed is None else reorder_options(r, option_seed) for r in scored_records(sources, limit)]
     if option_seed is not None:
         cfg = in_record_order(cfg)
-    return evaluate_records(model, tokenizer, records, cfg, templates, constrained, memory, keep_predictions,
-                            hint_bias, unhinted_floor)
+    return evaluate_records(model, tokenizer, records, cfg, templates, constrained, hints, keep_predictions)[0]
 
 
 def scored_records(sources, limit: int | None = None) -> list[Record]:
@@ -344,7 +299,7 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
     no-model baselines beside it, and with ``bootstrap`` > 0 draws a paired bootstrap of the model
     against the best of them per dataset (``instructie.significance``)."""
     errors = SkipCounter(skip_invalid)
-    gold = read_gold(gold_path, errors)
+    gold, repeated = read_scored_gold(gold_path, errors)
     if not gold:  # nothing to score: a report of no records would read as a result
         raise InputError(gold_path, None, "no valid gold record (every line was skipped)" if errors.count else "empty")
     m = match_predictions(gold, pred_path, errors, field)
@@ -353,12 +308,15 @@ def evaluate_files(gold_path: str, pred_path: str, field: str | None = None, ski
     out = {"gold": gold_path, "predictions": pred_path, "records": len(golds), "missing_predictions": missing,
            "missing_ids": missing_ids, "unmatched_predictions": unmatched,
            "summary": summarize(report), "scores": report.to_json(), "table": format_table(report),
-           "skipped_invalid": errors.count}
+           "skipped_invalid": errors.count, "repeated_gold": len(repeated)}
     if missing:
         out["table"] += (f"\n{missing} gold record(s) had no prediction (scored as empty): "
                          + ", ".join(missing_ids) + (", ..." if missing > len(missing_ids) else ""))
     if unmatched:
         out["table"] += f"\n{unmatched} prediction(s) matched no gold record (ignored)"
+    if repeated:
+        out["table"] += (f"\n{len(repeated)} gold record(s) repeated verbatim, scored once: "
+                         + "; ".join(repeated[:5]) + ("; ..." if len(repeated) > 5 else ""))
     if errors.count:
         out["table"] += "\n" + errors.report()
     if baselines is not None:

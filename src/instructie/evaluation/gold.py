@@ -20,7 +20,33 @@ def check_offsets(rec: Record) -> None:
 
 
 def read_gold(path: str, errors: SkipCounter) -> list[tuple[Record, dict]]:
-    out = []
+    """Converted records of a JSONL file with their rows, each checked against its text (a bad line goes to
+    ``errors``)."""
+    return [(rec, row) for _, rec, row in _gold_rows(path, errors)]
+
+
+def read_scored_gold(path: str, errors: SkipCounter) -> tuple[list[tuple[Record, dict]], list[str]]:
+    """``read_gold`` for scoring, each record once, and the records that were repeated. A record is
+    known by its ``instance_id``, else its id and task, as predictions are matched to it. A repeat of
+    the same content (a file joined with itself or with an overlapping part) is left out -- scored
+    twice it would count twice -- and returned (line and key) for the report; a repeated key with
+    other content is an error for that line: one prediction would be scored against both, and which
+    of the two is the gold cannot be told."""
+    out, first, repeats = [], {}, []
+    for no, rec, row in _gold_rows(path, errors):
+        key = str(row["instance_id"]) if row.get("instance_id") is not None else f"{rec.id} ({rec.task})"
+        if key not in first:
+            first[key] = (no, row)
+            out.append((rec, row))
+        elif row == first[key][1]:
+            repeats.append(f"line {no}: {key}")
+        else:
+            errors(InputError(path, no, f"record {key} again, with other content than on line {first[key][0]}: "
+                                        "which is the gold cannot be told (give each record its own id)"))
+    return out, repeats
+
+
+def _gold_rows(path: str, errors: SkipCounter):
     for no, row in iter_jsonl(path, errors):
         try:
             if not isinstance(row, dict):
@@ -31,8 +57,8 @@ def read_gold(path: str, errors: SkipCounter) -> list[tuple[Record, dict]]:
             if rec.task not in TASKS:
                 raise ValueError(f"unknown task {rec.task!r} (known: {', '.join(TASKS)})")
             check_offsets(rec)
-            out.append((rec, row))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
             errors(InputError(path, no, f"not a converted record: {what}"))
-    return out
+            continue
+        yield no, rec, row

@@ -19,38 +19,32 @@ non-word. An item the answer started and then left (another label) is retired, u
 another hint item goes on from the same start. ``bias`` 0 is plain decoding; a large bias
 writes the hint. Where between the two is best is a property of the model and the task:
 ``eval/tune_hint_bias.py`` picks it per task on dev sets (``bias`` may be one number or
-``{task: number}``; the task of a prompt is read from its instruction, one of the
-templates). Found on the GPU: without the retirement and the item cap a changed item came
-back again and again; without the separator's share DuEE answers wrote the first event's
-arguments to the token limit.
+``{task: number}``). Without the retirement and the item cap a changed item came back again
+and again; without the separator's share DuEE answers wrote the first event's arguments to
+the token limit.
 
-The hint is read from the prompt itself (the ``Memory:`` line, between ``Text:`` and
-``Answer:``), so the processor works for anything that builds prompts with hints:
-evaluation, ``Extractor``, the spaCy component. RC hints name a relation per evidence level
-(``pair | mother; tail | child``); the answer is one relation, so its items are the hint's
-relations. A hint whose ``Answer:`` line was cut off loses its last (maybe partial) item.
+Each row's items, bias and task come from its prompt's metadata (``plugin.Hints``), not from
+reading the prompt back. RC hints name a relation per evidence level (``pair | mother; tail |
+child``); the answer is one relation, so its items are the hint's relations.
 
 Like ``CopyProcessor`` the per-row state lives on the device and a step costs a constant
 number of tensor ops.
 
-The other half of using a hint is after decoding: ``drop_unhinted`` leaves out the answer's
-items the hint did not propose unless the model's own confidence in them (from its logits,
-not the biased scores) reaches ``unhinted_floor``. The model's own items are where a small
-model's precision is lowest (CrossNER AI test, session 7: 0.13 against 0.76 for hint items it
-kept); the tuning picks the floor per task with the bias, 0 where it does not help.
+The other half of using a hint is after decoding (``plugin.Hints.keeps``): an answer item the
+hint did not propose stays only if the model's own confidence in it (from its logits, not the
+biased scores) reaches the unhinted floor. The model's own items are where a small model's
+precision is lowest (CrossNER AI test: 0.13 against 0.76 for hint items it kept); the tuning
+picks the floor per task with the bias, 0 where it does not help.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from ..decoding.constraints import CopyVocabulary, RowStateProcessor, _norm, chain_factories, make_factory, task_table
-from .memory import HINT_PREFIX, HINT_TASKS
-from ..prompts.targets import NONE, item_ranges, render_items, split_items
-
-_RC_LEVELS = ("pair", "tail", "head")
-
+from ..decoding.constraints import CopyVocabulary, RowStateProcessor
+from .memory import HINT_TASKS
+from ..prompts.targets import render_items
 
 def setting_for(setting: float | dict[str, float], task: str, dataset: str = "") -> float:
     """A hint bias's or floor's value for a record of ``task`` from ``dataset``: the mapping's
@@ -80,75 +74,12 @@ def bias_label(bias: float | dict[str, float]) -> str:
     return f"{bias:g}"
 
 
-def is_rc_prompt(prompt: str) -> bool:
-    """An RC prompt names its head and tail before the text (instructions.given_inputs)."""
-    t = prompt.find("Text: ")
-    return t > 0 and "Head: " in prompt[:t] and "Tail: " in prompt[:t]
-
-
-def hint_items(prompt: str, writable_only: bool = True) -> list[tuple[str, ...]]:
-    """The answer items a prompt's memory hint proposes (empty without a hint). The line
-    markers are matched without their line breaks: a T5 sentencepiece tokenizer decodes a
-    prompt's newlines as spaces."""
-    t = prompt.find("Text: ")
-    h = prompt.rfind(HINT_PREFIX)
-    if t < 0 or h < t:
-        return []
-    body = prompt[h + len(HINT_PREFIX):]
-    end = body.rfind("Answer:")
-    cut = end < 0
-    body = body if cut else body[:end]
-    if body.strip() == NONE:
-        return []
-    items = [tuple(f) for f in split_items(body.strip()) if any(f)]
-    if cut:  # the prompt was cut inside the hint: its last item may be partial
-        items = items[:-1]
-    if is_rc_prompt(prompt):  # RC: (level, relation) -> the relation is the answer
-        labels = [it[1] for it in items if len(it) == 2 and it[0] in _RC_LEVELS]
-        items = [(lab,) for lab in dict.fromkeys(labels)]
-    # an escaped separator or escape is written differently (or, under the copy constraint,
-    # never): the processor could never see such an item finished, and the end would stay
-    # lowered (``writable_only``); an answer that holds it is still the hint's (``is_hinted``)
-    return [it for it in items if not writable_only or "\\" not in render_items([it])]
-
-
 def is_hinted(fields, hint: list[tuple[str, ...]]) -> bool:
     """Whether an answer item (its fields, ``targets.split_items``) is one the hint proposed:
     its leading fields are a hint item -- an entity's span and label, a triple, an event's
     trigger and type (its arguments are the model's own), RC's relation."""
     fields = tuple(fields)
     return any(fields[: len(h)] == h for h in hint)
-
-
-def drop_unhinted(generated, prompt: str, floor: float, tokenizer) -> tuple[str, int]:
-    """The answer of ``generated`` (``generation.Generated``, with token log-probs) without
-    the items its prompt's hint did not propose whose confidence (``extractor.item_confidences``,
-    from the model's own logits) is below ``floor``; and how many were left out.
-
-    Why: a hint item the model keeps is usually right (CrossNER AI test, session 7: precision
-    0.76), an item of its own rarely (0.13) -- below half the F1, so each one costs F1. The
-    floor keeps those the model is sure of; ``eval/tune_hint_bias.py`` picks it on dev sets."""
-    from ..decoding.tokens import item_confidences
-
-    text = generated.text
-    if not floor or text.strip() == NONE:
-        return text, 0
-    ranges = item_ranges(text)
-    hint = hint_items(prompt, writable_only=False)
-    confs = item_confidences(tokenizer, generated.token_ids, generated.token_logprobs, text, ranges)
-    kept, left_out = [], 0
-    for (s, e), conf in zip(ranges, confs):
-        if below_floor(text[s:e], conf, floor, hint):
-            left_out += 1
-        else:
-            kept.append(text[s:e])
-    return (";".join(kept) if kept else NONE), left_out
-
-
-def below_floor(item: str, confidence: float, floor: float, hint: list[tuple[str, ...]]) -> bool:
-    """Whether an answer item (its text) is one to leave out: the hint did not propose it and the
-    model's confidence in it is below ``floor``."""
-    return confidence < floor and not any(is_hinted(f, hint) for f in split_items(item))
 
 
 def _item_forms(tokenizer, vocab: CopyVocabulary, item: tuple[str, ...]) -> list[tuple[list[int], bool, bool]]:
@@ -262,47 +193,44 @@ class HintBiasProcessor(RowStateProcessor):
         return scores + add[:, :V]
 
 
-def prompt_task(prompt: str, task_of: dict[str, str]) -> str | None:
-    """The task of a prompt, from its instruction (``task_of``: normalized template -> task)."""
-    return task_of.get(_norm(prompt.split("Option: ", 1)[0]))
-
-
-def hint_bias_factory(tokenizer, vocab_size: int, bias: float | dict[str, float], vocab: CopyVocabulary | None = None,
-                      templates: dict[str, list[str]] | None = None):
-    """A factory for ``generation.generate(logits_processor_factory=...)`` building a
-    ``HintBiasProcessor`` per batch. ``bias``: one number, or one per task (``{"NER": 2, "EE":
-    8}``; a prompt of another task, or whose instruction is none of ``templates``, gets 0).
-    ``vocab``: a ``CopyVocabulary`` to share."""
-    task_of = task_table(templates) if isinstance(bias, dict) else {}
+def hint_bias_factory(tokenizer, vocab_size: int, vocab: CopyVocabulary | None = None, *,
+                      row_items: Callable[[object], Sequence[tuple[str, ...]]],
+                      row_bias: Callable[[object], float], row_is_rc: Callable[[object], bool]):
+    """A factory for ``generation.generate(logits_processor_factory=..., rows=...)`` building a
+    ``HintBiasProcessor`` per batch from each row's metadata: the answer items its hint proposes
+    (``row_items``), its bias (``row_bias``) and whether its answer is one RC relation (``row_is_rc``).
+    ``vocab``: a ``CopyVocabulary`` to share with a constraint."""
     vocab = vocab or CopyVocabulary(tokenizer, vocab_size)
     ends_ws = torch.tensor([bool(b) and b[-1:] in (b" ", b"\t", b"\n", b"\r") for b in vocab.token_bytes])
     ends_bs = torch.tensor([b.endswith(b"\\") for b in vocab.token_bytes])
     cache: dict[tuple[str, ...], list[tuple[list[int], bool, bool]]] = {}
 
-    def make(ids: torch.Tensor, mask: torch.Tensor) -> HintBiasProcessor:
-        prompts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        rows = []
-        row_bias = [float(bias.get(prompt_task(p, task_of), 0.0)) if isinstance(bias, dict) else float(bias)
-                    for p in prompts]
-        for p in prompts:
+    def make(ids: torch.Tensor, mask: torch.Tensor, rows: Sequence | None = None) -> HintBiasProcessor:
+        if rows is None:
+            raise ValueError("the hint bias needs each row's metadata (generate(..., rows=...))")
+        forms_of = []
+        for meta in rows:
             forms = []
-            for k, item in enumerate(hint_items(p)):
+            # an item holding an escape is written differently (or, under the copy constraint, never): the
+            # processor could never see it finished, and the end would stay lowered
+            items = [it for it in row_items(meta) if "\\" not in render_items([it])]
+            for k, item in enumerate(items):
                 if item not in cache:
                     if len(cache) > 100_000:
                         cache.clear()
                     cache[item] = _item_forms(tokenizer, vocab, item)
                 forms += [(k, f) for f in cache[item]]
-            rows.append(forms)
-        L = max([1] + [sum(len(f[0]) for _, f in r) for r in rows])
-        K = max([1] + [1 + max((k for k, _ in r), default=-1) for r in rows])
-        B = len(rows)
+            forms_of.append(forms)
+        L = max([1] + [sum(len(f[0]) for _, f in r) for r in forms_of])
+        K = max([1] + [1 + max((k for k, _ in r), default=-1) for r in forms_of])
+        B = len(forms_of)
         A = torch.full((B, L), vocab_size, dtype=torch.long)
         nxt = torch.full((B, L), L, dtype=torch.long)
         item = torch.full((B, L), K, dtype=torch.long)
         plain = torch.zeros((B, L), dtype=torch.bool)
         lead = torch.zeros((B, L), dtype=torch.bool)
         last = torch.zeros((B, L), dtype=torch.bool)
-        for r, forms in enumerate(rows):
+        for r, forms in enumerate(forms_of):
             pos = 0
             for k, (f, p, q) in forms:
                 n = len(f)
@@ -313,21 +241,10 @@ def hint_bias_factory(tokenizer, vocab_size: int, bias: float | dict[str, float]
                 last[r, pos + n - 1] = True
                 pos += n
         dev = ids.device
-        return HintBiasProcessor(vocab, (ends_ws.to(dev), ends_bs.to(dev)), torch.tensor(row_bias, device=dev),
-                                 torch.tensor([is_rc_prompt(p) for p in prompts], device=dev),
+        return HintBiasProcessor(vocab, (ends_ws.to(dev), ends_bs.to(dev)),
+                                 torch.tensor([float(row_bias(m)) for m in rows], device=dev),
+                                 torch.tensor([bool(row_is_rc(m)) for m in rows], device=dev),
                                  *(x.to(dev) for x in (A, nxt, item, plain, lead, last)), K)
 
     make.vocab = vocab  # type: ignore[attr-defined]
     return make
-
-
-def decoding_factory(constrained, tokenizer, vocab_size: int, *, roles: Sequence[str] | None = None,
-                     templates: dict[str, list[str]] | None = None, hint_bias: float | dict[str, float] = 0.0):
-    """``constraints.make_factory``'s constraint with a ``hint_bias`` leaning decoding toward the
-    prompt's memory-hint items first (the bias acts on the scores, then the constraint masks them);
-    None when there is nothing to do."""
-    mask = make_factory(constrained, tokenizer, vocab_size, roles=roles, templates=templates)
-    if not (any(hint_bias.values()) if isinstance(hint_bias, dict) else hint_bias):
-        return mask
-    bias = hint_bias_factory(tokenizer, vocab_size, hint_bias, getattr(mask, "vocab", None), templates)
-    return chain_factories(bias, mask)

@@ -1,7 +1,7 @@
 """Training-data memory: what the training split already says about a text, as a hint line.
 
 A random-init model sees each training name a few times; a dictionary of the training
-spans remembers all of them (it is the NER baseline). With ``data.memory_hints`` the
+spans remembers all of them (it is the NER baseline). With ``hints.memory`` the
 prompt carries the memory's findings for the text::
 
     Text: EU rejects German call to boycott British lamb .
@@ -271,11 +271,11 @@ class FoldedMemory:
         return self.parts[self.fold_of(record)].hint(record, options, exclude)
 
 
-def training_memory(sources, data):
-    """(hints for training instances, memory of all training records) when
-    ``data.memory_hints`` is on, else (None, None). See memory.py."""
-    if not data.memory_hints:
+def training_memory(sources, hints):
+    """(hints for training instances, memory of all training records) when ``hints.memory`` (a
+    ``config.HintsConfig``) is on, else (None, None)."""
+    if not hints.memory:
         return None, None
     records = [r for s in sources for r in s.records]
-    return (FoldedMemory(records, data.memory_folds, data.memory_max_items),
-            Memory.from_records(records, data.memory_max_items))
+    return (FoldedMemory(records, hints.folds, hints.max_items),
+            Memory.from_records(records, hints.max_items))

@@ -3,12 +3,10 @@ entities, relations and events, each with document character offsets and a confi
 
 Pipeline per chunk of documents (streamed, so memory stays flat on huge inputs):
 segment (sentences, windows that fit the model) -> one prompt per segment x task x
-option chunk -> batched, length-sorted generation -> answer items parsed one by one
-(each gets its own confidence: exp of the mean log-probability of its tokens, see
-``item_confidences``) -> items below ``min_confidence`` dropped -> the rest of the answer
-grounded in the segment text together (repeated mentions take successive occurrences)
--> shifted to document offsets -> merged across overlapping windows (the same item at the
-same document offsets is kept once, with its highest confidence).
+option chunk -> the prediction path every command shares (``predict.answer_prompts``:
+generation, items parsed one by one with a confidence each, filtered, grounded in the
+segment) -> shifted to document offsets -> merged across overlapping windows (the same item
+at the same document offsets is kept once, with its highest confidence).
 
 ``Document.sentences`` are the document's sentences (a sentence longer than the prompt
 budget is asked in overlapping windows, counted in ``stats["windows"]``, but listed once).
@@ -18,17 +16,17 @@ the rest ``None``).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..prompts.instructions import asked_order, build_source, option_chunks
 from ..core.io import ConfigError, InputError, read_yaml
-from ..prompts.offsets import ground
-from ..core.records import Event, Record, detect_language, unique
-from ..prompts.targets import ParseResult, item_ranges, parse
-from ..decoding.tokens import item_confidences
+from ..core.records import Entity, Event, Record, Relation, detect_language, unique
+from ..hints.memory import HINT_TASKS
+from ..hints.plugin import Hints, HintSettings, hint_budget
+from ..model.card import ModelCard
+from ..prompts.instructions import asked_order, build_source, option_chunks
+from .predict import Decoding, Prompt, answer_prompts, make_prompt
 
 EXTRACT_TASKS = ("NER", "RE", "EE")
 
@@ -109,35 +107,36 @@ class Schema:
 
 
 class Extractor:
-    def __init__(self, model, tokenizer, card: dict, device: str, memory=None):
-        self.model, self.tokenizer, self.card, self.device = model, tokenizer, card, device
-        self.templates = card.get("templates") or {}
-        self.max_options = card.get("max_options", 16)  # None: every label in one prompt, as trained
-        # labels asked sorted (instructions.asked_order), so the answer cannot depend on the schema's order; a
-        # model saved before the setting existed was scored in schema order, and is asked so
-        self.option_order = card.get("option_order", "schema")
-        self.max_source_length = int(card.get("max_source_length", 256))
-        self.max_target_length = int(card.get("max_target_length", 128))
-        # A model trained with memory hints is always asked with one (memory.py); the hint
-        # line gets at most this many tokens of the prompt.
-        self.memory = memory
-        self.hint_budget = min(64, self.max_source_length // 4) if memory is not None else 0
-        self.hint_bias = card.get("hint_bias", 0.0) if memory is not None else 0.0  # a number or {task: number}
-        self.unhinted_floor = card.get("unhinted_floor", 0.0) if memory is not None else 0.0  # the same
+    def __init__(self, model, tokenizer, card: ModelCard | dict, device: str, hints=None):
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
+        self.templates = self.card.templates
+        self.max_options = self.card.max_options
+        # labels asked sorted (instructions.asked_order), so the answer cannot depend on the schema's order
+        self.option_order = self.card.option_order
+        self.max_source_length = int(self.card.max_source_length)
+        self.max_target_length = int(self.card.max_target_length)
+        # A model trained with memory hints is always asked with one (hints.Hints); the hint line gets at most
+        # this many tokens of the prompt.
+        self.hints = hints
+        if hints is not None and hints.budget is None:
+            hints.budget = hint_budget(self.max_source_length)
+
+    @property
+    def memory(self):
+        return self.hints.memory if self.hints is not None else None
 
     def remember(self, records: Iterable[Record]) -> int:
         """Add labeled records (a user's gazetteer or annotations) to the memory the hints
         come from; returns how many NER/RE/EE/RC records were added (others have nothing to
         remember). Only for models trained with hints."""
-        from ..hints.memory import HINT_TASKS
-
-        if self.memory is None:
-            raise ConfigError("this model was trained without memory hints (data.memory_hints); "
+        if self.hints is None:
+            raise ConfigError("this model was trained without memory hints (hints.memory); "
                               "it cannot use added records")
         n = 0
         for r in records:
             if r.task in HINT_TASKS:
-                self.memory.add(r)
+                self.hints.memory.add(r)
                 n += 1
         return n
 
@@ -158,12 +157,8 @@ class Extractor:
         from ..model.loading import load_trained, resolve_model_dir
 
         p = resolve_model_dir(path)  # a local directory, or a hub id fetched (or taken from the cache)
-        card_path = p / "instructie.json"
-        if not card_path.exists():
-            raise ConfigError(f"{p}: not an instructie model directory (no instructie.json); "
-                              "train one with `instructie train`")
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        if card.get("kind") == "pretrained":
+        card = ModelCard.load(p)
+        if card.kind == "pretrained":
             raise ConfigError(f"{p}: a span-corruption pretrained base, not an extraction model; fine-tune it "
                               f"with `instructie train` (model: {{name_or_path: {p}, init: pretrained}})")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -186,14 +181,8 @@ class Extractor:
             if bar:
                 hf_logging.enable_progress_bar()
         model.eval()
-        memory = None
-        if card.get("memory_hints"):
-            from ..hints.memory import Memory
-
-            if not (p / "memory.json").exists():
-                raise ConfigError(f"{p}: the model was trained with memory hints but memory.json is missing")
-            memory = Memory.load(p / "memory.json")
-        ex = cls(model, tok, card, device, memory)
+        hints = Hints.load(p, card.to_dict(), HintSettings.resolve(card=card.tuned(), has_memory=card.memory_hints))
+        ex = cls(model, tok, card, device, hints)
         if option_order is not None:
             ex.option_order = option_order
         return ex
@@ -202,15 +191,15 @@ class Extractor:
     def trained_labels(self, task: str, language: str | None = None) -> list[str]:
         """Labels of ``task`` the model was trained with; datasets of the document's
         language first (a Chinese text is not asked for CoNLL's English types)."""
-        per_ds = self.card.get("labels", {})
-        langs = self.card.get("languages", {})
+        per_ds = self.card.labels
+        langs = self.card.languages
         same = [d for d in per_ds if language is None or langs.get(d) == language]
         pick = same if any(task in per_ds[d] for d in same) else list(per_ds)
         return unique(l for d in pick for l in per_ds[d].get(task, []))
 
     def trained_roles(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for roles in self.card.get("roles", {}).values():
+        for roles in self.card.roles.values():
             for k, v in roles.items():
                 out.setdefault(k, [])
                 out[k] = unique(out[k] + list(v))
@@ -232,12 +221,11 @@ class Extractor:
         of datasets in the document's language first). Long label lists are asked in chunks
         of the model's ``max_options``. ``min_confidence``: items below it are dropped before
         grounding. ``constrained``: True or "vocab": decode only tokens of the prompt (text and labels);
-        "copy": every field a contiguous copy of the text or a whole label (constrained.py).
-        ``hint_bias``: lean decoding toward the memory hint's items (hint_bias.py; a number or
-        ``{task: number}``; models trained with hints only); default: the model's (set by
-        ``eval/tune_hint_bias.py --write-card``), else 0. ``unhinted_floor``: an item the memory
-        hint did not propose is kept only with at least this confidence (0 to 1, or ``{task:
-        value}``; hint_bias.drop_unhinted); default: the model's (set by the same tuning), else 0.
+        "copy": every field a contiguous copy of the text or a whole label (decoding.constraints).
+        ``hint_bias``: lean decoding toward the memory hint's items (a number or ``{task: number}``; models
+        trained with hints only); default: the model's tuned value (``eval/tune_hint_bias.py --write-card``),
+        else 0. ``unhinted_floor``: an item the memory hint did not propose is kept only with at least this
+        confidence (0 to 1, or ``{task: value}``); default: the model's tuned value, else 0.
         ``ids``: document ids (default "0", "1", ...). ``docs_per_chunk`` documents are planned
         and generated together (length-sorted batches of ``batch_size`` prompts); the input is
         consumed lazily, chunk by chunk.
@@ -260,19 +248,7 @@ class Extractor:
             if not value or not all(isinstance(x, str) and x.strip() for x in value):
                 raise ConfigError(f"{name}: expected a non-empty list of names (None: the model's own), got "
                                   f"{list(value)!r}")
-        from ..config import check_bias, check_floor
-        try:
-            hint_bias = check_bias(self.hint_bias if hint_bias is None else hint_bias)
-        except ValueError as e:
-            raise ConfigError(f"hint_bias: {e}") from None
-        try:
-            unhinted_floor = check_floor(self.unhinted_floor if unhinted_floor is None else unhinted_floor)
-        except ValueError as e:
-            raise ConfigError(f"unhinted_floor: {e}") from None
-        for name, value in (("hint_bias", hint_bias), ("unhinted_floor", unhinted_floor)):
-            if value and self.memory is None:
-                raise ConfigError(f"{name} needs a model trained with memory hints (data.memory_hints)")
-        decoding = (constrained, hint_bias, unhinted_floor)
+        hints = self._hints_for(hint_bias, unhinted_floor)
         tasks = [t.upper() for t in (self.default_tasks() if tasks is None else tasks)]
         for t in tasks:
             if t not in EXTRACT_TASKS:
@@ -297,6 +273,10 @@ class Extractor:
                 schema.ner = list(labels)
         if relations is not None:
             schema.re = list(relations)
+        decoding = Decoding(batch_size=batch_size, num_beams=num_beams, max_source_length=self.max_source_length,
+                            max_new_tokens=max_new_tokens or self.max_target_length, constrained=constrained,
+                            min_confidence=min_confidence, roles={**self.trained_roles(), **schema.ee_roles},
+                            templates=self.templates)
         id_iter = iter(ids) if ids is not None else None
         chunk: list[tuple[str, str]] = []
         n = 0
@@ -307,16 +287,22 @@ class Extractor:
             n += 1
             chunk.append((doc_id, text))
             if len(chunk) >= docs_per_chunk:
-                yield from self._extract_chunk(chunk, tasks, schema, language, batch_size, num_beams,
-                                               max_new_tokens, min_confidence, keep_unsupported, decoding,
+                yield from self._extract_chunk(chunk, tasks, schema, language, decoding, hints, keep_unsupported,
                                                progress)
                 chunk = []
         if chunk:
-            yield from self._extract_chunk(chunk, tasks, schema, language, batch_size, num_beams,
-                                           max_new_tokens, min_confidence, keep_unsupported, decoding, progress)
+            yield from self._extract_chunk(chunk, tasks, schema, language, decoding, hints, keep_unsupported, progress)
+
+    def _hints_for(self, hint_bias, unhinted_floor):
+        """The hints plug-in with this call's settings (given values over the model's tuned ones)."""
+        settings = HintSettings.resolve(given_bias=hint_bias, given_floor=unhinted_floor, card=self.card.tuned(),
+                                        has_memory=self.hints is not None)
+        if self.hints is None:
+            return None
+        return Hints(self.hints.memory, settings, self.hints.budget)
 
     def default_tasks(self) -> list[str]:
-        return [t for t in self.card.get("tasks", []) if t in EXTRACT_TASKS] or ["NER"]
+        return [t for t in self.card.tasks if t in EXTRACT_TASKS] or ["NER"]
 
     def _labels_for(self, task: str, schema: Schema, language: str) -> list[str]:
         given = {"NER": schema.ner, "RE": schema.re, "EE": schema.ee}[task]
@@ -325,7 +311,7 @@ class Extractor:
     def _text_budget(self, task: str, options: list[str]) -> int:
         """Tokens left for the text once instruction and options are in the prompt."""
         probe = build_source(Record("", "", task, ""), self._template(task), options)
-        used = len(self.tokenizer(probe)["input_ids"]) + self.hint_budget
+        used = len(self.tokenizer(probe)["input_ids"]) + (self.hints.budget if self.hints is not None else 0)
         return max(16, self.max_source_length - used)
 
     def _option_plan(self, task: str, labels: list[str]) -> list[tuple[list[str], int]]:
@@ -343,28 +329,23 @@ class Extractor:
                 plan.append((opts, room))
         return plan
 
-    def _hint(self, rec: Record, tok_len) -> str | None:
-        """The memory's hint for a prompt, cut (whole items) to ``hint_budget`` tokens."""
-        if self.memory is None:
-            return None
-        return self.memory.hint(rec, fits=lambda line: tok_len(line) <= self.hint_budget)
-
     def _template(self, task: str) -> str:
         return (self.templates.get(task) or ["Extract."])[0]
 
-    def _plan(self, chunk: list[tuple[str, str]], tasks: Sequence[str], schema: Schema, language: str | None
-              ) -> tuple[list[Document], dict[int, list], list[tuple[int, Any, str, list[str], str]]]:
-        """Documents, their segments, and one prompt (doc, segment, task, options, source) per
+    def _plan(self, chunk: list[tuple[str, str]], tasks: Sequence[str], schema: Schema, language: str | None,
+              hints=None) -> tuple[list[Document], dict[int, list], list[tuple[int, Any, Prompt]]]:
+        """Documents, their segments, and one prompt (doc, segment, ``predict.Prompt``) per
         segment x task x option chunk -- exactly what ``extract`` sends to the model."""
         from .segment import segment_many
 
+        hints = self.hints if hints is None else hints
         docs = [Document(doc_id, text, language or detect_language(text[:2000])) for doc_id, text in chunk]
         tok = self.tokenizer
 
         def tok_len(s: str) -> int:
             return len(tok(s, add_special_tokens=False)["input_ids"])
 
-        prompts: list[tuple[int, Any, str, list[str], str]] = []  # doc, segment, task, options, source
+        prompts: list[tuple[int, Any, Prompt]] = []
         by_lang: dict[str, list[int]] = {}
         for i, d in enumerate(docs):
             by_lang.setdefault(d.language, []).append(i)
@@ -374,7 +355,6 @@ class Extractor:
             # Sentences are windowed for the roomiest prompt; a prompt with less room for the
             # text (long labels) windows only the sentences too long for it.
             budget = max((b for v in plans.values() for _, b in v), default=self.max_source_length)
-            templates = {t: self._template(t) for t in tasks}
             for i, segs in zip(idxs, segment_many((docs[i].text for i in idxs), language=lang,
                                                   max_len=budget, length_fn=tok_len, overlap=32)):
                 seg_of[i] = segs
@@ -386,91 +366,31 @@ class Extractor:
                             if not opts:
                                 continue
                             for piece in ([s] if n_tokens <= room else _windows(s, lang, room, tok_len)):
-                                rec = Record("", "", t, piece.text, language=lang, options=opts)
-                                prompts.append((i, piece, t, opts,
-                                                build_source(rec, templates[t], opts, self._hint(rec, tok_len))))
+                                prompts.append((i, piece, make_prompt(t, piece.text, opts, self._template(t),
+                                                                      language=lang, hints=hints, length=tok_len)))
         return docs, seg_of, prompts
 
-    def _extract_chunk(self, chunk, tasks, schema, language, batch_size, num_beams, max_new_tokens,
-                       min_confidence, keep_unsupported, decoding, progress) -> Iterator[Document]:
-        from ..decoding import generation
-
-        tok = self.tokenizer
-        docs, seg_of, prompts = self._plan(chunk, tasks, schema, language)
-        factory = None
-        from ..hints.bias import below_floor, floor_for, hint_items
-
-        constrained, hint_bias, unhinted_floor = decoding
-        if constrained or hint_bias:
-            from ..hints.bias import decoding_factory
-            role_map = {**self.trained_roles(), **schema.ee_roles}
-            factory = decoding_factory(constrained, tok, self.model.config.vocab_size, templates=self.templates,
-                                   roles=sorted({x for rs in role_map.values() for x in rs}), hint_bias=hint_bias)
-        outs = generation.generate(self.model, tok, [p[4] for p in prompts], batch_size=batch_size,
-                                   max_source_length=self.max_source_length,
-                                   max_new_tokens=max_new_tokens or self.max_target_length, num_beams=num_beams,
-                                   logits_processor_factory=factory, progress=progress)
-        roles = {**self.trained_roles(), **schema.ee_roles}
+    def _extract_chunk(self, chunk, tasks, schema, language, decoding: Decoding, hints, keep_unsupported,
+                       progress) -> Iterator[Document]:
+        docs, seg_of, planned = self._plan(chunk, tasks, schema, language, hints)
+        answers = answer_prompts(self.model, self.tokenizer, [p for _, _, p in planned], decoding, hints, progress)
         found: dict[int, dict] = {i: {} for i in range(len(docs))}
-        for (i, seg, task, opts, prompt), g in zip(prompts, outs):
+        for (i, seg, prompt), ans in zip(planned, answers):
             doc = docs[i]
-            if g.truncated:  # the text budget should prevent this; say so if it did not
+            if ans.truncated:  # the text budget should prevent this; say so if it did not
                 doc.stats["truncated_prompts"] = doc.stats.get("truncated_prompts", 0) + 1
-            # Items are parsed one by one (each has its own confidence), then grounded together,
-            # so that repeated mentions take successive occurrences ("Paris; Paris" -> two
-            # offsets). ``ground`` carries labels through untouched: each item's label is tagged
-            # with its index to find its confidence again afterwards.
-            ranges = item_ranges(g.text)
-            merged, confs = ParseResult(), []
-            floor = floor_for(unhinted_floor, task)
-            hint = hint_items(prompt, writable_only=False) if floor else []
-            for (s, e), conf in zip(ranges, item_confidences(tok, g.token_ids, g.token_logprobs, g.text, ranges)):
-                res = parse(g.text[s:e], task, options=opts, roles=roles if task == "EE" else None)
-                for reason, c in res.dropped.items():
-                    doc.stats[f"dropped_{reason}"] = doc.stats.get(f"dropped_{reason}", 0) + c
-                if conf < min_confidence:
-                    doc.stats["below_min_confidence"] = doc.stats.get("below_min_confidence", 0) + \
-                        len(res.entities) + len(res.relations) + len(res.events)
+            for reason, c in ans.dropped.items():
+                key = reason if reason.startswith("below_") else f"dropped_{reason}"
+                doc.stats[key] = doc.stats.get(key, 0) + c
+            for f in ans.found:
+                if f.missing:
+                    doc.stats["unsupported"] = doc.stats.get("unsupported", 0) + 1
+                    if keep_unsupported:
+                        doc.unsupported.append({"task": prompt.task, "item": _shifted_dict(f.item, seg.start),
+                                                "missing": list(f.missing), "sentence": [seg.start, seg.end],
+                                                "score": f.confidence})
                     continue
-                if below_floor(g.text[s:e], conf, floor, hint):
-                    doc.stats["below_unhinted_floor"] = doc.stats.get("below_unhinted_floor", 0) + \
-                        len(res.entities) + len(res.relations) + len(res.events)
-                    continue
-                tag = f"{len(confs)}{_TAG}"
-                confs.append(conf)
-                merged.entities += [replace(x, label=tag + x.label) for x in res.entities]
-                merged.relations += [replace(x, label=tag + x.label) for x in res.relations]
-                merged.events += [replace(x, type=tag + x.type) for x in res.events]
-            if not confs:
-                continue
-            gr = ground(merged, seg.text, task)
-            for ent in gr.entities:
-                conf, label = _untag(ent.label, confs)
-                _keep(found[i], ("E", ent.start + seg.start, ent.end + seg.start, label),
-                      Span(ent.text, label, ent.start + seg.start, ent.end + seg.start, conf))
-            for r in gr.relations:
-                conf, label = _untag(r.label, confs)
-                h, t = _shift(r.head, seg.start, conf), _shift(r.tail, seg.start, conf)
-                _keep(found[i], ("R", h.start, h.end, label, t.start, t.end),
-                      RelationItem(h, label, t, conf, [_shift(a, seg.start, conf, a.role) for a in r.slots]))
-            for ev in gr.events:
-                conf, etype = _untag(ev.type, confs)
-                trig = _shift(ev.trigger, seg.start, conf, etype)
-                args = [_shift(a, seg.start, conf, a.role) for a in ev.arguments]
-                _keep(found[i], ("V", trig.start, trig.end, etype), EventItem(etype, trig, args, conf))
-            for u in gr.unsupported:
-                doc.stats["unsupported"] = doc.stats.get("unsupported", 0) + 1
-                if keep_unsupported:
-                    item = u.item
-                    if isinstance(item, Event):
-                        conf, lab = _untag(item.type, confs)
-                        item = replace(item, type=lab)
-                    else:
-                        conf, lab = _untag(item.label, confs)
-                        item = replace(item, label=lab)
-                    doc.unsupported.append({"task": task, "item": _shifted_dict(item, seg.start),
-                                            "missing": list(u.missing), "sentence": [seg.start, seg.end],
-                                            "score": conf})
+                _keep_found(found[i], f.item, f.confidence, seg.start)
         for i, d in enumerate(docs):
             items = sorted(found[i].values(), key=lambda x: _order(x))
             d.entities = [x for x in items if isinstance(x, Span)]
@@ -481,12 +401,19 @@ class Extractor:
             yield d
 
 
-_TAG = "\x1f"  # never in a label: parse() reads labels from text where \x1f is not written
-
-
-def _untag(label: str, confs: list[float]) -> tuple[float, str]:
-    k, _, rest = label.partition(_TAG)
-    return confs[int(k)], rest
+def _keep_found(store: dict, item, conf: float, offset: int) -> None:
+    """A located item shifted to document offsets and kept (once per place, with its best confidence)."""
+    if isinstance(item, Entity):
+        _keep(store, ("E", item.start + offset, item.end + offset, item.label),
+              Span(item.text, item.label, item.start + offset, item.end + offset, conf))
+    elif isinstance(item, Relation):
+        h, t = _shift(item.head, offset, conf), _shift(item.tail, offset, conf)
+        _keep(store, ("R", h.start, h.end, item.label, t.start, t.end),
+              RelationItem(h, item.label, t, conf, [_shift(a, offset, conf, a.role) for a in item.slots]))
+    elif isinstance(item, Event):
+        trig = _shift(item.trigger, offset, conf, item.type)
+        args = [_shift(a, offset, conf, a.role) for a in item.arguments]
+        _keep(store, ("V", trig.start, trig.end, item.type), EventItem(item.type, trig, args, conf))
 
 
 def _sentence_spans(segs) -> list[tuple[int, int]]:

@@ -6,7 +6,7 @@ A source reads::
     Option: label1, label2, ...
     [Entities: / Pairs: / Event: / Head: + Tail:  (the inputs an auxiliary task is given)]
     Text: <text>
-    [Memory: what the training data says about the text (``memory.py``; with data.memory_hints)]
+    [Memory: what the training data says about the text (``hints/memory.py``; with hints.memory)]
     Answer:
 
 Long option lists (DuIE has 48 predicates) are cut into chunks of at most
@@ -96,25 +96,15 @@ def option_chunks(options: list[str], max_options: int | None) -> list[list[str]
     return [options[i : i + max_options] for i in range(0, len(options), max_options)]
 
 
-def sample_options(record: Record, max_options: int | None, rng: random.Random, shuffle: bool,
-                   chunk_share: float = 0.0) -> list[str]:
-    """Training: all gold labels plus random others up to ``max_options``, optionally shuffled.
-
-    With ``chunk_share`` (``data.option_chunk_sampling``) that share of long option lists is
-    instead one chunk of the (shuffled) list cut as inference cuts it (``option_chunks``): most chunks of
-    DuEE's 65 event types hold no gold type, and a model that never saw such a chunk in
-    training answers every chunk with an event (precision 0.14)."""
+def sample_options(record: Record, max_options: int | None, rng: random.Random, shuffle: bool) -> list[str]:
+    """Training: all gold labels plus random others up to ``max_options``, optionally shuffled."""
     opts = list(record.options)
     if record.task == "NEG":  # the candidates are the question itself: never drop one
         max_options = None
     if max_options and len(opts) > max_options:
-        if chunk_share and record.task != "RC" and rng.random() < chunk_share:
-            # RC is asked with all its options at once; others in chunks of a list (here shuffled)
-            opts = rng.choice(option_chunks(rng.sample(opts, len(opts)), max_options))
-        else:
-            gold = [o for o in gold_labels(record) if o in opts]
-            rest = [o for o in opts if o not in set(gold)]
-            opts = gold + rng.sample(rest, max(0, max_options - len(gold)))
+        gold = [o for o in gold_labels(record) if o in opts]
+        rest = [o for o in opts if o not in set(gold)]
+        opts = gold + rng.sample(rest, max(0, max_options - len(gold)))
         if not shuffle:  # keep the schema's order
             keep = set(opts)
             opts = [o for o in record.options if o in keep]
@@ -179,13 +169,13 @@ def pick_template(templates: dict[str, list[str]], task: str, template: int | st
 
 def to_instance(record: Record, templates: dict[str, list[str]], *, template: int | str = 0,
                 seed: int = 0, max_options: int | None = None, shuffle_options: bool = False,
-                suffix: str = "", memory=None, chunk_share: float = 0.0,
+                suffix: str = "", memory=None,
                 hint_exclude: frozenset[str] = frozenset()) -> Instance:
     """One training/eval instance. With ``max_options`` the options are sampled to fit;
     with a ``memory`` (``memory.Memory`` or ``FoldedMemory``) the prompt gets its hint."""
     key = f"{record.id}#{record.task}{suffix}"
     rng = random.Random(f"{seed}:opts:{key}")
-    opts = sample_options(record, max_options, rng, shuffle_options, chunk_share)
+    opts = sample_options(record, max_options, rng, shuffle_options)
     rec = restrict(record, opts) if opts != record.options else record
     instruction = pick_template(templates, record.task, template, seed, key)
     hint = memory.hint(record, opts, hint_exclude) if memory is not None else None

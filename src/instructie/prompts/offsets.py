@@ -60,6 +60,9 @@ class Grounded:
     labels: list[str] = field(default_factory=list)  # RC / NEG answers, copied as is
     unsupported: list[Unsupported] = field(default_factory=list)
     n_loose: int = 0  # spans found only by the whitespace-insensitive match
+    # every item in the order given, each as (kind, its index among the given items of its kind, the item
+    # as located, the parts not found): lets a caller carry per-item values (confidences) through grounding
+    placed: list[tuple[str, int, Item, tuple[str, ...]]] = field(default_factory=list)
 
     @property
     def n_unsupported(self) -> int:
@@ -149,14 +152,16 @@ def ground(result: ParseResult, text: str, task: str = "", *, event: Event | Non
     out = Grounded(labels=list(result.labels))
 
     cur = _Cursor(f)
-    for e in result.entities:
+    for k, e in enumerate(result.entities):
         s = cur.place(e.text)
         if s is None:
             out.unsupported.append(Unsupported(e, ("span",)))
+            out.placed.append(("entity", k, e, ("span",)))
         else:
             out.entities.append(f.at(e, s))
+            out.placed.append(("entity", k, out.entities[-1], ()))
 
-    for r in result.relations:
+    for k, r in enumerate(result.relations):
         h, t = closest_pair(f.find(r.head.text), f.find(r.tail.text))
         anchors = [x for x in (h, t) if x]
         slots = [(a, nearest(f.find(a.text), anchors)) for a in r.slots]
@@ -165,9 +170,10 @@ def ground(result: ParseResult, text: str, task: str = "", *, event: Event | Non
         missing = tuple(n for n, s in (("head", h), ("tail", t)) if s is None)
         missing += tuple(f"slot:{a.role}" for a, s in slots if s is None)
         (out.unsupported.append(Unsupported(rel, missing)) if missing else out.relations.append(rel))
+        out.placed.append(("relation", k, rel, missing))
 
     used: dict[str, set[Span]] = {}
-    for ev in result.events:
+    for k, ev in enumerate(result.events):
         if not ev.trigger.text and event is not None:
             ev = replace(ev, type=event.type, trigger=event.trigger)
         trig, missing = _trigger_span(f, ev, used), ()
@@ -183,6 +189,7 @@ def ground(result: ParseResult, text: str, task: str = "", *, event: Event | Non
         new = replace(ev, trigger=f.at(ev.trigger, trig) if trig else ev.trigger,
                       arguments=tuple(f.at(a, s) for a, s in args))
         (out.unsupported.append(Unsupported(new, missing)) if missing else out.events.append(new))
+        out.placed.append(("event", k, new, missing))
 
     out.n_loose = f.n_loose
     return out

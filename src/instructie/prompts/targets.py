@@ -214,6 +214,8 @@ def _split_items_raw(answer: str) -> list[list[str]]:
 
 
 def _unescape(raw: str) -> str:
+    if "\\" not in raw:  # nothing escaped: only the padding to strip (str.strip's white space is isspace's)
+        return raw.strip()
     got = split_items(raw)
     return got[0][0] if got and got[0] else ""
 
@@ -251,11 +253,54 @@ def parse(answer: str, task: str, options: list[str] | None = None,
     return res
 
 
-def _parse_into(res, answer, task, options, roles):
+def parse_items(answer: str, task: str, options: list[str] | None = None,
+                roles: dict[str, list[str]] | None = None) -> list[tuple[tuple[int, int], ParseResult]]:
+    """``parse`` item by item: each item's character range in ``answer`` (``item_ranges``) with what it
+    parsed to, so that every item can carry a confidence of its own. A set-valued task's repeat of an
+    earlier item is dropped and counted in the repeat's result, as ``parse`` does; EEA's arguments
+    come one event per item (``parse`` joins them into the prompt's one event). Never raises."""
+    out, reading = [], _Reading(task, options, roles)
+    if not isinstance(answer, str) or _is_none(answer):
+        return out
+    for s, e in item_ranges(answer, keep_empty=True):
+        res = ParseResult()
+        body = answer[s:e].strip()
+        if body in ("", NONE):  # counted as parse counts it in a list of items
+            res.dropped["none_in_list" if body else "empty_item"] += 1
+        else:
+            try:
+                _parse_into(res, answer[s:e], task, options, roles, reading)
+            except Exception:  # defensive, as parse
+                res.dropped["parser_error"] += 1
+        out.append(((s, e), res))
+    return out
+
+
+class _Reading:
+    """What the items of one answer share while they are read: the options, the schema's role sets (built
+    once per answer, not per item: a schema may hold thousands of roles -- DuEE: 65 event types -- and a
+    looping answer hundreds of thousands of items), and the set-valued items seen so far."""
+
+    def __init__(self, task: str, options, roles):
+        self.opts = set(options) if options else None
+        self.roles = roles
+        self.role_sets: dict[str, set[str]] = {}
+        self.any_role = {r for rs in roles.values() for r in rs} if roles and task == "EEA" else None
+        self.seen: set = set()
+
+    def roles_of(self, label: str) -> set[str] | None:
+        if not self.roles or label not in self.roles:
+            return None
+        if label not in self.role_sets:
+            self.role_sets[label] = set(self.roles[label])
+        return self.role_sets[label]
+
+
+def _parse_into(res, answer, task, options, roles, reading: _Reading | None = None):
     if _is_none(answer):
         return
-    opts = set(options) if options else None
-    seen = set()
+    reading = reading or _Reading(task, options, roles)
+    opts, seen, roles_of, any_role = reading.opts, reading.seen, reading.roles_of, reading.any_role
 
     # A repeated span item is a repeated mention (gold writes "Wales | location" twice
     # when Wales occurs twice): kept, and grounded to its next occurrence. Relations,
@@ -306,10 +351,7 @@ def _parse_into(res, answer, task, options, roles):
                 if label_ok(fields_[1]) and keep(tuple(fields_)):
                     res.events.append(Event(fields_[1], Entity(fields_[1], fields_[0])))
             elif task == "EEA":
-                allowed = None
-                if roles:
-                    allowed = {r for rs in roles.values() for r in rs}
-                if allowed is not None and fields_[1] not in allowed:
+                if any_role is not None and fields_[1] not in any_role:
                     res.dropped["unknown_role"] += 1
                     continue
                 if keep(tuple(fields_)):
@@ -333,8 +375,7 @@ def _parse_into(res, answer, task, options, roles):
                 etype = fields_[1]
                 if not label_ok(etype):
                     continue
-                allowed = set(roles[etype]) if roles and etype in roles else None
-                args = _slot_args(raw[2:], allowed, res)
+                args = _slot_args(raw[2:], roles_of(etype), res)
                 ev = Event(etype, Entity(etype, fields_[0]), tuple(args))
                 if keep(ev):
                     res.events.append(ev)
@@ -344,8 +385,7 @@ def _parse_into(res, answer, task, options, roles):
                     continue
                 if not label_ok(fields_[1]):
                     continue
-                allowed = set(roles[fields_[1]]) if roles and fields_[1] in roles else None
-                slots = _slot_args(raw[3:], allowed, res)
+                slots = _slot_args(raw[3:], roles_of(fields_[1]), res)
                 rel = Relation(Entity("", fields_[0]), fields_[1], Entity("", fields_[2]), tuple(slots))
                 if keep(rel):
                     res.relations.append(rel)
@@ -353,9 +393,10 @@ def _parse_into(res, answer, task, options, roles):
     res.dropped["unknown_task"] += 1
 
 
-def item_ranges(answer: str) -> list[tuple[int, int]]:
+def item_ranges(answer: str, keep_empty: bool = False) -> list[tuple[int, int]]:
     """Character ranges of the items of an answer (split at unescaped ';'), so a
-    caller can parse items one by one and give each its own confidence."""
+    caller can parse items one by one and give each its own confidence; blank items
+    left out unless ``keep_empty``."""
     out, start, i, n = [], 0, 0, len(answer)
     while i < n:
         if answer[i] == "\\":
@@ -366,4 +407,4 @@ def item_ranges(answer: str) -> list[tuple[int, int]]:
             start = i + 1
         i += 1
     out.append((start, n))
-    return [(s, e) for s, e in out if answer[s:e].strip()]
+    return out if keep_empty else [(s, e) for s, e in out if answer[s:e].strip()]

@@ -32,6 +32,7 @@ from ..config import RunConfig, TrainConfig
 from ..data.sources import (Source, build_epoch, collate, epoch_batches, load_sources, round_up, seq_lengths,
                             training_texts)
 from ..hints.memory import training_memory
+from ..hints.plugin import Hints, HintSettings, hint_budget
 from ..prompts.instructions import load_templates
 from ..core.io import ConfigError, TrainingError, atomic_write, write_json, write_jsonl
 from ..model.loading import quiet_logs, share_written_files
@@ -161,10 +162,13 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         log(f"model: {model_report.get('summary', '')}")
 
     # 3. total steps, and one epoch of batches: instances re-sampled, tokenized, length-grouped.
-    fold_memory, memory = training_memory(train_sources, cfg.data)
+    fold_memory, memory = training_memory(train_sources, cfg.hints)
     if memory is not None and main:
         memory.save(out / "memory.json")
-        log(f"memory hints: {len(memory)} training entries; training hints from {cfg.data.memory_folds} folds")
+        log(f"memory hints: {len(memory)} training entries; training hints from {cfg.hints.folds} folds")
+    # dev and test are asked as extraction asks: the hints plug-in with the whole training memory
+    eval_hints = Hints(memory, HintSettings(cfg.hints.bias, cfg.hints.unhinted_floor),
+                       hint_budget(cfg.data.max_source_length)) if memory is not None else None
     # The probe epoch sizes the run. A run resumed inside a later epoch with its steps fixed (train.max_steps)
     # builds that epoch here instead of epoch 0, which it would only throw away: on the shared mix an epoch takes
     # ~20 s of each resumed 10-minute call. (With steps from train.epochs, epoch 0 sizes the run, as it did.)
@@ -224,7 +228,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
         rep = evaluate_sources(unwrapped, tokenizer, sources, cfg, templates, limit=(
-            cfg.data.max_eval_records if name == "dev" else None), memory=memory, keep_predictions=name == "test")
+            cfg.data.max_eval_records if name == "dev" else None), hints=eval_hints, keep_predictions=name == "test")
         unwrapped.train()
         return rep
 
@@ -581,7 +585,7 @@ def model_card(cfg: RunConfig, templates: dict, sources: list[Source], state: di
         "option_order": cfg.eval.option_order,  # as its tests asked; extract asks so too
         "max_source_length": cfg.data.max_source_length,
         "max_target_length": cfg.data.max_target_length,
-        "memory_hints": cfg.data.memory_hints,  # memory.json holds the memory
+        "memory_hints": cfg.hints.memory,  # memory.json holds the memory
         "steps": state["step"],
         "train_config": cfg.to_dict(),
     }

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Iterator
 
@@ -46,12 +47,40 @@ def reads_jsonl(path: str, as_jsonl: bool = False) -> bool:
     return as_jsonl or (path != "-" and path.endswith((".jsonl", ".json")))
 
 
+# Characters no tokenizer or sentence splitter should get: lone surrogates (half a character, from a
+# JSON escape such as "\ud800"; they cannot even be written as UTF-8) and control characters other than
+# tabs and line breaks.
+_UNSAFE = re.compile("[\ud800-\udfff\x00-\x08\x0e-\x1f\x7f]")
+
+
+def repair_text(text: str) -> tuple[str, int]:
+    """``text`` with each lone surrogate and control character replaced by U+FFFD, and how many were.
+    One character for one: offsets into the repaired text are offsets into the input."""
+    return _UNSAFE.subn("\ufffd", text)
+
+
 def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCounter,
-                   as_jsonl: bool = False) -> Iterator[tuple[str, str]]:
-    """(id, text) per document: a .txt file (or stdin, ``-``) is one document, or one per
+                   as_jsonl: bool = False, repaired: Counter | None = None) -> Iterator[tuple[str, str, int]]:
+    """(id, text, line) per document: a .txt file (or stdin, ``-``) is one document, or one per
     line with ``per_line`` (id: the line number); .jsonl (or any input with ``as_jsonl``) has one
-    JSON object per line with ``text_field`` (id: its ``id`` field, else the line number). Bad lines
-    (not UTF-8, empty in .jsonl, malformed, too long) go to ``errors``: raised, or counted and skipped."""
+    JSON object per line with ``text_field`` (id: its ``id`` field, else the line number). ``line``: the
+    input line the document starts on. Bad lines (not UTF-8, empty in .jsonl, malformed, too long) go
+    to ``errors``: raised, or counted and skipped. A text (or id) with lone surrogates or control
+    characters is repaired (``repair_text``; counted in ``repaired``: documents, characters), or with
+    ``--skip-invalid`` skipped as invalid."""
+    repaired = Counter() if repaired is None else repaired
+
+    def clean(doc_id: str, text: str, no: int | None) -> tuple[str, str] | None:
+        text, n = repair_text(text)
+        doc_id, n_id = _UNSAFE.subn("\ufffd", doc_id) if _UNSAFE.search(doc_id) else (doc_id, 0)
+        if n or n_id:
+            if errors.skip_invalid:
+                errors(InputError(name, no, f"{n + n_id} lone surrogate(s) or control character(s) in the "
+                                            f"{'text' if n else 'id'}"))
+                return None
+            repaired["documents"] += 1
+            repaired["characters"] += n + n_id
+        return doc_id, text
     is_stdin = path == "-"
     name = "<stdin>" if is_stdin else path
     if not is_stdin and not Path(path).exists():
@@ -77,8 +106,8 @@ def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCount
         if len(text) > MAX_DOC_CHARS:
             errors(InputError(name, None, _too_big(len(text))))
             return
-        if text.strip():
-            yield ("stdin" if is_stdin else Path(path).stem), text
+        if text.strip() and (doc := clean("stdin" if is_stdin else Path(path).stem, text, None)):
+            yield doc[0], doc[1], 1
         return
     stream = sys.stdin.buffer if is_stdin else open(path, "rb")
     try:
@@ -111,33 +140,57 @@ def read_documents(path: str, per_line: bool, text_field: str, errors: SkipCount
             if len(text) > MAX_DOC_CHARS:
                 errors(InputError(name, no, _too_big(len(text))))
                 continue
-            yield doc_id, text
+            if doc := clean(doc_id, text, no):
+                yield doc[0], doc[1], no
     finally:
         if not is_stdin:
             stream.close()
 
 
-def finished_ids(path: Path) -> set[str]:
-    """Ids already written by an interrupted run, read line by line (memory: the ids only);
+class Finished:
+    """The documents an interrupted run wrote, keyed on id *and* input line, so that documents sharing
+    an id are told apart; rows written without a line (an older output) are keyed on their id."""
+
+    def __init__(self) -> None:
+        self.keyed: set[tuple[str, int]] = set()
+        self.ids: set[str] = set()
+
+    def add(self, row: dict) -> None:
+        line = row.get("line")
+        if isinstance(line, int) and not isinstance(line, bool):
+            self.keyed.add((str(row["id"]), line))
+        else:
+            self.ids.add(str(row["id"]))
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self.keyed or key[0] in self.ids
+
+    def __len__(self) -> int:
+        return len(self.keyed) + len(self.ids)
+
+
+def finished_documents(path: Path) -> Finished:
+    """Documents already written by an interrupted run, read line by line (memory: ids and line numbers);
     a torn last line (a kill mid-write) is cut off so the file stays valid JSONL. A file that is not
     such output (any other line, or a last line that is not the start of one) is an error: --resume
     appends to it and would cut its end."""
+    done = Finished()
     if not path.exists():
-        return set()
-    done: set[str] = set()
+        return done
     keep = 0
     not_output = ("not a line of extraction output (a JSON object with an id): --resume continues only an earlier "
                   "`instructie extract` run's output file")
     with open(path, "rb") as f:
         for no, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
-                if not line.startswith(b'{"id": '):  # what every written line starts with (Document.to_dict)
+                if not line.startswith(b'{"id": '):  # what every written line starts with
                     raise InputError(str(path), no, not_output)
                 break
             keep += len(line)
             try:
-                done.add(str(json.loads(line)["id"]))
-            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                row = json.loads(line)
+                done.add(row)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
                 raise InputError(str(path), no, not_output) from None
     if keep != path.stat().st_size:
         with open(path, "r+b") as f:
@@ -145,34 +198,94 @@ def finished_ids(path: Path) -> set[str]:
     return done
 
 
+# What a document's counters mean to a user, for the summary at the end of a run.
+_STAT_NOTES = {
+    "truncated_prompts": "prompt(s) cut to the model's input length (the end of their text was not read)",
+    "unsupported": "item(s) naming text that is not in the document, left out (--keep-unsupported lists them)",
+    "below_min_confidence": "item(s) below --min-confidence, left out",
+    "below_unhinted_floor": "item(s) the memory hint did not propose below --unhinted-floor, left out",
+    "windows": "extra window(s) for sentences too long for one prompt",
+}
+
+
+def stats_summary(totals: Counter) -> str:
+    """One line of the documents' counters that are not zero (their sum over the run)."""
+    parts = [f"{totals[k]} {note}" for k, note in _STAT_NOTES.items() if totals.get(k)]
+    dropped = {k[len("dropped_"):]: v for k, v in sorted(totals.items()) if k.startswith("dropped_") and v}
+    if dropped:
+        parts.append(f"{sum(dropped.values())} unreadable answer part(s) dropped ("
+                     + ", ".join(f"{k}: {v}" for k, v in dropped.items()) + ")")
+    other = {k: v for k, v in sorted(totals.items()) if v and k not in _STAT_NOTES and k != "segments"
+             and not k.startswith("dropped_")}
+    parts += [f"{k}: {v}" for k, v in other.items()]
+    return "; ".join(parts)
+
+
+# Documents per generation call by default. Each call's documents are written when it ends, so the
+# work an interruption loses, and the wait for the first line, is one chunk. On a GPU a chunk of 256
+# short documents takes seconds and fills its batches (small chunks leave batches part-empty); on a CPU
+# each prompt takes long and bigger chunks gain little (eval/cpu_extract_time.py: 30 sentences in
+# chunks of 8 took about 10% longer than in one chunk), so a chunk is a few documents.
+CHUNK_GPU, CHUNK_CPU = 256, 8
+
+
 def run_extract(a) -> int:
     from tqdm.auto import tqdm
 
     from ..inference.extractor import Extractor, Schema
+    from ..inference.segment import spacy_available
 
     errors = SkipCounter(a.skip_invalid)
     schema = Schema.from_file(a.schema) if a.schema else None
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s is not None else None)
     tasks = [t.upper() for t in split(a.tasks)] if a.tasks is not None else None
     out_path = Path(a.output) if a.output and a.output != "-" else None
+    if out_path is not None and out_path.is_dir():  # found now, not after the model has loaded
+        raise ConfigError(f"-o {a.output} is a directory: give a file name (out.jsonl)")
     if a.html and Path(a.html).is_dir():  # found now, not after the whole extraction has run
         raise ConfigError(f"--html {a.html} is a directory: give a file name (page.html)")
+    with_spacy = spacy_available()
+    if a.html and not with_spacy:
+        raise ConfigError("--html draws the page with spaCy's displaCy, which is not installed: "
+                          "pip install 'instructie[spacy]'")
+    if a.chunk_size is not None and a.chunk_size < 1:
+        raise ConfigError(f"--chunk-size is a number of documents (at least 1), got {a.chunk_size}")
     if a.resume and out_path is None:
         raise ConfigError("--resume needs an output file (-o): there is nothing to resume on stdout")
     if a.min_confidence is not None and not 0.0 <= a.min_confidence <= 1.0:
         raise ConfigError("--min-confidence must be between 0 and 1")
     if out_path is not None and a.input != "-" and Path(a.input).resolve() == out_path.resolve():
         raise ConfigError(f"output {a.output} is the input file")
+    if a.text_field != "text" and not reads_jsonl(a.input, a.jsonl):
+        raise ConfigError(f"--text-field reads JSON lines: {a.input} is read as plain text (give --jsonl to read it "
+                          f"as JSON lines)")
     ex = Extractor.from_pretrained(a.model, device=a.device, option_order=a.option_order)
+    on_cpu = str(ex.device).split(":")[0] == "cpu"
+    notes = []
+    if not with_spacy:
+        notes.append("spaCy is not installed: sentences are split by built-in rules (. ! ? 。！？ and the like; "
+                     "abbreviations, initials and decimals kept whole); pip install 'instructie[spacy]' adds "
+                     "spaCy's sentencizer and the --html page")
+    if on_cpu:
+        notes.append("extracting on the CPU: every prompt (one per sentence, task and group of labels) is "
+                     "generated there, slow for any model past the quickstart's size; --tasks and --labels ask "
+                     "fewer prompts, a CUDA GPU (--device cuda) answers them many times faster")
+
+    def say_notes() -> None:
+        """Once extraction has started: an input that is bad from its first lines gets its one-line error alone."""
+        while notes:
+            tqdm.write("[instructie] " + notes.pop(0), file=sys.stderr)
+
+    chunk_size = a.chunk_size or (CHUNK_CPU if on_cpu else CHUNK_GPU)
     if a.memory:
         from ..evaluation.gold import read_gold
 
         for path in a.memory:
             n = ex.remember(rec for rec, _ in read_gold(path, errors))
             print(f"[instructie] memory: {n} records added from {path}", file=sys.stderr)
-    done = set()
+    done = Finished()
     if out_path and a.resume:
-        done = finished_ids(out_path)
+        done = finished_documents(out_path)
     fds: list[int] = []
     if out_path:
         def open_output() -> int:
@@ -191,41 +304,69 @@ def run_extract(a) -> int:
             sys.stdout.write(line)
             sys.stdout.flush()
 
-    if a.text_field != "text" and not reads_jsonl(a.input, a.jsonl):
-        raise ConfigError(f"--text-field reads JSON lines: {a.input} is read as plain text (give --jsonl to read it "
-                          f"as JSON lines)")
-    docs = ((i, t) for i, t in read_documents(a.input, a.per_line, a.text_field, errors, a.jsonl)
-            if i not in done)
-    pending: deque[str] = deque()  # ids of documents handed to the extractor, not yet written
+    repaired: Counter = Counter()
+    first_line: dict[str, int] = {}  # id -> the input line it was first seen on
+    repeats: list[str] = []  # "'id' at lines 1 and 4", the first few
+    n_repeated = 0
+    jsonl = reads_jsonl(a.input, a.jsonl)
+
+    def documents():
+        nonlocal n_repeated
+        for doc_id, text, no in read_documents(a.input, a.per_line, a.text_field, errors, a.jsonl, repaired):
+            if jsonl:  # ids from the input may repeat; line numbers (the other ids) do not
+                first = first_line.setdefault(doc_id, no)
+                if first != no:
+                    n_repeated += 1
+                    if len(repeats) < 5:
+                        repeats.append(f"{doc_id!r} at lines {first} and {no}")
+                    if n_repeated == 1:
+                        print(f"[instructie] {a.input}:{no}: id {doc_id!r} was already used at line {first}: each "
+                              f"document is written with its input line ('line'), which --resume goes by",
+                              file=sys.stderr)
+            if (doc_id, no) not in done:
+                yield doc_id, text, no
+
+    pending_ids: deque[str] = deque()  # documents handed to the extractor, not yet written
+    pending_lines: deque[int] = deque()
 
     def texts():
-        for doc_id, text in docs:
-            pending.append(doc_id)
+        for doc_id, text, no in documents():
+            pending_ids.append(doc_id)
+            pending_lines.append(no)
             yield text
 
     def ids():
         while True:
-            yield pending.popleft()
+            yield pending_ids.popleft()
 
     html_docs = []
-    bar = tqdm(unit="sent", desc="extract", disable=not sys.stderr.isatty() and not os.environ.get("INSTRUCTIE_PROGRESS"))
+    totals: Counter = Counter()
+    bar = tqdm(unit="prompt", desc="extract", disable=not sys.stderr.isatty() and not os.environ.get("INSTRUCTIE_PROGRESS"))
     n_docs = n_sent = 0
     try:
         for doc in ex.extract(texts(), tasks, labels=split(a.labels), relations=split(a.relations), schema=schema,
                               language=a.language, batch_size=a.batch_size, num_beams=a.num_beams,
                               max_new_tokens=a.max_new_tokens, min_confidence=a.min_confidence,
                               keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=ids(),
+                              docs_per_chunk=chunk_size, progress=lambda n: (say_notes(), bar.update(n)),
                               hint_bias=a.hint_bias, unhinted_floor=a.unhinted_floor):
-            line = json.dumps(doc.to_dict(with_text=a.with_text), ensure_ascii=False) + "\n"
+            say_notes()
+            row = doc.to_dict(with_text=a.with_text)
+            stats = row.pop("stats", None) or {}
+            totals.update({k: v for k, v in stats.items() if isinstance(v, int)})
+            # id first: a resumed run recognises its own output by it (finished_documents)
+            row = {"id": row.pop("id"), "line": pending_lines.popleft(), **row}
+            if a.debug_stats:
+                row["stats"] = stats
             try:
-                emit(line)
+                emit(json.dumps(row, ensure_ascii=False) + "\n")
             except BrokenPipeError:  # `... | head`: the reader is gone, nothing left to do
                 _silence_stdout()
                 return 0
             n_docs += 1
             n_sent += len(doc.sentences)
-            bar.update(len(doc.sentences))
-            if a.html and len(html_docs) < 2000:
+            bar.set_postfix_str(f"{n_docs} document(s)")
+            if a.html and len(html_docs) < HTML_MAX_DOCS:
                 html_docs.append(doc)
         if out_path:
             open_output()  # a finished run with no document still replaces the old output
@@ -234,11 +375,21 @@ def run_extract(a) -> int:
         for fd in fds:
             os.close(fd)
     if a.html:
-        write_html(a.html, html_docs)
+        write_html(a.html, html_docs, truncated=n_docs > len(html_docs))
     msg = f"extracted {n_docs} document(s), {n_sent} sentence(s)"
     if done:
         msg += f"; {len(done)} already done were skipped (--resume)"
     print(msg, file=sys.stderr)
+    if summary := stats_summary(totals):
+        print(f"[instructie] {summary}", file=sys.stderr)
+    if repaired:
+        print(f"[instructie] repaired {repaired['documents']} document(s): {repaired['characters']} lone surrogate(s) "
+              f"or control character(s) replaced by U+FFFD (--skip-invalid skips such documents instead)",
+              file=sys.stderr)
+    if n_repeated:
+        print(f"[instructie] {n_repeated} document(s) reuse the id of an earlier line ("
+              + "; ".join(repeats) + (", ..." if n_repeated > len(repeats) else "")
+              + "): each row's 'line' tells them apart", file=sys.stderr)
     if errors.count:
         print(errors.report(), file=sys.stderr)
     return 0
@@ -259,35 +410,138 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
-def write_html(path: str, docs) -> None:
-    """A displaCy page: entities highlighted, relations and events listed per sentence."""
+HTML_MAX_DOCS = 2000  # a page past this is too heavy for a browser; the JSONL has every document
+# Light colours dark text reads on, handed to the labels in the order they first appear (displaCy's
+# own palette covers spaCy's English labels only: every other label would be the same grey).
+PALETTE = ("#7aecec", "#feca74", "#bfeeb7", "#ff9561", "#aa9cfc", "#ffeb80", "#c887fb", "#9cc9cc",
+           "#ff8197", "#bfe1d9", "#f0d0ff", "#e4e7d2", "#c5e0ff", "#ffd3b6", "#d7f5a0", "#f5b8e0")
+# Sans-serif faces of the common systems with Chinese (and Japanese) glyphs before the generic family.
+FONTS = ('system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans", '
+         '"PingFang SC", "Hiragino Sans GB", "Microsoft YaHei", "Noto Sans CJK SC", "Source Han Sans SC", '
+         '"WenQuanYi Micro Hei", sans-serif')
+_CSS = f"""
+body {{ font-family: {FONTS}; max-width: 60em; margin: 2em auto; padding: 0 1em; line-height: 1.5; }}
+section.doc {{ border-top: 1px solid #ccc; padding: 0.5em 0 1.5em; }}
+h2 {{ font-size: 1.2em; margin: 0.5em 0; }}
+h3 {{ font-size: 1em; margin: 1em 0 0.3em; color: #555; }}
+.nothing {{ display: inline-block; background: #f4f4f4; border: 1px dashed #999; border-radius: 0.3em;
+           padding: 0.2em 0.6em; color: #444; font-style: italic; }}
+.item {{ margin: 0.4em 0 0.8em; }}
+.caption {{ font-size: 0.9em; color: #333; }}
+.note {{ color: #666; font-size: 0.9em; }}
+"""
+
+
+def _palette(labels) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for label in labels:
+        key = label.upper()  # displaCy looks colours up in upper case
+        if key not in out:
+            out[key] = PALETTE[len(out) % len(PALETTE)]
+    return out
+
+
+def _marked(text: str, start: int, end: int, spans, colors: dict) -> tuple[str, list]:
+    """text[start:end] drawn by displaCy with ``spans`` ((start, end, label, text), document offsets) marked;
+    spans overlapping an earlier one cannot be drawn in one line of text and are returned instead.
+    Labels are escaped here: displaCy escapes the text but writes labels as given."""
     import html as h
 
     from spacy import displacy
 
+    kept, left = [], []
+    for span in spans:
+        s, e = span[0], span[1]
+        if s is None or e is None or not start <= s < e <= end or any(s < ke and ks < e for ks, ke, *_ in kept):
+            left.append(span)
+        else:
+            kept.append(span)
+    ents = [{"start": s - start, "end": e - start, "label": h.escape(label)} for s, e, label, _ in sorted(kept)]
+    markup = displacy.render({"text": text[start:end], "ents": ents}, style="ent", manual=True, page=False,
+                             options={"colors": colors})
+    return markup, left
+
+
+def write_html(path: str, docs, truncated: bool = False) -> None:
+    """A displaCy page per document: entities coloured by label in the text; each relation and event
+    drawn on its sentence (head and tail, trigger and arguments marked with their roles); "nothing
+    found" where nothing was. Every value from the input or the model is escaped."""
+    import html as h
+
     from ..core.io import atomic_write
+
+    labels = []
+    for d in docs:
+        labels += [e.label for e in d.entities]
+        for r in d.relations:
+            labels += ["head", "tail"] + [x.label for x in r.slots]
+        for v in d.events:
+            labels += [v.type] + [x.label for x in v.arguments]
+    colors = {h.escape(k): v for k, v in _palette(labels).items()}
+
+    def sentence_of(d, spans) -> tuple[int, int]:
+        """The sentence holding the first located span, widened to every located span."""
+        located = [(s, e) for s, e, *_ in spans if s is not None and e is not None]
+        if not located:
+            return 0, 0
+        first = located[0][0]
+        a, b = next(((s, e) for s, e in d.sentences if s <= first < e), located[0])
+        return min([a] + [s for s, _ in located]), max([b] + [e for _, e in located])
 
     parts = []
     for d in docs:
-        ents = [{"start": e.start, "end": e.end, "label": e.label} for e in d.entities if e.start is not None]
-        parts.append(displacy.render({"text": d.text, "ents": ents, "title": f"document {d.id}"},
-                                     style="ent", manual=True, page=False))
-        rows = []
-        for s, e in d.sentences:
-            items = [f"{h.escape(r.head.text)} —{h.escape(r.label)}→ {h.escape(r.tail.text)} ({r.score:.2f})"
-                     for r in d.relations if r.head.start is not None and s <= r.head.start < e]
-            items += [f"[{h.escape(v.type)}] {h.escape(v.trigger.text)}: "
-                      + ", ".join(f"{h.escape(x.label)}={h.escape(x.text)}" for x in v.arguments)
-                      + f" ({v.score:.2f})" for v in d.events if v.trigger.start is not None and s <= v.trigger.start < e]
-            if items:
-                rows.append(f"<li><i>{h.escape(d.text[s:e])}</i><ul>" + "".join(f"<li>{x}</li>" for x in items)
-                            + "</ul></li>")
-        if rows:
-            parts.append("<ul>" + "".join(rows) + "</ul>")
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>instructie</title></head>"
-            "<body style='font-family:sans-serif;max-width:60em;margin:auto'>" + "\n".join(parts) + "</body></html>")
+        lang = "zh" if str(d.language).lower().startswith("zh") else "en"
+        body = [f'<section class="doc" lang="{lang}"><h2>document {h.escape(str(d.id))}</h2>']
+        ents = [(e.start, e.end, e.label, e.text) for e in d.entities]
+        markup, left = _marked(d.text, 0, len(d.text), ents, colors)
+        if not (d.entities or d.relations or d.events):
+            body.append('<p class="nothing">Nothing found in this document.</p>')
+        body.append(markup + _left_note(left))
+        if d.relations:
+            body.append("<h3>Relations</h3>")
+        for r in d.relations:
+            spans = [(r.head.start, r.head.end, "head", r.head.text), (r.tail.start, r.tail.end, "tail", r.tail.text)]
+            spans += [(x.start, x.end, x.label, x.text) for x in r.slots]
+            a, b = sentence_of(d, spans)
+            markup, left = _marked(d.text, a, b, spans, colors) if b > a else ("", spans)
+            caption = (f"{h.escape(r.head.text)} &rarr; <b>{h.escape(r.label)}</b> &rarr; {h.escape(r.tail.text)}"
+                       f" ({r.score:.2f})")
+            body.append(f'<div class="item"><div class="caption">relation: {caption}</div>{markup}'
+                        + _left_note(left) + "</div>")
+        if d.events:
+            body.append("<h3>Events</h3>")
+        for v in d.events:
+            spans = [(v.trigger.start, v.trigger.end, v.type, v.trigger.text)]
+            spans += [(x.start, x.end, x.label, x.text) for x in v.arguments]
+            a, b = sentence_of(d, spans)
+            markup, left = _marked(d.text, a, b, spans, colors) if b > a else ("", spans)
+            args = ", ".join(f"{h.escape(x.label)} = {h.escape(x.text)}" for x in v.arguments) or "no arguments"
+            body.append(f'<div class="item"><div class="caption">event: <b>{h.escape(v.type)}</b>, trigger '
+                        f"{h.escape(v.trigger.text)}; {args} ({v.score:.2f})</div>{markup}"
+                        + _left_note(left) + "</div>")
+        body.append("</section>")
+        parts.append("\n".join(body))
+    if truncated:
+        parts.append(f'<p class="note">The first {len(docs)} documents are shown; the JSONL output has them '
+                     f"all.</p>")
+    if not docs:
+        parts.append('<p class="nothing">No document was extracted.</p>')
+    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>instructie extraction</title>"
+            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n")
     with atomic_write(path) as f:
         f.write(page)
+
+
+def _left_note(left) -> str:
+    """The spans that could not be marked in the text, by label and text."""
+    import html as h
+
+    if not left:
+        return ""
+    shown = [f"{h.escape(label)}: {h.escape(text)}" + ("" if s is not None else " (not in the text)")
+             for s, _, label, text in left]
+    return '<div class="note">also found, not marked (overlapping another span or not in the text): ' \
+        + "; ".join(shown) + "</div>"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -66,7 +66,7 @@ def cmd_convert(a) -> int:
                               f"at least {fewest}), or 'random'")
     errors, stats = SkipCounter(a.skip_invalid), Counter()
     template = a.template if a.template == "random" else int(a.template)
-    counts = Counter()
+    counts, splits = Counter(), Counter()
     renamed: dict[object, str] = {}  # texts whose repeated id was made unique (to_records), by line
     with atomic_write(a.output) as f:
         recs = read(a.input, split=a.split or "", on_error=errors, stats=stats, **opts)
@@ -85,6 +85,7 @@ def cmd_convert(a) -> int:
                                   "surrogate): it cannot be written as UTF-8"))
                 continue
             counts[(rec.dataset, rec.task)] += 1
+            splits[rec.split] += 1
             if "repeated_id" in rec.meta:
                 renamed.setdefault(rec.meta.get("line"), f"id {rec.meta['repeated_id']!r} at {rec.meta.get('line')}, "
                                                          f"first at {rec.meta.get('first_line')}")
@@ -100,6 +101,10 @@ def cmd_convert(a) -> int:
     if errors.count:
         print(errors.report(), file=sys.stderr)
     print(f"wrote {sum(counts.values())} instances to {a.output}", file=sys.stderr)
+    if not a.split and len([sp for sp in splits if sp]) > 1:  # train and test in one file is rarely meant
+        print("note: no --split given, so the splits were merged into one file: "
+              + ", ".join(f"{sp or 'untagged'} {n}" for sp, n in sorted(splits.items()))
+              + " instances (give --split train, dev or test for one)", file=sys.stderr)
     if not counts:
         print("warning: no instances (check --input, --split and --tasks)", file=sys.stderr)
     return 0
@@ -118,6 +123,12 @@ def cmd_eval(a) -> int:
     report = evaluate_files(a.gold, a.predictions, field=a.field, skip_invalid=a.skip_invalid,
                             baselines=a.baseline_train, bootstrap=a.bootstrap)
     print(report["table"])
+    for group in report["scores"]:  # an unlabeled split scores 0.0000 everywhere, which reads as a result
+        support = [v for k, v in group["metrics"].items() if k.endswith("_support")]
+        if support and not any(support):
+            print(f"note: {group['dataset']} {group['task']}: {a.gold} holds no gold item to find in its "
+                  f"{group['records']} record(s) (support 0; an unlabeled split, such as a test set released "
+                  f"without answers?): its scores are not a measurement", file=sys.stderr)
     if a.json:
         write_json(a.json, {k: v for k, v in report.items() if k != "table"})
         print(f"wrote {a.json}", file=sys.stderr)
@@ -281,25 +292,29 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="dataset -> instruction JSONL (records + source + target)")
     c.add_argument("--dataset", required=True, help="adapter: duie, fewrel, ie_instructions, fin_negative, doccano, label_studio")
     c.add_argument("--input", required=True, help="data file or folder")
-    c.add_argument("-o", "--output", required=True)
-    c.add_argument("--split", default="", choices=["", "train", "dev", "test"],
-                   help="train/dev/test: the split to read where the adapter has splits, else the records' tag")
+    c.add_argument("-o", "--output", required=True, help="the instruction JSONL to write (replaced when it exists)")
+    c.add_argument("--split", default=None, choices=["train", "dev", "test"],
+                   help="the split to read where the adapter has splits, else the records' tag (default: every "
+                   "split, merged into one file)")
     c.add_argument("--schema", help="DuIE schema file")
     c.add_argument("--pid2name", help="FewRel pid2name.json")
     c.add_argument("--option", action="append", metavar="KEY=VALUE", help="other adapter options")
     c.add_argument("--tasks", help="main and auxiliary tasks, e.g. NER,ES,ET (default: the main task)")
     c.add_argument("--templates", help="template YAML (default: the packaged prompts/templates.yaml)")
     c.add_argument("--template", default="0", help="template index or 'random'")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of the random template and option choices "
+                   "(default 0: the same file every run)")
     c.add_argument("--max-options", type=int, default=None, help="sample at most N options per instance")
-    c.add_argument("--shuffle-options", action="store_true")
+    c.add_argument("--shuffle-options", action="store_true", help="list each instance's options in a "
+                   "random order (by --seed) instead of the data's")
     c.add_argument("--skip-invalid", action="store_true", help="count bad records and go on")
     c.set_defaults(fn=cmd_convert)
 
     xp = sub.add_parser("export", help="records or extraction output -> doccano JSONL / Label Studio JSON")
     xp.add_argument("input", help="JSONL: `convert` output, `test --gold-out`, or `extract --with-text` output")
-    xp.add_argument("--to", required=True, choices=["doccano", "label-studio"])
-    xp.add_argument("-o", "--output", required=True)
+    xp.add_argument("--to", required=True, choices=["doccano", "label-studio"], help="the annotation tool's "
+                    "import format: doccano JSONL or a Label Studio JSON task list")
+    xp.add_argument("-o", "--output", required=True, help="the import file to write")
     xp.add_argument("--as", dest="as_", choices=["auto", "predictions", "annotations"], default="auto",
                     help="Label Studio: items as predictions (pre-annotations, with scores) or annotations "
                     "(default: predictions for extraction output)")
@@ -307,39 +322,43 @@ def build_parser() -> argparse.ArgumentParser:
     xp.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="score predictions against converted gold JSONL")
-    e.add_argument("--gold", required=True)
+    e.add_argument("--gold", required=True, help="gold JSONL: `instructie convert` output or `instructie test "
+                   "--gold-out`")
     e.add_argument("--predictions", required=True, help="JSONL: id, task and a 'prediction' answer text "
                    "or entities/relations/events/labels")
     e.add_argument("--field", default=None, help="the field holding answer text (default: prediction, "
                    "then target)")
-    e.add_argument("--json", help="also write the report as JSON")
+    e.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     e.add_argument("--baseline-train", nargs="*", default=None, metavar="TRAIN_JSONL",
                    help="converted training files: score no-model baselines built from them beside the predictions")
     e.add_argument("--bootstrap", type=int, default=0, metavar="DRAWS",
                    help="with --baseline-train: a paired bootstrap of the predictions against the best baseline of "
                         "each dataset and task (95%% interval of the difference, share of draws the predictions are "
                         "strictly ahead in; 1000 is usual)")
-    e.add_argument("--skip-invalid", action="store_true")
+    e.add_argument("--skip-invalid", action="store_true", help="count bad lines of either file and go on")
     e.set_defaults(fn=cmd_eval)
 
     for name, fn, helptext in (("train", cmd_train, "fine-tune a seq2seq model from a config"),
                                ("pretrain", cmd_pretrain, "T5 span-corruption pretraining on unlabeled text")):
         t = sub.add_parser(name, help=helptext)
-        t.add_argument("--config", required=True)
+        t.add_argument("--config", required=True, help="the run's YAML config (configs/quickstart.yaml is the "
+                       "smallest)")
         t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
         t.add_argument("--overwrite", action="store_true", help="start over in an output folder that holds "
                        "an earlier run's checkpoints (they are deleted)")
-        t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override one config key")
-        t.add_argument("--output-dir")
-        t.add_argument("--max-steps", type=int)
+        t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override one config key "
+                       "(repeatable)")
+        t.add_argument("--output-dir", help="where the model and checkpoints go (train.output_dir)")
+        t.add_argument("--max-steps", type=int, help="stop after N optimizer steps (train.max_steps)")
         t.add_argument("--max-time", type=float, help="seconds of training in this call, then checkpoint and stop (exit 3)")
-        t.add_argument("--skip-invalid", action="store_true")
+        t.add_argument("--skip-invalid", action="store_true", help="count bad records of the data and go on")
         t.set_defaults(fn=fn)
 
     ts = sub.add_parser("test", help="score a trained model on a config's test datasets")
-    ts.add_argument("--model", required=True)
-    ts.add_argument("--config", required=True)
-    ts.add_argument("--split", choices=["test", "eval"], default="test")
+    ts.add_argument("--model", required=True, help="a trained model directory (or a hub id of one)")
+    ts.add_argument("--config", required=True, help="the config whose data.test (or data.eval) datasets are scored")
+    ts.add_argument("--split", choices=["test", "eval"], default="test", help="score data.test (default) or "
+                    "data.eval")
     ts.add_argument("--constrained", choices=["off", "on", "vocab", "copy", "both", "all"], default="off",
                     help="on/vocab: only tokens of the prompt; copy: every field a contiguous copy of the text or "
                     "an option label; both: off + on; all: off + on + copy")
@@ -356,19 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--option-order", choices=["sorted", "schema"], default=None, help="the options' order in a "
                     "prompt (default: the model's, eval.option_order when it was trained; schema for models saved "
                     "before that)")
-    ts.add_argument("--device", default=None)
-    ts.add_argument("--set", action="append", metavar="KEY.PATH=VALUE")
-    ts.add_argument("--json")
+    ts.add_argument("--device", default=None, help="cuda, cpu (default: cuda when available)")
+    ts.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override one config key "
+                    "(repeatable)")
+    ts.add_argument("--json", metavar="FILE", help="also write the reports as JSON to FILE")
     ts.add_argument("--predictions", metavar="JSONL", help="write each record's answer and scored items (with "
                     "offsets); `instructie eval --gold` on the --gold-out file scores them the same")
     ts.add_argument("--gold-out", metavar="JSONL", help="write the scored records (converted format)")
-    ts.add_argument("--skip-invalid", action="store_true")
+    ts.add_argument("--skip-invalid", action="store_true", help="count bad records of the data and go on")
     ts.set_defaults(fn=cmd_test)
 
     x = sub.add_parser("extract", help="extract entities/relations/events from text files")
     x.add_argument("input", help=".txt (one document per file, or per line with --per-line), .jsonl, or - for stdin")
-    x.add_argument("--model", required=True, help="a trained model directory")
-    x.add_argument("-o", "--output", help="JSONL output (default stdout)")
+    x.add_argument("--model", required=True, help="a trained model directory (or a hub id of one)")
+    x.add_argument("-o", "--output", help="JSONL output, one line per document, written as each is done "
+                   "(default stdout)")
     x.add_argument("--tasks", help="ner,re,ee,... (default: the model's tasks)")
     x.add_argument("--labels", help="entity types / event types, comma-separated (zero-shot)")
     x.add_argument("--relations", help="relation types, comma-separated")
@@ -379,10 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "a .txt that holds JSONL); a .jsonl or .json file is read so anyway")
     x.add_argument("--language", choices=["zh", "en"], help="zh or en (default: detected)")
     x.add_argument("--device", default=None, help="cuda, cpu (default: cuda when available)")
-    x.add_argument("--batch-size", type=int, default=64)
-    x.add_argument("--num-beams", type=int, default=1)
+    x.add_argument("--batch-size", type=int, default=64, help="prompts generated together (default 64)")
+    x.add_argument("--chunk-size", type=int, default=None, metavar="N", help="documents planned and generated "
+                   "together; their lines are written when the chunk is done, so an interruption loses at most "
+                   "one chunk (default: 8 on a CPU, where each prompt is slow; 256 on a GPU, where big chunks "
+                   "keep batches full)")
+    x.add_argument("--num-beams", type=int, default=1, help="beam search width (default 1: greedy)")
     x.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's max_target_length")
-    x.add_argument("--min-confidence", type=float, default=0.0)
+    x.add_argument("--min-confidence", type=float, default=0.0, help="drop items whose confidence (0 to 1) is "
+                   "below this (default 0: keep all)")
     x.add_argument("--keep-unsupported", action="store_true", help="keep spans not found in the text, marked")
     x.add_argument("--constrained", nargs="?", const="vocab", choices=["vocab", "copy"], default=None,
                    help="decode only tokens of the input and the options (vocab, the default of a bare "
@@ -399,8 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--with-text", action="store_true", help="put each document's text in its row (for "
                    "`instructie export` to an annotation tool)")
     x.add_argument("--html", help="also write a displaCy page")
-    x.add_argument("--resume", action="store_true", help="continue after the last finished document")
-    x.add_argument("--skip-invalid", action="store_true")
+    x.add_argument("--resume", action="store_true", help="continue an interrupted run's -o file: documents "
+                   "already in it (by id and input line) are not done again")
+    x.add_argument("--skip-invalid", action="store_true", help="skip bad input lines, and texts with lone "
+                   "surrogates or control characters (default: those are repaired), counting them")
+    x.add_argument("--debug-stats", action="store_true", help="put each document's internal counters (prompts "
+                   "cut, answer parts dropped, ...) in its row; their totals are always printed at the end")
     x.set_defaults(fn=cmd_extract)
     return p
 

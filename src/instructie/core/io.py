@@ -223,6 +223,13 @@ def parse_json(text: str, path: str | os.PathLike) -> Any:
         raise InputError(path, None, TOO_DEEP) from None
 
 
+def usual_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the umask (0644 under umask 022)."""
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
     """Write to a temporary file beside ``path`` and rename it into place on success,
@@ -241,6 +248,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     try:
         f = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
         try:
+            os.fchmod(f.fileno(), usual_mode())  # mkstemp makes it 0600: give it what open() would
             yield _Output(f, p)
         except BaseException:
             with contextlib.suppress(OSError):  # the rest of the buffer cannot be written either

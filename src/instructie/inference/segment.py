@@ -2,10 +2,12 @@
 
 Pipeline per document: lines (every newline ends a sentence) -> blocks of at most
 ``_CHUNK`` chars (spaCy's ``nlp.max_length`` and memory stay safe on huge inputs) ->
-sentences (spaCy blank pipeline + sentencizer) -> windows (sentences longer than
-``max_len`` by ``length_fn``). Every ``Segment`` satisfies ``text == doc[start:end]``.
+sentences (spaCy blank pipeline + sentencizer; without spaCy, ``rule_sentences``) -> windows
+(sentences longer than ``max_len`` by ``length_fn``). Every ``Segment`` satisfies
+``text == doc[start:end]``.
 
-spaCy is imported lazily so that training never needs it.
+spaCy is an optional extra, imported lazily: training never needs it, and extraction without it
+splits sentences with the built-in rules.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ _LINE = re.compile(r"[^\n\r\u2028\u2029\x0b\x0c\x85]+")
 # Only the start of a document is used for language detection (it is O(n) Python).
 _DETECT_PREFIX = 10_000
 
-_PIPELINES: dict[str, Any] = {}  # "zh"/"en" -> spaCy Language with a sentencizer
+_PIPELINES: dict[str, Any] = {}  # "zh"/"en" -> spaCy Language with a sentencizer (None: no spaCy)
 _PUNCT: set[str] = set()  # the sentencizer's punct_chars, filled with the first pipeline
 _PUNCT_RE: re.Pattern[str] | None = None  # any char of any punct token: cheap "needs spaCy?"
 
@@ -50,23 +52,134 @@ def _lang_key(language: str | None, text: str) -> str:
     return "zh" if lang.lower().startswith("zh") else "en"
 
 
-def _pipeline(lang: str) -> Any:
-    """Cached blank pipeline + sentencizer; zh uses spaCy's offline char segmenter."""
-    global _PUNCT_RE
-    nlp = _PIPELINES.get(lang)
-    if nlp is None:
-        import spacy  # lazy: only inference-time segmentation needs spaCy
-        from spacy.pipeline.sentencizer import Sentencizer
+def spacy_available() -> bool:
+    """Whether sentences are split by spaCy (installed) or by ``rule_sentences``."""
+    try:
+        import spacy  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-        _PUNCT.update(Sentencizer.default_punct_chars, SENTENCE_ENDERS)
-        _PUNCT_RE = re.compile("[" + re.escape("".join(sorted(set("".join(_PUNCT))))) + "]")
-        if lang == "zh":  # "char" is the default, made explicit: no jieba/pkuseg download
-            nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "char"}}})
-        else:
-            nlp = spacy.blank("en")
-        nlp.add_pipe("sentencizer", config={"punct_chars": sorted(_PUNCT)})
-        _PIPELINES[lang] = nlp
+
+def _pipeline(lang: str) -> Any:
+    """Cached blank pipeline + sentencizer; zh uses spaCy's offline char segmenter. None when spaCy
+    is not installed."""
+    global _PUNCT_RE
+    if lang in _PIPELINES:
+        return _PIPELINES[lang]
+    if not spacy_available():
+        _PIPELINES[lang] = None
+        return None
+    import spacy  # lazy: only inference-time segmentation needs spaCy
+    from spacy.pipeline.sentencizer import Sentencizer
+
+    _PUNCT.update(Sentencizer.default_punct_chars, SENTENCE_ENDERS)
+    _PUNCT_RE = re.compile("[" + re.escape("".join(sorted(set("".join(_PUNCT))))) + "]")
+    if lang == "zh":  # "char" is the default, made explicit: no jieba/pkuseg download
+        nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "char"}}})
+    else:
+        nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer", config={"punct_chars": sorted(_PUNCT)})
+    _PIPELINES[lang] = nlp
     return nlp
+
+
+# ------------------------------------------------------------------ the built-in splitter
+# Used when spaCy is not installed. A sentence ends after a run of sentence-final punctuation and
+# the closing quotes/brackets after it. CJK full-width enders end a sentence wherever they are;
+# ASCII . ! ? only before a space, the end of the text or a CJK character -- so "3.5", "U.S.A",
+# "e.g.," and "example.com" never split -- and a lone "." not after an abbreviation or an initial.
+_RULE_ENDERS = re.compile(r"[.!?\u3002\uff01\uff1f\uff61\uff0e\uff1b\u2026]+")
+_CLOSERS = "\"'\u201d\u2019\u00bb\u203a)]}\uff09\u3011\u300d\u300f\u300b\u3009\u3015\u3017\u3019\u301b\uff3d\uff5d"
+_OPENERS = "\"'\u201c\u2018\u00ab\u2039([{\uff08\u3010\u300c\u300e\u300a\u3008"
+# Words a "." follows without ending the sentence (compared in lower case): titles, company forms,
+# months, and the like -- spaCy's English tokenizer exceptions plus a few common ones.
+ABBREVIATIONS = frozenset("""
+mr mrs ms dr prof rev gen gov sen rep sr jr st mt adm capt col lt sgt maj messrs mme mlle hon pres
+inc ltd co corp bros dept univ assn vs cf approx ca al
+jan feb mar apr jun jul aug sep sept oct nov dec
+ala ariz ark calif colo conn del fla ga ill ind kan kans ky la md mass mich minn miss mo mont neb nebr
+nev okla ore pa tenn va wash wis
+""".split())
+# ... and words a "." follows without ending the sentence when a number comes next ("No. 5", "Fig. 3").
+NUMBER_ABBREVIATIONS = frozenset("no nos vol fig figs pp p art ch sec op".split())
+_DOTTED = re.compile(r"(?:[A-Za-z]{1,2}\.)+[A-Za-z]{1,2}$")  # U.S, e.g, i.e, a.m, Ph.D (the last "." is the run)
+
+
+def _word_before(text: str, start: int, i: int) -> str:
+    """The run of non-space characters ending at ``i``, without opening quotes/brackets."""
+    j = i
+    while j > start and not text[j - 1].isspace():
+        j -= 1
+    return text[j:i].lstrip(_OPENERS)
+
+
+def _ends_sentence(text: str, start: int, end: int, a: int, b: int) -> bool:
+    """Whether the run of enders text[a:b], followed by whatever closers, ends a sentence."""
+    run = text[a:b]
+    if not run.isascii():
+        return True  # 。！？… and the like: a sentence ends, whatever follows
+    c = b
+    while c < end and text[c] in _CLOSERS:
+        c += 1
+    nxt = text[c] if c < end else None
+    if nxt is not None and not nxt.isspace() and (nxt.isascii() or not nxt.isalnum()):
+        return False  # 3.5, U.S.A, e.g., example.com, "Hi!" she said -- inside a token
+    if run == ".":
+        word = _word_before(text, start, a)
+        if not word:
+            return True  # "lamb ." (tokenized text): a period on its own ends the sentence
+        w = word.lower()
+        if _DOTTED.match(word) or (len(word) == 1 and word.isalpha()) or w in ABBREVIATIONS:
+            return False  # U.S., e.g., Ph.D., an initial (J. Smith), Mr., Inc., Jan.
+        if w in NUMBER_ABBREVIATIONS:
+            k = c
+            while k < end and text[k].isspace():
+                k += 1
+            if k < end and text[k].isdigit():
+                return False  # No. 5, Fig. 3
+        return True
+    if set(run) == {"."}:  # "...": inside an English sentence ("Wait... what"), a clause's end before CJK
+        return nxt is not None and not nxt.isascii()
+    return True  # "?", "!", "?!"
+
+
+def _after_closers(text: str, c: int, end: int) -> int:
+    """The end of a sentence whose final punctuation ends at ``c``: closing quotes/brackets right
+    after it, and a closer standing alone after a space (tokenized text: 'alarm . "')."""
+    while c < end and text[c] in _CLOSERS:
+        c += 1
+    while True:
+        k = c
+        while k < end and text[k] in _SPACE_CHARS:
+            k += 1
+        if k == c or k >= end or text[k] not in _CLOSERS:
+            return c
+        e = k
+        while e < end and text[e] in _CLOSERS:
+            e += 1
+        if e < end and not text[e].isspace():
+            return c  # '. "Go' -- an opening quote of the next sentence
+        c = e
+
+
+def rule_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans of text[start:end] by punctuation rules (English and Chinese), covering it
+    without gaps; the caller strips the spaces at their edges."""
+    end = len(text) if end is None else end
+    out: list[tuple[int, int]] = []
+    s = start
+    for m in _RULE_ENDERS.finditer(text, start, end):
+        if m.start() < s:
+            continue  # within closers already taken into the last sentence
+        if _ends_sentence(text, start, end, m.start(), m.end()):
+            c = _after_closers(text, m.end(), end)
+            if c > s:
+                out.append((s, c))
+            s = c
+    if s < end:
+        out.append((s, end))
+    return out
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
@@ -198,16 +311,21 @@ def segment_many(
             if not text or text.isspace():
                 continue
             lang = _lang_key(language, text)
-            _pipeline(lang)  # also builds _PUNCT_RE
+            nlp = _pipeline(lang)  # also builds _PUNCT_RE
+            enders = _PUNCT_RE if nlp is not None else _RULE_ENDERS
             blocks[d] = list(_blocks(text))
             for s, e in blocks[d]:
-                # A block with no punctuation char at all is one sentence: skip spaCy.
-                if _PUNCT_RE is not None and _PUNCT_RE.search(text, s, e):
+                # A block with no punctuation char at all is one sentence: skip the splitter.
+                if enders is not None and enders.search(text, s, e):
                     todo.setdefault(lang, []).append((d, s, e))
         split: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for lang, items in todo.items():
-            pieces = ((docs[d][s:e], (d, s)) for d, s, e in items)
             nlp = _pipeline(lang)
+            if nlp is None:
+                for d, s, e in items:
+                    split[(d, s)] = rule_sentences(docs[d], s, e)
+                continue
+            pieces = ((docs[d][s:e], (d, s)) for d, s, e in items)
             for doc, (d, s) in nlp.pipe(pieces, as_tuples=True, batch_size=batch_size):
                 split[(d, s)] = [(s + x.start_char, s + x.end_char) for x in doc.sents]
         for d, text in enumerate(docs):

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -35,7 +36,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
-from ..core.io import ConfigError
+from ..core.io import ConfigError, usual_mode
 from .embeddings import pin_untied_head, share_input_embeddings
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"  # T5 convention: ids 0, 1, 2
@@ -241,6 +242,7 @@ def load_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None = None) ->
             report["unknown_rate_after"] = unknown_rate(tokenizer, texts)
         else:
             report["unknown_rate_after"] = before
+    quiet_length_warning(tokenizer)
     return tokenizer, report
 
 
@@ -290,11 +292,23 @@ def save_model(model: nn.Module, tokenizer: Any, out_dir: str | os.PathLike) -> 
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves with prefixed keys
     model = getattr(model, "module", model)  # DDP
     pin_untied_head(model)  # config.json then says tie_word_embeddings: false, like Flan-T5's
+    since = time.time_ns()
     model.save_pretrained(str(out))  # 5.x: safetensors only
     tokenizer.save_pretrained(str(out))
+    share_written_files(out, since)
     if not (out / "model.safetensors").exists() and not (out / "model.safetensors.index.json").exists():
         raise RuntimeError(f"{out}: save_pretrained wrote no safetensors file")
     return out
+
+
+def share_written_files(directory: Path, since_ns: int) -> None:
+    """Files written in ``directory`` since ``since_ns`` get the mode ``open()`` would give them: safetensors
+    writes through a private (0600) temporary file, and a model directory is read by other users too."""
+    mode = usual_mode()
+    for f in directory.iterdir():
+        st = f.stat()
+        if f.is_file() and st.st_mtime_ns >= since_ns - 1_000_000_000 and st.st_mode & 0o777 == 0o600:
+            f.chmod(mode)
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device | None = None,
@@ -315,7 +329,18 @@ def load_trained(path: str | os.PathLike, device: str | torch.device | None = No
     pin_untied_head(model)
     tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
     tokenizer.clean_up_tokenization_spaces = False
+    quiet_length_warning(tokenizer)
     return model.to(device).eval(), tokenizer
+
+
+def quiet_length_warning(tokenizer: Any) -> None:
+    """Silence transformers' "Token indices sequence length is longer than the specified maximum ... will
+    result in indexing errors": this package measures texts with the tokenizer to cut them itself (windows,
+    prompt budgets, ``cut_ids``), so a long text is never given to the model whole and the warning is wrong.
+    transformers warns once per tokenizer and records that it did: mark it as said."""
+    said = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(said, dict):
+        said["sequence-length-is-longer-than-the-specified-maximum"] = True
 
 
 # ---------------------------------------------------------------------------------------------- tokenizers

@@ -35,7 +35,7 @@ from ..hints.memory import training_memory
 from ..hints.plugin import Hints, HintSettings, hint_budget
 from ..prompts.instructions import load_templates
 from ..core.io import ConfigError, TrainingError, atomic_write, write_json, write_jsonl
-from ..model.loading import quiet_logs
+from ..model.loading import quiet_logs, share_written_files
 
 STATE_FILE = "trainer_state.json"
 MAX_SKIPPED_IN_A_ROW = 10  # non-finite updates in a row that end a run (fewer are skipped and counted)
@@ -90,6 +90,13 @@ def checkpoints(out: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
+def truncation_note(epoch: int, n_sources: int, max_source: int, n_targets: int, max_target: int) -> str:
+    """The epoch's log line on what was cut to fit, or "" when nothing was."""
+    cut = [f"{n} {what} to {limit} tokens" for n, what, limit in
+           ((n_sources, "sources", max_source), (n_targets, "targets", max_target)) if n]
+    return f"epoch {epoch}: truncated " + " and ".join(cut) if cut else ""
+
+
 def save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> None:
     """Write to a temporary folder, then rename: a kill mid-write leaves the last one intact.
     Weights are safetensors; optimizer/scheduler/RNG states are accelerate's torch.save files, which its
@@ -103,6 +110,8 @@ def save_checkpoint(accelerator, out: Path, state: dict, keep: int) -> None:
     # (the resume tests continue exactly), so accelerate's "Removed shared tensor" warning is noise here.
     with quiet_logs("Removed shared tensor", loggers=("accelerate.utils.other",)):
         accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        share_written_files(tmp, 0)  # the weights' safetensors file is written private
     accelerator.wait_for_everyone()  # every rank's random_states_<rank>.pkl is in tmp before the rename
     if accelerator.is_main_process:
         write_json(tmp / STATE_FILE, state)  # written last: marks the checkpoint complete
@@ -210,10 +219,8 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         if prefetcher is not None and (epoch + 1) * batches_per_epoch // t.grad_accum < total_steps:
             prefetcher.request(epoch + 1)
         batches = epoch_batches(tok, t.batch_size * accelerator.num_processes, t.seed, epoch, t.length_grouping)
-        note = ""
-        if tok.n_truncated_source or tok.n_truncated_target:
-            note = (f"epoch {epoch}: truncated {tok.n_truncated_source} sources to {cfg.data.max_source_length} "
-                    f"and {tok.n_truncated_target} targets to {cfg.data.max_target_length} tokens")
+        note = truncation_note(epoch, tok.n_truncated_source, cfg.data.max_source_length, tok.n_truncated_target,
+                               cfg.data.max_target_length)
         return Epoch(batches, lambda idx: collate(idx, tok, tokenizer.pad_token_id, t.pad_to_multiple),
                      seq_lengths(tok.target_ids), note)
 

@@ -11,6 +11,7 @@ Per-sentence Python happens only before (tokenise, once) and after (decode, once
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -100,21 +101,27 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
     (their padded token ids and mask), called as transformers calls one: ``(decoder ids so far,
     scores) -> scores``. ``decoder``: ``auto`` (the static decoder for greedy T5, else
     ``model.generate``), ``static`` or ``eager`` -- both give the same greedy answers.
-    ``stats``: filled with the decoder used and the decoding steps run."""
+    ``stats``: filled with the decoder used, the decoding steps run and where the time went
+    (``seconds_tokenise``, ``seconds_decoding``: the model's work and the decoding loop around
+    it, ``seconds_answers``: turning ids into answers)."""
     if not sources:  # e.g. a chunk of empty documents: nothing to ask
         return []
     kind = pick_decoder(model, decoder, num_beams)
+    t0 = time.perf_counter()
     enc, cut = encode_sources(tokenizer, sources, max_source_length)
     rows = _Rows(tokenizer, len(enc))
-    if stats is not None:
-        stats["decoder"] = kind
+    t1 = time.perf_counter()
+    in_loop = 0.0
     if kind == "static":
         from .static_decoder import generate_ids
 
         tok, lp = generate_ids(model, enc, batch_size=batch_size, max_new_tokens=max_new_tokens,
                                logits_processor_factory=logits_processor_factory, progress=progress, stats=stats)
+        in_loop = time.perf_counter() - t1
         rows.add(range(len(enc)), tok, lp if with_scores else None)
-        return rows.results(cut)
+        out = rows.results(cut)
+        _account(stats, kind, t1 - t0, in_loop, time.perf_counter() - t1 - in_loop)
+        return out
     device = next(model.parameters()).device
     lens = np.fromiter((len(e) for e in enc), dtype=np.int64, count=len(enc))
     order = np.argsort(-lens, kind="stable") if sort_by_length else np.arange(len(enc))
@@ -129,6 +136,7 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
         mask = (ids != pad).long()
         kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       do_sample=False, return_dict_in_generate=True, output_logits=with_scores)
+        t = time.perf_counter()
         if logits_processor_factory is not None:
             from transformers import LogitsProcessorList
             kwargs["logits_processor"] = LogitsProcessorList([logits_processor_factory(ids, mask)])
@@ -141,9 +149,20 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
             trans = model.compute_transition_scores(seqs, res.logits, getattr(res, "beam_indices", None),
                                                     normalize_logits=True).float().cpu().numpy()
         tok = seqs[:, 1:].cpu().numpy()  # drop the decoder start token
+        in_loop += time.perf_counter() - t
         if stats is not None:
             stats["steps"] = stats.get("steps", 0) + tok.shape[1]
         rows.add(idx.tolist(), tok, trans[:, : tok.shape[1]] if trans is not None else None)
         if progress:
             progress(len(idx))
-    return rows.results(cut)
+    out = rows.results(cut)
+    _account(stats, kind, t1 - t0, in_loop, time.perf_counter() - t1 - in_loop)
+    return out
+
+
+def _account(stats: dict | None, kind: str, tokenise: float, decoding: float, answers: float) -> None:
+    if stats is None:
+        return
+    stats["decoder"] = kind
+    for k, v in (("seconds_tokenise", tokenise), ("seconds_decoding", decoding), ("seconds_answers", answers)):
+        stats[k] = stats.get(k, 0.0) + v

@@ -145,6 +145,9 @@ class StaticT5Decoder:
         self.use_graphs = use_graphs and dev.type == "cuda"
         self.graphs: dict = {}
         if self.use_graphs:
+            # one memory pool for every graph: only one runs at a time, and everything a step
+            # keeps is copied into the buffers above, so their scratch memory can be shared
+            self.pool = torch.cuda.graph_pool_handle()
             self.fin_host = torch.ones(B, dtype=torch.bool).pin_memory()
             self.fin_event = torch.cuda.Event()
             self._warm_select()
@@ -224,7 +227,7 @@ class StaticT5Decoder:
                     self._model_step(warm_S)
                 torch.cuda.current_stream().wait_stream(s)
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
+            with torch.cuda.graph(g, pool=self.pool):
                 fn()
             self.graphs[key] = g
         return g
@@ -303,6 +306,29 @@ def decoder_for(model, rows: int, max_rows: int, src_len: int, steps: int, use_g
     dec = StaticT5Decoder(model, rows, bucket(src_len), steps, use_graphs)
     _DECODERS[model] = dec
     return dec
+
+
+def warm_up(model, *, batch_size: int, max_new_tokens: int, max_source_length: int,
+            processors: bool = False) -> int:
+    """Allocate ``model``'s decoder and capture its graphs for every source bucket up to
+    ``max_source_length`` now (a run does it the first time it needs each), so that timed or
+    latency-bound work does not pay for it. ``processors``: the graphs used when a logits
+    processor runs between the model and the choice of token. Returns the graphs captured."""
+    dev = model.get_decoder().embed_tokens.weight.device
+    dec = decoder_for(model, batch_size, batch_size, max_source_length, max_new_tokens, dev.type == "cuda")
+    if not dec.use_graphs:
+        return 0
+    before = len(dec.graphs)
+    sizes = sorted({bucket(n) for n in range(1, max_source_length + 1)})
+    for S in sizes:
+        if processors:
+            dec._graph(("model", S), lambda S=S: dec._model_step(S), S)
+        else:
+            dec._graph(("fused", S), lambda S=S: (dec._model_step(S), dec._select(dec.raw)), S)
+    if processors:
+        dec._graph(("select",), lambda: dec._select(dec.scores), None)
+    torch.cuda.synchronize()
+    return len(dec.graphs) - before
 
 
 def release(model) -> None:

@@ -161,3 +161,25 @@ def test_which_decoder_runs(tiny):
 
 def test_source_buckets():
     assert [bucket(n) for n in (1, 32, 33, 256, 257, 512, 513)] == [32, 32, 64, 256, 320, 512, 640]
+
+
+@pytest.mark.parametrize("decoder", ["static", "eager"])
+def test_each_prompts_metadata_reaches_its_own_processor_row(tiny, decoder):
+    """``rows``: the factory gets the metadata of exactly the prompts it builds for, in its
+    rows' order -- here each prompt's wanted answer length, which the answer then has."""
+    model, tok = tiny
+    srcs = prompts(2)
+    want = [(i * 7) % 10 + 1 for i in range(len(srcs))]
+    eos = tok.eos_token_id
+
+    def fac(ids, mask, rows):
+        stop = StopAfter(ids, mask, eos)
+        stop.k = torch.tensor(rows, device=ids.device)
+        return stop
+
+    release(model)
+    out, _ = run(model, tok, srcs, decoder, max_new_tokens=12, batch_size=4, logits_processor_factory=fac,
+                 rows=want, with_scores=False)
+    # the model may write special tokens, which answers leave out: at most the wanted length
+    assert all(len(g.token_ids) <= k for g, k in zip(out, want))
+    assert sum(len(g.token_ids) == k for g, k in zip(out, want)) >= len(srcs) - 3

@@ -94,12 +94,14 @@ class _Rows:
 def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, max_source_length: int = 512,
              max_new_tokens: int = 128, num_beams: int = 1, logits_processor_factory: Callable | None = None,
              progress: Callable[[int], None] | None = None, sort_by_length: bool = True,
-             with_scores: bool = True, decoder: str = "auto", stats: dict | None = None) -> list[Generated]:
+             with_scores: bool = True, rows: Sequence | None = None, decoder: str = "auto",
+             stats: dict | None = None) -> list[Generated]:
     """Generate answers for ``sources``; results come back in input order.
 
     ``logits_processor_factory(ids, mask)`` builds the logits processor of a group of prompts
     (their padded token ids and mask), called as transformers calls one: ``(decoder ids so far,
-    scores) -> scores``. ``decoder``: ``auto`` (the static decoder for greedy T5, else
+    scores) -> scores``. ``rows``: metadata of each source, handed on to the factory as a third
+    argument, the group's own (``factory(ids, mask, rows_of_the_group)``). ``decoder``: ``auto`` (the static decoder for greedy T5, else
     ``model.generate``), ``static`` or ``eager`` -- both give the same greedy answers.
     ``stats``: filled with the decoder used, the decoding steps run and where the time went
     (``seconds_tokenise``, ``seconds_decoding``: the model's work and the decoding loop around
@@ -109,17 +111,18 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
     kind = pick_decoder(model, decoder, num_beams)
     t0 = time.perf_counter()
     enc, cut = encode_sources(tokenizer, sources, max_source_length)
-    rows = _Rows(tokenizer, len(enc))
+    answers = _Rows(tokenizer, len(enc))
     t1 = time.perf_counter()
     in_loop = 0.0
     if kind == "static":
         from .static_decoder import generate_ids
 
         tok, lp = generate_ids(model, enc, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                               logits_processor_factory=logits_processor_factory, progress=progress, stats=stats)
+                               logits_processor_factory=logits_processor_factory, rows=rows, progress=progress,
+                               stats=stats)
         in_loop = time.perf_counter() - t1
-        rows.add(range(len(enc)), tok, lp if with_scores else None)
-        out = rows.results(cut)
+        answers.add(range(len(enc)), tok, lp if with_scores else None)
+        out = answers.results(cut)
         _account(stats, kind, t1 - t0, in_loop, time.perf_counter() - t1 - in_loop)
         return out
     device = next(model.parameters()).device
@@ -139,7 +142,8 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
         t = time.perf_counter()
         if logits_processor_factory is not None:
             from transformers import LogitsProcessorList
-            kwargs["logits_processor"] = LogitsProcessorList([logits_processor_factory(ids, mask)])
+            extra = ([rows[i] for i in idx],) if rows is not None else ()
+            kwargs["logits_processor"] = LogitsProcessorList([logits_processor_factory(ids, mask, *extra)])
         res = model.generate(**kwargs)
         seqs = res.sequences
         trans = None
@@ -152,10 +156,10 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
         in_loop += time.perf_counter() - t
         if stats is not None:
             stats["steps"] = stats.get("steps", 0) + tok.shape[1]
-        rows.add(idx.tolist(), tok, trans[:, : tok.shape[1]] if trans is not None else None)
+        answers.add(idx.tolist(), tok, trans[:, : tok.shape[1]] if trans is not None else None)
         if progress:
             progress(len(idx))
-    out = rows.results(cut)
+    out = answers.results(cut)
     _account(stats, kind, t1 - t0, in_loop, time.perf_counter() - t1 - in_loop)
     return out
 

@@ -383,12 +383,14 @@ class _Cohort:
 
 
 def generate_ids(model, enc: Sequence[list[int]], *, batch_size: int, max_new_tokens: int,
-                 logits_processor_factory: Callable | None = None, progress: Callable[[int], None] | None = None,
+                 logits_processor_factory: Callable | None = None, rows: Sequence | None = None,
+                 progress: Callable[[int], None] | None = None,
                  use_graphs: bool | None = None, stats: dict | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy answers to the token-id prompts ``enc``: ``(tokens [n, max_new_tokens],
     log-probs [n, max_new_tokens])`` in input order, each row as ``model.generate`` writes it
-    after the decoder start token (padding after ``</s>``)."""
+    after the decoder start token (padding after ``</s>``). ``rows``: each prompt's metadata,
+    handed to the factory with the prompts of each group (``factory(ids, mask, rows)``)."""
     n = len(enc)
     dev = model.get_decoder().embed_tokens.weight.device
     if use_graphs is None:
@@ -434,7 +436,8 @@ def generate_ids(model, enc: Sequence[list[int]], *, batch_size: int, max_new_to
             slot_prompt[slots] = np.arange(a, b)
             if logits_processor_factory is not None:
                 # the prompts as ``model.generate`` gets them: padded to the longest of the group
-                c = _Cohort(logits_processor_factory(ids_all[a:b, :w], mask_all[a:b, :w]), slots, dec, T)
+                extra = ([rows[i] for i in order[a:b]],) if rows is not None else ()
+                c = _Cohort(logits_processor_factory(ids_all[a:b, :w], mask_all[a:b, :w], *extra), slots, dec, T)
                 cohorts.append(c)
                 for r, s in enumerate(slots):
                     cohort_of[s] = (c, r)

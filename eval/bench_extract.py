@@ -221,7 +221,8 @@ def instructie_generate(model, tokenizer, prompts, *, decoder: str, batch_size: 
     wall = time.perf_counter() - t0
     tokens = sum(len(g.token_ids) + (len(g.token_ids) < max_new_tokens) for g in res)
     return [g.token_ids for g in res], {"seconds": wall, "seconds_decoding": stats.get("seconds_decoding", 0.0),
-                                   "steps": stats.get("steps", 0), "tokens": tokens, "decoder": stats.get("decoder")}
+                                   "steps": stats.get("steps", 0), "tokens": tokens, "decoder": stats.get("decoder"),
+                                   "graphs": stats.get("graphs"), "graph_error": stats.get("graph_error")}
 
 
 def summarise(name: str, answers: list[list[int]], m: dict, n: int, device: str, reference: list[str] | None) -> dict:
@@ -230,6 +231,9 @@ def summarise(name: str, answers: list[list[int]], m: dict, n: int, device: str,
            "sentences_per_s": round(n / secs, 1), "tokens_per_s": round(m["tokens"] / secs, 1),
            "steps": m["steps"], "ms_per_step": round(1000 * m["seconds_decoding"] / max(1, m["steps"]), 2),
            "decoding_share": round(m["seconds_decoding"] / secs, 3), "peak_mib": _peak_mib(device)}
+    for k in ("graphs", "graph_error"):
+        if m.get(k) is not None:
+            row[k] = m[k]
     if reference is not None:
         row["same_as_bare"] = round(sum(a == b for a, b in zip(answers, reference)) / max(1, len(answers)), 4)
     return row
@@ -245,6 +249,8 @@ def step_ms_graph(model, batch_size: int, max_new_tokens: int, src_len: int, rep
     dec = decoder_for(model, batch_size, batch_size, src_len, max_new_tokens, True)
     S = bucket(src_len)
     g = dec._graph(("fused", S), lambda: (dec._model_step(S), dec._select(dec.raw)), S)
+    if g is None:
+        return None
     times = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -406,7 +412,7 @@ def table(r: dict) -> str:
         for mode, m in s["modes"].items():
             for row in m["rows"]:
                 lines.append(f"| {s['size']} ({s['params_m']}M) | {mode} ({m['prompts']}, ≤{m['max_new_tokens']} new) | "
-                             f"{row['variant']} | {row['sentences_per_s']} | {row['tokens_per_s']} | {row['steps']} | "
+                             f"{row['variant']}{' (no CUDA graphs)' if row.get('graphs') is False else ''} | {row['sentences_per_s']} | {row['tokens_per_s']} | {row['steps']} | "
                              f"{row['ms_per_step']} | {row['decoding_share']:.0%} | {row['peak_mib']} | "
                              f"{row.get('same_as_bare', '-')} | **{row['vs_bare']}×** |")
     lines.append("")

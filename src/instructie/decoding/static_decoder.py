@@ -144,6 +144,7 @@ class StaticT5Decoder:
         self.scores = torch.zeros(B, self.V, dtype=torch.float32, device=dev)  # after the processors
         self.use_graphs = use_graphs and dev.type == "cuda"
         self.graphs: dict = {}
+        self.graph_error: str | None = None
         if self.use_graphs:
             # one memory pool for every graph: only one runs at a time, and everything a step
             # keeps is copied into the buffers above, so their scratch memory can be shared
@@ -227,29 +228,33 @@ class StaticT5Decoder:
                     self._model_step(warm_S)
                 torch.cuda.current_stream().wait_stream(s)
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g, pool=self.pool):
-                fn()
+            try:
+                with torch.cuda.graph(g, pool=self.pool):
+                    fn()
+            except Exception as e:  # noqa: BLE001 -- a capture that fails (an op that syncs) leaves eager steps
+                import warnings
+
+                warnings.warn(f"CUDA graph capture failed, decoding without graphs: {type(e).__name__}: {e}")
+                self.use_graphs, self.graph_error = False, f"{type(e).__name__}: {e}"
+                return None
             self.graphs[key] = g
         return g
+
+    def _run(self, key, fn, warm_S: int | None) -> None:
+        g = self._graph(key, fn, warm_S) if self.use_graphs else None
+        if g is not None:
+            g.replay()
+        else:
+            fn()
 
     def step(self, S: int, processors: Callable | None) -> None:
         """One decoding step over ``S`` source positions; ``processors(raw) -> scores`` when given."""
         if processors is None:
-            if self.use_graphs:
-                self._graph(("fused", S), lambda: (self._model_step(S), self._select(self.raw)), S).replay()
-            else:
-                self._model_step(S)
-                self._select(self.raw)
+            self._run(("fused", S), lambda: (self._model_step(S), self._select(self.raw)), S)
             return
-        if self.use_graphs:
-            self._graph(("model", S), lambda: self._model_step(S), S).replay()
-        else:
-            self._model_step(S)
+        self._run(("model", S), lambda: self._model_step(S), S)
         self.scores.copy_(processors(self.raw))
-        if self.use_graphs:
-            self._graph(("select",), lambda: self._select(self.scores), None).replay()
-        else:
-            self._select(self.scores)
+        self._run(("select",), lambda: self._select(self.scores), None)
 
     def finished(self) -> np.ndarray:
         if self.use_graphs:
@@ -321,11 +326,13 @@ def warm_up(model, *, batch_size: int, max_new_tokens: int, max_source_length: i
     before = len(dec.graphs)
     sizes = sorted({bucket(n) for n in range(1, max_source_length + 1)})
     for S in sizes:
+        if not dec.use_graphs:  # a capture failed
+            break
         if processors:
             dec._graph(("model", S), lambda S=S: dec._model_step(S), S)
         else:
             dec._graph(("fused", S), lambda S=S: (dec._model_step(S), dec._select(dec.raw)), S)
-    if processors:
+    if processors and dec.use_graphs:
         dec._graph(("select",), lambda: dec._select(dec.scores), None)
     torch.cuda.synchronize()
     return len(dec.graphs) - before
@@ -475,4 +482,7 @@ def generate_ids(model, enc: Sequence[list[int]], *, batch_size: int, max_new_to
     if stats is not None:
         stats["steps"] = stats.get("steps", 0) + steps
         stats["rows"] = B
+        stats["graphs"] = dec.use_graphs
+        if dec.graph_error:
+            stats["graph_error"] = dec.graph_error
     return tok, lp

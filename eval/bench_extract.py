@@ -24,12 +24,14 @@ deterministically, and the answer lengths are set by the benchmark, the same on 
   new tokens: what the processor costs each side.
 
 Prompts: NER prompts (the first template, CoNLL2003's four labels) over CoNLL2003 test
-sentences. Reported per variant: sentences/s, generated tokens/s (answer tokens and the
-closing ``</s>``), decoding steps and ms per step, peak GPU memory (``max_memory_allocated``,
+sentences. Reported per variant: sentences/s, generated tokens/s (up to and with each answer's
+``</s>``, or to the limit: a random model's padding and special tokens count), decoding steps and ms per step, peak GPU memory (``max_memory_allocated``,
 model weights included), the time in the decoding loop (the model's work and the loop around
 it) and outside it (tokenising, padding, turning ids into answers), and how many answers
-equal the bare loop's. The static decoder's graphs are captured before the timed runs
-(``static_decoder.warm_up``; the time is reported), as a long extraction run pays it once.
+equal the bare loop's. Before it is timed, each variant runs once untimed over the same
+prompts (``--warmup full``: cuBLAS heuristics and allocations of every shape met stay out of
+both sides' times), and the static decoder's graphs are captured (``static_decoder.warm_up``;
+the time is reported), as a long extraction run pays it once.
 ``step_ms_graph``: one decoding step of ``--batch-size`` rows replayed as a graph (CUDA events).
 
     python eval/bench_extract.py --sizes small,base,large --out eval/bench_extract.json
@@ -175,8 +177,9 @@ def bare_loop(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_
         gens.append((idx, gen))
     wall = time.perf_counter() - t0
     ids = answer_ids(tokenizer, gens, len(prompts))  # for the comparison and counts: not timed
-    return ids, {"seconds": wall, "seconds_decoding": t_model, "steps": steps,
-                 "tokens": sum(len(a) + (len(a) < max_new_tokens) for a in ids)}
+    eos = tokenizer.eos_token_id
+    tokens = sum(int(np.where((g == eos).any(1), (g == eos).argmax(1) + 1, g.shape[1]).sum()) for _, g in gens)
+    return ids, {"seconds": wall, "seconds_decoding": t_model, "steps": steps, "tokens": tokens}
 
 
 def answer_ids(tokenizer, gens, n: int) -> list[list[int]]:
@@ -219,7 +222,7 @@ def instructie_generate(model, tokenizer, prompts, *, decoder: str, batch_size: 
                        max_new_tokens=max_new_tokens, logits_processor_factory=factory, decoder=decoder, stats=stats)
     _sync(str(next(model.parameters()).device))
     wall = time.perf_counter() - t0
-    tokens = sum(len(g.token_ids) + (len(g.token_ids) < max_new_tokens) for g in res)
+    tokens = stats.get("tokens", 0)
     return [g.token_ids for g in res], {"seconds": wall, "seconds_decoding": stats.get("seconds_decoding", 0.0),
                                    "steps": stats.get("steps", 0), "tokens": tokens, "decoder": stats.get("decoder"),
                                    "graphs": stats.get("graphs"), "graph_error": stats.get("graph_error")}
@@ -373,9 +376,13 @@ def bench_mode(model, tokenizer, mode: str, texts: list[str], args, device: str)
         factory = make_factory("copy", tokenizer, model.config.vocab_size)
     kw = dict(batch_size=B, max_new_tokens=mnt, max_source_length=msl, factory=factory)
     rows = []
-    # warm-up (kernels, cuBLAS handles): a batch each side, untimed
-    bare_loop(model, tokenizer, prompts[:B], **kw)
-    instructie_generate(model, tokenizer, prompts[:B], decoder="eager", **kw)
+    # warm-up, untimed: kernels, cuBLAS handles and heuristics of each shape met, allocator growth.
+    # "full": every variant once over all the prompts first (the batches' widths are the timed
+    # run's); "batch": one batch only, so that a shape seen first lands in whichever runs first
+    warm = prompts if args.warmup == "full" else prompts[:B]
+    bare_loop(model, tokenizer, warm, **kw)
+    if mode == "short":
+        instructie_generate(model, tokenizer, warm, decoder="eager", **kw)
     release(model)  # the static decoder's buffers are not the bare loop's memory
     _reset_peak(device)
     ref, m = bare_loop(model, tokenizer, prompts, **kw)
@@ -388,7 +395,9 @@ def bench_mode(model, tokenizer, mode: str, texts: list[str], args, device: str)
     t = time.perf_counter()
     graphs = warm_up(model, batch_size=B, max_new_tokens=mnt, max_source_length=msl, processors=factory is not None)
     capture = round(time.perf_counter() - t, 2)
-    instructie_generate(model, tokenizer, prompts[:B], decoder="static", **kw)
+    instructie_generate(model, tokenizer, warm, decoder="static", **kw)
+    if mode == "mixed":
+        instructie_generate(model, tokenizer, warm, decoder="static", batchwise=True, **kw)
     _reset_peak(device)  # from here: the decoder's buffers and graphs included
     txt, m = instructie_generate(model, tokenizer, prompts, decoder="static", **kw)
     rows.append(summarise("instructie generate, static", txt, m, len(prompts), device, ref))
@@ -441,6 +450,8 @@ def main(argv=None) -> int:
                     help="sentences per mode, e.g. short=2000,long=512")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-source-length", type=int, default=512)
+    ap.add_argument("--warmup", choices=("full", "batch"), default="full",
+                    help="untimed pass of each variant before timing: over all prompts (full) or one batch")
     ap.add_argument("--extract", action="store_true", help="also time Extractor.extract against the bare loop")
     ap.add_argument("--tokenizer-vocab", type=int, default=32000, help="byte-level BPE trained on the sentences")
     ap.add_argument("--device", default=None)

@@ -72,6 +72,8 @@ class _Rows:
         self.stops = [i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None]
         self.toks: list[list[int] | None] = [None] * n
         self.lps: list[list[float] | None] = [None] * n
+        self.eos = tokenizer.eos_token_id
+        self.generated = 0  # tokens the decoder wrote: up to and with each answer's </s>, or to the limit
 
     def add(self, idx: Sequence[int], tok: np.ndarray, lp: np.ndarray | None) -> None:
         """Rows ``tok`` ``[k, T]`` (after the decoder start token) of prompts ``idx``; ``lp`` their
@@ -80,6 +82,9 @@ class _Rows:
         stop = np.isin(tok, self.stops)
         first = np.where(stop.any(1), stop.argmax(1), T)
         keep = (np.arange(T)[None, :] < first[:, None]) & ~np.isin(tok, self.special)
+        if self.eos is not None:
+            ended = tok == self.eos
+            self.generated += int(np.where(ended.any(1), ended.argmax(1) + 1, T).sum())
         for r, i in enumerate(idx):
             k = keep[r]
             self.toks[i] = tok[r][k].tolist()
@@ -103,7 +108,8 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
     scores) -> scores``. ``rows``: metadata of each source, handed on to the factory as a third
     argument, the group's own (``factory(ids, mask, rows_of_the_group)``). ``decoder``: ``auto`` (the static decoder for greedy T5, else
     ``model.generate``), ``static`` or ``eager`` -- both give the same greedy answers.
-    ``stats``: filled with the decoder used, the decoding steps run and where the time went
+    ``stats``: filled with the decoder used, the decoding steps run, the tokens generated (up to
+    and with each answer's ``</s>``, or to the limit) and where the time went
     (``seconds_tokenise``, ``seconds_decoding``: the model's work and the decoding loop around
     it, ``seconds_answers``: turning ids into answers)."""
     if not sources:  # e.g. a chunk of empty documents: nothing to ask
@@ -123,7 +129,7 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
         in_loop = time.perf_counter() - t1
         answers.add(range(len(enc)), tok, lp if with_scores else None)
         out = answers.results(cut)
-        _account(stats, kind, t1 - t0, in_loop, time.perf_counter() - t1 - in_loop)
+        _account(stats, kind, t1 - t0, in_loop, time.perf_counter() - t1 - in_loop, answers.generated)
         return out
     device = next(model.parameters()).device
     lens = np.fromiter((len(e) for e in enc), dtype=np.int64, count=len(enc))
@@ -160,13 +166,15 @@ def generate(model, tokenizer, sources: Sequence[str], *, batch_size: int = 64, 
         if progress:
             progress(len(idx))
     out = answers.results(cut)
-    _account(stats, kind, t1 - t0, in_loop, time.perf_counter() - t1 - in_loop)
+    _account(stats, kind, t1 - t0, in_loop, time.perf_counter() - t1 - in_loop, answers.generated)
     return out
 
 
-def _account(stats: dict | None, kind: str, tokenise: float, decoding: float, answers: float) -> None:
+def _account(stats: dict | None, kind: str, tokenise: float, decoding: float, answers: float,
+             generated: int) -> None:
     if stats is None:
         return
     stats["decoder"] = kind
+    stats["tokens"] = stats.get("tokens", 0) + generated
     for k, v in (("seconds_tokenise", tokenise), ("seconds_decoding", decoding), ("seconds_answers", answers)):
         stats[k] = stats.get(k, 0.0) + v

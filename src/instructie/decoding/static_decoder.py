@@ -36,7 +36,7 @@ import torch
 
 # Source lengths are padded up to one of these, so that a few graphs serve a whole run
 _BUCKET_STEPS = ((256, 32), (512, 64), (1 << 30, 128))
-# Refill rows once this share of them is free (or no row is live): a refill runs the encoder
+# Refill once a quarter of the rows (1/_REFILL_SHARE) is free, or no row is live: a refill runs the encoder
 # once for the entering prompts, and with a logits processor adds a cohort whose processor
 # runs every step; refilling row by row would pay both for a single prompt
 _REFILL_SHARE = 4

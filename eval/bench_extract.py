@@ -1,397 +1,500 @@
-"""Inference throughput benchmark: ``Extractor.extract`` vs. a naive generate loop, one run.
+"""Extraction decoding throughput: instructie's ``generate`` against a bare batched bf16
+``model.generate`` loop, in one run, on one model, over the same prompts.
 
-Real sentences from the shared data, mixed English/Chinese: CoNLL2003 test sentences
-(NER), DuIE dev texts (RE) and DuEE test texts (EE), topped up from DuIE train, DuEE dev
-and CoNLL dev when ``--sentences`` asks for more. Each group is asked its own task when
-the model was trained with labels for it (else NER), with the model's trained labels.
+The alternative is what a competent user writes in fifteen lines (``bare_loop``): tokenise the
+prompts once, sort them by length, pad each batch of ``--batch-size``, ``model.generate``
+(greedy, bf16 weights), ``batch_decode``. instructie's side is
+``instructie.decoding.generation.generate`` -- ``static`` (the static decoder: static buffers,
+CUDA graphs, continuous feeding) and ``eager`` (its ``model.generate`` path) -- which returns
+answers with per-token log-probabilities. With ``--extract`` it is also the whole
+``Extractor.extract`` (prompts, decoding, parsing, grounding) against the bare loop over the
+prompts extract sends (recorded in an untimed pass).
 
-Variants, same model directory, same prompts:
+Models: random weights at Flan-T5 shapes (small 77M, base 248M, large 783M; vocabulary 32,128
+rows) in bf16, or a trained model directory (``--model``). Random weights decode
+deterministically, and the answer lengths are set by the benchmark, the same on both sides:
 
-* ``instructie``: ``Extractor.extract`` -- model loaded once, bf16 on a GPU, batches of
-  ``--batch-size`` prompts sorted by length, greedy, per-item confidences, grounding;
-* ``naive``: one prompt per ``model.generate`` call, fp32, input order, greedy, no scores;
-  the prompts are the Extractor's own (``Extractor._plan``: same segmentation, option
-  chunks and ``instructions.build_source``), so the work per sentence is the same. It is
-  slow, so it runs on a proportional subset (``--naive-sentences``, at most
-  ``--naive-max-seconds``) and its sentences/s is extrapolated from that subset;
-* ``instructie_constrained``: ``extract(constrained=True)`` on the first
-  ``--constrained-sentences`` (proportional) sentences, to compare the rate of
-  unsupported items (spans not found in the text) with the unconstrained run on the
-  same sentences.
+* ``short``: at most 3 new tokens (the work of a 2-token answer and its ``</s>``; NER answers
+  to most sentences are "None" or one entity);
+* ``long``: at most 49 new tokens (48 and ``</s>``): a random model writes to the limit;
+* ``mixed``: a logits processor (on both sides) ends each answer after 1..48 tokens, the number
+  read from its prompt: what continuous feeding is for. ``static_batchwise`` decodes the same
+  prompts a batch at a time (one ``generate`` call per batch), without refills;
+* ``copy``: the contiguous-copy constraint (``constrained="copy"``) on both sides, at most 49
+  new tokens: what the processor costs each side.
 
-Peak memory: ``torch.cuda.max_memory_allocated`` per variant on a GPU, process peak RSS
-on CPU. Writes JSON and prints a Markdown table.
+Prompts: NER prompts (the first template, CoNLL2003's four labels) over CoNLL2003 test
+sentences. Reported per variant: sentences/s, generated tokens/s (up to and with each answer's
+``</s>``, or to the limit: a random model's padding and special tokens count), decoding steps and ms per step, peak GPU memory (``max_memory_allocated``,
+model weights included), the time in the decoding loop (the model's work and the loop around
+it) and outside it (tokenising, padding, turning ids into answers), and how many answers
+equal the bare loop's. Before it is timed, each variant runs once untimed over the same
+prompts (``--warmup full``: cuBLAS heuristics and allocations of every shape met stay out of
+both sides' times), and the static decoder's graphs are captured (``static_decoder.warm_up``;
+the time is reported), as a long extraction run pays it once.
+``step_ms_graph``: one decoding step of ``--batch-size`` rows replayed as a graph (CUDA events).
 
-    python eval/bench_extract.py --model DIR --data .devdata --sentences 5000 --out eval/bench_extract.json
+    python eval/bench_extract.py --sizes small,base,large --out eval/bench_extract.json
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
-import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 
-GROUP_TASK = {"conll": "NER", "duie": "RE", "duee": "EE"}
+SHAPES = {  # Flan-T5's
+    "tiny": dict(num_layers=2, num_decoder_layers=2, d_model=128, d_ff=256, num_heads=4, d_kv=32),
+    "small": dict(num_layers=8, num_decoder_layers=8, d_model=512, d_ff=1024, num_heads=6, d_kv=64),
+    "base": dict(num_layers=12, num_decoder_layers=12, d_model=768, d_ff=2048, num_heads=12, d_kv=64),
+    "large": dict(num_layers=24, num_decoder_layers=24, d_model=1024, d_ff=2816, num_heads=16, d_kv=64),
+}
+VOCAB_ROWS = 32128
+LABELS = ["person", "organization", "location", "miscellaneous"]
+MODES = {"short": 3, "long": 49, "mixed": 64, "copy": 49}  # mode -> max_new_tokens
 
 
-# ------------------------------------------------------------------ data
+# ------------------------------------------------------------------ data, model
 
-def _json_texts(path: Path, key: str) -> list[str]:
-    if not path.exists():
-        return []
-    return [r[key] for r in json.loads(path.read_text(encoding="utf-8")) if isinstance(r.get(key), str)]
-
-
-def _jsonl_texts(path: Path, key: str) -> list[str]:
-    if not path.exists():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    t = json.loads(line).get(key)
-                except (json.JSONDecodeError, AttributeError):
-                    continue
-                if isinstance(t, str):
-                    out.append(t)
-    return out
+def load_texts(data: Path, n: int) -> list[str]:
+    path = data / "ie_instructions/NER/CoNLL2003/test.json"
+    texts = [r["sentence"] for r in json.loads(path.read_text(encoding="utf-8")) if r.get("sentence", "").strip()]
+    if len(texts) < n:  # top up from dev
+        dev = data / "ie_instructions/NER/CoNLL2003/dev.json"
+        if dev.exists():
+            texts += [r["sentence"] for r in json.loads(dev.read_text(encoding="utf-8")) if r.get("sentence", "").strip()]
+    return texts[:n]
 
 
-def load_sentences(data: Path, n: int) -> dict[str, list[str]]:
-    """group -> texts, ``n`` in all (fewer only if the data holds fewer)."""
-    ie = data / "ie_instructions"
-    primary = {
-        "conll": _json_texts(ie / "NER/CoNLL2003/test.json", "sentence"),
-        "duie": _jsonl_texts(data / "duie/duie_dev.json", "text"),
-        "duee": _json_texts(ie / "EE/DuEE/test.json", "sentence"),
-    }
-    topup = [("duie", _jsonl_texts(data / "duie/duie_train.json", "text")),
-             ("duee", _json_texts(ie / "EE/DuEE/dev.json", "sentence")),
-             ("conll", _json_texts(ie / "NER/CoNLL2003/dev.json", "sentence"))]
-    primary = {g: [t for t in v if t.strip()] for g, v in primary.items()}
-    total = sum(len(v) for v in primary.values())
-    if total >= n:
-        return proportional(primary, n)
-    out = {g: list(v) for g, v in primary.items()}
-    for g, extra in topup:
-        need = n - sum(len(v) for v in out.values())
-        if need <= 0:
-            break
-        out[g] += [t for t in extra if t.strip()][:need]
-    return out
+def ner_prompts(texts: list[str]) -> list[str]:
+    from instructie.core.records import Record
+    from instructie.prompts.instructions import build_source, load_templates
+
+    tmpl = load_templates()["NER"][0]
+    return [build_source(Record("", "", "NER", t, options=LABELS), tmpl, LABELS) for t in texts]
 
 
-def proportional(groups: dict[str, list], m: int) -> dict[str, list]:
-    """The first items of each group, ``m`` in all, in proportion to the group sizes."""
-    total = sum(len(v) for v in groups.values())
-    if m >= total:
-        return {g: list(v) for g, v in groups.items()}
-    out, left = {}, m
-    names = [g for g in groups if groups[g]]
-    for k, g in enumerate(names):
-        take = left if k == len(names) - 1 else min(left, max(1, round(m * len(groups[g]) / total)))
-        out[g] = list(groups[g][:take])
-        left -= take
-    return out
+def random_model(size: str, tokenizer, device: str, dtype: torch.dtype):
+    """Random weights at a Flan-T5 shape, built on the device (fast init), in ``dtype``."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(vocab_size=VOCAB_ROWS, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id, dropout_rate=0.0, **SHAPES[size])
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = T5ForConditionalGeneration(config)
+    return model.to(dtype).eval()
+
+
+class ForcedLength:
+    """Ends each answer after k tokens (1..48, read from its prompt's ids), writing ordinary
+    tokens before: a logits processor that both sides run."""
+
+    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, eos: int, first_token: int):
+        h = (ids * mask * torch.arange(1, ids.shape[1] + 1, device=ids.device)).sum(1)
+        self.k = h % 48 + 1
+        self.eos, self.first = eos, first_token
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - 1
+        target = torch.where(self.k > step, self.first + step % 50, self.eos)
+        out = torch.full_like(scores, torch.finfo(scores.dtype).min)
+        return out.scatter(1, target[:, None], 0.0)
+
+
+def chain(*factories):
+    given = [f for f in factories if f is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        return given[0]
+
+    def make(ids, mask):
+        procs = [f(ids, mask) for f in given]
+
+        def call(input_ids, scores):
+            for p in procs:
+                scores = p(input_ids, scores)
+            return scores
+        return call
+    return make
 
 
 # ------------------------------------------------------------------ measuring
-
-def _reset_peak(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        try:  # Linux: reset the process's peak RSS (VmHWM)
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            pass
-
-
-def _peak_mib(device: str) -> tuple[float | None, str]:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_memory_allocated"
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024, "process_peak_rss"
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
-
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def group_tasks(ex) -> dict[str, list[str]]:
-    out = {}
-    for g, task in GROUP_TASK.items():
-        has = any(task in per for per in ex.card.get("labels", {}).values() if per.get(task))
-        out[g] = [task] if has else ["NER"]
-    return out
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
 
 
-def run_extractor(ex, groups, tasks, args, device, constrained: bool, budget_s: float) -> dict:
-    from instructie.inference.extractor import Schema
-
-    from instructie.decoding import generation
-
-    _reset_peak(device)
-    counts: dict[str, list[tuple[int, int]]] = {}  # group -> (supported, unsupported) per doc
-    n_prompts = [0]
-    n_segments = 0
-    real_generate = generation.generate
-
-    def counting_generate(model, tokenizer, sources, **kw):  # counts the prompts extract sends
-        n_prompts[0] += len(sources)
-        return real_generate(model, tokenizer, sources, **kw)
-
-    generation.generate = counting_generate
-    t0 = time.perf_counter()
-    stopped = False
-    try:
-        for g, texts in groups.items():
-            counts[g] = []
-            for doc in ex.extract(texts, tasks[g], batch_size=args.batch_size, constrained=constrained,
-                                  docs_per_chunk=args.docs_per_chunk, schema=Schema()):
-                counts[g].append((len(doc.entities) + len(doc.relations) + len(doc.events),
-                                  doc.stats.get("unsupported", 0)))
-                n_segments += doc.stats.get("segments", 0)
-                if time.perf_counter() - t0 > budget_s:
-                    stopped = True
-                    break
-            if stopped:
-                break
-    finally:
-        generation.generate = real_generate
-    _sync(device)
-    secs = time.perf_counter() - t0
-    n = sum(len(v) for v in counts.values())
-    peak, kind = _peak_mib(device)
-    sup = sum(s for v in counts.values() for s, _ in v)
-    uns = sum(u for v in counts.values() for _, u in v)
-    n_prompts = n_prompts[0]
-    return {"sentences": n, "segments": n_segments, "prompts": n_prompts, "seconds": round(secs, 3),
-            "sentences_per_s": round(n / secs, 2) if secs else None,
-            "prompts_per_s": round(n_prompts / secs, 2) if secs else None,
-            "peak_memory_mib": round(peak, 1) if peak is not None else None, "memory_kind": kind,
-            "dtype": str(next(ex.model.parameters()).dtype).replace("torch.", ""), "batch_size": args.batch_size,
-            "constrained": constrained, "stopped_by_time_budget": stopped,
-            "items": sup, "unsupported_items": uns, "unsupported_rate": round(uns / (sup + uns), 4) if sup + uns else 0.0,
-            "_counts": counts}
-
-
-_PROMPT_CACHE: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-
-
-def _prompts_for(ex, text: str, tasks: list[str]) -> list[str]:
-    from instructie.inference.extractor import Schema
-
-    key = (text, tuple(tasks))
-    if key not in _PROMPT_CACHE:
-        _, _, prompts = ex._plan([("0", text)], [t.upper() for t in tasks], Schema(), None)
-        _PROMPT_CACHE[key] = [p[2].source for p in prompts]
-    return _PROMPT_CACHE[key]
+def _peak_mib(device: str) -> float | None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return None
 
 
 @torch.inference_mode()
-def run_naive(model, tok, ex, groups, tasks, args, device) -> dict:
-    """One prompt per generate call, fp32, input order, the Extractor's prompts."""
-    sub = proportional(groups, args.naive_sentences)
-    work = [(g, t) for g, texts in sub.items() for t in texts]
-    # interleave the groups in proportion, so that any prefix (a run cut by the time limit)
-    # has the mix of the whole set: item k of a group of n sits at (k + 0.5) / n
-    by_group = {g: [t for gg, t in work if gg == g] for g in sub}
-    mixed = [(g, t) for _, g, t in sorted(((k + 0.5) / len(v), g, t) for g, v in by_group.items()
-                                          for k, t in enumerate(v))]
-    prompts = [(g, _prompts_for(ex, t, tasks[g])) for g, t in mixed]
-    max_new = ex.max_target_length
-    # warm-up (CUDA context, kernels): not timed
-    enc = tok(prompts[0][1][0] if prompts and prompts[0][1] else "warm up", return_tensors="pt")
-    model.generate(**{k2: v.to(device) for k2, v in enc.items()}, max_new_tokens=4, do_sample=False, num_beams=1)
+def bare_loop(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_tokens: int,
+              max_source_length: int, factory=None) -> tuple[list[str], dict]:
+    """The fifteen lines: tokenise once, sort by length, pad each batch, ``model.generate``,
+    ``batch_decode``. Returns the answers (input order) and where the time went."""
+    from transformers import LogitsProcessorList
+
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    enc = tokenizer(prompts, truncation=True, max_length=max_source_length)["input_ids"]
+    order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
+    out: list = [None] * len(prompts)
+    t_model = steps = 0
+    gens = []
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        batch = tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt").to(device)
+        t = time.perf_counter()
+        kw = {"logits_processor": LogitsProcessorList([factory(batch["input_ids"], batch["attention_mask"])])} \
+            if factory is not None else {}
+        seqs = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, **kw)
+        gen = seqs[:, 1:].cpu().numpy()
+        t_model += time.perf_counter() - t
+        steps += gen.shape[1]
+        for i, text in zip(idx, tokenizer.batch_decode(gen, skip_special_tokens=True)):
+            out[i] = text
+        gens.append((idx, gen))
+    wall = time.perf_counter() - t0
+    ids = answer_ids(tokenizer, gens, len(prompts))  # for the comparison and counts: not timed
+    eos = tokenizer.eos_token_id
+    tokens = sum(int(np.where((g == eos).any(1), (g == eos).argmax(1) + 1, g.shape[1]).sum()) for _, g in gens)
+    return ids, {"seconds": wall, "seconds_decoding": t_model, "steps": steps, "tokens": tokens}
+
+
+def answer_ids(tokenizer, gens, n: int) -> list[list[int]]:
+    """Each answer's token ids as ``generate`` returns them (up to ``</s>`` or padding, other
+    special tokens left out)."""
+    special = set(tokenizer.all_special_ids)
+    stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    out: list = [None] * n
+    for idx, gen in gens:
+        for i, row in zip(idx, gen.tolist()):
+            ids = []
+            for t in row:
+                if t in stops:
+                    break
+                if t not in special:
+                    ids.append(t)
+            out[i] = ids
+    return out
+
+
+@torch.inference_mode()
+def instructie_generate(model, tokenizer, prompts, *, decoder: str, batch_size: int, max_new_tokens: int,
+                        max_source_length: int, factory=None, batchwise: bool = False) -> tuple[list[str], dict]:
+    from instructie.decoding.generation import encode_sources, generate
+
+    stats: dict = {}
+    t0 = time.perf_counter()
+    if batchwise:  # one call per length-sorted batch: no refills across batches
+        enc, _ = encode_sources(tokenizer, prompts, max_source_length)
+        order = sorted(range(len(prompts)), key=lambda i: -len(enc[i]))
+        res = [None] * len(prompts)
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            for i, g in zip(idx, generate(model, tokenizer, [prompts[i] for i in idx], batch_size=batch_size,
+                                          max_source_length=max_source_length, max_new_tokens=max_new_tokens,
+                                          logits_processor_factory=factory, decoder=decoder, stats=stats)):
+                res[i] = g
+    else:
+        res = generate(model, tokenizer, prompts, batch_size=batch_size, max_source_length=max_source_length,
+                       max_new_tokens=max_new_tokens, logits_processor_factory=factory, decoder=decoder, stats=stats)
+    _sync(str(next(model.parameters()).device))
+    wall = time.perf_counter() - t0
+    tokens = stats.get("tokens", 0)
+    return [g.token_ids for g in res], {"seconds": wall, "seconds_decoding": stats.get("seconds_decoding", 0.0),
+                                   "steps": stats.get("steps", 0), "tokens": tokens, "decoder": stats.get("decoder"),
+                                   "graphs": stats.get("graphs"), "graph_error": stats.get("graph_error")}
+
+
+def summarise(name: str, answers: list[list[int]], m: dict, n: int, device: str, reference: list[str] | None) -> dict:
+    secs = m["seconds"]
+    row = {"variant": name, "sentences": n, "seconds": round(secs, 3),
+           "sentences_per_s": round(n / secs, 1), "tokens_per_s": round(m["tokens"] / secs, 1),
+           "steps": m["steps"], "ms_per_step": round(1000 * m["seconds_decoding"] / max(1, m["steps"]), 2),
+           "decoding_share": round(m["seconds_decoding"] / secs, 3), "peak_mib": _peak_mib(device)}
+    for k in ("graphs", "graph_error"):
+        if m.get(k) is not None:
+            row[k] = m[k]
+    if reference is not None:
+        row["same_as_bare"] = round(sum(a == b for a, b in zip(answers, reference)) / max(1, len(answers)), 4)
+    return row
+
+
+def step_ms_graph(model, batch_size: int, max_new_tokens: int, src_len: int, reps: int = 50) -> float | None:
+    """One decoding step of ``batch_size`` rows over ``src_len`` source positions, replayed as a
+    graph: median of ``reps`` event-timed replays."""
+    from instructie.decoding.static_decoder import bucket, decoder_for
+
+    if not torch.cuda.is_available():
+        return None
+    dec = decoder_for(model, batch_size, batch_size, src_len, max_new_tokens, True)
+    S = bucket(src_len)
+    g = dec._graph(("fused", S), lambda: (dec._model_step(S), dec._select(dec.raw)), S)
+    if g is None:
+        return None
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    dec.fin.fill_(True)
+    return round(float(np.median(times)), 3)
+
+
+# ------------------------------------------------------------------ Extractor.extract
+
+def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int, device: str) -> list[dict]:
+    """``Extractor.extract`` on ``texts`` (NER, the card's labels) against the bare loop over the
+    prompts extract sends to ``generate`` (recorded in an untimed pass)."""
+    from instructie.decoding import generation
+    from instructie.inference.extractor import Extractor
+    from instructie.model.loading import save_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(model, tokenizer, tmp)
+        card = {"instructie_version": "bench", "tasks": ["NER"], "labels": {"CoNLL2003": {"NER": LABELS}},
+                "languages": {"CoNLL2003": "en"}, "max_source_length": 512, "max_target_length": max_new_tokens}
+        Path(tmp, "instructie.json").write_text(json.dumps(card), encoding="utf-8")
+        ex = Extractor.from_pretrained(tmp, device=device, dtype="bfloat16" if device.startswith("cuda") else None)
+    calls = []
+    real = generation.generate
+
+    def spy(model_, tok_, sources, **kw):
+        calls.append((list(sources), kw))
+        return real(model_, tok_, sources, **kw)
+
+    generation.generate = spy
+    try:
+        list(ex.extract(texts[: min(len(texts), 4 * batch_size)], ["NER"], batch_size=batch_size))  # warm-up
+        calls.clear()
+        list(ex.extract(texts, ["NER"], batch_size=batch_size))  # the prompts it sends
+    finally:
+        generation.generate = real
+    prompts = [p for srcs, _ in calls for p in srcs]
+    msl = calls[0][1].get("max_source_length", 512) if calls else 512
+    mnt = calls[0][1].get("max_new_tokens", max_new_tokens) if calls else max_new_tokens
+    rows = []
     _reset_peak(device)
     t0 = time.perf_counter()
-    done = n_prompts = 0
-    stopped = False
-    for g, ps in prompts:
-        for p in ps:
-            enc = tok(p, return_tensors="pt", truncation=True, max_length=ex.max_source_length)
-            out = model.generate(**{k2: v.to(device) for k2, v in enc.items()}, max_new_tokens=max_new,
-                                 do_sample=False, num_beams=1)
-            tok.decode(out[0], skip_special_tokens=True)
-            n_prompts += 1
-        done += 1
-        if time.perf_counter() - t0 > args.naive_max_seconds:
-            stopped = done < len(prompts)
-            break
+    n_docs = sum(1 for _ in ex.extract(texts, ["NER"], batch_size=batch_size))
     _sync(device)
     secs = time.perf_counter() - t0
-    peak, kind = _peak_mib(device)
-    return {"sentences": done, "subset_requested": len(prompts), "prompts": n_prompts, "seconds": round(secs, 3),
-            "sentences_per_s": round(done / secs, 3) if secs else None,
-            "prompts_per_s": round(n_prompts / secs, 3) if secs else None,
-            "peak_memory_mib": round(peak, 1) if peak is not None else None, "memory_kind": kind,
-            "dtype": "float32", "batch_size": 1, "stopped_by_time_budget": stopped,
-            "extrapolated": True,
-            "note": f"sentences/s measured on the first {done} sentences of a subset interleaved in the "
-                    "proportions of the full set, and extrapolated to the full set"}
-
-
-def _first(counts: dict[str, list], sub: dict[str, list]) -> tuple[int, int]:
-    sup = uns = 0
-    for g, texts in sub.items():
-        for s, u in counts.get(g, [])[: len(texts)]:
-            sup += s
-            uns += u
-    return sup, uns
+    rows.append({"variant": "Extractor.extract", "sentences": n_docs, "prompts": len(prompts),
+                 "seconds": round(secs, 3), "sentences_per_s": round(n_docs / secs, 1),
+                 "peak_mib": _peak_mib(device)})
+    _reset_peak(device)
+    _, m = bare_loop(ex.model, ex.tokenizer, prompts, batch_size=batch_size, max_new_tokens=mnt,
+                     max_source_length=msl)
+    rows.append({"variant": "bare loop over extract's prompts", "sentences": len(texts), "prompts": len(prompts),
+                 "seconds": round(m["seconds"], 3), "sentences_per_s": round(len(texts) / m["seconds"], 1),
+                 "peak_mib": _peak_mib(device)})
+    rows[0]["vs_bare"] = round(rows[0]["sentences_per_s"] / rows[1]["sentences_per_s"], 2)
+    del ex
+    return rows
 
 
 # ------------------------------------------------------------------ main
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a trained instructie model directory")
-    ap.add_argument("--data", default=os.environ.get("INSTRUCTIE_DATA", "../shared/data"))
-    ap.add_argument("--sentences", type=int, default=5000)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--docs-per-chunk", type=int, default=2048, help="documents planned and length-sorted together")
-    ap.add_argument("--naive-sentences", type=int, default=300)
-    ap.add_argument("--naive-max-seconds", type=float, default=60.0)
-    ap.add_argument("--constrained-sentences", type=int, default=1000)
-    ap.add_argument("--extract-max-seconds", type=float, default=120.0, help="stop a variant after this long")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--out", default="eval/bench_extract.json")
-    args = ap.parse_args(argv)
+def bench_size(size: str, args, tokenizer, texts: dict[str, list[str]], device: str) -> dict:
+    from instructie.decoding.static_decoder import release
+    from instructie.model.loading import load_trained
 
-    from instructie.inference.extractor import Extractor
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    t_start = time.perf_counter()
-    groups = load_sentences(Path(args.data), args.sentences)
-    n_total = sum(len(v) for v in groups.values())
-    if not n_total:
-        print(f"no sentences found under {args.data}", file=sys.stderr)
-        return 2
-    report: dict = {
-        "model": str(args.model), "data": str(args.data), "device": device,
-        "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu",
-        "torch": torch.__version__, "sentences": n_total, "per_group": {g: len(v) for g, v in groups.items()},
-        "variants": {}, "errors": {},
-    }
-    try:
-        import transformers
-        report["transformers"] = transformers.__version__
-    except Exception:  # noqa: BLE001
-        pass
-
-    ex = Extractor.from_pretrained(args.model, device=device)
-    tasks = group_tasks(ex)
-    report["tasks"] = tasks
-    # warm-up on a few sentences of each group (CUDA context, kernels, spaCy pipelines): not timed
-    warm = proportional(groups, min(32, n_total))
-    for g, texts in warm.items():
-        list(ex.extract(texts, tasks[g], batch_size=args.batch_size))
-    counts_unconstrained = None
-    for name, constrained, sub, budget in (
-            ("instructie", False, groups, args.extract_max_seconds),
-            ("instructie_constrained", True, proportional(groups, args.constrained_sentences),
-             args.extract_max_seconds / 2)):
+    if args.model:
+        model, _ = load_trained(args.model, device=device, dtype=torch.bfloat16 if device.startswith("cuda") else None)
+        model.eval()
+    else:
+        model = random_model(size, tokenizer, device, torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    params = sum(p.numel() for p in model.parameters())
+    out = {"size": size, "params_m": round(params / 1e6, 1), "modes": {}}
+    for mode in args.modes:
         try:
-            res = run_extractor(ex, sub, tasks, args, device, constrained, budget)
-            counts = res.pop("_counts")
-            if not constrained:
-                counts_unconstrained = counts
-            else:
-                res["_counts"] = counts
-            report["variants"][name] = res
-        except Exception as e:  # noqa: BLE001
-            report["errors"][name] = f"{type(e).__name__}: {e}"
+            out["modes"][mode] = bench_mode(model, tokenizer, mode, texts[mode], args, device)
+        except Exception as e:  # noqa: BLE001 -- a failed mode is reported, the others still run
+            import traceback
             traceback.print_exc()
-    # unsupported-span rate, same sentences with and without constrained decoding
-    con = report["variants"].get("instructie_constrained")
-    if con is not None and counts_unconstrained is not None:
-        c_counts = con.pop("_counts")
-        sub = {g: [None] * min(len(v), len(counts_unconstrained.get(g, []))) for g, v in c_counts.items()}
-        su, uu = _first(counts_unconstrained, sub)
-        sc, uc = _first(c_counts, sub)
-        report["unsupported"] = {
-            "sentences": sum(len(v) for v in sub.values()),
-            "unconstrained": {"items": su, "unsupported": uu, "rate": round(uu / (su + uu), 4) if su + uu else 0.0},
-            "constrained": {"items": sc, "unsupported": uc, "rate": round(uc / (sc + uc), 4) if sc + uc else 0.0},
-        }
-    elif con is not None:
-        con.pop("_counts", None)
-
-    # naive baseline: a separate fp32 copy, loaded after the Extractor's runs (peaks stay separate)
+            out.setdefault("errors", {})[mode] = f"{type(e).__name__}: {e}"
+        print(json.dumps({size: {mode: out["modes"].get(mode)}}), flush=True)
     try:
-        from instructie.model.loading import load_trained
-        prompts_ex = ex
-        model_fp32, tok = load_trained(args.model, device=device, dtype=torch.float32)
         if device.startswith("cuda"):
-            ex.model.to("cpu")  # free the bf16 copy so the naive peak is its own
-            torch.cuda.empty_cache()
-        report["variants"]["naive"] = run_naive(model_fp32, tok, prompts_ex, groups, tasks, args, device)
-        del model_fp32
-        gc.collect()
+            release(model)
+            lens = [len(x) for x in tokenizer(ner_prompts(texts["long"]))["input_ids"]]
+            out["step_ms_graph"] = {"rows": args.batch_size, "source_tokens": int(np.median(lens)),
+                                    "ms": step_ms_graph(model, args.batch_size, 49, int(np.median(lens)))}
+            release(model)
+        if args.extract:
+            for mode in ("short", "long"):
+                out.setdefault("extract", {})[mode] = run_extract(
+                    model, tokenizer, texts[mode], batch_size=args.batch_size, max_new_tokens=MODES[mode], device=device)
+                print(json.dumps({size: {"extract " + mode: out["extract"][mode]}}), flush=True)
     except Exception as e:  # noqa: BLE001
-        report["errors"]["naive"] = f"{type(e).__name__}: {e}"
+        import traceback
         traceback.print_exc()
+        out.setdefault("errors", {})["step/extract"] = f"{type(e).__name__}: {e}"
+    del model
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return out
 
-    v = report["variants"]
-    if "instructie" in v and "naive" in v and v["naive"].get("sentences_per_s"):
-        report["speedup_sentences_per_s"] = round(v["instructie"]["sentences_per_s"] / v["naive"]["sentences_per_s"], 2)
-        if v["naive"].get("prompts_per_s"):
-            report["speedup_prompts_per_s"] = round(v["instructie"]["prompts_per_s"] / v["naive"]["prompts_per_s"], 2)
-    report["total_seconds"] = round(time.perf_counter() - t_start, 1)
-    report["table"] = table(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(report["table"])
-    print(f"wrote {out}", file=sys.stderr)
-    return 0 if not report["errors"] else 1
+
+def bench_mode(model, tokenizer, mode: str, texts: list[str], args, device: str) -> dict:
+    from instructie.decoding.constraints import make_factory
+    from instructie.decoding.static_decoder import release, warm_up
+
+    B, msl = args.batch_size, args.max_source_length
+    first_token = 100
+    mnt = MODES[mode]
+    prompts = ner_prompts(texts)
+    factory = None
+    if mode == "mixed":
+        factory = lambda ids, mask: ForcedLength(ids, mask, tokenizer.eos_token_id, first_token)  # noqa: E731
+    elif mode == "copy":
+        factory = make_factory("copy", tokenizer, model.config.vocab_size)
+    kw = dict(batch_size=B, max_new_tokens=mnt, max_source_length=msl, factory=factory)
+    rows = []
+    # warm-up, untimed: kernels, cuBLAS handles and heuristics of each shape met, allocator growth.
+    # "full": every variant once over all the prompts first (the batches' widths are the timed
+    # run's); "batch": one batch only, so that a shape seen first lands in whichever runs first
+    warm = prompts if args.warmup == "full" else prompts[:B]
+    bare_loop(model, tokenizer, warm, **kw)
+    if mode == "short":
+        instructie_generate(model, tokenizer, warm, decoder="eager", **kw)
+    release(model)  # the static decoder's buffers are not the bare loop's memory
+    _reset_peak(device)
+    ref, m = bare_loop(model, tokenizer, prompts, **kw)
+    rows.append(summarise("bare model.generate loop", ref, m, len(prompts), device, None))
+    if mode == "short":
+        _reset_peak(device)
+        txt, m = instructie_generate(model, tokenizer, prompts, decoder="eager", **kw)
+        rows.append(summarise("instructie generate, eager", txt, m, len(prompts), device, ref))
+    _reset_peak(device)
+    t = time.perf_counter()
+    graphs = warm_up(model, batch_size=B, max_new_tokens=mnt, max_source_length=msl, processors=factory is not None)
+    capture = round(time.perf_counter() - t, 2)
+    instructie_generate(model, tokenizer, warm, decoder="static", **kw)
+    if mode == "mixed":
+        instructie_generate(model, tokenizer, warm, decoder="static", batchwise=True, **kw)
+    _reset_peak(device)  # from here: the decoder's buffers and graphs included
+    txt, m = instructie_generate(model, tokenizer, prompts, decoder="static", **kw)
+    rows.append(summarise("instructie generate, static", txt, m, len(prompts), device, ref))
+    if mode == "mixed":
+        _reset_peak(device)
+        txt, m = instructie_generate(model, tokenizer, prompts, decoder="static", batchwise=True, **kw)
+        rows.append(summarise("instructie generate, static, batch by batch", txt, m, len(prompts), device, ref))
+    bare = rows[0]["sentences_per_s"]
+    for r in rows:
+        r["vs_bare"] = round(r["sentences_per_s"] / bare, 2)
+    return {"max_new_tokens": mnt, "prompts": len(prompts), "graphs_captured": graphs,
+            "capture_seconds": capture, "rows": rows}
 
 
 def table(r: dict) -> str:
-    mix = ", ".join(f"{g}: {n} -> {'/'.join(r.get('tasks', {}).get(g) or [])}" for g, n in r["per_group"].items())
-    lines = [f"Extraction throughput on {r['device_name']} ({r['device']}), model {r['model']}, "
-             f"{r['sentences']} sentences ({mix})",
-             "",
-             "| variant | dtype | batch | sentences | prompts | seconds | sentences/s | prompts/s | peak memory (MiB) | unsupported rate |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, v in r["variants"].items():
-        lines.append(f"| {name}{' (extrapolated)' if v.get('extrapolated') else ''} | {v.get('dtype')} | "
-                     f"{v.get('batch_size')} | {v.get('sentences')} | {v.get('prompts')} | {v.get('seconds')} | "
-                     f"{v.get('sentences_per_s')} | {v.get('prompts_per_s')} | {v.get('peak_memory_mib')} "
-                     f"({v.get('memory_kind', '')}) | {v.get('unsupported_rate', '-')} |")
-    if "speedup_sentences_per_s" in r:
-        lines += ["", f"Speed-up of instructie over the naive loop: {r['speedup_sentences_per_s']}x sentences/s "
-                      f"({r.get('speedup_prompts_per_s')}x prompts/s); the naive rate is extrapolated from "
-                      f"{r['variants']['naive']['sentences']} sentences."]
-    u = r.get("unsupported")
-    if u:
-        lines += ["", f"Unsupported items (spans not in the text) on the same {u['sentences']} sentences: "
-                      f"unconstrained {u['unconstrained']['unsupported']}/{u['unconstrained']['items'] + u['unconstrained']['unsupported']}"
-                      f" = {u['unconstrained']['rate']:.2%}, constrained {u['constrained']['unsupported']}/"
-                      f"{u['constrained']['items'] + u['constrained']['unsupported']} = {u['constrained']['rate']:.2%}."]
-    for k, e in r.get("errors", {}).items():
-        lines.append(f"\nerror in {k}: {e}")
+    lines = [f"Decoding throughput on {r['device_name']}, torch {r['torch']}, transformers {r.get('transformers')}, "
+             f"batch {r['batch_size']}; NER prompts over CoNLL2003 test sentences", "",
+             "| shape | answers | variant | sentences/s | tokens/s | steps | ms/step | in decoding loop | peak MiB | same as bare | vs bare |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in r["sizes"]:
+        for mode, m in s["modes"].items():
+            for row in m["rows"]:
+                lines.append(f"| {s['size']} ({s['params_m']}M) | {mode} ({m['prompts']}, ≤{m['max_new_tokens']} new) | "
+                             f"{row['variant']}{' (no CUDA graphs)' if row.get('graphs') is False else ''} | {row['sentences_per_s']} | {row['tokens_per_s']} | {row['steps']} | "
+                             f"{row['ms_per_step']} | {row['decoding_share']:.0%} | {row['peak_mib']} | "
+                             f"{row.get('same_as_bare', '-')} | **{row['vs_bare']}×** |")
+    lines.append("")
+    for s in r["sizes"]:
+        for k, e in (s.get("errors") or {}).items():
+            lines.append(f"- {s['size']}, {k}: failed: {e}")
+        caps = ", ".join(f"{mode} {m['graphs_captured']} in {m['capture_seconds']} s" for mode, m in s["modes"].items())
+        g = s.get("step_ms_graph")
+        if g:
+            lines.append(f"- {s['size']}: one decoding step of {g['rows']} rows over {g['source_tokens']} source "
+                         f"tokens, replayed as a graph: {g['ms']} ms. Graphs captured before timing: {caps}.")
+        for mode, rows in (s.get("extract") or {}).items():
+            lines.append(f"- {s['size']}, {mode} answers: " + "; ".join(
+                f"{x['variant']} {x['sentences_per_s']} sentences/s ({x['prompts']} prompts, peak {x['peak_mib']} MiB)"
+                for x in rows) + f": **{rows[0]['vs_bare']}×**")
     return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="small,base,large", help=f"comma-separated: {', '.join(SHAPES)}")
+    ap.add_argument("--model", default=None, help="a trained model directory instead of random weights (one size)")
+    ap.add_argument("--modes", default="short,long,mixed,copy", help=f"comma-separated: {', '.join(MODES)}")
+    ap.add_argument("--data", default=os.environ.get("INSTRUCTIE_DATA", "../shared/data"))
+    ap.add_argument("--sentences", default="short=2000,long=512,mixed=1024,copy=512",
+                    help="sentences per mode, e.g. short=2000,long=512")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--max-source-length", type=int, default=512)
+    ap.add_argument("--warmup", choices=("full", "batch"), default="full",
+                    help="untimed pass of each variant before timing: over all prompts (full) or one batch")
+    ap.add_argument("--extract", action="store_true", help="also time Extractor.extract against the bare loop")
+    ap.add_argument("--tokenizer-vocab", type=int, default=32000, help="byte-level BPE trained on the sentences")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default="eval/bench_extract.json")
+    args = ap.parse_args(argv)
+    args.modes = [m for m in args.modes.split(",") if m]  # none: only --extract
+    bad = [m for m in args.modes if m not in MODES] + [s for s in args.sizes.split(",") if s not in SHAPES]
+    if bad:
+        print(f"bench_extract: unknown mode or size: {', '.join(bad)}", file=sys.stderr)
+        return 2
+    counts = dict(kv.split("=") for kv in args.sentences.split(",") if kv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    n_max = max(int(v) for v in counts.values())
+    all_texts = load_texts(Path(args.data), n_max)
+    if not all_texts:
+        print(f"bench_extract: no CoNLL2003 sentences under {args.data}", file=sys.stderr)
+        return 2
+    texts = {m: all_texts[: int(counts.get(m, 512))] for m in MODES}
+    if args.model:
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        sizes = ["model"]
+    else:
+        from instructie.model.loading import train_tokenizer
+        tokenizer = train_tokenizer(all_texts + ner_prompts(all_texts[:50]), vocab_size=args.tokenizer_vocab)
+        sizes = args.sizes.split(",")
+    report = {"device": device, "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda")
+              else platform.processor() or "cpu", "torch": torch.__version__, "batch_size": args.batch_size,
+              "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+              "sizes": []}
+    try:
+        import transformers
+        report["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for size in sizes:
+        report["sizes"].append(bench_size(size, args, tokenizer, texts, device))
+        report["table"] = table(report)
+        out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(report["table"])
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ from instructie.core.records import Record
 from instructie.decoding import generation
 from instructie.decoding.constraints import make_factory
 from instructie.decoding.static_decoder import bucket, release
-from instructie.hints.bias import decoding_factory
+from instructie.decoding.constraints import chain_factories
+from instructie.hints.memory import Memory
+from instructie.hints.plugin import Hints, HintSettings, proposed_items
+from instructie.inference.predict import Prompt
 from instructie.prompts.instructions import build_source, load_templates
 from instructie.prompts.targets import render_items
 
@@ -81,9 +84,12 @@ def test_static_and_eager_decoders_answer_alike(tiny, constrained):
 def test_hint_bias_runs_in_the_static_decoder(tiny):
     model, tok = tiny
     srcs = prompts(hint=True)
-    fac = decoding_factory("copy", tok, model.config.vocab_size, hint_bias=1e4)
-    eager, _ = run(model, tok, srcs, "eager", max_new_tokens=10, logits_processor_factory=fac)
-    static, _ = run(model, tok, srcs, "static", max_new_tokens=10, logits_processor_factory=fac)
+    rows = [Prompt(s, "NER", tuple(OPTIONS), "", hint=proposed_items(s.split("\n")[-2], "NER")) for s in srcs]
+    copy = make_factory("copy", tok, model.config.vocab_size)
+    lean = Hints(Memory(), HintSettings(1e4)).logits_factory(tok, model.config.vocab_size, copy.vocab)
+    fac = chain_factories(lean, copy)
+    eager, _ = run(model, tok, srcs, "eager", max_new_tokens=10, logits_processor_factory=fac, rows=rows)
+    static, _ = run(model, tok, srcs, "static", max_new_tokens=10, logits_processor_factory=fac, rows=rows)
     same(eager, static)
     # the bias wrote each prompt's hint item (its first word), so the processor did act
     assert sum(g.text.startswith(src.split("Text: ")[1].split()[0]) for g, src in zip(static, srcs)) >= len(srcs) // 2

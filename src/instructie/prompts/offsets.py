@@ -27,6 +27,14 @@ white space in the span matches any run in the text) is tried and the span's tex
 becomes the source's ``text[start:end]`` (counted in ``n_loose``). No case folding:
 case is part of the copied mention, and folding would inflate string-level scores.
 
+**Whole words first.** In space-delimited text a span is a run of whole words: of the
+occurrences of X, only those not glued to a letter or digit on either side are used
+("German" is the standalone word, not the start of "Germany"; "p" is not the "p" of
+"compute"). Only when X occurs nowhere as whole words are its occurrences inside words
+used, and each span so placed is counted in ``n_inside_word``. Scripts written without
+spaces (Chinese, Japanese, Thai, ...) have no word edges to respect: there every
+occurrence counts as whole.
+
 An item with any span not found is *unsupported*: it is returned apart in
 ``Grounded.unsupported`` (its found parts located, the rest ``None``), never silently
 dropped. Scorers should still count it (``Prediction.from_grounded``): it can then
@@ -60,6 +68,7 @@ class Grounded:
     labels: list[str] = field(default_factory=list)  # RC / NEG answers, copied as is
     unsupported: list[Unsupported] = field(default_factory=list)
     n_loose: int = 0  # spans found only by the whitespace-insensitive match
+    n_inside_word: int = 0  # spans placed inside a word: their text occurs nowhere as whole words
 
     @property
     def n_unsupported(self) -> int:
@@ -74,18 +83,34 @@ def _overlaps(a: Span, b: Span) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+# Letters and digits of scripts written without spaces between words: no word edges there.
+_UNSPACED = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\ua4cf\uf900-\ufaff"
+                       "\uff00-\uffef\U00020000-\U0003ffff]")
+
+
+def _wordy(ch: str) -> bool:
+    return ch.isalnum() and not _UNSPACED.match(ch)
+
+
 class _Finder:
     def __init__(self, text: str):
-        self.text, self.n_loose = text, 0
+        self.text, self.n_loose, self.n_inside_word = text, 0, 0
         self._cache: dict[str, list[Span]] = {}
 
+    def whole(self, s: Span) -> bool:
+        """``text[s[0]:s[1]]`` does not start or end in the middle of a word."""
+        t = self.text
+        return ((s[0] == 0 or not (_wordy(t[s[0] - 1]) and _wordy(t[s[0]])))
+                and (s[1] == len(t) or not (_wordy(t[s[1] - 1]) and _wordy(t[s[1]]))))
+
     def find(self, needle: str) -> list[Span]:
+        """The occurrences of ``needle``: those of whole words if any, else all of them."""
         if needle not in self._cache:
             occ = [(i, i + len(needle)) for i in find_all(self.text, needle)]
             if not occ and needle.strip():
                 pat = r"\s+".join(re.escape(p) for p in needle.split())
                 occ = [(m.start(), m.end()) for m in re.finditer(pat, self.text)]
-            self._cache[needle] = occ
+            self._cache[needle] = [s for s in occ if self.whole(s)] or occ
         return self._cache[needle]
 
     def at(self, x: Entity | Argument, s: Span | None):
@@ -94,6 +119,7 @@ class _Finder:
             return x
         surface = self.text[s[0]:s[1]]
         self.n_loose += surface != x.text
+        self.n_inside_word += not self.whole(s)
         return replace(x, text=surface, start=s[0], end=s[1])
 
 
@@ -184,7 +210,7 @@ def ground(result: ParseResult, text: str, task: str = "", *, event: Event | Non
                       arguments=tuple(f.at(a, s) for a, s in args))
         (out.unsupported.append(Unsupported(new, missing)) if missing else out.events.append(new))
 
-    out.n_loose = f.n_loose
+    out.n_loose, out.n_inside_word = f.n_loose, f.n_inside_word
     return out
 
 

@@ -13,12 +13,14 @@ tokenizer (characters it cannot write or rewrites), the answer grammar or ground
 
 DIR: a model or tokenizer directory (Flan-T5's, or the stand-in ``python tests/flan_t5_standin.py DIR``
 writes). ``score`` is the lowest of the task's F1 metrics, RC accuracy and the NEG competition score;
-``cut`` is the same score when answers are cut to ``data.max_target_length`` tokens, as training cuts them.
+``cut at N`` is the same score when answers are cut to N tokens (``--cut``; default ``data.max_target_length``),
+as training cuts them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -98,12 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extend-from", choices=("all", "train"), default="all",
                     help="the texts the vocabulary is extended for: every configured set (train, eval, test: "
                          "all a run reads) or the training sets only")
+    ap.add_argument("--cut", type=int, nargs="+", help="answer lengths (tokens) for the `cut at N` columns; "
+                                                       "default: the config's data.max_target_length")
     ap.add_argument("--markdown", help="write the table (and the command) to this file")
     ap.add_argument("--json", help="write the full report to this file")
     a = ap.parse_args(argv)
 
     t0 = time.time()
     cfg = load_config(a.config)
+    cuts = a.cut or [cfg.data.max_target_length]
     templates = load_templates(cfg.data.templates)
     sets = {"train": load_sources(cfg.data.train, where="data.train"),
             "eval": load_sources(cfg.data.eval, where="data.eval"),
@@ -117,86 +122,95 @@ def main(argv: list[str] | None = None) -> int:
           f"{before['chars_unknown']} -> {after['chars_unknown']}, rewritten chars {before['chars_lossy']} -> "
           f"{after['chars_lossy']} of {before['chars_total']} in the texts of the {a.extend_from} sets", flush=True)
 
-    records = []
-    for split, sources in sets.items():
-        for src in sources:
-            records += list(expand_tasks(src.records, cfg.data.tasks))
-    preds, answers, _ = replay(records, tokenizer, templates, max_options=cfg.data.max_options,
-                               option_order=cfg.eval.option_order)
+    records = [r for sources in sets.values() for src in sources for r in expand_tasks(src.records, cfg.data.tasks)]
+    ask = dict(max_options=cfg.data.max_options, option_order=cfg.eval.option_order)
+    preds, answers, _ = replay(records, tokenizer, templates, **ask)
     report = score_all(records, preds)
-    cut_preds, _, over = replay(records, tokenizer, templates, max_options=cfg.data.max_options,
-                                option_order=cfg.eval.option_order, max_target_length=cfg.data.max_target_length)
-    cut_report = score_all(records, cut_preds)
-    n_over = Counter()
-    for i, n in over.items():
-        n_over[(records[i].dataset, records[i].task)] += n
+    cut_reports, n_over = {}, {}
+    for cut in cuts:
+        cut_preds, _, over = replay(records, tokenizer, templates, max_target_length=cut, **ask)
+        cut_reports[cut] = score_all(records, cut_preds)
+        n_over[cut] = Counter()
+        for i, n in over.items():
+            n_over[cut][(records[i].dataset, records[i].task)] += n
 
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault((r.dataset, r.task), []).append(i)
     rows = []
     for s in report.scores:
-        key = (s.dataset, s.task)
-        golds = [r for r in records if (r.dataset, r.task) == key]
-        ps = [p for r, p in zip(records, preds) if (r.dataset, r.task) == key]
-        ans = [x for r, x in zip(records, answers) if (r.dataset, r.task) == key]
+        key, head = (s.dataset, s.task), HEADLINE.get(s.task, "")
         row = {"dataset": s.dataset, "task": s.task, "records": s.n_records, "score": round(ceiling(s), 4),
-               "headline": HEADLINE.get(s.task, ""), "headline_value": round(float(s.values().get(
-                   HEADLINE.get(s.task, ""), float("nan"))), 4),
+               "headline": head, "headline_value": round(float(s.values().get(head, float("nan"))), 4),
                "unsupported": s.n_unsupported, "dropped": dict(s.dropped),
-               "cut": round(ceiling(cut_report.get(*key)), 4), "answers_over_cut": n_over[key]}
+               "cut": {c: round(ceiling(cut_reports[c].get(*key)), 4) for c in cuts},
+               "answers_over_cut": {c: n_over[c][key] for c in cuts}}
         if row["score"] < 1.0:
-            row["examples"] = losses(golds, ps, ans)
+            idx = groups[key]
+            row["examples"] = losses([records[i] for i in idx], [preds[i] for i in idx], [answers[i] for i in idx])
         rows.append(row)
-        print(f"{s.dataset:<22} {s.task:<4} {s.n_records:>6} records  score {row['score']:.4f}  "
-              f"cut at {cfg.data.max_target_length}: {row['cut']:.4f} ({n_over[key]} answers longer)  "
+        cut_text = "  ".join(f"cut at {c}: {row['cut'][c]:.4f} ({row['answers_over_cut'][c]} answers longer)"
+                             for c in cuts)
+        print(f"{s.dataset:<22} {s.task:<4} {s.n_records:>6} records  score {row['score']:.4f}  {cut_text}  "
               f"unsupported {s.n_unsupported}  dropped {dict(s.dropped)}", flush=True)
     for r in rows:
         for ex in r.get("examples", []):
             print(f"  lost in {r['dataset']}/{r['task']}: {json.dumps(ex, ensure_ascii=False)}")
     elapsed = round(time.time() - t0, 1)
     out = {"config": a.config, "tokenizer": a.tokenizer, "extended": spec.extend_vocab, "extend_from": a.extend_from,
-           "tokenizer_len_before": tok_report["base_tokenizer_len"], "tokenizer_len_after": len(tokenizer),
-           "unknown_rate_before": before, "unknown_rate_after": after, "rows": rows, "seconds": elapsed}
+           "cuts": cuts, "tokenizer_len_before": tok_report["base_tokenizer_len"],
+           "tokenizer_len_after": len(tokenizer), "unknown_rate_before": before, "unknown_rate_after": after,
+           "rows": rows, "seconds": elapsed}
     if a.json:
         Path(a.json).write_text(json.dumps(out, ensure_ascii=False, indent=1), encoding="utf-8")
     if a.markdown:
-        Path(a.markdown).write_text(markdown(out, cfg, sys.argv), encoding="utf-8")
+        Path(a.markdown).write_text(markdown(out, cfg.data.max_target_length, ["python", "eval/tokenizer_ceiling.py",
+                                                                               *sys.argv[1:]]), encoding="utf-8")
     print(f"{len(records)} records in {elapsed} s; lowest score {min(r['score'] for r in rows):.4f}")
     return 0 if all(r["score"] == 1.0 for r in rows) else 1
 
 
-def _chars(cs: list[str], n: int = 40) -> str:
-    shown = "".join(cs[:n]).replace("|", "\\|").replace("\\", "\\\\").replace("`", "'")
+def _chars(cs: list[str], n: int = 60) -> str:
+    shown = " ".join(repr(c)[1:-1] for c in cs[:n]).replace("`", "'")
     return f"`{shown}`" + (f" and {len(cs) - n} more" if len(cs) > n else "")
 
 
-def markdown(out: dict, cfg, argv: list[str]) -> str:
+def markdown(out: dict, max_target_length: int, argv: list[str]) -> str:
     b, a = out["unknown_rate_before"], out["unknown_rate_after"]
+    cuts = out["cuts"]
     lines = [
         "# Perfect-model ceiling through the tokenizer",
         "",
-        "Each gold answer of the config's datasets, asked as evaluation asks it, is tokenized by the tokenizer a",
-        "run trains with, filtered as generation filters output ids, decoded, parsed, grounded and scored",
-        "against its gold record: the score of a model that writes exactly the gold answer's tokens.",
+        "Each gold answer of the config's datasets (train, eval and test sets; every task the config trains),",
+        "asked as evaluation asks it (one prompt per option chunk), is tokenized by the tokenizer a run trains",
+        "with, filtered as generation filters a model's output ids, decoded, parsed, grounded and scored against",
+        "its gold record: the score of a model that writes exactly the gold answer's tokens.",
         "`score`: the lowest of the task's F1 metrics (RC: and accuracy; NEG: and the competition score).",
-        f"`cut at {cfg.data.max_target_length}`: the same with answers cut to `data.max_target_length` tokens, "
-        "as training cuts them.",
+        "`cut at N`: the same with every answer cut to N tokens, as training cuts answers at "
+        f"`data.max_target_length` ({max_target_length} here); `longer`: answers over N tokens.",
         "",
         "```",
-        "python " + " ".join(argv),
+        (f"INSTRUCTIE_DATA={os.environ['INSTRUCTIE_DATA']} " if os.environ.get("INSTRUCTIE_DATA") else "")
+        + " ".join(argv),
         "```",
         "",
-        f"Tokenizer: {out['tokenizer_len_before']} tokens, {out['tokenizer_len_after']} after the extension. "
-        f"In the training texts ({b['chars_total']} characters, white space aside): "
-        f"{b['chars_unknown']} <unk> ({b['rate']:.2%}) and {b['chars_lossy']} rewritten ({b['lossy_rate']:.2%}) "
-        f"before; {a['chars_unknown']} and {a['chars_lossy']} after.",
-        f"Rewritten characters kept from the normaliser: {_chars(b['lossy_chars'])}.",
+        f"Tokenizer: {out['tokenizer_len_before']} tokens; {out['tokenizer_len_after']} after the extension "
+        + ("(for the texts of every configured set: train, eval, test). " if out["extend_from"] == "all"
+           else "(for the texts of the training sets). ")
+        + f"In those texts, answers and templates ({b['chars_total']} characters, white space aside): "
+        f"{b['chars_unknown']} map to <unk> ({b['rate']:.2%}) and {b['chars_lossy']} are rewritten by the "
+        f"normaliser ({b['lossy_rate']:.2%}) before the extension; {a['chars_unknown']} and {a['chars_lossy']} after.",
         "",
-        f"| dataset | task | records | score | headline metric | cut at {cfg.data.max_target_length} "
-        "| answers longer than that |",
-        "|---|---|---:|---:|---|---:|---:|",
+        f"Rewritten characters, kept from the normaliser: {_chars(b['lossy_chars'])}.",
+        "",
+        "| dataset | task | records | score | headline metric | "
+        + " | ".join(f"cut at {c} | longer" for c in cuts) + " |",
+        "|---|---|---:|---:|---|" + "---:|---:|" * len(cuts),
     ]
     for r in out["rows"]:
         lines.append(f"| {r['dataset']} | {r['task']} | {r['records']} | {r['score']:.3f} | "
-                     f"{r['headline']} {r['headline_value']:.3f} | {r['cut']:.3f} | {r['answers_over_cut']} |")
+                     f"{r['headline']} {r['headline_value']:.3f} | "
+                     + " | ".join(f"{r['cut'][c]:.3f} | {r['answers_over_cut'][c]}" for c in cuts) + " |")
     lines += ["", f"{sum(r['records'] for r in out['rows'])} records, {out['seconds']} s on CPU.", ""]
     return "\n".join(lines)
 

@@ -24,7 +24,8 @@ EXTRA_IDS = 100
 SPARE_ROWS = 28
 EXCLUDED = set("{}<>~\\")  # characters Flan-T5's vocabulary cannot write
 
-# Plain English besides the fixtures' sentences, so the vocabulary has the pieces of ordinary prose.
+# Plain English besides the fixtures' sentences, so the vocabulary has the pieces of ordinary prose and every
+# printable ASCII character but ``EXCLUDED``, as Flan-T5's has.
 PROSE = """\
 The committee met on Tuesday to discuss the budget for the coming year. Several members said the plan was too
 expensive, while others argued that the investment would pay off within five years. A final vote is expected
@@ -40,6 +41,7 @@ regarded as one of the great works of American literature. She was born in Paris
 later became the first woman to win the prize twice. The museum will reopen in spring with an exhibition of
 paintings, drawings and photographs from private collections. Tickets can be booked online or bought at the door.
 Café owners in Zürich and Köln said the new rules would hurt small businesses; the mayor's office disagreed.
+Really? Yes! "Quoted" words, (brackets) and [lists]: 50% off at $9.99 & more; a+b=c * 2 / 4 | x ^ y @home #1_2.
 """
 
 

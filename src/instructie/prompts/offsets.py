@@ -27,13 +27,19 @@ white space in the span matches any run in the text) is tried and the span's tex
 becomes the source's ``text[start:end]`` (counted in ``n_loose``). No case folding:
 case is part of the copied mention, and folding would inflate string-level scores.
 
-**Whole words first.** In space-delimited text a span is a run of whole words: of the
-occurrences of X, only those not glued to a letter or digit on either side are used
-("German" is the standalone word, not the start of "Germany"; "p" is not the "p" of
-"compute"). Only when X occurs nowhere as whole words are its occurrences inside words
-used, and each span so placed is counted in ``n_inside_word``. Scripts written without
-spaces (Chinese, Japanese, Thai, ...) have no word edges to respect: there every
-occurrence counts as whole.
+**Whole words first.** In space-delimited text a span is a run of whole words. Each
+occurrence of X is ranked by its edges, and only the best-ranked occurrences are used:
+
+1. edges at white space (or the text's ends), punctuation between allowed ("Paris." and
+   "(Paris)" are the word Paris);
+2. edges where punctuation joins another word ("KDP" in "KDP-controlled", "Obama" in
+   "Obama's");
+3. inside a word: glued to a letter or digit ("German" in "Germany", "p" in "compute").
+
+So "Armenia" is the standalone word, not the start of "Armenian" earlier in the sentence.
+A span placed inside a word (X occurs nowhere else) is counted in ``n_inside_word``.
+Scripts written without spaces (Chinese, Japanese, Thai, ...) have no word edges: there
+every occurrence ranks first.
 
 An item with any span not found is *unsupported*: it is returned apart in
 ``Grounded.unsupported`` (its found parts located, the rest ``None``), never silently
@@ -68,7 +74,7 @@ class Grounded:
     labels: list[str] = field(default_factory=list)  # RC / NEG answers, copied as is
     unsupported: list[Unsupported] = field(default_factory=list)
     n_loose: int = 0  # spans found only by the whitespace-insensitive match
-    n_inside_word: int = 0  # spans placed inside a word: their text occurs nowhere as whole words
+    n_inside_word: int = 0  # spans placed inside a word: their text occurs nowhere else
 
     @property
     def n_unsupported(self) -> int:
@@ -92,25 +98,42 @@ def _wordy(ch: str) -> bool:
     return ch.isalnum() and not _UNSPACED.match(ch)
 
 
+def _edge(text: str, inner: int, outer: int, step: int) -> int:
+    """Rank (see the module docstring) of a span edge between ``text[inner]`` (the span's last character on
+    this side) and ``text[outer]`` (the first outside it; ``step`` -1 at the start, +1 at the end)."""
+    if not 0 <= outer < len(text):
+        return 0
+    a, b = text[inner], text[outer]
+    if b.isspace() or _UNSPACED.match(a) or _UNSPACED.match(b):
+        return 0
+    if _wordy(a) and _wordy(b):
+        return 2
+    i = outer
+    while 0 <= i < len(text) and not (text[i].isspace() or _wordy(text[i]) or _UNSPACED.match(text[i])):
+        i += step
+    return 1 if 0 <= i < len(text) and _wordy(text[i]) else 0
+
+
 class _Finder:
     def __init__(self, text: str):
         self.text, self.n_loose, self.n_inside_word = text, 0, 0
         self._cache: dict[str, list[Span]] = {}
 
-    def whole(self, s: Span) -> bool:
-        """``text[s[0]:s[1]]`` does not start or end in the middle of a word."""
-        t = self.text
-        return ((s[0] == 0 or not (_wordy(t[s[0] - 1]) and _wordy(t[s[0]])))
-                and (s[1] == len(t) or not (_wordy(t[s[1] - 1]) and _wordy(t[s[1]]))))
+    def rank(self, s: Span) -> int:
+        """0: whole words; 1: joined to another word by punctuation; 2: inside a word."""
+        if s[1] <= s[0]:
+            return 0
+        return max(_edge(self.text, s[0], s[0] - 1, -1), _edge(self.text, s[1] - 1, s[1], 1))
 
     def find(self, needle: str) -> list[Span]:
-        """The occurrences of ``needle``: those of whole words if any, else all of them."""
+        """The best-ranked occurrences of ``needle``."""
         if needle not in self._cache:
             occ = [(i, i + len(needle)) for i in find_all(self.text, needle)]
             if not occ and needle.strip():
                 pat = r"\s+".join(re.escape(p) for p in needle.split())
                 occ = [(m.start(), m.end()) for m in re.finditer(pat, self.text)]
-            self._cache[needle] = [s for s in occ if self.whole(s)] or occ
+            ranks = [self.rank(s) for s in occ]
+            self._cache[needle] = [s for s, r in zip(occ, ranks) if r == min(ranks)]
         return self._cache[needle]
 
     def at(self, x: Entity | Argument, s: Span | None):
@@ -119,7 +142,7 @@ class _Finder:
             return x
         surface = self.text[s[0]:s[1]]
         self.n_loose += surface != x.text
-        self.n_inside_word += not self.whole(s)
+        self.n_inside_word += self.rank(s) == 2
         return replace(x, text=surface, start=s[0], end=s[1])
 
 

@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                          "all a run reads) or the training sets only")
     ap.add_argument("--cut", type=int, nargs="+", help="answer lengths (tokens) for the `cut at N` columns; "
                                                        "default: the config's data.max_target_length")
+    ap.add_argument("--compare", action="store_true",
+                    help="also score the tokenizer extended for the training sets' texts only, and not extended")
     ap.add_argument("--markdown", help="write the table (and the command) to this file")
     ap.add_argument("--json", help="write the full report to this file")
     a = ap.parse_args(argv)
@@ -126,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     ask = dict(max_options=cfg.data.max_options, option_order=cfg.eval.option_order)
     preds, answers, _ = replay(records, tokenizer, templates, **ask)
     report = score_all(records, preds)
+    others = {}
+    if a.compare:
+        for name, extend in (("train texts only", True), ("no extension", False)):
+            other, _ = load_tokenizer(ModelSpec(name_or_path=a.tokenizer, tokenizer=a.tokenizer, init="pretrained",
+                                                extend_vocab=extend), training_texts(sets["train"], templates))
+            others[name] = score_all(records, replay(records, other, templates, **ask)[0])
     cut_reports, n_over = {}, {}
     for cut in cuts:
         cut_preds, _, over = replay(records, tokenizer, templates, max_target_length=cut, **ask)
@@ -144,13 +152,15 @@ def main(argv: list[str] | None = None) -> int:
                "headline": head, "headline_value": round(float(s.values().get(head, float("nan"))), 4),
                "unsupported": s.n_unsupported, "dropped": dict(s.dropped),
                "cut": {c: round(ceiling(cut_reports[c].get(*key)), 4) for c in cuts},
-               "answers_over_cut": {c: n_over[c][key] for c in cuts}}
+               "answers_over_cut": {c: n_over[c][key] for c in cuts},
+               "compare": {name: round(ceiling(rep.get(*key)), 4) for name, rep in others.items()}}
         if row["score"] < 1.0:
             idx = groups[key]
             row["examples"] = losses([records[i] for i in idx], [preds[i] for i in idx], [answers[i] for i in idx])
         rows.append(row)
         cut_text = "  ".join(f"cut at {c}: {row['cut'][c]:.4f} ({row['answers_over_cut'][c]} answers longer)"
                              for c in cuts)
+        cut_text += "".join(f"  {name}: {v:.4f}" for name, v in row["compare"].items())
         print(f"{s.dataset:<22} {s.task:<4} {s.n_records:>6} records  score {row['score']:.4f}  {cut_text}  "
               f"unsupported {s.n_unsupported}  dropped {dict(s.dropped)}", flush=True)
     for r in rows:
@@ -178,6 +188,7 @@ def _chars(cs: list[str], n: int = 60) -> str:
 def markdown(out: dict, max_target_length: int, argv: list[str]) -> str:
     b, a = out["unknown_rate_before"], out["unknown_rate_after"]
     cuts = out["cuts"]
+    compare = list(out["rows"][0]["compare"]) if out["rows"] else []
     lines = [
         "# Perfect-model ceiling through the tokenizer",
         "",
@@ -187,7 +198,13 @@ def markdown(out: dict, max_target_length: int, argv: list[str]) -> str:
         "its gold record: the score of a model that writes exactly the gold answer's tokens.",
         "`score`: the lowest of the task's F1 metrics (RC: and accuracy; NEG: and the competition score).",
         "`cut at N`: the same with every answer cut to N tokens, as training cuts answers at "
-        f"`data.max_target_length` ({max_target_length} here); `longer`: answers over N tokens.",
+        f"`data.max_target_length` ({max_target_length} here); `longer`: answers over N tokens."
+        + (" `train texts only`: the score with the vocabulary extended for the training sets' texts alone "
+           "(characters first seen in a dev or test text stay unwritable); `no extension`: the checkpoint's "
+           "tokenizer as it is." if compare else ""),
+        "The tokenizer directory is a Flan-T5 checkpoint's or the stand-in `python tests/flan_t5_standin.py DIR` "
+        "writes (T5's SentencePiece unigram model trained on English only: no byte fallback, nmt_nfkc, no CJK "
+        "and none of `{ } < > ~ \\`; T5's special tokens and 100 sentinels).",
         "",
         "```",
         (f"INSTRUCTIE_DATA={os.environ['INSTRUCTIE_DATA']} " if os.environ.get("INSTRUCTIE_DATA") else "")
@@ -204,13 +221,14 @@ def markdown(out: dict, max_target_length: int, argv: list[str]) -> str:
         f"Rewritten characters, kept from the normaliser: {_chars(b['lossy_chars'])}.",
         "",
         "| dataset | task | records | score | headline metric | "
-        + " | ".join(f"cut at {c} | longer" for c in cuts) + " |",
-        "|---|---|---:|---:|---|" + "---:|---:|" * len(cuts),
+        + " | ".join(f"cut at {c} | longer" for c in cuts) + "".join(f" | {n}" for n in compare) + " |",
+        "|---|---|---:|---:|---|" + "---:|---:|" * len(cuts) + "---:|" * len(compare),
     ]
     for r in out["rows"]:
         lines.append(f"| {r['dataset']} | {r['task']} | {r['records']} | {r['score']:.3f} | "
                      f"{r['headline']} {r['headline_value']:.3f} | "
-                     + " | ".join(f"{r['cut'][c]:.3f} | {r['answers_over_cut'][c]}" for c in cuts) + " |")
+                     + " | ".join(f"{r['cut'][c]:.3f} | {r['answers_over_cut'][c]}" for c in cuts)
+                     + "".join(f" | {r['compare'][n]:.3f}" for n in compare) + " |")
     lines += ["", f"{sum(r['records'] for r in out['rows'])} records, {out['seconds']} s on CPU.", ""]
     return "\n".join(lines)
 

@@ -9,7 +9,8 @@ Two starts for the rows of the added characters, each trained the same way (same
   other new row is drawn from the existing rows' mean and spread.
 
 Model: the Flan-T5 stand-in of tests/flan_t5_standin.py (a tiny untied T5, d_model 128), extended for the
-quickstart data (tests/fixtures: CoNLL2003, DuEE, DuIE, financial NEG); AdamW at each --lr, constant, batch 16.
+quickstart data (tests/fixtures: CoNLL2003, DuEE, DuIE, financial NEG); AdamW at each --lr, constant, batch 8,
+sources cut at 128 tokens.
 Reported per start and step: the mean pairwise distance among the rows of the new CJK characters a resize
 places (past the checkpoint's table) over that among existing rows, for the input embedding and the output
 layer (1.0: as spread as the model's own tokens); the mean distance between a kept character's output row and
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--lr", type=float, nargs="+", default=[5e-5, 1e-3])
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-source-length", type=int, default=128)
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
           f"ASCII twin)", flush=True)
 
     insts = make_instances(sources, cfg.data, templates, seed=0)
-    data = tokenize(insts, tok, 256, 64)
+    data = tokenize(insts, tok, a.max_source_length, 64)
     order = list(range(len(data.source_ids)))
     with_kept = [i for i in order if any(t in kept for t in data.target_ids[i])]
     eval_batch = collate(with_kept[:32], data, tok.pad_token_id, 8)
@@ -126,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             model.train()
             opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
             curve = {0: measure(model, tok, resized, ref, kept, eval_batch)}
+            print(f"lr {lr:g} {start:<4} step    0: {json.dumps(curve[0])}", flush=True)
             rng = random.Random(0)
             for step in range(1, a.steps + 1):
-                idx = rng.sample(order, 16)
+                idx = rng.sample(order, a.batch_size)
                 loss = model(**collate(idx, data, tok.pad_token_id, 8)).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -137,9 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 if step % a.every == 0 or step == a.steps:
                     curve[step] = {**measure(model, tok, resized, ref, kept, eval_batch),
                                    "loss": round(loss.item(), 4)}
+                    print(f"lr {lr:g} {start:<4} step {step:>4}: {json.dumps(curve[step])}", flush=True)
             results[f"lr={lr:g} {start}"] = curve
-            for step, m in curve.items():
-                print(f"lr {lr:g} {start:<4} step {step:>4}: {json.dumps(m)}", flush=True)
     out = {"steps": a.steps, "lrs": a.lr, "base_tokenizer_len": base, "tokenizer_len": len(tok),
            "cjk_rows": len(han), "cjk_rows_past_the_table": len(resized), "kept": {tok.convert_ids_to_tokens(k): tok.convert_ids_to_tokens(v)
                                           for k, v in kept.items()},

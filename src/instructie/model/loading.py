@@ -37,9 +37,9 @@ from torch import nn
 from ..core.io import ConfigError
 from .embeddings import init_new_rows, pin_untied_head, share_input_embeddings
 from .hub import hub_error, is_local
+from .tokenizer import load_tokenizer, new_row_sources
 # the tokenizer names training, pretraining and the eval scripts import from here
-from .tokenizer import (EOS, MODEL_MAX_LENGTH, PAD, UNK, extend_tokenizer, load_tokenizer,  # noqa: F401
-                        train_tokenizer, unknown_rate)
+from .tokenizer import EOS, MODEL_MAX_LENGTH, PAD, UNK, extend_tokenizer, train_tokenizer, unknown_rate  # noqa: F401
 
 VOCAB_MULTIPLE = 64  # model embedding rows are padded to this (GPU-friendly matmuls; Flan-T5 has 32128 rows)
 
@@ -100,7 +100,6 @@ def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None 
     if spec.init == "pretrained" and base is not None:
         # Rows past the checkpoint's tokenizer -- Flan-T5's 28 never-trained ones first, then those a resize
         # added -- hold nothing the model learned: new characters start from what they stand for.
-        from .tokenizer import new_row_sources
         report["new_rows"] = init_new_rows(model, base, new_row_sources(tokenizer, base))
     model.train()
 

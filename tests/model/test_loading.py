@@ -1,5 +1,6 @@
-"""modeling.py: random-init T5, trained tokenizer, save/load, offline errors, vocabulary extension.
-CPU only, no network: every model and tokenizer is built here."""
+"""loading.py: random-init T5, trained tokenizer, save/load, offline errors, a pretrained checkpoint (the Flan-T5
+stand-in, tests/flan_t5_standin.py) with its vocabulary extended. CPU only, no network: every model and tokenizer
+is built here. The tokenizer's own tests are in test_tokenizer.py."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from flan_t5_standin import flan_t5_standin  # noqa: F401 (a fixture)
 from instructie.core.io import ConfigError
 from instructie.model.loading import (SIZES, ModelSpec, build_random_t5, count_params, load_model_and_tokenizer,
-                                 load_trained, model_flops_per_token, save_model, unknown_rate)
+                                      load_trained, model_flops_per_token, save_model)
+from instructie.model.tokenizer import unknown_rate
 
 DUIE = Path("/work/shared/data/duie/duie_train.json")
 CONLL = Path("/work/shared/data/ie_instructions/NER/CoNLL2003/train.json")
@@ -187,54 +190,24 @@ def test_offline_missing_hub_id_is_a_clear_config_error(monkeypatch):
         load_model_and_tokenizer(ModelSpec(name_or_path="./no/such/model/dir"))
 
 
-# ------------------------------------------------------------------------------------ unknown chars
-def _t5_like_tokenizer(texts: list[str], extra_ids: int = 3):
-    """An English-only sentencepiece-style Unigram tokenizer shaped like Flan-T5's (Metaspace, </s> appended,
-    sentinel tokens past the model vocab)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tk = Tokenizer(models.Unigram())
-    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tk.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=600, special_tokens=["<pad>", "</s>", "<unk>"],
-                                                          unk_token="<unk>", show_progress=False))
-    vocab = [tuple(v) for v in json.loads(tk.to_str())["model"]["vocab"]]
-    try:
-        from transformers import T5Tokenizer  # the 5.x class AutoTokenizer gives for Flan-T5
-        return T5Tokenizer(vocab=vocab, extra_ids=extra_ids)
-    except TypeError:  # a transformers whose T5Tokenizer takes no vocab list: same pipeline by hand
-        from transformers import PreTrainedTokenizerFast
-
-        tk = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
-        tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                    pre_tokenizers.Metaspace(replacement="▁",
-                                                                             prepend_scheme="always")])
-        tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-        tk.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                          special_tokens=[("</s>", 1)])
-        return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                       additional_special_tokens=[f"<extra_id_{i}>" for i in range(extra_ids)])
-
-
+# ------------------------------------------------------------------------------------ a pretrained checkpoint
 @pytest.fixture(scope="module")
-def flan_like_dir(en, tmp_path_factory):
-    """A saved 'pretrained' checkpoint: untied head (like Flan-T5), English-only T5-style tokenizer."""
-    tok = _t5_like_tokenizer(en)
-    model = build_random_t5("tiny", len(tok), tok)  # rows == len(tok), not padded: like a foreign checkpoint
-    d = tmp_path_factory.mktemp("flan_like")
-    save_model(model, tok, d)
-    return d, model.get_output_embeddings().weight.detach().clone()
+def flan_like_dir(flan_t5_standin):
+    """The stand-in checkpoint (untied head, English-only T5 tokenizer) and its output layer as saved."""
+    from safetensors.torch import load_file
+    return flan_t5_standin, load_file(str(flan_t5_standin / "model.safetensors"))["lm_head.weight"]
 
 
-def test_unknown_rate_extend_vocab_pretrained(flan_like_dir, zh, en):
+def test_extend_vocab_pretrained(flan_like_dir, zh, en):
     d, head_before = flan_like_dir
     texts = zh + en[:200] + ["Peter Blackburn 王小明是人, a=b | c;d \\ e"]
     model, tok, report = load_model_and_tokenizer(ModelSpec(name_or_path=str(d), init="pretrained"), texts)
     before, after = report["unknown_rate_before"], report["unknown_rate_after"]
     assert before["rate"] > 0 and "王" in before["missing_chars"] and "\\" in before["missing_chars"]
-    assert unknown_rate(_t5_like_tokenizer(en), zh)["rate"] > 0.5  # an English vocabulary misses most Chinese
-    assert before["chars_unknown"] == round(before["rate"] * before["chars_total"])
-    assert after["rate"] == 0 and after["missing_chars"] == []
-    assert report["extend_method"] == "unigram_pieces" and len(report["added_chars"]) == len(before["missing_chars"])
+    assert after["rate"] == 0 and after["missing_chars"] == [] and after["lossy_chars"] == []
+    assert report["extend_method"] == "unigram_pieces"
+    assert set(report["added_chars"]) == set(before["missing_chars"]) | set(before["lossy_chars"])
+    assert "unknown chars" in report["summary"] and "rewritten chars" in report["summary"]
 
     rows = model.get_input_embeddings().num_embeddings
     assert len(tok) <= rows < len(tok) + 64 and model.get_output_embeddings().out_features == rows
@@ -242,7 +215,8 @@ def test_unknown_rate_extend_vocab_pretrained(flan_like_dir, zh, en):
     # the checkpoint's separate output layer survived the resize (HF's tie_weights would re-tie it to `shared`)
     head = model.get_output_embeddings().weight
     assert head is not model.get_input_embeddings().weight
-    assert torch.equal(head[: head_before.shape[0]], head_before)
+    n = report["base_tokenizer_len"]
+    assert torch.equal(head[:n], head_before[:n])
     # existing ids unchanged; sentinels keep theirs; no spacing damage around new characters
     from transformers import AutoTokenizer
 
@@ -259,20 +233,12 @@ def test_unknown_rate_extend_vocab_pretrained(flan_like_dir, zh, en):
     assert torch.isfinite(loss)
 
 
-def test_unknown_rate_reports_lossy_chars(en):
-    from tokenizers import normalizers
-
-    tok = _t5_like_tokenizer(en + ["a, b, c"] * 10)
-    tok.backend_tokenizer.normalizer = normalizers.NFKC()  # as T5's nmt_nfkc: fullwidth -> ASCII
-    r = unknown_rate(tok, ["a，b\nc"])
-    assert "，" in r["lossy_chars"] and "\n" in r["lossy_chars"]
-
-
 def test_extend_vocab_off_keeps_tokenizer(flan_like_dir, zh):
     d, _ = flan_like_dir
     model, tok, report = load_model_and_tokenizer(ModelSpec(name_or_path=str(d), extend_vocab=False), zh[:20])
     assert report["unknown_rate_after"]["rate"] > 0 and report["added_chars"] == []
     assert model.get_input_embeddings().num_embeddings >= len(tok)
+    assert unknown_rate(tok, zh)["rate"] > 0.5  # an English vocabulary misses most Chinese
 
 
 # ------------------------------------------------------------------------------------ accounting
@@ -307,7 +273,8 @@ def test_copy_head_on_a_pretrained_checkpoint_keeps_its_weights(flan_like_dir, z
     assert report["unknown_rate_after"]["rate"] == 0
     head = model.get_output_embeddings().weight
     assert head is not model.get_input_embeddings().weight
-    assert torch.equal(head[: head_before.shape[0]], head_before)
+    n = report["base_tokenizer_len"]
+    assert torch.equal(head[:n], head_before[:n])
     with torch.no_grad():
         loss = model(**_batch(tok, texts[:3], ["王小明", "x", "b"])).loss
     assert torch.isfinite(loss)

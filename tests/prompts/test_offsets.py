@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from instructie.prompts.offsets import ground, ground_for
@@ -140,3 +141,88 @@ def test_located_spans_are_exact_slices(text, needles):
     assert len(g.entities) + g.n_unsupported == len(needles)
     for e in g.entities:
         assert text[e.start:e.end] == e.text
+
+
+# ---------------------------------------------------------------- whole words first
+def test_a_whole_word_occurrence_is_preferred_to_one_inside_a_word():
+    text = "Germany beat Italy , and German fans cheered ."
+    g = ground(ParseResult(entities=[Entity("MISC", "German")]), text, "NER")
+    assert spans(g.entities) == [("German", 25, 31)] and g.n_inside_word == 0
+    # the same, in a relation and an event
+    g = ground(parse("German | fan_of | Italy", "RE"), text, "RE")
+    assert (g.relations[0].head.start, g.relations[0].tail.start) == (25, 13)
+    g = ground(parse("cheered | Cheer | agent=German", "EE"), text, "EE")
+    assert g.events[0].arguments[0].start == 25
+
+
+def test_inside_a_word_only_when_the_text_has_it_nowhere_else_and_counted():
+    g = ground(ParseResult(entities=[Entity("MISC", "German")]), "Germany won .", "NER")
+    assert spans(g.entities) == [("German", 0, 6)] and g.n_inside_word == 1
+
+
+def test_crossner_ai_mentions_are_the_standalone_ones():
+    # CrossNER AI dev records 6 and 8: the gold "p", "r" and "word sense" are the standalone mentions, not the
+    # letters of "compute" and "score" or the start of "word senses".
+    text = ("It considers both the precision p and the recall r of the test to compute the score : p is the number "
+            "of correct positive results divided by the number of all positive results returned by the classifier "
+            ", and r is the number of correct positive results divided by the number of all relevant samples .")
+    g = ground(parse("precision | metrics; p | metrics; recall | metrics; r | metrics; p | metrics; r | metrics",
+                     "NER"), text, "NER")
+    got = [(e.text, e.start) for e in g.entities]
+    assert got == [("precision", 22), ("p", 32), ("recall", 42), ("r", 49), ("p", 86), ("r", 209)]
+    assert g.n_inside_word == 0
+    text = ("an unsupervised disambiguation system uses the similarity between word senses in a fixed context window "
+            "to select the most suitable word sense using a pre-trained word embedding model and WordNet .")
+    g = ground(parse("word sense | miscellaneous; word embedding | miscellaneous; WordNet | product", "NER"), text, "NER")
+    assert [(e.text, e.start) for e in g.entities] == [
+        ("word sense", text.index("word sense using")), ("word embedding", text.index("word embedding")),
+        ("WordNet", text.index("WordNet"))]
+    assert text.index("word sense") < text.index("word sense using")
+
+
+def test_punctuation_ranks_between_whole_words_and_inside_a_word():
+    text = "U.N. officials saw KDP-controlled areas and raised KDP flags in Paris. The U.S.-led and U.S. forces ."
+    g = ground(parse("KDP | organization; Paris | location; U.S. | location", "NER"), text, "NER")
+    assert [(e.text, e.start) for e in g.entities] == [("KDP", 51), ("Paris", 64), ("U.S.", 88)]
+    g = ground(parse("KDP | organization", "NER"), "KDP-controlled areas .", "NER")
+    assert spans(g.entities) == [("KDP", 0, 3)] and g.n_inside_word == 0  # joined, not inside a word
+
+
+def test_scripts_without_spaces_have_no_word_edges():
+    text = "北京大学位于北京。"
+    g = ground(parse("北京 | 地点; 北京 | 地点", "NER"), text, "NER")
+    assert [e.start for e in g.entities] == [0, 6] and g.n_inside_word == 0
+
+
+def test_grounded_spans_are_whole_spacy_tokens():
+    """The Extractor's offsets and the spaCy component's (which expands a span to whole tokens) agree."""
+    spacy = pytest.importorskip("spacy")
+    nlp = spacy.blank("en")
+    text = "Germany beat Italy , and German fans cheered in Germany ."
+    doc = nlp(text)
+    g = ground(parse("German | miscellaneous; Germany | location; Germany | location", "NER"), text, "NER")
+    for e in g.entities:
+        strict = doc.char_span(e.start, e.end, alignment_mode="strict")
+        assert strict is not None and strict.text == e.text
+        assert doc.char_span(e.start, e.end, alignment_mode="expand").text == e.text
+
+
+SHARED = Path("/work/shared/data/ie_instructions")
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs the shared data")
+def test_eval_of_the_shared_dev_sets_gold_answers_against_their_gold_is_exactly_one(tmp_path, capsys):
+    from instructie.cli.main import main
+
+    out = tmp_path / "dev.jsonl"
+    assert main(["convert", "--dataset", "ie_instructions", "--input", str(SHARED), "--split", "dev",
+                 "-o", str(out)]) == 0
+    rep = tmp_path / "report.json"
+    assert main(["eval", "--gold", str(out), "--predictions", str(out), "--field", "target", "--json", str(rep)]) == 0
+    capsys.readouterr()
+    scores = json.loads(rep.read_text(encoding="utf-8"))["scores"]
+    assert {s["dataset"] for s in scores} >= {"CrossNER_AI", "CrossNER_literature", "CoNLL2003", "DuEE"}
+    for s in scores:
+        for k, v in s["metrics"].items():
+            if k.endswith("_f1"):
+                assert v == 1.0, (s["dataset"], s["task"], k, v)

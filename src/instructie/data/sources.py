@@ -231,11 +231,18 @@ def collate(batch: list[int], tok: Tokenized, pad_id: int, pad_multiple: int,
 
 
 def training_texts(sources: Iterable[Source], templates: dict[str, list[str]] | None = None) -> Iterable[str]:
-    """Texts a tokenizer is trained on: every text, option and label the model will see, and the
-    instruction ``templates``."""
+    """Texts a tokenizer is trained on, or checked for characters it cannot write: everything the model reads
+    or writes. Every record's text, options and answer (the spans, labels and roles it must write, in the
+    answer grammar with its escapes), the instruction ``templates``, and the grammar's own characters (an
+    escape may be needed by a text that is not in this data). Memory hints are written in the same grammar
+    from the same spans and labels."""
+    from ..prompts.targets import NONE, render, render_items
+
     for src in sources:
         for rec in src.records:
             yield rec.text
             yield " ".join(rec.options)
+            yield render(rec)
     for ts in (templates or {}).values():
         yield from ts
+    yield render_items([("\\;|\n\t\r", NONE)]) + " role=value"

@@ -1,5 +1,6 @@
 """Model and tokenizer: load a pretrained seq2seq model, or build a random-init T5 (with a tokenizer
-trained on the training texts), save/load trained models, count parameters and FLOPs.
+trained on the training texts; tokenizers and their vocabulary extension are in tokenizer.py), save/load
+trained models, count parameters and FLOPs.
 
 transformers 5.x details this module works around (checked in the 5.24 source; 5.17 checked by tests run
 on the GPU image):
@@ -22,9 +23,7 @@ on the GPU image):
 """
 from __future__ import annotations
 
-import collections
 import contextlib
-import json
 import logging
 import math
 import os
@@ -37,11 +36,13 @@ import torch
 from torch import nn
 
 from ..core.io import ConfigError, usual_mode
-from .embeddings import pin_untied_head, share_input_embeddings
+from .embeddings import init_new_rows, pin_untied_head, share_input_embeddings
+from .hub import hub_error, is_local
+from .tokenizer import load_tokenizer, new_row_sources, quiet_length_warning
+# the tokenizer names training, pretraining and the eval scripts import from here
+from .tokenizer import EOS, MODEL_MAX_LENGTH, PAD, UNK, extend_tokenizer, train_tokenizer, unknown_rate  # noqa: F401
 
-PAD, EOS, UNK = "<pad>", "</s>", "<unk>"  # T5 convention: ids 0, 1, 2
 VOCAB_MULTIPLE = 64  # model embedding rows are padded to this (GPU-friendly matmuls; Flan-T5 has 32128 rows)
-MODEL_MAX_LENGTH = 512  # as Flan-T5's tokenizer; only used when a caller truncates without a max_length
 
 # Flan-T5 shapes (gated-GELU FFN, untied head, no output scaling). "tiny" is for tests and CPU quickstarts.
 SIZES: dict[str, dict[str, Any]] = {
@@ -58,7 +59,7 @@ class ModelSpec:
     size: str = "small"  # random init only: "tiny" | "small" | "base"
     tokenizer: str | None = None  # tokenizer dir/hub id; None: the model's (pretrained) or trained (random)
     vocab_size: int = 16000  # for a tokenizer trained from the texts
-    extend_vocab: bool = True  # add characters the tokenizer maps to <unk> (needs train_texts)
+    extend_vocab: bool = True  # add characters the tokenizer maps to <unk> or rewrites (needs train_texts)
     copy_head: bool = False  # add a pointer-generator copy head (copy_head.py); kept when the model has one
 
 
@@ -69,8 +70,9 @@ def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None 
 
     pretrained: ``name_or_path`` (local dir or hub id) with its tokenizer (or ``spec.tokenizer``).
     random: a T5 of ``spec.size``; tokenizer ``spec.tokenizer``, else ``name_or_path``'s, else one trained
-    on ``train_texts``. With ``train_texts`` the tokenizer's unknown-character rate is measured and, with
-    ``extend_vocab``, missing characters are added (embeddings resized)."""
+    on ``train_texts``. With ``train_texts`` the characters the tokenizer maps to <unk> or rewrites are counted
+    and, with ``extend_vocab``, made pieces of their own (tokenizer.py; embeddings resized). A pretrained model's
+    rows past its own tokenizer start from ``embeddings.init_new_rows``."""
     if spec.init not in ("pretrained", "random"):
         raise ConfigError(f"model.init must be 'pretrained' or 'random', got {spec.init!r}")
     if spec.init == "pretrained" and not spec.name_or_path:
@@ -95,6 +97,11 @@ def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None 
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:  # extended vocab, or resuming with an already-extended tokenizer
         resize_embeddings(model, len(tokenizer))
+    base = report.get("base_tokenizer_len")
+    if spec.init == "pretrained" and base is not None:
+        # Rows past the checkpoint's tokenizer -- Flan-T5's 28 never-trained ones first, then those a resize
+        # added -- hold nothing the model learned: new characters start from what they stand for.
+        report["new_rows"] = init_new_rows(model, base, new_row_sources(tokenizer, base))
     model.train()
 
     head = model.get_output_embeddings()
@@ -107,12 +114,20 @@ def load_model_and_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None 
     )
     if head is not None:
         report["lm_head_std"] = float(head.weight.detach().float().std())
-    rate = report.get("unknown_rate_after", {}).get("rate")
     report["summary"] = (f"{report['source']}: {report['params']['total'] / 1e6:.1f}M params, "
-                         f"tokenizer {len(tokenizer)} tokens ({report['tokenizer']})"
-                         + (f", unknown chars {rate:.4%}" if rate is not None else "")
-                         + (f", added {len(report['added_chars'])} chars" if report.get("added_chars") else ""))
+                         f"tokenizer {len(tokenizer)} tokens ({report['tokenizer']})" + _coverage_summary(report))
     return model, tokenizer, report
+
+
+def _coverage_summary(report: dict[str, Any]) -> str:
+    before, after = report.get("unknown_rate_before"), report.get("unknown_rate_after")
+    if before is None or after is None:
+        return ""
+    out = (f", unknown chars {before['rate']:.4%} -> {after['rate']:.4%}, rewritten chars "
+           f"{before['lossy_rate']:.4%} -> {after['lossy_rate']:.4%}")
+    if report.get("added_chars"):
+        out += f" (added {len(report['added_chars'])} chars, {len(report.get('kept_chars', []))} kept from normalising)"
+    return out
 
 
 def build_random_t5(size: str, vocab_rows: int, tokenizer: Any = None, copy_head: bool = False) -> nn.Module:
@@ -176,12 +191,6 @@ def quiet_logs(*fragments: str, loggers: tuple[str, ...] = ("transformers.modeli
             lg.removeFilter(flt)
 
 
-def _is_local(name: str) -> bool:
-    """A path-looking name is never sent to the hub (hub ids are 'name' or 'org/name')."""
-    return (os.path.exists(name) or os.path.isabs(name) or name.startswith((".", "~"))
-            or name.count("/") > 1 or os.sep != "/" and os.sep in name)
-
-
 # what a trained model directory holds (save_model, train): never pickled weights
 MODEL_DIR_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.png"]
 
@@ -191,7 +200,7 @@ def resolve_model_dir(name: str | os.PathLike) -> Path:
     id ('org/name') fetched with ``huggingface_hub.snapshot_download`` (from the local cache when offline).
     Not found either way: a ConfigError saying both."""
     name = os.path.expanduser(str(name))
-    if _is_local(name):
+    if is_local(name):
         return Path(name)
     from huggingface_hub import snapshot_download
 
@@ -204,65 +213,13 @@ def resolve_model_dir(name: str | os.PathLike) -> Path:
                           f"`instructie train` wrote, or a hub id reachable from here") from None
 
 
-def _hub_error(what: str, name: str, err: Exception) -> ConfigError:
-    if _is_local(name):
-        reason = "directory not found" if not os.path.exists(name) else f"{type(err).__name__}: {err}"
-        return ConfigError(f"{what} {name!r} could not be loaded from the local path: {reason}")
-    reason = " ".join(str(err).split())[:400].rstrip(".")
-    return ConfigError(f"{what} {name!r} is not a local directory and could not be loaded from the Hugging "
-                       f"Face hub (offline?): {type(err).__name__}: {reason}. Give a local path or use init: random")
-
-
-def load_tokenizer(spec: ModelSpec, train_texts: Iterable[str] | None = None) -> tuple[Any, dict[str, Any]]:
-    """(tokenizer, report): ``spec.tokenizer``, else ``name_or_path``'s, else one trained on ``train_texts``.
-    With ``train_texts`` the unknown-character rate is measured and, with ``extend_vocab``, missing
-    characters are added -- the tokenizer a run of ``spec`` trains with."""
-    texts = list(train_texts) if train_texts is not None else None
-    report: dict[str, Any] = {}
-    tok_source = spec.tokenizer or spec.name_or_path
-    if tok_source:
-        # errors name the model when its own tokenizer is what failed to load
-        tokenizer = _load_tokenizer(tok_source, "tokenizer" if spec.tokenizer else "model")
-        report["tokenizer"] = tok_source
-    else:
-        if not texts:
-            raise ConfigError("init: random without a tokenizer needs training texts to train one")
-        tokenizer = train_tokenizer(texts, spec.vocab_size)
-        report["tokenizer"] = f"trained byte-level BPE (vocab {len(tokenizer)})"
-    tokenizer.clean_up_tokenization_spaces = False  # why: "lamb ." must decode as "lamb ." to match the source
-
-    # unknown characters, measured (and fixed) before the model is sized
-    if texts:
-        before = unknown_rate(tokenizer, texts)
-        report["unknown_rate_before"] = before
-        report["added_chars"] = []
-        if spec.extend_vocab and before["missing_chars"]:
-            tokenizer, report["extend_method"] = extend_tokenizer(tokenizer, before["missing_chars"])
-            report["added_chars"] = before["missing_chars"]
-            report["unknown_rate_after"] = unknown_rate(tokenizer, texts)
-        else:
-            report["unknown_rate_after"] = before
-    quiet_length_warning(tokenizer)
-    return tokenizer, report
-
-
-def _load_tokenizer(name: str, what: str = "tokenizer") -> Any:
-    from transformers import AutoTokenizer
-
-    name = os.path.expanduser(name)
-    try:
-        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
-    except Exception as err:  # OSError / ValueError / hub errors: all mean "not loadable from here"
-        raise _hub_error(what, name, err) from err
-
-
 def _load_pretrained_model(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
     name = os.path.expanduser(name)
     try:
         # dtype explicit: 5.x defaults to the checkpoint's dtype; training wants fp32 master weights.
         model = _from_pretrained(name, dtype=dtype)
     except Exception as err:
-        raise _hub_error("model", name, err) from err
+        raise hub_error("model", name, err) from err
     pin_untied_head(model)
     return model
 
@@ -331,117 +288,6 @@ def load_trained(path: str | os.PathLike, device: str | torch.device | None = No
     tokenizer.clean_up_tokenization_spaces = False
     quiet_length_warning(tokenizer)
     return model.to(device).eval(), tokenizer
-
-
-def quiet_length_warning(tokenizer: Any) -> None:
-    """Silence transformers' "Token indices sequence length is longer than the specified maximum ... will
-    result in indexing errors": this package measures texts with the tokenizer to cut them itself (windows,
-    prompt budgets, ``cut_ids``), so a long text is never given to the model whole and the warning is wrong.
-    transformers warns once per tokenizer and records that it did: mark it as said."""
-    said = getattr(tokenizer, "deprecation_warnings", None)
-    if isinstance(said, dict):
-        said["sequence-length-is-longer-than-the-specified-maximum"] = True
-
-
-# ---------------------------------------------------------------------------------------------- tokenizers
-# CJK characters become pre-tokens of their own, so a name is tokenized the same inside a sentence and alone
-# in an answer (copying needs that); byte-level BPE then merges each frequent character's UTF-8 bytes.
-# CJK and fullwidth punctuation and curly quotes too: merged with what follows ("）。", "”，") a span
-# ending in one could not be copied (eval/check_constraint.py: 2% of DuEE's gold answers were blocked).
-_CJK = r"[\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303F}\x{FF00}-\x{FFEF}\x{2018}-\x{201F}]"
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 16000) -> Any:
-    """Byte-level BPE trained on ``texts``: no character is ever <unk>, decode(encode(x)) == x (no normalizer:
-    fullwidth punctuation and newlines survive), <pad>=0 </s>=1 <unk>=2, and every encoding ends in </s>."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_CJK), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=[PAD, EOS, UNK],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator((t for t in texts if t), trainer)
-    # Without this post-processor targets never end in </s> and generation never learns to stop.
-    tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}",
-                                                       special_tokens=[(EOS, tok.token_to_id(EOS))])
-    assert (tok.token_to_id(PAD), tok.token_to_id(EOS), tok.token_to_id(UNK)) == (0, 1, 2)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK,
-                                   model_max_length=MODEL_MAX_LENGTH, clean_up_tokenization_spaces=False)
-
-
-def unknown_rate(tokenizer: Any, texts: Iterable[str]) -> dict[str, Any]:
-    """Character-level coverage of ``texts`` (whitespace not counted): ``chars_total``, ``chars_unknown``
-    (occurrences of characters the tokenizer maps to <unk>), ``rate``, ``missing_chars`` (most frequent
-    first) and ``lossy_chars``: characters that are not <unk> but do not survive encode->decode (e.g.
-    T5's NFKC turns fullwidth '，' into ','; T5 drops newlines) -- copied spans containing them cannot match."""
-    counts = collections.Counter()
-    for t in texts:
-        counts.update(t)
-    chars = [c for c in counts if not c.isspace()]
-    unk = tokenizer.unk_token_id
-    missing, lossy = [], []
-    if chars:
-        enc = tokenizer(chars, add_special_tokens=False)["input_ids"]
-        dec = tokenizer.batch_decode(enc, skip_special_tokens=True)
-        for c, ids, back in zip(chars, enc, dec):
-            if unk is not None and unk in ids:
-                missing.append(c)
-            elif back.strip() != c:
-                lossy.append(c)
-    for c in ("\n", "\t"):  # whitespace is structural: only report whether it survives
-        if c in counts and tokenizer.decode(tokenizer(f"a{c}b", add_special_tokens=False)["input_ids"],
-                                            skip_special_tokens=True) != f"a{c}b":
-            lossy.append(c)
-    missing.sort(key=lambda c: -counts[c])
-    lossy.sort(key=lambda c: -counts[c])
-    total = sum(counts[c] for c in chars)
-    n_unk = sum(counts[c] for c in missing)
-    return {"chars_total": total, "chars_unknown": n_unk, "rate": n_unk / total if total else 0.0,
-            "missing_chars": missing, "lossy_chars": lossy}
-
-
-def extend_tokenizer(tokenizer: Any, chars: list[str]) -> tuple[Any, str]:
-    """A tokenizer that also knows ``chars``; returns (tokenizer, method). Existing ids are unchanged.
-
-    Unigram models (T5/mT5 sentencepiece): the characters become ordinary vocabulary pieces, so the
-    Metaspace pre-tokenizer sees them like any other text. ``add_tokens`` instead splits the text around
-    each added token and breaks spacing ("Blackburn 王" decodes as "Blackburn王"). Other models fall back
-    to ``add_tokens``."""
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    backend = tokenizer.backend_tokenizer
-    spec = json.loads(backend.to_str())
-    if spec["model"]["type"] != "Unigram":
-        from tokenizers import AddedToken
-        tokenizer.add_tokens([AddedToken(c, normalized=False) for c in chars])
-        return tokenizer, "add_tokens"
-    norm = backend.normalizer
-    pieces = list(dict.fromkeys(norm.normalize_str(c) if norm is not None else c for c in chars))
-    vocab = spec["model"]["vocab"]
-    known = {p for p, _ in vocab}
-    floor = min(s for _, s in vocab) - 1.0  # a new char competes only with <unk>; keep it below real pieces
-    added = {a["id"]: a["content"] for a in spec["added_tokens"]}
-    # Added tokens (T5's <extra_id_*>) may sit past the model vocab: fill those ids so new pieces follow them.
-    for i in range(len(vocab), max(added, default=-1) + 1):
-        vocab.append([added.get(i, f"<unused_{i}>"), floor - 10.0])
-    vocab.extend([p, floor] for p in pieces if p not in known and p.strip())
-    new = Tokenizer.from_str(json.dumps(spec))
-    special = {k: getattr(tokenizer, k) for k in ("pad_token", "eos_token", "unk_token", "bos_token",
-                                                  "sep_token", "cls_token", "mask_token")
-               if getattr(tokenizer, k, None) is not None}
-    extra = getattr(tokenizer, "extra_special_tokens", None) or getattr(tokenizer, "additional_special_tokens", None)
-    if isinstance(extra, (list, tuple)) and extra:  # T5's sentinels; 5.x maps this kwarg to extra_special_tokens
-        special["additional_special_tokens"] = [str(t) for t in extra]
-    # A plain fast tokenizer: tokenizer.json is then saved and loaded verbatim (a T5Tokenizer rebuilds parts).
-    out = PreTrainedTokenizerFast(tokenizer_object=new, model_max_length=tokenizer.model_max_length,
-                                  clean_up_tokenization_spaces=False, **special)
-    return out, "unigram_pieces"
 
 
 # ---------------------------------------------------------------------------------------------- accounting

@@ -27,6 +27,20 @@ white space in the span matches any run in the text) is tried and the span's tex
 becomes the source's ``text[start:end]`` (counted in ``n_loose``). No case folding:
 case is part of the copied mention, and folding would inflate string-level scores.
 
+**Whole words first.** In space-delimited text a span is a run of whole words. Each
+occurrence of X is ranked by its edges, and only the best-ranked occurrences are used:
+
+1. edges at white space (or the text's ends), punctuation between allowed ("Paris." and
+   "(Paris)" are the word Paris);
+2. edges where punctuation joins another word ("KDP" in "KDP-controlled", "Obama" in
+   "Obama's");
+3. inside a word: glued to a letter or digit ("German" in "Germany", "p" in "compute").
+
+So "Armenia" is the standalone word, not the start of "Armenian" earlier in the sentence.
+A span placed inside a word (X occurs nowhere else) is counted in ``n_inside_word``.
+Scripts written without spaces (Chinese, Japanese, Thai, ...) have no word edges: there
+every occurrence ranks first.
+
 An item with any span not found is *unsupported*: it is returned apart in
 ``Grounded.unsupported`` (its found parts located, the rest ``None``), never silently
 dropped. Scorers should still count it (``Prediction.from_grounded``): it can then
@@ -60,6 +74,7 @@ class Grounded:
     labels: list[str] = field(default_factory=list)  # RC / NEG answers, copied as is
     unsupported: list[Unsupported] = field(default_factory=list)
     n_loose: int = 0  # spans found only by the whitespace-insensitive match
+    n_inside_word: int = 0  # spans placed inside a word: their text occurs nowhere else
     # every item in the order given, each as (kind, its index among the given items of its kind, the item
     # as located, the parts not found): lets a caller carry per-item values (confidences) through grounding
     placed: list[tuple[str, int, Item, tuple[str, ...]]] = field(default_factory=list)
@@ -77,18 +92,51 @@ def _overlaps(a: Span, b: Span) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+# Letters and digits of scripts written without spaces between words: no word edges there.
+_UNSPACED = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\ua4cf\uf900-\ufaff"
+                       "\uff00-\uffef\U00020000-\U0003ffff]")
+
+
+def _wordy(ch: str) -> bool:
+    return ch.isalnum() and not _UNSPACED.match(ch)
+
+
+def _edge(text: str, inner: int, outer: int, step: int) -> int:
+    """Rank (see the module docstring) of a span edge between ``text[inner]`` (the span's last character on
+    this side) and ``text[outer]`` (the first outside it; ``step`` -1 at the start, +1 at the end)."""
+    if not 0 <= outer < len(text):
+        return 0
+    a, b = text[inner], text[outer]
+    if b.isspace() or _UNSPACED.match(a) or _UNSPACED.match(b):
+        return 0
+    if _wordy(a) and _wordy(b):
+        return 2
+    i = outer
+    while 0 <= i < len(text) and not (text[i].isspace() or _wordy(text[i]) or _UNSPACED.match(text[i])):
+        i += step
+    return 1 if 0 <= i < len(text) and _wordy(text[i]) else 0
+
+
 class _Finder:
     def __init__(self, text: str):
-        self.text, self.n_loose = text, 0
+        self.text, self.n_loose, self.n_inside_word = text, 0, 0
         self._cache: dict[str, list[Span]] = {}
 
+    def rank(self, s: Span) -> int:
+        """0: whole words; 1: joined to another word by punctuation; 2: inside a word."""
+        if s[1] <= s[0]:
+            return 0
+        return max(_edge(self.text, s[0], s[0] - 1, -1), _edge(self.text, s[1] - 1, s[1], 1))
+
     def find(self, needle: str) -> list[Span]:
+        """The best-ranked occurrences of ``needle``."""
         if needle not in self._cache:
             occ = [(i, i + len(needle)) for i in find_all(self.text, needle)]
             if not occ and needle.strip():
                 pat = r"\s+".join(re.escape(p) for p in needle.split())
                 occ = [(m.start(), m.end()) for m in re.finditer(pat, self.text)]
-            self._cache[needle] = occ
+            ranks = [self.rank(s) for s in occ]
+            self._cache[needle] = [s for s, r in zip(occ, ranks) if r == min(ranks)]
         return self._cache[needle]
 
     def at(self, x: Entity | Argument, s: Span | None):
@@ -97,6 +145,7 @@ class _Finder:
             return x
         surface = self.text[s[0]:s[1]]
         self.n_loose += surface != x.text
+        self.n_inside_word += self.rank(s) == 2
         return replace(x, text=surface, start=s[0], end=s[1])
 
 
@@ -191,7 +240,7 @@ def ground(result: ParseResult, text: str, task: str = "", *, event: Event | Non
         (out.unsupported.append(Unsupported(new, missing)) if missing else out.events.append(new))
         out.placed.append(("event", k, new, missing))
 
-    out.n_loose = f.n_loose
+    out.n_loose, out.n_inside_word = f.n_loose, f.n_inside_word
     return out
 
 

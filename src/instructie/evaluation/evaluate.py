@@ -13,6 +13,7 @@ from typing import Sequence
 
 from ..core.io import InputError, SkipCounter, iter_jsonl
 from ..core.records import MAIN_TASKS, Entity, Event, Record, Relation, item_spans
+from ..model.tokenizer import UnrepresentableChars
 from ..inference.predict import Answer, Decoding, generate_for, read_answer, record_prompts
 from ..prompts.offsets import ground_for
 from ..prompts.targets import ParseResult, parse
@@ -126,6 +127,8 @@ def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: di
     results = predict(model, tokenizer, records, templates, decoding, max_options=cfg.data.max_options,
                       option_order=cfg.eval.option_order, hints=hints, floors=floors)
     gen_s = round(time.time() - t0, 2)
+    chars = UnrepresentableChars(tokenizer) if tokenizer is not None else None
+    n_unrepresentable = sum(chars.count(r.text) for r in records) if chars is not None else 0
     reports = []
     for floor, (preds, raw) in zip(floors, results):
         report = score_all(records, preds)
@@ -134,6 +137,10 @@ def evaluate_records(model, tokenizer, records: list[Record], cfg, templates: di
                "records": len(records), "generation_s": gen_s, "unhinted_floor": used,
                "unsupported_rate": round(unsupported_rate(preds), 4),
                "examples": [{"id": r.id, "task": r.task, "answer": a} for r, a in list(zip(records, raw))[:5]]}
+        if n_unrepresentable:  # what the model read of them is not the text: spans holding them cannot be found
+            out["unrepresentable_chars"] = n_unrepresentable
+            out["table"] += (f"\n{n_unrepresentable} characters of the texts are ones the model's tokenizer cannot "
+                             f"represent")
         if keep_predictions:
             out["predictions"] = prediction_rows(records, preds, raw)
         reports.append(out)

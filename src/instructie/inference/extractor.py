@@ -16,6 +16,8 @@ the rest ``None``).
 """
 from __future__ import annotations
 
+import logging
+
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -25,8 +27,11 @@ from ..core.records import Entity, Event, Record, Relation, detect_language, uni
 from ..hints.memory import HINT_TASKS
 from ..hints.plugin import Hints, HintSettings, hint_budget
 from ..model.card import ModelCard
+from ..model.tokenizer import MOSTLY_UNREPRESENTABLE, UnrepresentableChars
 from ..prompts.instructions import asked_order, build_source, option_chunks
 from .predict import Decoding, Prompt, answer_prompts, make_prompt
+
+log = logging.getLogger("instructie")
 
 EXTRACT_TASKS = ("NER", "RE", "EE")
 
@@ -119,6 +124,7 @@ class Extractor:
         # A model trained with memory hints is always asked with one (hints.Hints); the hint line gets at most
         # this many tokens of the prompt.
         self.hints = hints
+        self._chars, self._warned = None, [False]  # characters the tokenizer cannot represent, counted lazily
         if hints is not None and hints.budget is None:
             hints.budget = hint_budget(self.max_source_length)
 
@@ -301,6 +307,13 @@ class Extractor:
             return None
         return Hints(self.hints.memory, settings, self.hints.budget)
 
+    def _count_unrepresentable(self, docs: list[Document]) -> None:
+        """Each document's characters the tokenizer cannot represent (``stats["unrepresentable_chars"]``); a
+        warning, once per extractor, for a document that is mostly such characters."""
+        if self._chars is None:
+            self._chars = UnrepresentableChars(self.tokenizer)
+        _count_unrepresentable_in(self._chars, docs, self._warned)
+
     def default_tasks(self) -> list[str]:
         return [t for t in self.card.tasks if t in EXTRACT_TASKS] or ["NER"]
 
@@ -373,6 +386,7 @@ class Extractor:
     def _extract_chunk(self, chunk, tasks, schema, language, decoding: Decoding, hints, keep_unsupported,
                        progress) -> Iterator[Document]:
         docs, seg_of, planned = self._plan(chunk, tasks, schema, language, hints)
+        self._count_unrepresentable(docs)
         answers = answer_prompts(self.model, self.tokenizer, [p for _, _, p in planned], decoding, hints, progress)
         found: dict[int, dict] = {i: {} for i in range(len(docs))}
         for (i, seg, prompt), ans in zip(planned, answers):
@@ -399,6 +413,18 @@ class Extractor:
             d.stats["segments"] = len(seg_of.get(i, []))
             d.stats["windows"] = sum(1 for s in seg_of.get(i, []) if s.window_index > 0)
             yield d
+
+
+def _count_unrepresentable_in(counter, docs, warned: list[bool]) -> None:
+    for d in docs:
+        n, total = counter.counts(d.text)
+        if n:
+            d.stats["unrepresentable_chars"] = n
+        if not warned[0] and total and n > MOSTLY_UNREPRESENTABLE * total:
+            warned[0] = True
+            log.warning(f"document {d.id!r}: {n} of its {total} characters are ones this model's tokenizer cannot "
+                        f"represent (a language or script it was not trained on?); its items will be few or wrong. "
+                        f"Each document's count is in its stats (unrepresentable_chars).")
 
 
 def _keep_found(store: dict, item, conf: float, offset: int) -> None:

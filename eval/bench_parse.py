@@ -25,13 +25,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.core.records import TASKS, Record  # noqa: E402
-from instructie.evaluation.scoring import Prediction, score_all  # noqa: E402
-from instructie.prompts.instructions import expand_tasks  # noqa: E402
-from instructie.prompts.offsets import ground_for  # noqa: E402
-from instructie.prompts.targets import ITEM_SEP, parse, render  # noqa: E402
+from instructie.core.records import TASKS, Record
+from instructie.evaluation.scoring import Prediction, score_all
+from instructie.prompts.instructions import expand_tasks
+from instructie.prompts.offsets import ground_for
+from instructie.prompts.targets import ITEM_SEP, parse, render
 
 FIX = ROOT / "tests" / "fixtures"
 

@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from instructie.config import load_config  # noqa: E402
-from instructie.data.sources import load_sources  # noqa: E402
-from instructie.hints.memory import training_memory  # noqa: E402
-from instructie.evaluation.evaluate import scored_records  # noqa: E402
-from instructie.core.io import iter_jsonl, write_json  # noqa: E402
-from instructie.core.records import Record  # noqa: E402
+from instructie.config import load_config
+from instructie.data.sources import load_sources
+from instructie.hints.memory import training_memory
+from instructie.evaluation.evaluate import scored_records
+from instructie.core.io import iter_jsonl, write_json
+from instructie.core.records import Record
 
 
 def item_keys(record: Record) -> set[tuple]:

@@ -26,16 +26,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from instructie.config import load_config  # noqa: E402
-from instructie.data.sources import cut_ids, load_sources, training_texts  # noqa: E402
-from instructie.decoding.generation import Generated  # noqa: E402
-from instructie.evaluation.evaluate import predictions_from, prompts_for  # noqa: E402
-from instructie.evaluation.scoring import HEADLINE, score_all  # noqa: E402
-from instructie.model.loading import ModelSpec, load_tokenizer  # noqa: E402
-from instructie.prompts.instructions import expand_tasks, load_templates, restrict  # noqa: E402
-from instructie.prompts.targets import render  # noqa: E402
+from instructie.config import load_config
+from instructie.data.sources import cut_ids, load_sources, training_texts
+from instructie.decoding.generation import Generated
+from instructie.evaluation.evaluate import predictions_from, prompts_for
+from instructie.evaluation.scoring import HEADLINE, score_all
+from instructie.model.loading import ModelSpec, load_tokenizer
+from instructie.prompts.instructions import expand_tasks, load_templates, restrict
+from instructie.prompts.targets import render
 
 
 def kept_ids(ids: list[int], special: set[int], eos: int | None, pad: int | None) -> list[int]:

@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     t0 = time.time()
+    torch.set_num_threads(1)  # a tiny model: more threads only contend
     cfg = load_config(ROOT / "configs" / "quickstart.yaml")
     for ds in cfg.data.train:
         ds.path = str(ROOT / ds.path)
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 if step % a.every == 0 or step == a.steps:
                     curve[step] = {**measure(model, tok, resized, ref, kept, eval_batch),
                                    "loss": round(loss.item(), 4)}
-                    print(f"lr {lr:g} {start:<4} step {step:>4}: {json.dumps(curve[step])}", flush=True)
+                    print(f"lr {lr:g} {start:<4} step {step:>4}: {json.dumps(curve[step])} "
+                          f"({time.time() - t0:.0f} s)", flush=True)
             results[f"lr={lr:g} {start}"] = curve
     out = {"steps": a.steps, "lrs": a.lr, "base_tokenizer_len": base, "tokenizer_len": len(tok),
            "cjk_rows": len(han), "cjk_rows_past_the_table": len(resized), "kept": {tok.convert_ids_to_tokens(k): tok.convert_ids_to_tokens(v)

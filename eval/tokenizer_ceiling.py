@@ -30,7 +30,8 @@ from pathlib import Path
 from instructie.config import load_config
 from instructie.data.sources import cut_ids, load_sources, training_texts
 from instructie.decoding.generation import Generated
-from instructie.evaluation.evaluate import predictions_from, prompts_for
+from instructie.evaluation.evaluate import pool, record_roles
+from instructie.inference.predict import Decoding, read_answer, record_prompts
 from instructie.evaluation.scoring import HEADLINE, score_all
 from instructie.model.loading import ModelSpec, load_tokenizer
 from instructie.prompts.instructions import expand_tasks, load_templates, restrict
@@ -52,22 +53,24 @@ def kept_ids(ids: list[int], special: set[int], eos: int | None, pad: int | None
 
 def replay(records, tokenizer, templates: dict, *, max_options: int | None, option_order: str = "schema",
            max_target_length: int | None = None):
-    """(predictions, answers, over): ``evaluate.predictions_from`` for a model that writes each prompt's gold
+    """(predictions, answers, over): the prediction path's reading of a model that writes each prompt's gold
     answer token for token (cut to ``max_target_length`` tokens when given); ``over``: record index -> its
     answers longer than that."""
     special, eos, pad = set(tokenizer.all_special_ids), tokenizer.eos_token_id, tokenizer.pad_token_id
-    plan = [(i, opts, src, render(restrict(rec, opts))) for i, rec in enumerate(records)
-            for opts, src in prompts_for(rec, templates, max_options, None, option_order)]
-    ids = tokenizer([p[3] for p in plan], add_special_tokens=True, verbose=False)["input_ids"]
+    plan = [(i, p, render(restrict(rec, list(p.options)))) for i, rec in enumerate(records)
+            for p in record_prompts(rec, templates, max_options, option_order)]
+    ids = tokenizer([p[2] for p in plan], add_special_tokens=True, verbose=False)["input_ids"]
     over: Counter = Counter()
     if max_target_length:
         ids, cut = cut_ids(ids, max_target_length, eos)
         over.update(p[0] for p, c in zip(plan, cut) if c)
     toks = [kept_ids(x, special, eos, pad) for x in ids]
     texts = tokenizer.batch_decode(toks, skip_special_tokens=True)
-    answers = [(i, opts, src, Generated(text, t, [0.0] * len(t)))
-               for (i, opts, src, _), text, t in zip(plan, texts, toks)]
-    preds, raw = predictions_from(records, answers, tokenizer)
+    # read as the prediction path reads a model's answer (parse item by item, ground, score)
+    decoding = Decoding(roles=record_roles(records))
+    answers = [read_answer(prompt, Generated(text, t, [0.0] * len(t)), tokenizer, decoding)
+               for (_, prompt, _), text, t in zip(plan, texts, toks)]
+    preds, raw = pool(records, [i for i, _, _ in plan], answers)
     return preds, raw, over
 
 

@@ -31,7 +31,7 @@ from instructie.core.io import write_json  # noqa: E402
 from instructie.prompts.instructions import load_templates  # noqa: E402
 from instructie.model.loading import ModelSpec, load_tokenizer  # noqa: E402
 from instructie.core.records import MAIN_TASKS  # noqa: E402
-from instructie.training.finetune import micro_batches  # noqa: E402
+from instructie.training.loop import micro_batches  # noqa: E402
 
 
 def percentile(xs: list[int], q: float) -> int:

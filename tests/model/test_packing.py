@@ -99,17 +99,22 @@ def test_the_relative_position_bias_restarts_in_every_segment():
         assert (packed[0, :, :5, 5:56] < -1e30).all() and (packed[0, :, 5:45, 45:56] < -1e30).all()
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # on a GPU: its attention kernels too
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("copy_head", [False, True])
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_a_packed_batch_has_the_loss_and_gradients_of_its_examples_unpacked(copy_head, attention):
+def test_a_packed_batch_has_the_loss_and_gradients_of_its_examples_unpacked(copy_head, attention, device):
     torch.manual_seed(0)
-    model = build_random_t5("tiny", VOCAB, copy_head=copy_head)
+    model = build_random_t5("tiny", VOCAB, copy_head=copy_head).to(device)
     model.eval()  # no dropout: both passes must see the same network
     srcs, tgts = examples(9)
     rows = pack_rows([len(s) for s in srcs], [len(t) for t in tgts], 64, 20, random.Random(0))
     assert max(len(r) for r in rows) >= 3 and len(rows) < 9  # several examples share a row
     packed = collate_packed(rows, srcs, tgts, 64, 20, pad_id=0, decoder_start_id=0)
     plain = collate(list(range(9)), Tokenized(srcs, tgts, 0, 0), pad_id=0, pad_multiple=1)
+    packed, plain = ({k: v.to(device) for k, v in b.items()} for b in (packed, plain))
     wrapper = PackedSeq2Seq(model, attention=attention)
 
     loss_plain, grads_plain = run(model, lambda: model(**plain).loss)

@@ -32,15 +32,22 @@ ATTENTION = ("sdpa", "eager")
 class PackedSeq2Seq(nn.Module):
     """``forward(input_ids, source_segments, labels, decoder_input_ids, target_segments)`` -> an output whose
     ``loss`` is the batch's mean token loss. Its state dict is the wrapped model's (checkpoints are the same
-    whether a run packs or not)."""
+    whether a run packs or not).
 
-    def __init__(self, model: nn.Module, attention: str = "sdpa", checkpointing: bool = False):
+    ``compile``: each T5 block and the loss are compiled on their own (regional compilation): the blocks of a
+    stack share one compiled graph, so compiling costs one encoder block, one decoder block and the loss,
+    whatever the depth of the model, and packed rows give them one shape."""
+
+    def __init__(self, model: nn.Module, attention: str = "sdpa", checkpointing: bool = False,
+                 compile: bool = False):
         super().__init__()
         if attention not in ATTENTION:
             raise ValueError(f"attention must be one of {ATTENTION}, got {attention!r}")
         self.model = model
         self.attention = attention
         self.checkpointing = checkpointing
+        self._block = torch.compile(_block, dynamic=False) if compile else _block
+        self._loss = torch.compile(_loss, dynamic=False) if compile else _loss
         self.train(model.training)
 
     # the wrapped model's weights, under its own names
@@ -56,14 +63,7 @@ class PackedSeq2Seq(nn.Module):
         m = self.model
         enc = self._stack(m.encoder, input_ids, source_segments)
         dec = self._stack(m.decoder, decoder_input_ids, target_segments, enc, source_segments)
-        seq = dec * (m.config.d_model ** -0.5) if _scales_decoder_output(m.config) else dec
-        logits = m.lm_head(seq)
-        if getattr(m.config, "copy_head", False):
-            log_p = m.mix(logits, dec, enc, input_ids, None, decoder_input_ids,
-                          source_segments=source_segments, target_segments=target_segments)
-            loss = F.nll_loss(log_p.reshape(-1, log_p.size(-1)), labels.reshape(-1), ignore_index=-100)
-        else:
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+        loss = self._loss(m, dec, enc, input_ids, labels, decoder_input_ids, source_segments, target_segments)
         return Seq2SeqLMOutput(loss=loss)
 
     def _stack(self, stack, ids, segments, enc=None, enc_segments=None):
@@ -73,36 +73,49 @@ class PackedSeq2Seq(nn.Module):
         self_bias = _self_bias(stack.block[0].layer[0].SelfAttention, segments, causal=decoder, dtype=h.dtype)
         cross_bias = _mask_bias(segments, enc_segments, h.dtype) if decoder else None
         for block in stack.block:
+            args = (block, h, self_bias, enc, cross_bias, self.attention)
             if self.checkpointing and torch.is_grad_enabled():
-                h = checkpoint(self._block, block, h, self_bias, enc, cross_bias, use_reentrant=False)
+                h = checkpoint(self._block, *args, use_reentrant=False)
             else:
-                h = self._block(block, h, self_bias, enc, cross_bias)
+                h = self._block(*args)
         return stack.dropout(stack.final_layer_norm(h))
 
-    def _block(self, block, h, self_bias, enc, cross_bias):
-        sa = block.layer[0]
-        x = sa.layer_norm(h)
-        h = h + sa.dropout(self._attend(sa.SelfAttention, x, x, self_bias))
-        if enc is not None:
-            ca = block.layer[1]
-            h = h + ca.dropout(self._attend(ca.EncDecAttention, ca.layer_norm(h), enc, cross_bias))
-        return block.layer[-1](h)  # T5LayerFF: norm, feed-forward, dropout, residual
 
-    def _attend(self, attn, x, kv, bias):
-        b, n, _ = x.shape
-        heads, d = attn.n_heads, attn.key_value_proj_dim
-        q = attn.q(x).view(b, n, heads, d).transpose(1, 2)
-        k = attn.k(kv).view(b, kv.shape[1], heads, d).transpose(1, 2)
-        v = attn.v(kv).view(b, kv.shape[1], heads, d).transpose(1, 2)
-        p = attn.dropout if attn.training else 0.0
-        bias = bias.to(q.dtype)
-        if self.attention == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, scale=1.0)
-        else:
-            scores = torch.matmul(q, k.transpose(-1, -2)).float() + bias.float()
-            weights = F.dropout(torch.softmax(scores, dim=-1).to(q.dtype), p=p)
-            out = torch.matmul(weights, v)
-        return attn.o(out.transpose(1, 2).reshape(b, n, heads * d))
+def _block(block, h, self_bias, enc, cross_bias, attention: str):
+    """One T5 block over packed rows (a decoder block when ``enc`` is given)."""
+    sa = block.layer[0]
+    x = sa.layer_norm(h)
+    h = h + sa.dropout(_attend(sa.SelfAttention, x, x, self_bias, attention))
+    if enc is not None:
+        ca = block.layer[1]
+        h = h + ca.dropout(_attend(ca.EncDecAttention, ca.layer_norm(h), enc, cross_bias, attention))
+    return block.layer[-1](h)  # T5LayerFF: norm, feed-forward, dropout, residual
+
+
+def _attend(attn, x, kv, bias, attention: str):
+    b, n, _ = x.shape
+    heads, d = attn.n_heads, attn.key_value_proj_dim
+    q = attn.q(x).view(b, n, heads, d).transpose(1, 2)
+    k = attn.k(kv).view(b, kv.shape[1], heads, d).transpose(1, 2)
+    v = attn.v(kv).view(b, kv.shape[1], heads, d).transpose(1, 2)
+    p = attn.dropout if attn.training else 0.0
+    if attention == "sdpa":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
+    else:
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() + bias.float()
+        out = torch.matmul(F.dropout(torch.softmax(scores, dim=-1).to(q.dtype), p=p), v)
+    return attn.o(out.transpose(1, 2).reshape(b, n, heads * d))
+
+
+def _loss(model, dec, enc, input_ids, labels, decoder_input_ids, source_segments, target_segments):
+    """Mean token loss of the batch: lm_head (and the copy head's mixture) over the decoder's states."""
+    seq = dec * (model.config.d_model ** -0.5) if _scales_decoder_output(model.config) else dec
+    logits = model.lm_head(seq)
+    if getattr(model.config, "copy_head", False):
+        log_p = model.mix(logits, dec, enc, input_ids, None, decoder_input_ids, source_segments=source_segments,
+                          target_segments=target_segments)
+        return F.nll_loss(log_p.reshape(-1, log_p.size(-1)), labels.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
 
 
 def _scales_decoder_output(config) -> bool:

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import time
 from pathlib import Path
 
 from .._version import __version__
 from ..config import RunConfig
 from ..core.io import ConfigError, write_json, write_jsonl
+from ..data.packing import collate_packed, fill, pack_rows
 from ..data.sources import Source, build_epoch, collate, epoch_batches, load_sources, seq_lengths, training_texts
 from ..hints.memory import training_memory
 from ..model.loading import ModelSpec, load_model_and_tokenizer, save_model
 from ..prompts.instructions import load_templates
 from .checkpoint import (check_output_dir, check_same_model, find_resume, resume_epoch, write_run_files)
 from .logs import log, plot_history
-from .loop import Epoch, make_accelerator, run_loop
+from .loop import Epoch, make_accelerator, run_loop, trained_model
 from .prefetch import EpochPrefetcher
 
 
@@ -69,13 +71,13 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     epochs = InstructionEpochs(cfg, train_sources, templates, fold_memory, tokenizer, accelerator.num_processes,
                                resume_epoch(resume_from), main)
     if main:
-        log(f"{epochs.n_instances} training instances/epoch, {epochs.steps_per_epoch} steps/epoch, "
+        log(f"{epochs.n_instances} training instances/epoch{epochs.rows_note}, {epochs.steps_per_epoch} steps/epoch, "
             f"{epochs.total_steps} steps, precision {precision}, {accelerator.num_processes} process(es)")
 
     def evaluate(model, sources: list[Source], name: str) -> dict:
         from ..evaluation.evaluate import evaluate_sources  # looked up per call: tests replace it
 
-        unwrapped = accelerator.unwrap_model(model)
+        unwrapped = trained_model(accelerator, model)
         unwrapped.eval()
         rep = evaluate_sources(unwrapped, tokenizer, sources, cfg, templates, limit=(
             cfg.data.max_eval_records if name == "dev" else None), memory=memory, keep_predictions=name == "test")
@@ -108,7 +110,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
 
     # 6. the model directory
     if main:
-        save_model(accelerator.unwrap_model(model), tokenizer, out)
+        save_model(trained_model(accelerator, model), tokenizer, out)
         write_json(out / "instructie.json", model_card(cfg, templates, train_sources, state))
         write_json(out / "metrics.json", {"step": state["step"], "train_time_s": state["train_time_s"],
                                           "examples": state["examples"], "target_tokens": state["target_tokens"],
@@ -123,8 +125,9 @@ class InstructionEpochs:
     """The training epochs of instruction instances: ``make(epoch)`` gives the loop one epoch of batches.
 
     Each epoch re-samples the instances (options, templates, memory hints, mention replacement), seeded by
-    (seed, epoch), and tokenizes them. A probe epoch, built first, sizes the run; an epoch slow to build is built
-    in a background process while the one before trains (prefetch.py)."""
+    (seed, epoch), and tokenizes them; batches are length-grouped examples, or, with ``train.packing``, packed
+    rows (data/packing.py). A probe epoch, built first, sizes the run; an epoch slow to build is built in a
+    background process while the one before trains (prefetch.py)."""
 
     def __init__(self, cfg: RunConfig, sources: list[Source], templates: dict, memory, tokenizer, n_proc: int,
                  resume_epoch: int, main: bool):
@@ -139,7 +142,19 @@ class InstructionEpochs:
         probe = self._build(probe_epoch)
         build_s = time.time() - build_s
         self.n_instances = len(probe.source_ids)
-        self.batches_per_epoch = math.ceil(self.n_instances / (t.batch_size * n_proc))
+        self.rows_note = ""
+        items = self.n_instances
+        if t.packing:  # the loop's items are rows
+            self.row_shape = (t.pack_source_length or self.data.max_source_length,
+                              t.pack_target_length or self.data.max_target_length)
+            rows = self._rows(probe, probe_epoch)
+            items = len(rows)
+            src_fill, tgt_fill = fill(rows, seq_lengths(probe.source_ids), seq_lengths(probe.target_ids),
+                                      *self.row_shape)
+            self.rows_note = (f" in {items} packed rows of {self.row_shape[0]}/{self.row_shape[1]} source/target "
+                              f"tokens ({src_fill:.0%}/{tgt_fill:.0%} filled, {self.n_instances / items:.2f} "
+                              f"examples per row)")
+        self.batches_per_epoch = math.ceil(items / (t.batch_size * n_proc))
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / t.grad_accum)
         self.total_steps = t.max_steps or max(1, int(self.steps_per_epoch * t.epochs))
         if main:
@@ -174,14 +189,34 @@ class InstructionEpochs:
         if self.prefetcher is not None and (epoch + 1) * self.batches_per_epoch // self.t.grad_accum < self.total_steps:
             self.prefetcher.request(epoch + 1)
         t = self.t
-        batches = epoch_batches(tok, t.batch_size * self.n_proc, t.seed, epoch, t.length_grouping)
         note = ""
         if tok.n_truncated_source or tok.n_truncated_target:
             note = (f"epoch {epoch}: truncated {tok.n_truncated_source} sources to {self.data.max_source_length} "
                     f"and {tok.n_truncated_target} targets to {self.data.max_target_length} tokens")
         pad_id = self.tokenizer.pad_token_id
+        if t.packing:
+            return self._packed_epoch(tok, epoch, note)
+        batches = epoch_batches(tok, t.batch_size * self.n_proc, t.seed, epoch, t.length_grouping)
         return Epoch(batches, lambda idx: collate(idx, tok, pad_id, t.pad_to_multiple), seq_lengths(tok.target_ids),
                      note)
+
+    def _rows(self, tok, epoch: int) -> list[list[int]]:
+        return pack_rows(seq_lengths(tok.source_ids), seq_lengths(tok.target_ids), *self.row_shape,
+                         random.Random(f"{self.t.seed}:rows:{epoch}"))
+
+    def _packed_epoch(self, tok, epoch: int, note: str) -> Epoch:
+        """Batches of ``batch_size`` packed rows per process; the last one is filled up with empty rows, so that
+        every batch has the one shape the step was compiled for."""
+        rows = self._rows(tok, epoch)
+        per_batch = self.t.batch_size * self.n_proc
+        real = len(rows)
+        rows.append([])  # the empty row: all padding, no loss
+        batches = [[min(i, real) for i in range(s, s + per_batch)] for s in range(0, real, per_batch)]
+        tgt = seq_lengths(tok.target_ids)
+        start_id = self.tokenizer.pad_token_id  # T5 starts decoding from its pad token
+        return Epoch(batches, lambda idx: collate_packed([rows[i] for i in idx], tok.source_ids, tok.target_ids,
+                                                         *self.row_shape, self.tokenizer.pad_token_id, start_id),
+                     [sum(tgt[i] for i in row) for row in rows], note, examples=[len(row) for row in rows])
 
     def close(self) -> None:
         if self.prefetcher is not None:

@@ -22,13 +22,15 @@ from ..config import TrainConfig
 from ..core.io import ConfigError, TrainingError
 from ..data.epochs import Epoch
 from ..data.sources import round_up
+from ..model.packing import PackedSeq2Seq
 from .checkpoint import STATE_FILE, last_checkpoint_hint, save_checkpoint
 from .logs import log
+from .optim import build_optimizer, lr_lambda
 
 MAX_SKIPPED_IN_A_ROW = 10  # non-finite updates in a row that end a run (fewer are skipped and counted)
 
 
-# ---------------------------------------------------------------- accelerate, optimizer, schedule
+# ---------------------------------------------------------------- accelerate
 def make_accelerator(t: TrainConfig) -> tuple[Any, str]:
     """(Accelerator, precision actually used); seeds every RNG with ``t.seed``."""
     from accelerate import Accelerator
@@ -44,38 +46,12 @@ def make_accelerator(t: TrainConfig) -> tuple[Any, str]:
     # step_scheduler_with_optimizer=False: the schedule counts optimizer steps of the whole run (total_steps
     # already divides by the number of processes); accelerate's default steps a prepared scheduler
     # num_processes times per step, which ran the schedule to its end halfway through a 2-process run.
+    if t.bf16_weights:  # bf16 weights compute in bf16 without autocast
+        precision = "bf16 weights"
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if precision == "bf16" else "no",
                               gradient_accumulation_steps=t.grad_accum, step_scheduler_with_optimizer=False)
     set_seed(t.seed)
     return accelerator, precision
-
-
-def build_optimizer(model, cfg) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "adafactor":
-        # Adafactor's steps scale with each tensor's RMS: the remedy for random-init T5's
-        # very differently sized weights (see shared notes, nanoT5).
-        from transformers.optimization import Adafactor
-        return Adafactor(groups, lr=cfg.lr, scale_parameter=True, relative_step=False, warmup_init=False)
-    fused = torch.cuda.is_available()
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
-
-
-def lr_lambda(cfg, total_steps: int):
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(1, cfg.warmup_steps)
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-        if cfg.schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return f
 
 
 # ---------------------------------------------------------------- the loop
@@ -93,10 +69,11 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
         # DeepSpeed's engine steps the optimizer after every backward: parts would be separate updates
         raise ConfigError("train.max_batch_tokens does not work under DeepSpeed: leave it unset and use a smaller "
                           "train.batch_size with train.grad_accum")
+    model = training_model(model, t)
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, total_steps))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    forward = training_forward(accelerator, model, t)
+    forward = training_forward(accelerator, model, t, out)
 
     state = new_state(total_steps)
     if resume_from is not None:
@@ -112,6 +89,7 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
     losses = LossWindow()
     skipped_in_a_row = 0  # updates skipped for a non-finite gradient norm, since the last one made
     stopped_early = False
+    compiled = False  # with train.compile: the first step compiles (its time is logged)
     model.train()
     # epochs of batches; a resumed run rebuilds its epoch and skips the batches already done
     while state["step"] < total_steps:
@@ -128,8 +106,13 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                 state["batch_in_epoch"] = b + 1
                 continue
             rank_batch = batches[b][accelerator.process_index :: accelerator.num_processes]
+            started = time.time()
             loss, update = train_batch(accelerator, model, forward, optimizer, scheduler, data.collate(rank_batch),
                                        t, state, out)
+            if t.compile and not compiled:
+                compiled = True
+                if main:
+                    log(f"the first step, compiling the training step, took {time.time() - started:.1f} s")
             losses.add(loss)
             state["batch_in_epoch"] = b + 1
             state["examples"] += data.count_examples(batches[b])
@@ -188,11 +171,35 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
     return model, state, stopped_early
 
 
-def training_forward(accelerator, model, t: TrainConfig):
+def training_model(model, t: TrainConfig):
+    """The model as the loop trains it: weights in bf16 (``train.bf16_weights``), activations recomputed in the
+    backward pass (``train.gradient_checkpointing``), and wrapped to train on packed rows (``train.packing``,
+    model/packing.py; compiled there block by block with ``train.compile``)."""
+    if t.bf16_weights:
+        model = model.to(torch.bfloat16)
+    if t.packing:
+        return PackedSeq2Seq(model, attention=t.attention, checkpointing=t.gradient_checkpointing,
+                             compile=t.compile)
+    if t.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def trained_model(accelerator, model):
+    """The seq2seq model inside what the loop trained (for evaluation and saving)."""
+    model = accelerator.unwrap_model(model)
+    return model.model if isinstance(model, PackedSeq2Seq) else model
+
+
+def training_forward(accelerator, model, t: TrainConfig, out: Path):
     """What the loop calls with a batch: the prepared model, compiled with ``train.compile``. Only the training
     forward is compiled (evaluation generates with the plain module)."""
     if not t.compile:
         return model
+    # compiled kernels are kept with the run: a resumed run (on a fresh machine too) compiles from this cache
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(out.resolve() / "compile_cache"))
+    if isinstance(accelerator.unwrap_model(model), PackedSeq2Seq):
+        return model  # one shape: compiled block by block when first called
     if hasattr(accelerator.unwrap_model(model), "warm_up"):
         accelerator.unwrap_model(model).warm_up()  # one eager call first: no graph breaks (copy_head.py)
     # dynamic=True: padded lengths vary per batch; a static graph would recompile for each
@@ -270,7 +277,8 @@ def train_batch(accelerator, model, forward, optimizer, scheduler, batch: dict[s
 
 def micro_batches(batch: dict[str, torch.Tensor], max_tokens: int | None,
                   pad_multiple: int = 1) -> list[tuple[dict, float]]:
-    """``batch`` as (part, share) pairs of at most ``max_tokens`` padded source tokens each (``None``: whole).
+    """``batch`` as (part, share) pairs of at most ``max_tokens`` padded source tokens each (``None``: whole;
+    packed rows are split by rows and keep their width).
 
     Both model heads' losses are means over the target tokens of what they are given, so the
     parts' losses weighted by their share of the batch's target tokens sum to the whole
@@ -285,6 +293,9 @@ def micro_batches(batch: dict[str, torch.Tensor], max_tokens: int | None,
     parts = []
     for start in range(0, rows, size):
         part = {k: v[start : start + size] for k, v in batch.items()}
+        if "attention_mask" not in part:  # packed rows keep their one shape
+            parts.append((part, int((part["labels"] != -100).sum()) / max(1, n_target)))
+            continue
         src_len = min(width, round_up(int(part["attention_mask"].sum(1).max()), pad_multiple))
         tgt_len = min(batch["labels"].shape[1],
                       round_up(max(1, int((part["labels"] != -100).sum(1).max())), pad_multiple))

@@ -39,7 +39,7 @@ from ..model.loading import ModelSpec, load_model_and_tokenizer, resize_embeddin
 from ..prompts.instructions import load_templates
 from .checkpoint import check_output_dir, find_resume, write_run_files
 from .logs import log, plot_history
-from .loop import make_accelerator, run_loop
+from .loop import make_accelerator, run_loop, trained_model
 
 # what tests and callers import from here
 __all__ = ["pretrain", "load_pretrain_config", "span_corrupt", "corrupt_array", "random_spans_noise_mask",
@@ -164,7 +164,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
     # 5. the model directory
     final_loss = record_eval_loss(model, state) if held_out else None
     if main:
-        save_model(accelerator.unwrap_model(model), tokenizer, out)
+        save_model(trained_model(accelerator, model), tokenizer, out)
         write_json(out / "instructie.json", {
             "instructie_version": __version__,
             "kind": "pretrained",  # a base for `instructie train` (model.init: pretrained), not an extractor

@@ -28,7 +28,7 @@ from instructie.core.io import write_json
 from instructie.prompts.instructions import load_templates
 from instructie.model.loading import ModelSpec, load_tokenizer
 from instructie.core.records import MAIN_TASKS
-from instructie.training.finetune import micro_batches
+from instructie.training.loop import micro_batches
 
 
 def percentile(xs: list[int], q: float) -> int:

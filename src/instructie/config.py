@@ -82,7 +82,15 @@ class TrainConfig:
     precision: str = "auto"           # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
     length_grouping: bool = True      # batches of similar length
     pad_to_multiple: int = 16         # bucket padded lengths (few shapes: compile-friendly)
-    compile: bool = False
+    compile: bool = False             # torch.compile the training step (packed rows: once, for one shape)
+    packing: bool = False             # several examples per fixed-length row (data/packing.py): one shape, almost
+                                      # no padding; batch_size then counts rows
+    pack_source_length: int | None = None  # a packed row's source tokens (null: data.max_source_length)
+    pack_target_length: int | None = None  # a packed row's target tokens (null: data.max_target_length)
+    attention: str = "sdpa"           # packed rows: sdpa | eager (model/packing.py)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~1/3 more compute
+    bf16_weights: bool = False        # weights in bf16 (no autocast casts, half the weight memory); AdamW keeps the
+                                      # updates bf16 rounds away (Kahan summation, training/optim.py)
     eval_every: int = 0               # steps; 0 -> only at the end
     save_every: int = 500
     keep_checkpoints: int = 2
@@ -397,6 +405,13 @@ def _validate_train(t: TrainConfig, bad) -> None:
         bad(f"train.schedule must be constant, linear or cosine, got {t.schedule!r}")
     if t.precision not in ("auto", "bf16", "fp32"):
         bad(f"train.precision must be auto, bf16 or fp32 (fp16 overflows in T5), got {t.precision!r}")
+    if t.attention not in ("sdpa", "eager"):
+        bad(f"train.attention must be sdpa or eager, got {t.attention!r}")
+    if t.bf16_weights and t.optimizer != "adamw":
+        bad("train.bf16_weights needs optimizer: adamw (its Kahan-compensated form keeps the small updates bf16 "
+            f"weights would lose), got {t.optimizer!r}")
+    if t.bf16_weights and t.precision == "fp32":
+        bad("train.bf16_weights computes in bf16: leave train.precision auto or bf16, or turn bf16_weights off")
 
 
 def _check_minimums(checks, bad) -> None:
@@ -411,7 +426,8 @@ def _train_minimums(t: TrainConfig) -> list[tuple[str, Any, int]]:
             ("train.log_every", t.log_every, 1), ("train.pad_to_multiple", t.pad_to_multiple, 1),
             ("train.keep_checkpoints", t.keep_checkpoints, 1), ("train.warmup_steps", t.warmup_steps, 0),
             ("train.save_every", t.save_every, 0), ("train.eval_every", t.eval_every, 0),
-            ("train.max_steps", t.max_steps, 1)]
+            ("train.max_steps", t.max_steps, 1), ("train.pack_source_length", t.pack_source_length, 1),
+            ("train.pack_target_length", t.pack_target_length, 1)]
 
 
 SEED_MAX = 2**32 - 1  # every RNG is seeded with train.seed; numpy's takes 0 to 2**32 - 1
@@ -476,6 +492,11 @@ def validate(cfg: RunConfig, src: str) -> None:
         ("eval.batch_size", e.batch_size, 1), ("eval.num_beams", e.num_beams, 1),
         ("eval.max_new_tokens", e.max_new_tokens, 1)], bad)
     _validate_train_values(t, bad)
+    for key, row, longest in (("pack_source_length", t.pack_source_length, d.max_source_length),
+                              ("pack_target_length", t.pack_target_length, d.max_target_length)):
+        if t.packing and row is not None and row < longest:
+            bad(f"train.{key} {row} is shorter than data.max_{key[5:]} {longest}: a packed row must hold the "
+                f"longest example")
     if not 0.0 <= d.mention_replacement <= 1.0:
         bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")
     if not 0.0 <= d.mention_novel <= 1.0:
@@ -587,3 +608,6 @@ def validate_pretrain(cfg: PretrainConfig, src: str) -> None:
         ("data.max_texts", d.max_texts, 1), ("data.eval_texts", d.eval_texts, 0),
         ("data.sentinels", d.sentinels, 1)], bad)
     _validate_train_values(t, bad)
+    if t.packing:
+        bad("train.packing is for instructie train: pretraining fills its rows from the token stream already "
+            "(data.pack)")

@@ -25,7 +25,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def state_of(out: Path, step: int | None = None) -> dict:
-    from instructie.training.finetune import STATE_FILE, checkpoints
+    from instructie.training.checkpoint import STATE_FILE, checkpoints
     ckpt = out / "checkpoints" / f"step-{step}" if step is not None else checkpoints(out)[-1]
     return json.loads((ckpt / STATE_FILE).read_text())
 
@@ -130,7 +130,7 @@ def test_test_predictions_are_written_and_rescore_to_the_reported_scores(full_ru
 
 # ---------------------------------------------------------------- resume after SIGKILL
 def test_resume_after_sigkill_continues_at_the_exact_batch(full_run, tmp_path, capsys):
-    from instructie.training.finetune import STATE_FILE, checkpoints
+    from instructie.training.checkpoint import STATE_FILE, checkpoints
 
     out = tmp_path / "run"
     cfg = tiny_config(tmp_path, out)
@@ -192,7 +192,7 @@ def test_epochs_built_in_a_background_process_train_the_same_batches(full_run, t
     import shutil
 
     from instructie.training.prefetch import EpochPrefetcher
-    from instructie.training.finetune import checkpoints
+    from instructie.training.checkpoint import checkpoints
 
     real_get, served = EpochPrefetcher.get, []
 
@@ -306,7 +306,7 @@ def test_max_time_stops_with_checkpoint_and_exit_3_then_resume_completes(tmp_pat
 
     # The budget is per invocation (a --resume gets it afresh): with a long recorded training time,
     # --max-time 600 still completes, and the recorded time keeps adding up.
-    from instructie.training.finetune import STATE_FILE, checkpoints
+    from instructie.training.checkpoint import STATE_FILE, checkpoints
     p = checkpoints(out)[-1] / STATE_FILE
     p.write_text(json.dumps({**stopped, "train_time_s": 1e6}))
     assert cli_main(["train", "--config", str(cfg), "--resume", "--max-time", "600"]) == 0
@@ -531,7 +531,7 @@ def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, cap
     # A diverged model (every batch's loss NaN from step 5 on) ends the run after MAX_SKIPPED_IN_A_ROW
     # skipped updates with one clear line (exit 1), not a traceback; the NaN updates were skipped, so the
     # checkpoints stay usable and the NaN batches stay out of the logged loss.
-    from instructie.training.finetune import MAX_SKIPPED_IN_A_ROW
+    from instructie.training.loop import MAX_SKIPPED_IN_A_ROW
     from transformers import T5ForConditionalGeneration
 
     real = T5ForConditionalGeneration.forward
@@ -628,7 +628,7 @@ def test_micro_batches_make_the_same_update_as_the_whole_batch(copy_head):
 
     from instructie.data.sources import Tokenized, collate
     from instructie.model.loading import build_random_t5
-    from instructie.training.finetune import micro_batches
+    from instructie.training.loop import micro_batches
 
     torch.manual_seed(0)
     model = build_random_t5("tiny", 64, copy_head=copy_head)
@@ -673,7 +673,7 @@ def test_max_batch_tokens_is_refused_under_deepspeed(tmp_path):
 
     from instructie.config import TrainConfig
     from instructie.core.io import ConfigError
-    from instructie.training.finetune import run_loop
+    from instructie.training.loop import run_loop
 
     acc = SimpleNamespace(is_main_process=True, distributed_type="DEEPSPEED")
     with pytest.raises(ConfigError, match="max_batch_tokens does not work under DeepSpeed"):

@@ -169,7 +169,7 @@ def tiny_config(tmp_path: Path, out: Path, **train) -> Path:
 
 
 def state_of(out: Path, step: int) -> dict:
-    from instructie.training.finetune import STATE_FILE
+    from instructie.training.checkpoint import STATE_FILE
     return json.loads((out / "checkpoints" / f"step-{step}" / STATE_FILE).read_text())
 
 

@@ -95,19 +95,30 @@ class CopyT5ForConditionalGeneration(T5ForConditionalGeneration):
         fields["logits"] = log_p
         return type(out)(loss=loss, **fields) if loss is not None else type(out)(**fields)
 
-    def mix(self, vocab_logits, dec, enc, source_ids, source_mask, prev_ids=None):
+    def mix(self, vocab_logits, dec, enc, source_ids, source_mask, prev_ids=None, source_segments=None,
+            target_segments=None):
         """log of the gated mixture of the vocabulary and copy distributions, (B, T, V), float32.
         ``prev_ids`` (B, T): the token before each output position (the decoder input). Source positions
         whose predecessor is that token get a learned bias: copying a multi-token name then means
-        "continue where the last copy was", which content matching alone learns slowly."""
+        "continue where the last copy was", which content matching alone learns slowly.
+        Packed rows (model/packing.py) give ``source_segments`` (B, S) and ``target_segments`` (B, T) instead of
+        ``source_mask``: an output token copies only from its own example's source, whose first token follows
+        nothing."""
         q = self.copy_query(dec)
         k = self.copy_key(enc)
         scores = torch.matmul(q, k.transpose(1, 2)).float() * (q.size(-1) ** -0.5)  # (B, T, S)
         if prev_ids is not None:
             src_prev = F.pad(source_ids[:, :-1], (1, 0), value=-1)  # token before each source position
+            if source_segments is not None:  # a segment's first token has no predecessor in its example
+                starts = source_segments != F.pad(source_segments[:, :-1], (1, 0), value=-1)
+                src_prev = src_prev.masked_fill(starts, -1)
             follows = prev_ids[:, :, None] == src_prev[:, None, :]  # (B, T, S)
             scores = scores + follows * self.copy_next(dec).float()
-        keep = source_mask.bool()[:, None, :]
+        if source_segments is not None:
+            # its own segment; a padding position (segment 0) may look anywhere: its output is never used
+            keep = (target_segments[:, :, None] == source_segments[:, None, :]) | (target_segments == 0)[:, :, None]
+        else:
+            keep = source_mask.bool()[:, None, :]
         scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
         attn = torch.softmax(scores, dim=-1)
         log_vocab = torch.log_softmax(vocab_logits.float(), dim=-1)

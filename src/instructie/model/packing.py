@@ -1,0 +1,153 @@
+"""Training a T5 (or the copy-head T5) on packed rows (data/packing.py): several examples per row, kept apart.
+
+``PackedSeq2Seq`` wraps the model and runs its own modules (embeddings, attention projections, layer norms,
+feed-forward layers, lm_head, copy head) with per-segment attention:
+
+* encoder self-attention: a source token sees the source tokens of its own segment;
+* decoder self-attention: a target token sees the earlier target tokens of its own segment;
+* cross-attention: a target token sees the source tokens of its own segment;
+* relative position bias: T5's bias depends only on the distance between two tokens, and a segment's tokens
+  lie side by side in the row, so the distance between two tokens of one segment is the distance they have in
+  the example alone. The bias is computed once per row length and pairs across segments are masked out, which
+  is the same as positions restarting at 0 in every segment (tests/model/test_packing.py checks that a packed
+  batch's loss and gradients equal those of its examples run one by one).
+
+Padding is segment 0; a padding query may look anywhere (its output is never used), so no softmax row is
+empty. The loss is the mean over every target token of the batch, as T5's own loss over an unpacked batch.
+
+Attention runs through ``F.scaled_dot_product_attention`` with the bias and mask as one additive tensor (T5
+scales no query-key product: scale 1), or, with ``attention="eager"``, as explicit matrix products (what
+``torch.compile`` fuses best on some GPUs). Both give the same numbers up to rounding.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+ATTENTION = ("sdpa", "eager")
+
+
+class PackedSeq2Seq(nn.Module):
+    """``forward(input_ids, source_segments, labels, decoder_input_ids, target_segments)`` -> an output whose
+    ``loss`` is the batch's mean token loss. Its state dict is the wrapped model's (checkpoints are the same
+    whether a run packs or not).
+
+    ``compile``: each T5 block and the loss are compiled on their own (regional compilation): the blocks of a
+    stack share one compiled graph, so compiling costs one encoder block, one decoder block and the loss,
+    whatever the depth of the model, and packed rows give them one shape."""
+
+    def __init__(self, model: nn.Module, attention: str = "sdpa", checkpointing: bool = False,
+                 compile: bool = False):
+        super().__init__()
+        if attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {ATTENTION}, got {attention!r}")
+        self.model = model
+        self.attention = attention
+        self.checkpointing = checkpointing
+        self._block = torch.compile(_block, dynamic=False) if compile else _block
+        self._loss = torch.compile(_loss, dynamic=False) if compile else _loss
+        self.train(model.training)
+
+    # the wrapped model's weights, under its own names
+    def state_dict(self, *args, **kwargs):
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def forward(self, input_ids, source_segments, labels, decoder_input_ids, target_segments, **_unused):
+        from transformers.modeling_outputs import Seq2SeqLMOutput
+
+        m = self.model
+        enc = self._stack(m.encoder, input_ids, source_segments)
+        dec = self._stack(m.decoder, decoder_input_ids, target_segments, enc, source_segments)
+        loss = self._loss(m, dec, enc, input_ids, labels, decoder_input_ids, source_segments, target_segments)
+        return Seq2SeqLMOutput(loss=loss)
+
+    def _stack(self, stack, ids, segments, enc=None, enc_segments=None):
+        """One T5 stack (encoder, or decoder with ``enc``) over packed rows; its final hidden states."""
+        h = stack.dropout(stack.embed_tokens(ids))
+        decoder = enc is not None
+        self_bias = _self_bias(stack.block[0].layer[0].SelfAttention, segments, causal=decoder, dtype=h.dtype)
+        cross_bias = _mask_bias(segments, enc_segments, h.dtype) if decoder else None
+        for block in stack.block:
+            args = (block, h, self_bias, enc, cross_bias, self.attention)
+            if self.checkpointing and torch.is_grad_enabled():
+                h = checkpoint(self._block, *args, use_reentrant=False)
+            else:
+                h = self._block(*args)
+        return stack.dropout(stack.final_layer_norm(h))
+
+
+def _block(block, h, self_bias, enc, cross_bias, attention: str):
+    """One T5 block over packed rows (a decoder block when ``enc`` is given)."""
+    sa = block.layer[0]
+    x = sa.layer_norm(h)
+    h = h + sa.dropout(_attend(sa.SelfAttention, x, x, self_bias, attention))
+    if enc is not None:
+        ca = block.layer[1]
+        h = h + ca.dropout(_attend(ca.EncDecAttention, ca.layer_norm(h), enc, cross_bias, attention))
+    return block.layer[-1](h)  # T5LayerFF: norm, feed-forward, dropout, residual
+
+
+def _attend(attn, x, kv, bias, attention: str):
+    b, n, _ = x.shape
+    heads, d = attn.n_heads, attn.key_value_proj_dim
+    q = attn.q(x).view(b, n, heads, d).transpose(1, 2)
+    k = attn.k(kv).view(b, kv.shape[1], heads, d).transpose(1, 2)
+    v = attn.v(kv).view(b, kv.shape[1], heads, d).transpose(1, 2)
+    p = attn.dropout if attn.training else 0.0
+    if attention == "sdpa":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
+    else:
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() + bias.float()
+        out = torch.matmul(F.dropout(torch.softmax(scores, dim=-1).to(q.dtype), p=p), v)
+    return attn.o(out.transpose(1, 2).reshape(b, n, heads * d))
+
+
+def _loss(model, dec, enc, input_ids, labels, decoder_input_ids, source_segments, target_segments):
+    """Mean token loss of the batch: lm_head (and the copy head's mixture) over the decoder's states."""
+    seq = dec * (model.config.d_model ** -0.5) if _scales_decoder_output(model.config) else dec
+    logits = model.lm_head(seq)
+    if getattr(model.config, "copy_head", False):
+        log_p = model.mix(logits, dec, enc, input_ids, None, decoder_input_ids, source_segments=source_segments,
+                          target_segments=target_segments)
+        return F.nll_loss(log_p.reshape(-1, log_p.size(-1)), labels.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+
+
+def _scales_decoder_output(config) -> bool:
+    """Whether T5 scales the decoder's output by d_model**-0.5 before lm_head: transformers 5 names it
+    ``scale_decoder_outputs``; earlier versions scaled whenever the head was tied to the embeddings."""
+    scale = getattr(config, "scale_decoder_outputs", None)
+    return bool(config.tie_word_embeddings if scale is None else scale)
+
+
+def _allowed(query_segments, key_segments, causal: bool = False):
+    """(B, Lq, Lk): which keys each query sees -- its own segment (earlier positions only with ``causal``);
+    a padding query (segment 0) sees every key."""
+    allowed = query_segments[:, :, None] == key_segments[:, None, :]
+    if causal:
+        n = query_segments.shape[1]
+        allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril()
+    return allowed | (query_segments == 0)[:, :, None]
+
+
+def _mask_bias(query_segments, key_segments, dtype, causal: bool = False):
+    """The mask as an additive (B, 1, Lq, Lk) tensor: 0 where a query sees a key, the dtype's minimum elsewhere."""
+    allowed = _allowed(query_segments, key_segments, causal)
+    zero = torch.zeros((), dtype=dtype, device=allowed.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]
+
+
+def _self_bias(attn, segments, causal: bool, dtype):
+    """T5's relative position bias (1, H, L, L) plus the segment mask: (B, H, L, L)."""
+    n = segments.shape[1]
+    pos = torch.arange(n, device=segments.device)
+    buckets = attn._relative_position_bucket(pos[None, :] - pos[:, None], bidirectional=not causal,
+                                             num_buckets=attn.relative_attention_num_buckets,
+                                             max_distance=attn.relative_attention_max_distance)
+    position = attn.relative_attention_bias(buckets).permute(2, 0, 1)[None]  # (1, H, L, L)
+    return position.to(dtype) + _mask_bias(segments, segments, dtype, causal)

@@ -5,7 +5,8 @@ A tiny T5 is trained from the same start on the same batches (real instances: ``
 bf16 weights with plain AdamW, and bf16 weights with ``training.optim.KahanAdamW``. Reported per variant: the
 training loss over the last steps (each trains with its own weights, so bf16 compute differs too), and, fed the
 reference run's gradients step by step, how far the weights' total change lies from the reference's
-(||dW - dW_ref|| / ||dW_ref||: what storing and updating the weights in bf16 loses; 1.0 is nothing kept).
+(||dW - dW_ref|| / ||dW_ref||), beside the floor of any bf16 storage (the reference's weights rounded to bf16)
+and, for the Kahan optimizer, the weights plus the compensation it holds.
 
     python eval/bf16_updates.py --tokens .devdata/bench_flan.npz --steps 300
 """
@@ -77,16 +78,24 @@ def main() -> None:
         ref_opt.zero_grad(set_to_none=True)
     ref = [p.detach().float() - s for p, s in zip(ref_model.parameters(), w0)]
     ref_norm = torch.sqrt(sum((r ** 2).sum() for r in ref))
-    print(f"AdamW lr {a.lr} constant, {a.steps} steps of {a.batch} examples, tiny T5 ({sum(p.numel() for p in w0)} "
-          f"weights)\n")
-    print(f"| weights, optimizer | training loss, last 50 of {a.steps} steps | same gradients: distance of the weight "
-          f"change from fp32's |")
-    print("|---|---|---|")
-    for name, loss in rows:
-        delta = [p.detach().float() - s for p, s in zip(copies[name], w0)]
-        err = torch.sqrt(sum(((d - r) ** 2).sum() for d, r in zip(delta, ref))) / ref_norm
-        print(f"| {name} | {loss:.4f} | {float(err):.3f} |")
 
+    def distance(weights) -> float:  # of the weights' change from the reference's, relative to the reference's
+        return float(torch.sqrt(sum(((w - s - r) ** 2).sum() for w, s, r in zip(weights, w0, ref))) / ref_norm)
+
+    # the best any bf16 storage can do: the reference's own weights rounded to bf16
+    floor = distance([p.detach().to(torch.bfloat16).float() for p in ref_model.parameters()])
+    print(f"AdamW lr {a.lr} constant, {a.steps} steps of {a.batch} examples, tiny T5 ({sum(p.numel() for p in w0)} "
+          f"weights). Same gradients: the fp32 run's gradients fed to each optimizer; distance = ||dW - dW_fp32|| / "
+          f"||dW_fp32||; the fp32 weights rounded to bf16 are at {floor:.3f}.\n")
+    print(f"| weights, optimizer | training loss, last 50 of {a.steps} steps | same gradients: distance of the "
+          f"weights | of weights + Kahan compensation |")
+    print("|---|---|---|---|")
+    for name, loss in rows:
+        ps = copies[name]
+        held = ""
+        if "Kahan" in name:
+            held = f"{distance([p.detach().float() + opts[name].state[p]['compensation'].float() for p in ps]):.3f}"
+        print(f"| {name} | {loss:.4f} | {distance([p.detach().float() for p in ps]):.3f} | {held} |")
 
 if __name__ == "__main__":
     main()

@@ -189,11 +189,16 @@ def run_hf(model, src, tgt, batch: int, steps: int):
             torch.cuda.synchronize()
             times.append(time.perf_counter())
 
+    import dataclasses
+    # grouped by length: `group_by_length=True` until transformers 5.2x, `train_sampling_strategy` since
+    fields = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    grouped = ({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in fields
+               else {"group_by_length": True})
     with tempfile.TemporaryDirectory() as tmp:
         args = Seq2SeqTrainingArguments(output_dir=tmp, per_device_train_batch_size=batch, bf16=True,
-                                        group_by_length=True, learning_rate=5e-5, lr_scheduler_type="constant",
-                                        warmup_steps=0, max_steps=steps, logging_steps=10**6, save_strategy="no",
-                                        report_to=[], dataloader_num_workers=0, seed=0)
+                                        learning_rate=5e-5, lr_scheduler_type="constant", warmup_steps=0,
+                                        max_steps=steps, logging_steps=10**6, save_strategy="no", report_to=[],
+                                        dataloader_num_workers=0, seed=0, **grouped)
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=data, data_collator=collate,
                                  callbacks=[Clock()])
         trainer.train()

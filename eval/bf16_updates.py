@@ -5,8 +5,7 @@ A tiny T5 is trained from the same start on the same batches (real instances: ``
 bf16 weights with plain AdamW, and bf16 weights with ``training.optim.KahanAdamW``. Reported per variant: the
 training loss over the last steps (each trains with its own weights, so bf16 compute differs too), and, fed the
 reference run's gradients step by step, how far the weights' total change lies from the reference's
-(||dW - dW_ref|| / ||dW_ref||), beside the floor of any bf16 storage (the reference's weights rounded to bf16)
-and, for the Kahan optimizer, the weights plus the compensation it holds.
+(||dW - dW_ref|| / ||dW_ref||), and, for the Kahan optimizer, that of the weights plus the compensation it holds.
 
     python eval/bf16_updates.py --tokens .devdata/bench_flan.npz --steps 300
 """
@@ -65,6 +64,7 @@ def main() -> None:
     ref_model.eval()
     copies = {name: [torch.nn.Parameter(w.clone().to(dtype)) for w in w0] for name, dtype in (
         ("fp32 AdamW", torch.float32), ("bf16 AdamW", torch.bfloat16), ("bf16 KahanAdamW", torch.bfloat16))}
+    starts = {name: [p.detach().float().clone() for p in ps] for name, ps in copies.items()}  # after any rounding
     ref_opt = torch.optim.AdamW(ref_model.parameters(), lr=a.lr, weight_decay=0.0)
     opts = {name: (KahanAdamW(ps, lr=a.lr) if "Kahan" in name else torch.optim.AdamW(ps, lr=a.lr, weight_decay=0.0))
             for name, ps in copies.items()}
@@ -79,14 +79,13 @@ def main() -> None:
     ref = [p.detach().float() - s for p, s in zip(ref_model.parameters(), w0)]
     ref_norm = torch.sqrt(sum((r ** 2).sum() for r in ref))
 
-    def distance(weights) -> float:  # of the weights' change from the reference's, relative to the reference's
-        return float(torch.sqrt(sum(((w - s - r) ** 2).sum() for w, s, r in zip(weights, w0, ref))) / ref_norm)
 
-    # the best any bf16 storage can do: the reference's own weights rounded to bf16
-    floor = distance([p.detach().to(torch.bfloat16).float() for p in ref_model.parameters()])
+    def distance(weights, start) -> float:  # of the weights' change from the reference's, relative to the latter
+        return float(torch.sqrt(sum(((w - s - r) ** 2).sum() for w, s, r in zip(weights, start, ref))) / ref_norm)
+
     print(f"AdamW lr {a.lr} constant, {a.steps} steps of {a.batch} examples, tiny T5 ({sum(p.numel() for p in w0)} "
           f"weights). Same gradients: the fp32 run's gradients fed to each optimizer; distance = ||dW - dW_fp32|| / "
-          f"||dW_fp32||; the fp32 weights rounded to bf16 are at {floor:.3f}.\n")
+          f"||dW_fp32||, dW the change of a copy's weights from its own start.\n")
     print(f"| weights, optimizer | training loss, last 50 of {a.steps} steps | same gradients: distance of the "
           f"weights | of weights + Kahan compensation |")
     print("|---|---|---|---|")
@@ -94,8 +93,9 @@ def main() -> None:
         ps = copies[name]
         held = ""
         if "Kahan" in name:
-            held = f"{distance([p.detach().float() + opts[name].state[p]['compensation'].float() for p in ps]):.3f}"
-        print(f"| {name} | {loss:.4f} | {distance([p.detach().float() for p in ps]):.3f} | {held} |")
+            kept = [p.detach().float() + opts[name].state[p]["compensation"].float() for p in ps]
+            held = f"{distance(kept, starts[name]):.3f}"
+        print(f"| {name} | {loss:.4f} | {distance([p.detach().float() for p in ps], starts[name]):.3f} | {held} |")
 
 if __name__ == "__main__":
     main()

@@ -124,7 +124,7 @@ class Extractor:
         # A model trained with memory hints is always asked with one (hints.Hints); the hint line gets at most
         # this many tokens of the prompt.
         self.hints = hints
-        self._chars, self._warned = None, [False]  # characters the tokenizer cannot represent, counted lazily
+        self._chars, self._warned = None, False  # characters the tokenizer cannot represent, counted lazily
         if hints is not None and hints.budget is None:
             hints.budget = hint_budget(self.max_source_length)
 
@@ -312,7 +312,15 @@ class Extractor:
         warning, once per extractor, for a document that is mostly such characters."""
         if self._chars is None:
             self._chars = UnrepresentableChars(self.tokenizer)
-        _count_unrepresentable_in(self._chars, docs, self._warned)
+        for d in docs:
+            n, total = self._chars.counts(d.text)
+            if n:
+                d.stats["unrepresentable_chars"] = n
+            if not self._warned and total and n > MOSTLY_UNREPRESENTABLE * total:
+                self._warned = True
+                log.warning(f"document {d.id!r}: {n} of its {total} characters are ones this model's tokenizer "
+                            f"cannot represent (a language or script it was not trained on?); its items will be few "
+                            f"or wrong. Each document's count is in its stats (unrepresentable_chars).")
 
     def default_tasks(self) -> list[str]:
         return [t for t in self.card.tasks if t in EXTRACT_TASKS] or ["NER"]
@@ -413,18 +421,6 @@ class Extractor:
             d.stats["segments"] = len(seg_of.get(i, []))
             d.stats["windows"] = sum(1 for s in seg_of.get(i, []) if s.window_index > 0)
             yield d
-
-
-def _count_unrepresentable_in(counter, docs, warned: list[bool]) -> None:
-    for d in docs:
-        n, total = counter.counts(d.text)
-        if n:
-            d.stats["unrepresentable_chars"] = n
-        if not warned[0] and total and n > MOSTLY_UNREPRESENTABLE * total:
-            warned[0] = True
-            log.warning(f"document {d.id!r}: {n} of its {total} characters are ones this model's tokenizer cannot "
-                        f"represent (a language or script it was not trained on?); its items will be few or wrong. "
-                        f"Each document's count is in its stats (unrepresentable_chars).")
 
 
 def _keep_found(store: dict, item, conf: float, offset: int) -> None:

@@ -153,7 +153,7 @@ def build_random_t5(size: str, vocab_rows: int, tokenizer: Any = None, copy_head
         head = nn.Linear(d, vocab_rows, bias=False)  # 5.x ties it to `shared`: give it its own weight
         model.set_output_embeddings(head)
     # HF inits an untied head with std 1.0 (initial loss ~100); d**-0.5 gives unit-variance logits,
-    # since the decoder's final RMSNorm outputs unit-RMS vectors (nanoT5 issue 25, transformers PR 26441).
+    # since the decoder's final RMSNorm outputs unit-RMS vectors.
     with torch.no_grad():
         head.weight.normal_(mean=0.0, std=d ** -0.5)
     pin_untied_head(model)

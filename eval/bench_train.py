@@ -41,8 +41,10 @@ SHAPES = {
     "base": dict(num_layers=12, num_decoder_layers=12, d_model=768, d_ff=2048, num_heads=12, d_kv=64),
     "large": dict(num_layers=24, num_decoder_layers=24, d_model=1024, d_ff=2816, num_heads=16, d_kv=64),
     "xl": dict(num_layers=24, num_decoder_layers=24, d_model=2048, d_ff=5120, num_heads=32, d_kv=64),
+    "tiny": dict(num_layers=2, num_decoder_layers=2, d_model=64, d_ff=128, num_heads=2, d_kv=32),  # a CPU smoke run
 }
 FLAN_VOCAB = 32128
+DEVICE = "cuda"  # "cpu" (``variant --device cpu``): a smoke run of the code path, timings meaningless
 VARIANTS = ("hf", "main", "packed", "packed-bf16w", "packed-bf16w-ckpt")
 
 
@@ -88,6 +90,17 @@ def load_tokens(path: str):
 
 
 # ---------------------------------------------------------------- one variant (GPU, its own process)
+def sync(reset: bool = False) -> int:
+    """Wait for the GPU; the peak memory so far (0 on CPU)."""
+    import torch
+    if DEVICE != "cuda":
+        return 0
+    torch.cuda.synchronize()
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.max_memory_allocated()
+
+
 def measure_peak_tflops(n: int = 8192, iters: int = 50) -> float:
     import torch
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
@@ -102,28 +115,26 @@ def measure_peak_tflops(n: int = 8192, iters: int = 50) -> float:
     return 2 * n**3 * iters / (time.perf_counter() - t) / 1e12
 
 
-def build_model(size: str, copy_head: bool):
+def build_model(size: str, copy_head: bool, vocab: int):
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
     from instructie.model.copy_head import CopyT5ForConditionalGeneration
     from instructie.model.embeddings import pin_untied_head
 
-    config = T5Config(vocab_size=FLAN_VOCAB, feed_forward_proj="gated-gelu", dropout_rate=0.1,
+    config = T5Config(vocab_size=vocab, feed_forward_proj="gated-gelu", dropout_rate=0.1,
                       tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
                       **SHAPES[size])
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(DEVICE):
         model = (CopyT5ForConditionalGeneration if copy_head else T5ForConditionalGeneration)(config)
     if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
-        model.set_output_embeddings(torch.nn.Linear(config.d_model, FLAN_VOCAB, bias=False, device="cuda"))
+        model.set_output_embeddings(torch.nn.Linear(config.d_model, vocab, bias=False, device=DEVICE))
     pin_untied_head(model)
     return model.train()
 
 
 def run_variant(a) -> dict:
-    import torch
-
     from instructie.model.loading import model_flops_per_token
 
     src, tgt, meta = load_tokens(a.tokens)
@@ -131,16 +142,16 @@ def run_variant(a) -> dict:
     res = {"size": a.size, "variant": a.variant, "batch": a.batch, "copy_head": copy_head}
     if a.variant.startswith("packed"):
         res["attention"] = a.attention
-    model = build_model(a.size, copy_head)
+    model = build_model(a.size, copy_head, meta["vocab"] if a.size == "small" else FLAN_VOCAB)
     flops = model_flops_per_token(model.config)
     res["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 1)
-    torch.cuda.reset_peak_memory_stats()
+    sync(reset=True)
     steps = a.warmup + a.steps
     if a.variant == "hf":
         times, counts = run_hf(model, src, tgt, a.batch, steps)
     else:
         times, counts = run_instructie(model, src, tgt, meta, a, steps)
-    torch.cuda.synchronize()
+    sync()
     timed = slice(a.warmup, steps)
     dt = times[steps] - times[a.warmup]
     ex = sum(c[0] for c in counts[timed])
@@ -151,7 +162,7 @@ def run_variant(a) -> dict:
                examples_per_step=round(ex / a.steps, 1), step_ms=round(1000 * dt / a.steps, 1),
                useful_tflops=round(useful, 1), mfu=round(useful / a.peak, 4),
                padding=round(1 - (n_src + n_tgt) / sum(c[3] for c in counts[timed]), 3),
-               first_step_s=round(times[1] - times[0], 1), peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1))
+               first_step_s=round(times[1] - times[0], 1), peak_mem_gib=round(sync() / 2**30, 1))
     return res
 
 
@@ -182,11 +193,11 @@ def run_hf(model, src, tgt, batch: int, steps: int):
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
             if not times:
-                torch.cuda.synchronize()
+                sync()
                 times.append(time.perf_counter())
 
         def on_step_end(self, args, state, control, **kw):
-            torch.cuda.synchronize()
+            sync()
             times.append(time.perf_counter())
 
     import dataclasses
@@ -198,7 +209,7 @@ def run_hf(model, src, tgt, batch: int, steps: int):
         args = Seq2SeqTrainingArguments(output_dir=tmp, per_device_train_batch_size=batch, bf16=True,
                                         learning_rate=5e-5, lr_scheduler_type="constant", warmup_steps=0,
                                         max_steps=steps, logging_steps=10**6, save_strategy="no", report_to=[],
-                                        dataloader_num_workers=0, seed=0, **grouped)
+                                        dataloader_num_workers=0, seed=0, use_cpu=DEVICE != "cuda", **grouped)
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=data, data_collator=collate,
                                  callbacks=[Clock()])
         trainer.train()
@@ -236,22 +247,22 @@ def run_instructie(model, src, tgt, meta, a, steps: int):
         make = lambda b: collate(b, tok, 0, 16)  # noqa: E731
         count = lambda b, x: (len(b), int(x["attention_mask"].sum()), int((x["labels"] != -100).sum()),  # noqa: E731
                               x["input_ids"].numel() + x["labels"].numel())
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=not t.bf16_weights)
+    autocast = torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=not t.bf16_weights)
     times, counts = [], []
-    torch.cuda.synchronize()
+    sync()
     times.append(time.perf_counter())
     for k in range(steps):
         b = batches[k % len(batches)]
         x = make(b)
         counts.append(count(b, x))
-        x = {key: v.cuda(non_blocking=True) for key, v in x.items()}
+        x = {key: v.to(DEVICE, non_blocking=True) for key, v in x.items()}
         with autocast:
             loss = model(**x, use_cache=False).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize() if k < a.warmup or k == steps - 1 else None
+        sync() if k < a.warmup or k == steps - 1 else None
         times.append(time.perf_counter())
     if not torch.isfinite(loss):
         raise RuntimeError(f"loss {float(loss)}")
@@ -343,7 +354,10 @@ def main() -> None:
     var.add_argument("--variant", required=True, choices=VARIANTS)
     var.add_argument("--batch", type=int, required=True)
     var.add_argument("--peak", type=float, required=True)
+    var.add_argument("--device", default="cuda")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = getattr(a, "device", DEVICE)
     if a.cmd == "prepare":
         prepare(a)
     elif a.cmd == "run":

@@ -7,8 +7,10 @@ prompts once, sort them by length, pad each batch of ``--batch-size``, ``model.g
 ``instructie.decoding.generation.generate`` -- ``static`` (the static decoder: static buffers,
 CUDA graphs, continuous feeding) and ``eager`` (its ``model.generate`` path) -- which returns
 answers with per-token log-probabilities. With ``--extract`` it is also the whole
-``Extractor.extract`` (prompts, decoding, parsing, grounding) against the bare loop over the
-prompts extract sends (recorded in an untimed pass).
+``Extractor.extract`` (prompts, decoding with confidences, parsing, grounding; every default on)
+against the bare loop over the prompts extract sends (recorded in an untimed pass): with random
+answers (``short``, ``long``), or with each sentence's gold answer written on both sides
+(``gold``: ``ForcedAnswer``), so that parsing and grounding do a trained model's work.
 
 Models: random weights at Flan-T5 shapes (small 77M, base 248M, large 783M; vocabulary 32,128
 rows) in bf16, or a trained model directory (``--model``). Random weights decode
@@ -108,6 +110,38 @@ class ForcedLength:
         target = torch.where(self.k > step, self.first + step % 50, self.eos)
         out = torch.full_like(scores, torch.finfo(scores.dtype).min)
         return out.scatter(1, target[:, None], 0.0)
+
+
+class ForcedAnswer:
+    """Writes each prompt's gold answer (looked up by the prompt's token ids in ``answers``; a prompt
+    not there is answered with ``</s>`` at once) and ``</s>``: a random model answering as a trained
+    one would, so that parsing and grounding do their real work. Both sides run it; building it (a
+    host copy of the group's ids) is paid by both."""
+
+    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, answers: dict, eos: int, width: int):
+        target = torch.full((ids.shape[0], width), eos, dtype=torch.long)
+        for i, (row, m) in enumerate(zip(ids.tolist(), mask.tolist())):
+            a = answers.get(tuple(t for t, k in zip(row, m) if k), ())[: width - 1]
+            target[i, : len(a)] = torch.tensor(a, dtype=torch.long)
+        self.target = target.to(ids.device)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = min(input_ids.shape[1] - 1, self.target.shape[1] - 1)
+        out = torch.full_like(scores, torch.finfo(scores.dtype).min)
+        return out.scatter(1, self.target[:, step, None], 0.0)
+
+
+def gold_answers(data: Path) -> dict[str, str]:
+    """Each CoNLL2003 test/dev sentence's NER answer in the answer grammar."""
+    from instructie.prompts.targets import render_items
+
+    out = {}
+    for split in ("dev", "test"):
+        path = data / f"ie_instructions/NER/CoNLL2003/{split}.json"
+        if path.exists():
+            for r in json.loads(path.read_text(encoding="utf-8")):
+                out[r.get("sentence", "")] = render_items([(e["name"], e["type"]) for e in r.get("entities", [])])
+    return out
 
 
 def chain(*factories):
@@ -268,10 +302,15 @@ def step_ms_graph(model, batch_size: int, max_new_tokens: int, src_len: int, rep
 
 # ------------------------------------------------------------------ Extractor.extract
 
-def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int, device: str) -> list[dict]:
-    """``Extractor.extract`` on ``texts`` (NER, the card's labels) against the bare loop over the
-    prompts extract sends to ``generate`` (recorded in an untimed pass)."""
+def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int, device: str,
+                gold: dict[str, str] | None = None, profile: Path | None = None,
+                docs_per_chunk: int | None = None) -> list[dict]:
+    """``Extractor.extract`` on ``texts`` (NER, the card's labels, every default on) against the bare
+    loop over the prompts extract sends to ``generate`` (recorded in an untimed pass). With ``gold``
+    (sentence -> answer), both sides write each prompt's gold answer (``ForcedAnswer``): realistic
+    answers, parsed and grounded. ``profile``: a cProfile of one more extract pass, written there."""
     from instructie.decoding import generation
+    from instructie.decoding.constraints import chain_factories
     from instructie.inference.extractor import Extractor
     from instructie.model.loading import save_model
 
@@ -281,37 +320,75 @@ def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int
                 "languages": {"CoNLL2003": "en"}, "max_source_length": 512, "max_target_length": max_new_tokens}
         Path(tmp, "instructie.json").write_text(json.dumps(card), encoding="utf-8")
         ex = Extractor.from_pretrained(tmp, device=device, dtype="bfloat16" if device.startswith("cuda") else None)
-    calls = []
+    calls, stats = [], {}
+    forced: dict = {}  # prompt ids -> answer ids (filled below, once the prompts are known)
+    tok = ex.tokenizer
+    force = (lambda ids, mask, rows=None: ForcedAnswer(ids, mask, forced, tok.eos_token_id, max_new_tokens)) \
+        if gold is not None else None
     real = generation.generate
 
     def spy(model_, tok_, sources, **kw):
-        calls.append((list(sources), kw))
+        calls.append((list(sources), [getattr(r, "text", None) for r in kw.get("rows") or [None] * len(sources)]))
+        kw["logits_processor_factory"] = chain_factories(kw.get("logits_processor_factory"), force)
+        kw["stats"] = stats
         return real(model_, tok_, sources, **kw)
+
+    def run(n=None):
+        kw = {"docs_per_chunk": docs_per_chunk} if docs_per_chunk else {}
+        return sum(1 for _ in ex.extract(texts[:n] if n else texts, ["NER"], batch_size=batch_size, **kw))
 
     generation.generate = spy
     try:
-        list(ex.extract(texts[: min(len(texts), 4 * batch_size)], ["NER"], batch_size=batch_size))  # warm-up
+        run()  # the prompts it sends
+        prompts = [p for srcs, _ in calls for p in srcs]
+        asked = [t for _, ts in calls for t in ts]  # the text each prompt asks about (a sentence, or a part)
+        msl = ex.max_source_length
+        missing = 0
+        if gold is not None:
+            enc, _ = generation.encode_sources(tok, prompts, msl)
+            for text, ids in zip(asked, enc):
+                missing += text not in gold
+                forced[tuple(ids)] = tok(gold.get(text, "None"), add_special_tokens=False)["input_ids"]
+        run(4 * batch_size)  # warm-up, answers as timed
+        run()
         calls.clear()
-        list(ex.extract(texts, ["NER"], batch_size=batch_size))  # the prompts it sends
+        stats.clear()
+        _reset_peak(device)
+        t0 = time.perf_counter()
+        n_docs = run()
+        _sync(device)
+        secs = time.perf_counter() - t0
+        in_model, n_tokens = stats.get("seconds_decoding", 0.0), stats.get("tokens")
+        if profile is not None:
+            import cProfile
+            import io
+            import pstats
+            prof = cProfile.Profile()
+            prof.runcall(run)
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(40)
+            profile.write_text(buf.getvalue(), encoding="utf-8")
     finally:
         generation.generate = real
-    prompts = [p for srcs, _ in calls for p in srcs]
-    msl = calls[0][1].get("max_source_length", 512) if calls else 512
-    mnt = calls[0][1].get("max_new_tokens", max_new_tokens) if calls else max_new_tokens
-    rows = []
+    rows = [{"variant": "Extractor.extract" + (f" (docs_per_chunk={docs_per_chunk})" if docs_per_chunk else ""),
+             "sentences": n_docs, "prompts": len(prompts), "answers":
+             "gold (forced)" if gold is not None else f"random, <= {max_new_tokens} tokens",
+             "seconds": round(secs, 3), "sentences_per_s": round(n_docs / secs, 1),
+             "decoding_share": round(in_model / secs, 3), "tokens": n_tokens,
+             "peak_mib": _peak_mib(device)}]
+    if missing:
+        rows[0]["prompts_without_gold"] = missing
     _reset_peak(device)
-    t0 = time.perf_counter()
-    n_docs = sum(1 for _ in ex.extract(texts, ["NER"], batch_size=batch_size))
-    _sync(device)
-    secs = time.perf_counter() - t0
-    rows.append({"variant": "Extractor.extract", "sentences": n_docs, "prompts": len(prompts),
-                 "seconds": round(secs, 3), "sentences_per_s": round(n_docs / secs, 1),
-                 "peak_mib": _peak_mib(device)})
+    factory = (lambda ids, mask: force(ids, mask)) if force is not None else None  # noqa: E731
+    bare_loop(ex.model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+              max_source_length=msl, factory=factory)  # warm-up
     _reset_peak(device)
-    _, m = bare_loop(ex.model, ex.tokenizer, prompts, batch_size=batch_size, max_new_tokens=mnt,
-                     max_source_length=msl)
+    _, m = bare_loop(ex.model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                     max_source_length=msl, factory=factory)
     rows.append({"variant": "bare loop over extract's prompts", "sentences": len(texts), "prompts": len(prompts),
-                 "seconds": round(m["seconds"], 3), "sentences_per_s": round(len(texts) / m["seconds"], 1),
+                 "answers": rows[0]["answers"], "seconds": round(m["seconds"], 3),
+                 "sentences_per_s": round(len(texts) / m["seconds"], 1),
+                 "decoding_share": round(m["seconds_decoding"] / m["seconds"], 3), "tokens": m["tokens"],
                  "peak_mib": _peak_mib(device)})
     rows[0]["vs_bare"] = round(rows[0]["sentences_per_s"] / rows[1]["sentences_per_s"], 2)
     del ex
@@ -346,11 +423,15 @@ def bench_size(size: str, args, tokenizer, texts: dict[str, list[str]], device: 
             out["step_ms_graph"] = {"rows": args.batch_size, "source_tokens": int(np.median(lens)),
                                     "ms": step_ms_graph(model, args.batch_size, 49, int(np.median(lens)))}
             release(model)
-        if args.extract:
-            for mode in ("short", "long"):
-                out.setdefault("extract", {})[mode] = run_extract(
-                    model, tokenizer, texts[mode], batch_size=args.batch_size, max_new_tokens=MODES[mode], device=device)
-                print(json.dumps({size: {"extract " + mode: out["extract"][mode]}}), flush=True)
+        for mode in args.extract:
+            for chunk in args.docs_per_chunk:
+                prof = Path(args.profile_dir, f"profile_{size}_{mode}{chunk or ''}.txt") if args.profile_dir else None
+                key = mode + (f" docs_per_chunk={chunk}" if chunk else "")
+                out.setdefault("extract", {})[key] = run_extract(
+                    model, tokenizer, texts[mode], batch_size=args.batch_size, device=device, profile=prof,
+                    max_new_tokens=64 if mode == "gold" else MODES[mode], gold=args.gold if mode == "gold" else None,
+                    docs_per_chunk=chunk)
+                print(json.dumps({size: {"extract " + key: out["extract"][key]}}), flush=True)
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()
@@ -435,7 +516,8 @@ def table(r: dict) -> str:
                          f"tokens, replayed as a graph: {g['ms']} ms. Graphs captured before timing: {caps}.")
         for mode, rows in (s.get("extract") or {}).items():
             lines.append(f"- {s['size']}, {mode} answers: " + "; ".join(
-                f"{x['variant']} {x['sentences_per_s']} sentences/s ({x['prompts']} prompts, peak {x['peak_mib']} MiB)"
+                f"{x['variant']} {x['sentences_per_s']} sentences/s ({x['prompts']} prompts, {x['tokens']} tokens, "
+                f"{x['decoding_share']:.0%} in the decoding loop, peak {x['peak_mib']} MiB)"
                 for x in rows) + f": **{rows[0]['vs_bare']}×**")
     return "\n".join(lines)
 
@@ -452,13 +534,20 @@ def main(argv=None) -> int:
     ap.add_argument("--max-source-length", type=int, default=512)
     ap.add_argument("--warmup", choices=("full", "batch"), default="full",
                     help="untimed pass of each variant before timing: over all prompts (full) or one batch")
-    ap.add_argument("--extract", action="store_true", help="also time Extractor.extract against the bare loop")
+    ap.add_argument("--extract", default="", help="also time Extractor.extract against the bare loop, answers: "
+                    "comma-separated short, long (random, at most 3 / 49 tokens), gold (each sentence's gold answer)")
+    ap.add_argument("--docs-per-chunk", default="", help="comma-separated values of extract's docs_per_chunk to "
+                    "time (default: its own)")
+    ap.add_argument("--profile-dir", default=None, help="a cProfile of each extract run (one more pass) written here")
     ap.add_argument("--tokenizer-vocab", type=int, default=32000, help="byte-level BPE trained on the sentences")
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default="eval/bench_extract.json")
     args = ap.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]  # none: only --extract
-    bad = [m for m in args.modes if m not in MODES] + [s for s in args.sizes.split(",") if s not in SHAPES]
+    args.extract = [m for m in args.extract.split(",") if m]
+    args.docs_per_chunk = [int(c) for c in args.docs_per_chunk.split(",") if c] or [None]
+    bad = ([m for m in args.modes if m not in MODES] + [m for m in args.extract if m not in ("short", "long", "gold")]
+           + [s for s in args.sizes.split(",") if s not in SHAPES])
     if bad:
         print(f"bench_extract: unknown mode or size: {', '.join(bad)}", file=sys.stderr)
         return 2
@@ -469,7 +558,8 @@ def main(argv=None) -> int:
     if not all_texts:
         print(f"bench_extract: no CoNLL2003 sentences under {args.data}", file=sys.stderr)
         return 2
-    texts = {m: all_texts[: int(counts.get(m, 512))] for m in MODES}
+    texts = {m: all_texts[: int(counts.get(m, 512))] for m in (*MODES, "gold")}
+    args.gold = gold_answers(Path(args.data)) if "gold" in args.extract else None
     if args.model:
         from transformers import AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(args.model)

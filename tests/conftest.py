@@ -35,7 +35,8 @@ def tiny_model_dir(tmp_path_factory):
     import torch
 
     from instructie.prompts.instructions import load_templates
-    from instructie.model.loading import VOCAB_MULTIPLE, _round_up, build_random_t5, save_model, train_tokenizer
+    from instructie.model.loading import VOCAB_MULTIPLE, _round_up, build_random_t5, save_model
+    from instructie.model.tokenizer import train_tokenizer
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_model")

@@ -321,7 +321,7 @@ def test_every_gold_answer_of_the_fixtures_passes_the_copy_constraint():
     from instructie.decoding.constraints import first_blocked
     from instructie.inference.predict import record_prompts
     from instructie.prompts.instructions import restrict
-    from instructie.model.loading import train_tokenizer
+    from instructie.model.tokenizer import train_tokenizer
     from instructie.prompts.targets import render
 
     records = _fixture_records()

@@ -605,7 +605,7 @@ def test_tokenize_counts_cut_prompts_per_dataset_and_task():
     """A prompt cut to the limit loses its end (hint, 'Answer:'): training names the datasets it happens to."""
     from instructie.data.sources import tokenize
     from instructie.prompts.instructions import Instance
-    from instructie.model.loading import train_tokenizer
+    from instructie.model.tokenizer import train_tokenizer
 
     tok = train_tokenizer(["short text", "a much longer text " * 20], vocab_size=300)
     short, long_ = "Text: short text\nAnswer:", "Text: " + "a much longer text " * 20 + "\nAnswer:"

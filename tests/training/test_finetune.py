@@ -48,17 +48,6 @@ def env() -> dict:
     return e
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model gains nothing from intra-op threads, and on a busy 2-core machine two
-    spinning threads per step made a 3 s run take 40 s."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     """One uninterrupted run: the model directory under test, and the reference for resume."""

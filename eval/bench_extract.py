@@ -565,7 +565,7 @@ def main(argv=None) -> int:
         tokenizer = AutoTokenizer.from_pretrained(args.model)
         sizes = ["model"]
     else:
-        from instructie.model.loading import train_tokenizer
+        from instructie.model.tokenizer import train_tokenizer
         tokenizer = train_tokenizer(all_texts + ner_prompts(all_texts[:50]), vocab_size=args.tokenizer_vocab)
         sizes = args.sizes.split(",")
     report = {"device": device, "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda")

@@ -8,17 +8,7 @@ import json
 
 import pytest
 
-TINY_TEXTS = [
-    "Barack Obama visited Paris on Monday . Obama met Emmanuel Macron in Paris .",
-    "EU rejects German call to boycott British lamb .",
-    "Peter Blackburn works for the European Commission in Brussels .",
-    "Japan beat China 2-1 in the Asian Cup on Friday .",
-    "国乒2大新星0-3遭日本横扫！一轮游出局 主力缺阵谁灭伊藤美诚？",
-    "今晨5点08分，武汉大学查全性院士因病离世，享年95岁。",
-    "《邪少兵王》是冰火未央写的网络小说连载于旗峰天下",
-    "王小明毕业于北京大学，他的妻子是李华。",
-    "person | organization | location | miscellaneous ; None \\ =",
-]
+from helpers import TINY_TEXTS
 
 TINY_CARD_LABELS = {
     "CoNLL2003": {"NER": ["person", "organization", "location", "miscellaneous"]},
@@ -35,7 +25,8 @@ def tiny_model_dir(tmp_path_factory):
     import torch
 
     from instructie.prompts.instructions import load_templates
-    from instructie.model.loading import VOCAB_MULTIPLE, _round_up, build_random_t5, save_model, train_tokenizer
+    from instructie.model.loading import VOCAB_MULTIPLE, _round_up, build_random_t5, save_model
+    from instructie.model.tokenizer import train_tokenizer
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_model")

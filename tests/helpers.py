@@ -9,6 +9,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 MAX_STEPS = 40
 SAVE_EVERY = 7  # never a multiple of the 10 batches/epoch: checkpoints fall mid-epoch
+# what the tiny model's tokenizer is trained on (conftest.tiny_model_dir)
+TINY_TEXTS = [
+    "Barack Obama visited Paris on Monday . Obama met Emmanuel Macron in Paris .",
+    "EU rejects German call to boycott British lamb .",
+    "Peter Blackburn works for the European Commission in Brussels .",
+    "Japan beat China 2-1 in the Asian Cup on Friday .",
+    "国乒2大新星0-3遭日本横扫！一轮游出局 主力缺阵谁灭伊藤美诚？",
+    "今晨5点08分，武汉大学查全性院士因病离世，享年95岁。",
+    "《邪少兵王》是冰火未央写的网络小说连载于旗峰天下",
+    "王小明毕业于北京大学，他的妻子是李华。",
+    "person | organization | location | miscellaneous ; None \\ =",
+]
 
 
 def tiny_config(tmp_path: Path, out: Path, **train) -> Path:

@@ -28,7 +28,7 @@ def sp_tok():
     from tokenizers import SentencePieceUnigramTokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from conftest import TINY_TEXTS
+    from helpers import TINY_TEXTS
 
     texts = TINY_TEXTS * 3 + [t for v in load_templates().values() for t in v]
     sp = SentencePieceUnigramTokenizer()
@@ -260,7 +260,7 @@ def test_cli_flags_choose_the_mode():
 def test_generate_writes_only_spans_of_the_text(tiny_model_dir, tok, beams):
     """The property that matters: under the copy constraint every parsed entity is in the text
     (unsupported rate 0), and every label is an option."""
-    from conftest import TINY_TEXTS
+    from helpers import TINY_TEXTS
     from transformers import AutoModelForSeq2SeqLM
 
     from instructie.decoding.generation import generate
@@ -321,7 +321,7 @@ def test_every_gold_answer_of_the_fixtures_passes_the_copy_constraint():
     from instructie.decoding.constraints import first_blocked
     from instructie.inference.predict import record_prompts
     from instructie.prompts.instructions import restrict
-    from instructie.model.loading import train_tokenizer
+    from instructie.model.tokenizer import train_tokenizer
     from instructie.prompts.targets import render
 
     records = _fixture_records()

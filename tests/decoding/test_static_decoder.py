@@ -15,7 +15,7 @@ from instructie.inference.predict import Prompt
 from instructie.prompts.instructions import build_source, load_templates
 from instructie.prompts.targets import render_items
 
-from conftest import TINY_TEXTS
+from helpers import TINY_TEXTS
 
 OPTIONS = ["person", "location", "organization"]
 

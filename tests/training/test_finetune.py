@@ -48,17 +48,6 @@ def env() -> dict:
     return e
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model gains nothing from intra-op threads, and on a busy 2-core machine two
-    spinning threads per step made a 3 s run take 40 s."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     """One uninterrupted run: the model directory under test, and the reference for resume."""
@@ -605,7 +594,7 @@ def test_tokenize_counts_cut_prompts_per_dataset_and_task():
     """A prompt cut to the limit loses its end (hint, 'Answer:'): training names the datasets it happens to."""
     from instructie.data.sources import tokenize
     from instructie.prompts.instructions import Instance
-    from instructie.model.loading import train_tokenizer
+    from instructie.model.tokenizer import train_tokenizer
 
     tok = train_tokenizer(["short text", "a much longer text " * 20], vocab_size=300)
     short, long_ = "Text: short text\nAnswer:", "Text: " + "a much longer text " * 20 + "\nAnswer:"

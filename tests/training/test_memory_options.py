@@ -15,14 +15,6 @@ from instructie.cli.main import main as cli_main
 from helpers import FIXTURES, ROOT, tiny_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def state_of(out: Path, step: int) -> dict:
     return json.loads((out / "checkpoints" / f"step-{step}" / "trainer_state.json").read_text())
 

@@ -20,15 +20,6 @@ SENT = list(range(1000, 1100))  # fake sentinel ids, outside the fake token rang
 EOS = 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------- span corruption
 def reconstruct(inputs: list[int], targets: list[int]) -> list[int]:
     """Put each sentinel's span (from the targets) back in its place in the inputs."""

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from collections import Counter, deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -230,16 +231,37 @@ CHUNK_GPU, CHUNK_CPU = 256, 8
 
 
 def run_extract(a) -> int:
-    from tqdm.auto import tqdm
-
     from ..inference.extractor import Extractor, Schema
-    from ..inference.segment import spacy_available
 
     errors = SkipCounter(a.skip_invalid)
     schema = Schema.from_file(a.schema) if a.schema else None
-    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s is not None else None)
-    tasks = [t.upper() for t in split(a.tasks)] if a.tasks is not None else None
     out_path = Path(a.output) if a.output and a.output != "-" else None
+    with_spacy = _check_args(a, out_path)
+    ex = Extractor.from_pretrained(a.model, device=a.device, option_order=a.option_order)
+    on_cpu = str(ex.device).split(":")[0] == "cpu"
+    if a.memory:
+        _remember(ex, a.memory, errors)
+    done = finished_documents(out_path) if out_path and a.resume else Finished()
+    inputs = _Inputs(a, errors, done)
+    tally = _write_rows(a, ex, schema, inputs, _Output(out_path, append=a.resume), _notes(with_spacy, on_cpu),
+                        chunk_size=a.chunk_size or (CHUNK_CPU if on_cpu else CHUNK_GPU))
+    if tally is None:  # the reader of stdout is gone (`... | head`): nothing left to do
+        return 0
+    if a.html:
+        write_html(a.html, tally.html_docs, truncated=tally.docs > len(tally.html_docs))
+    _summary(tally, done, inputs, errors)
+    return 0
+
+
+def _names(s: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return [x.strip() for x in s.split(",") if x.strip()] if s is not None else None
+
+
+def _check_args(a, out_path: Path | None) -> bool:
+    """Refuse bad arguments before the model loads. Returns whether spaCy is installed."""
+    from ..inference.segment import spacy_available
+
     if out_path is not None and out_path.is_dir():  # found now, not after the model has loaded
         raise ConfigError(f"-o {a.output} is a directory: give a file name (out.jsonl)")
     if a.html and Path(a.html).is_dir():  # found now, not after the whole extraction has run
@@ -259,8 +281,20 @@ def run_extract(a) -> int:
     if a.text_field != "text" and not reads_jsonl(a.input, a.jsonl):
         raise ConfigError(f"--text-field reads JSON lines: {a.input} is read as plain text (give --jsonl to read it "
                           f"as JSON lines)")
-    ex = Extractor.from_pretrained(a.model, device=a.device, option_order=a.option_order)
-    on_cpu = str(ex.device).split(":")[0] == "cpu"
+    return with_spacy
+
+
+def _remember(ex, paths: list[str], errors: SkipCounter) -> None:
+    """Add the records of the --memory files to the extractor's memory."""
+    from ..evaluation.gold import read_gold
+
+    for path in paths:
+        n = ex.remember(rec for rec, _ in read_gold(path, errors))
+        print(f"[instructie] memory: {n} records added from {path}", file=sys.stderr)
+
+
+def _notes(with_spacy: bool, on_cpu: bool) -> list[str]:
+    """What a user should know about how this run goes."""
     notes = []
     if not with_spacy:
         notes.append("spaCy is not installed: sentences are split by built-in rules (. ! ? 。！？ and the like; "
@@ -270,129 +304,149 @@ def run_extract(a) -> int:
         notes.append("extracting on the CPU: every prompt (one per sentence, task and group of labels) is "
                      "generated there, slow for any model past the quickstart's size; --tasks and --labels ask "
                      "fewer prompts, a CUDA GPU (--device cuda) answers them many times faster")
+    return notes
+
+
+class _Inputs:
+    """The input's documents that are not done yet (--resume), read as the extractor asks for them. The
+    ids and input lines of those handed over and not yet written wait in order (documents come back in
+    input order); repaired texts and repeated ids are kept for the summary."""
+
+    def __init__(self, a, errors: SkipCounter, done: Finished) -> None:
+        self.a, self.errors, self.done = a, errors, done
+        self.jsonl = reads_jsonl(a.input, a.jsonl)
+        self.repaired: Counter = Counter()
+        self.first_line: dict[str, int] = {}  # id -> the input line it was first seen on
+        self.repeats: list[str] = []  # "'id' at lines 1 and 4", the first few
+        self.n_repeated = 0
+        self.pending_ids: deque[str] = deque()
+        self.pending_lines: deque[int] = deque()
+
+    def texts(self) -> Iterator[str]:
+        a = self.a
+        for doc_id, text, no in read_documents(a.input, a.per_line, a.text_field, self.errors, a.jsonl,
+                                               self.repaired):
+            if self.jsonl:  # ids from the input may repeat; line numbers (the other ids) do not
+                self._seen(doc_id, no)
+            if (doc_id, no) not in self.done:
+                self.pending_ids.append(doc_id)
+                self.pending_lines.append(no)
+                yield text
+
+    def ids(self) -> Iterator[str]:
+        while True:
+            yield self.pending_ids.popleft()
+
+    def _seen(self, doc_id: str, no: int) -> None:
+        first = self.first_line.setdefault(doc_id, no)
+        if first != no:
+            self.n_repeated += 1
+            if len(self.repeats) < 5:
+                self.repeats.append(f"{doc_id!r} at lines {first} and {no}")
+            if self.n_repeated == 1:
+                print(f"[instructie] {self.a.input}:{no}: id {doc_id!r} was already used at line {first}: each "
+                      f"document is written with its input line ('line'), which --resume goes by", file=sys.stderr)
+
+
+class _Output:
+    """Where the rows go: stdout, or the -o file. The file is opened at the first finished document: a run
+    that fails on its input before that leaves an earlier output untouched. A fresh run replaces it;
+    --resume appends."""
+
+    def __init__(self, path: Path | None, append: bool) -> None:
+        self.path, self.append = path, append
+        self.fd: int | None = None
+
+    def open(self) -> None:
+        if self.path is not None and self.fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            mode = os.O_APPEND if self.append else os.O_TRUNC
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | mode, 0o644)
+
+    def write(self, line: str) -> None:
+        if self.path is None:  # stdout may be a captured stream with no file descriptor
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        else:
+            self.open()
+            _write_all(self.fd, line.encode("utf-8"))
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+@dataclass
+class _Tally:
+    """What a run wrote, for the summary and the --html page."""
+
+    docs: int = 0
+    sentences: int = 0
+    stats: Counter = field(default_factory=Counter)  # the documents' counters, summed
+    html_docs: list = field(default_factory=list)  # the first HTML_MAX_DOCS, for --html
+
+
+def _write_rows(a, ex, schema, inputs: _Inputs, out: _Output, notes: list[str], chunk_size: int) -> _Tally | None:
+    """Extract the input's documents and write a JSON line for each; None when the reader of stdout is gone."""
+    from tqdm.auto import tqdm
 
     def say_notes() -> None:
         """Once extraction has started: an input that is bad from its first lines gets its one-line error alone."""
         while notes:
             tqdm.write("[instructie] " + notes.pop(0), file=sys.stderr)
 
-    chunk_size = a.chunk_size or (CHUNK_CPU if on_cpu else CHUNK_GPU)
-    if a.memory:
-        from ..evaluation.gold import read_gold
-
-        for path in a.memory:
-            n = ex.remember(rec for rec, _ in read_gold(path, errors))
-            print(f"[instructie] memory: {n} records added from {path}", file=sys.stderr)
-    done = Finished()
-    if out_path and a.resume:
-        done = finished_documents(out_path)
-    fds: list[int] = []
-    if out_path:
-        def open_output() -> int:
-            # Opened at the first finished document: a run that fails on its input before
-            # that leaves an earlier output untouched. A fresh run replaces it; --resume appends.
-            if not fds:
-                out_path.parent.mkdir(parents=True, exist_ok=True)
-                mode = os.O_APPEND if a.resume else os.O_TRUNC
-                fds.append(os.open(out_path, os.O_WRONLY | os.O_CREAT | mode, 0o644))
-            return fds[0]
-
-        def emit(line: str) -> None:
-            _write_all(open_output(), line.encode("utf-8"))
-    else:
-        def emit(line: str) -> None:  # stdout may be a captured stream with no file descriptor
-            sys.stdout.write(line)
-            sys.stdout.flush()
-
-    repaired: Counter = Counter()
-    first_line: dict[str, int] = {}  # id -> the input line it was first seen on
-    repeats: list[str] = []  # "'id' at lines 1 and 4", the first few
-    n_repeated = 0
-    jsonl = reads_jsonl(a.input, a.jsonl)
-
-    def documents():
-        nonlocal n_repeated
-        for doc_id, text, no in read_documents(a.input, a.per_line, a.text_field, errors, a.jsonl, repaired):
-            if jsonl:  # ids from the input may repeat; line numbers (the other ids) do not
-                first = first_line.setdefault(doc_id, no)
-                if first != no:
-                    n_repeated += 1
-                    if len(repeats) < 5:
-                        repeats.append(f"{doc_id!r} at lines {first} and {no}")
-                    if n_repeated == 1:
-                        print(f"[instructie] {a.input}:{no}: id {doc_id!r} was already used at line {first}: each "
-                              f"document is written with its input line ('line'), which --resume goes by",
-                              file=sys.stderr)
-            if (doc_id, no) not in done:
-                yield doc_id, text, no
-
-    pending_ids: deque[str] = deque()  # documents handed to the extractor, not yet written
-    pending_lines: deque[int] = deque()
-
-    def texts():
-        for doc_id, text, no in documents():
-            pending_ids.append(doc_id)
-            pending_lines.append(no)
-            yield text
-
-    def ids():
-        while True:
-            yield pending_ids.popleft()
-
-    html_docs = []
-    totals: Counter = Counter()
+    tasks = [t.upper() for t in _names(a.tasks)] if a.tasks is not None else None
+    tally = _Tally()
     bar = tqdm(unit="prompt", desc="extract", disable=not sys.stderr.isatty() and not os.environ.get("INSTRUCTIE_PROGRESS"))
-    n_docs = n_sent = 0
     try:
-        for doc in ex.extract(texts(), tasks, labels=split(a.labels), relations=split(a.relations), schema=schema,
-                              language=a.language, batch_size=a.batch_size, num_beams=a.num_beams,
+        for doc in ex.extract(inputs.texts(), tasks, labels=_names(a.labels), relations=_names(a.relations),
+                              schema=schema, language=a.language, batch_size=a.batch_size, num_beams=a.num_beams,
                               max_new_tokens=a.max_new_tokens, min_confidence=a.min_confidence,
-                              keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=ids(),
+                              keep_unsupported=a.keep_unsupported, constrained=a.constrained, ids=inputs.ids(),
                               docs_per_chunk=chunk_size, progress=lambda n: (say_notes(), bar.update(n)),
                               hint_bias=a.hint_bias, unhinted_floor=a.unhinted_floor):
             say_notes()
             row = doc.to_dict(with_text=a.with_text)
             stats = row.pop("stats", None) or {}
-            totals.update({k: v for k, v in stats.items() if isinstance(v, int)})
+            tally.stats.update({k: v for k, v in stats.items() if isinstance(v, int)})
             # id first: a resumed run recognises its own output by it (finished_documents)
-            row = {"id": row.pop("id"), "line": pending_lines.popleft(), **row}
+            row = {"id": row.pop("id"), "line": inputs.pending_lines.popleft(), **row}
             if a.debug_stats:
                 row["stats"] = stats
             try:
-                emit(json.dumps(row, ensure_ascii=False) + "\n")
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
             except BrokenPipeError:  # `... | head`: the reader is gone, nothing left to do
                 _silence_stdout()
-                return 0
-            n_docs += 1
-            n_sent += len(doc.sentences)
-            bar.set_postfix_str(f"{n_docs} document(s)")
-            if a.html and len(html_docs) < HTML_MAX_DOCS:
-                html_docs.append(doc)
-        if out_path:
-            open_output()  # a finished run with no document still replaces the old output
+                return None
+            tally.docs += 1
+            tally.sentences += len(doc.sentences)
+            bar.set_postfix_str(f"{tally.docs} document(s)")
+            if a.html and len(tally.html_docs) < HTML_MAX_DOCS:
+                tally.html_docs.append(doc)
+        out.open()  # a finished run with no document still replaces the old output
     finally:
         bar.close()
-        for fd in fds:
-            os.close(fd)
-    if a.html:
-        write_html(a.html, html_docs, truncated=n_docs > len(html_docs))
-    msg = f"extracted {n_docs} document(s), {n_sent} sentence(s)"
+        out.close()
+    return tally
+
+
+def _summary(tally: _Tally, done: Finished, inputs: _Inputs, errors: SkipCounter) -> None:
+    msg = f"extracted {tally.docs} document(s), {tally.sentences} sentence(s)"
     if done:
         msg += f"; {len(done)} already done were skipped (--resume)"
     print(msg, file=sys.stderr)
-    if summary := stats_summary(totals):
+    if summary := stats_summary(tally.stats):
         print(f"[instructie] {summary}", file=sys.stderr)
-    if repaired:
+    if repaired := inputs.repaired:
         print(f"[instructie] repaired {repaired['documents']} document(s): {repaired['characters']} lone surrogate(s) "
               f"or control character(s) replaced by U+FFFD (--skip-invalid skips such documents instead)",
               file=sys.stderr)
-    if n_repeated:
-        print(f"[instructie] {n_repeated} document(s) reuse the id of an earlier line ("
-              + "; ".join(repeats) + (", ..." if n_repeated > len(repeats) else "")
+    if n := inputs.n_repeated:
+        print(f"[instructie] {n} document(s) reuse the id of an earlier line ("
+              + "; ".join(inputs.repeats) + (", ..." if n > len(inputs.repeats) else "")
               + "): each row's 'line' tells them apart", file=sys.stderr)
     if errors.count:
         print(errors.report(), file=sys.stderr)
-    return 0
 
 
 def _write_all(fd: int, data: bytes) -> None:

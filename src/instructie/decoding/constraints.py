@@ -155,7 +155,7 @@ class CopyVocabulary:
     def __init__(self, tokenizer, vocab_size: int):
         self.vocab_size = V = vocab_size
         n = min(len(tokenizer), V)
-        tb = token_bytes(tokenizer, n) + [b""] * (V - n)
+        tb = token_bytes(tokenizer)[:n] + [b""] * (V - n)
         self.token_bytes = tb
         special = {i for i in tokenizer.all_special_ids if i is not None and i < V}
         special |= set(range(n, V))  # ids past the tokenizer (padded model vocabulary): never written

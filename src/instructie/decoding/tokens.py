@@ -35,14 +35,55 @@ def _decoder_kind(tokenizer) -> str:
     return "decode"
 
 
-def token_bytes(tokenizer, n: int) -> list[bytes]:
-    """The UTF-8 bytes each token id stands for (b"" for special tokens)."""
+@functools.lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's printable-char -> byte table, as used by byte-level BPE (``decoders.ByteLevel``)."""
+    return {c: b for b, c in _bytes_to_unicode().items()}
+
+
+class _TokenInfo:
+    """Per-tokenizer facts computed once: byte-level or not, special ids, and (at first use) token bytes."""
+
+    def __init__(self, tokenizer):
+        try:
+            kind = type(tokenizer.backend_tokenizer.decoder).__name__
+        except AttributeError:
+            kind = ""
+        self.byte_level = kind == "ByteLevel"
+        self.metaspace = kind == "Metaspace"  # sentencepiece-style (T5, Flan-T5)
+        self.special = frozenset(tokenizer.all_special_ids)
+        self.size = len(tokenizer)
+        self.bytes: list[bytes] | None = None
+
+    def token_bytes(self, tokenizer) -> list[bytes]:
+        if self.bytes is None:  # a whole vocabulary: read only when asked for
+            self.bytes = _read_token_bytes(tokenizer, self.size, self.special)
+        return self.bytes
+
+
+def _token_info(tokenizer) -> _TokenInfo:
+    info = getattr(tokenizer, "_instructie_token_info", None)
+    if info is None or info.size != len(tokenizer):  # tokens added since: read it again
+        info = _TokenInfo(tokenizer)
+        try:
+            tokenizer._instructie_token_info = info
+        except AttributeError:
+            pass
+    return info
+
+
+def token_bytes(tokenizer) -> list[bytes]:
+    """The UTF-8 bytes each token id stands for (b"" for special tokens), one per id of ``tokenizer``.
+    Read once per tokenizer and shared by every caller: not to be changed."""
+    return _token_info(tokenizer).token_bytes(tokenizer)
+
+
+def _read_token_bytes(tokenizer, n: int, special: frozenset[int]) -> list[bytes]:
     kind = _decoder_kind(tokenizer)
-    special = set(tokenizer.all_special_ids)
     pieces = tokenizer.convert_ids_to_tokens(list(range(n)))
     out: list[bytes] = []
     if kind == "bytelevel":
-        inv = {c: b for b, c in _bytes_to_unicode().items()}
+        inv = _byte_decoder()
     for i, p in enumerate(pieces):
         if i in special or p is None:
             out.append(b"")
@@ -90,46 +131,6 @@ def item_confidences(tokenizer, token_ids: list[int], logprobs: list[float], tex
         lps = logprobs[lo:hi] if hi > lo else logprobs[min(lo, len(logprobs) - 1):][:1]
         out.append(math.exp(sum(lps) / len(lps)))
     return out
-
-
-@functools.lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's printable-char -> byte table, as used by byte-level BPE (``decoders.ByteLevel``)."""
-    return {c: b for b, c in _bytes_to_unicode().items()}
-
-
-class _TokenInfo:
-    """Per-tokenizer facts computed once: byte-level or not, special ids, token bytes."""
-
-    def __init__(self, tokenizer):
-        try:
-            kind = type(tokenizer.backend_tokenizer.decoder).__name__
-        except AttributeError:
-            kind = ""
-        self.byte_level = kind == "ByteLevel"
-        self.metaspace = kind == "Metaspace"  # sentencepiece-style (T5, Flan-T5)
-        self.special = frozenset(tokenizer.all_special_ids)
-        self.bytes: dict[int, bytes | None] = {}
-
-    def token_bytes(self, tokenizer, ids: list[int]) -> list[bytes | None]:
-        missing = [i for i in set(ids) if i not in self.bytes]
-        if missing:
-            table = _byte_decoder()
-            for i, t in zip(missing, tokenizer.convert_ids_to_tokens(missing)):
-                self.bytes[i] = None if t is None or i in self.special else \
-                    b"".join(bytes((table[c],)) if c in table else c.encode("utf-8") for c in t)
-        return [self.bytes[i] for i in ids]
-
-
-def _token_info(tokenizer) -> _TokenInfo:
-    info = getattr(tokenizer, "_instructie_token_info", None)
-    if info is None:
-        info = _TokenInfo(tokenizer)
-        try:
-            tokenizer._instructie_token_info = info
-        except AttributeError:
-            pass
-    return info
 
 
 def _token_char_ends(tokenizer, token_ids: list[int], text: str) -> list[int]:
@@ -192,9 +193,10 @@ def _metaspace_ends(tokenizer, info: _TokenInfo, token_ids: list[int], text: str
 
 
 def _byte_level_ends(tokenizer, info: _TokenInfo, token_ids: list[int], text: str) -> list[int] | None:
-    parts = info.token_bytes(tokenizer, token_ids)
-    if any(b is None for b in parts):  # special or unknown ids: decoding skips them
+    table = info.token_bytes(tokenizer)
+    if info.special.intersection(token_ids) or max(token_ids) >= len(table):  # special or unknown: decoding skips them
         return None
+    parts = [table[i] for i in token_ids]
     try:
         if b"".join(parts).decode("utf-8") != text:  # added tokens decoded differently, invalid UTF-8
             return None

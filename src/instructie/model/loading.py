@@ -39,8 +39,6 @@ from ..core.io import ConfigError, usual_mode
 from .embeddings import init_new_rows, pin_untied_head, share_input_embeddings
 from .hub import hub_error, is_local
 from .tokenizer import load_tokenizer, new_row_sources, quiet_length_warning
-# the tokenizer names training, pretraining and the eval scripts import from here
-from .tokenizer import EOS, MODEL_MAX_LENGTH, PAD, UNK, extend_tokenizer, train_tokenizer, unknown_rate  # noqa: F401
 
 VOCAB_MULTIPLE = 64  # model embedding rows are padded to this (GPU-friendly matmuls; Flan-T5 has 32128 rows)
 

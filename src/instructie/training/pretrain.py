@@ -35,7 +35,8 @@ from ..data.span_corruption import (EVAL_EPOCH, SENTINEL, Corpus, add_sentinels,
                                     corrupted_epoch, corrupted_lengths, example_rng, make_chunks, noise_counts,
                                     random_spans_noise_mask, sentinel_ids, span_corrupt)
 from ..data.texts import Texts, read_texts
-from ..model.loading import ModelSpec, load_model_and_tokenizer, resize_embeddings, save_model, train_tokenizer
+from ..model.loading import ModelSpec, load_model_and_tokenizer, resize_embeddings, save_model
+from ..model.tokenizer import train_tokenizer
 from ..prompts.instructions import load_templates
 from .checkpoint import check_output_dir, find_resume, write_run_files
 from .logs import log, plot_history

@@ -66,6 +66,31 @@ def test_kahan_adamw_on_fp32_weights_is_adamw():
     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
 
 
+def test_kahan_adamw_buckets_do_not_change_the_step():
+    """Weights are updated in buckets (bounded fp32 temporaries): one weight per bucket or all in one give the
+    same weights and state, bf16 and fp32 alike."""
+    from instructie.training.optim import KahanAdamW
+
+    for dtype in (torch.bfloat16, torch.float32):
+        torch.manual_seed(0)
+        one = [torch.nn.Parameter(torch.randn(*s).to(dtype)) for s in ((16, 8), (8,), (32, 16))]
+        each = [torch.nn.Parameter(p.detach().clone()) for p in one]
+        start = [p.detach().clone() for p in one]
+        opt_one = KahanAdamW(one, lr=1e-3, weight_decay=0.1)
+        opt_each = KahanAdamW(each, lr=1e-3, weight_decay=0.1, bucket_elements=1)
+        for _ in range(4):
+            for a, b in zip(one, each):
+                a.grad = torch.randn_like(a)
+                b.grad = a.grad.clone()
+            opt_one.step()
+            opt_each.step()
+        for a, b in zip(one, each):
+            assert torch.equal(a, b)
+            for key in ("exp_avg", "exp_avg_sq", "compensation"):
+                assert torch.equal(opt_one.state[a][key], opt_each.state[b][key])
+        assert all(not torch.equal(a, s) for a, s in zip(one, start))  # the steps moved every weight
+
+
 # ---------------------------------------------------------------- instructie train on packed rows
 def test_packed_training_logs_its_rows_and_resumes_at_the_exact_batch(tmp_path, capsys):
     full, cut = tmp_path / "full", tmp_path / "cut"

@@ -25,7 +25,7 @@ def build_optimizer(model, cfg) -> torch.optim.Optimizer:
         from transformers.optimization import Adafactor
         return Adafactor(groups, lr=cfg.lr, scale_parameter=True, relative_step=False, warmup_init=False)
     if getattr(cfg, "bf16_weights", False):
-        return KahanAdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), compiled=torch.cuda.is_available())
+        return KahanAdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
     fused = torch.cuda.is_available()
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
 
@@ -43,32 +43,46 @@ def lr_lambda(cfg, total_steps: int):
     return f
 
 
-def _kahan_adamw_update(p, grad, exp_avg, exp_avg_sq, compensation, lr, beta1, beta2, eps, weight_decay,
-                        bias_correction1, bias_correction2):
-    """One tensor's AdamW step with Kahan-compensated weights: all arithmetic in fp32, one kernel once compiled.
-    The scalars are 0-d tensors, so a compiled version serves every step."""
-    g = grad.float()
-    exp_avg.lerp_(g, 1 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    w = p.float()
-    step = (exp_avg / bias_correction1) / ((exp_avg_sq / bias_correction2).sqrt() + eps)
-    update = -lr * (step + weight_decay * w) + compensation.float()
-    new = w + update
-    rounded = new.to(p.dtype)
-    compensation.copy_(new - rounded.float())  # what rounding to the weights' dtype lost, kept for next time
-    p.copy_(rounded)
+def _kahan_adamw_update(params, grads, exp_avgs, exp_avg_sqs, compensations, *, lr: float, beta1: float,
+                        beta2: float, eps: float, weight_decay: float, bias_correction1: float,
+                        bias_correction2: float) -> None:
+    """AdamW steps of a list of tensors with Kahan-compensated weights, all arithmetic in fp32, as multi-tensor
+    (``torch._foreach_*``) kernels: a few launches per bucket of weights instead of several per weight."""
+    g = [x.float() for x in grads]
+    torch._foreach_lerp_(exp_avgs, g, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, g, g, value=1 - beta2)
+    del g
+    denom = torch._foreach_div(exp_avg_sqs, bias_correction2)
+    torch._foreach_sqrt_(denom)
+    torch._foreach_add_(denom, eps)
+    update = torch._foreach_div(exp_avgs, bias_correction1)
+    torch._foreach_div_(update, denom)
+    del denom
+    new = [p.float() if p.dtype != torch.float32 else p.clone() for p in params]  # never the weight itself
+    if weight_decay:
+        torch._foreach_add_(update, new, alpha=weight_decay)
+    torch._foreach_mul_(update, -lr)
+    torch._foreach_add_(update, [c.float() for c in compensations])
+    torch._foreach_add_(new, update)  # the weights in fp32, the compensation of earlier steps included
+    del update
+    rounded = [n.to(p.dtype, copy=True) for n, p in zip(new, params)]
+    torch._foreach_sub_(new, [r.float() for r in rounded])  # what rounding to the weights' dtype lost ...
+    torch._foreach_copy_(compensations, new)  # ... kept for next time
+    torch._foreach_copy_(params, rounded)
 
 
 class KahanAdamW(torch.optim.Optimizer):
     """AdamW (decoupled weight decay) for low-precision weights, with Kahan-compensated updates.
 
     State per weight: fp32 first and second moments, and a compensation buffer in the weight's dtype. With fp32
-    weights it is plain AdamW (the compensation stays ~0)."""
+    weights it is plain AdamW (the compensation stays ~0). Weights are updated in buckets of about
+    ``bucket_elements`` values, which bounds the fp32 temporaries (a few times 4 bytes per value of a bucket)."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 compiled: bool = False):
+                 bucket_elements: int = 2**26):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
-        self._update = torch.compile(_kahan_adamw_update, dynamic=True) if compiled else _kahan_adamw_update
+        self.bucket_elements = bucket_elements
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -78,7 +92,8 @@ class KahanAdamW(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            scalars: dict = {}  # per device, made once per step: the same for every weight of the group
+            buckets: dict = {}  # (device, dtype, step) -> buckets of weights
+            filled: dict = {}  # the same key -> values in its last bucket
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -90,11 +105,19 @@ class KahanAdamW(torch.optim.Optimizer):
                                                            memory_format=torch.preserve_format)
                     state["compensation"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                n = float(state["step"])
-                key = (p.device, n)
-                if key not in scalars:
-                    values = [group["lr"], beta1, beta2, group["eps"], group["weight_decay"], 1 - beta1 ** n,
-                              1 - beta2 ** n]
-                    scalars[key] = list(torch.tensor(values, dtype=torch.float32, device=p.device).unbind())
-                self._update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["compensation"], *scalars[key])
+                key = (p.device, p.dtype, float(state["step"]))
+                lists = buckets.setdefault(key, [[]])
+                if lists[-1] and filled[key] + p.numel() > self.bucket_elements:
+                    lists.append([])
+                    filled[key] = 0
+                lists[-1].append(p)
+                filled[key] = filled.get(key, 0) + p.numel()
+            for (_, _, n), lists in buckets.items():
+                for ps in lists:
+                    st = [self.state[p] for p in ps]
+                    _kahan_adamw_update(ps, [p.grad for p in ps], [s["exp_avg"] for s in st],
+                                        [s["exp_avg_sq"] for s in st], [s["compensation"] for s in st],
+                                        lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                                        weight_decay=group["weight_decay"], bias_correction1=1 - beta1 ** n,
+                                        bias_correction2=1 - beta2 ** n)
         return loss

@@ -141,3 +141,49 @@ def test_pipelines_cached():
 def test_invariants(doc: str, max_len: int, overlap: int):
     segs = segment(doc, max_len=max_len, overlap=overlap)
     check(doc, segs, max_len)
+
+
+def test_a_length_function_that_primes_is_given_each_batch_sentences_at_once():
+    """Planning measures sentences with the tokenizer: a length function with ``prime`` gets every sentence
+    of a batch in one call (one batched tokenizer call, not one per sentence), and the segments are those a
+    plain length function gives."""
+    texts = ["First one here. And a second, longer sentence follows it.", "", "Alone", "A b c d e f g h i j k l."]
+
+    class Counting:
+        def __init__(self):
+            self.primed: list[list[str]] = []
+            self.known: dict[str, int] = {}
+
+        def prime(self, batch):
+            self.primed.append(list(batch))
+            self.known.update((t, len(t.split())) for t in batch)
+
+        def __call__(self, text):
+            return self.known[text] if text in self.known else len(text.split())
+
+    counting = Counting()
+    got = list(segment_many(texts, language="en", max_len=5, length_fn=counting, overlap=0))
+    plain = list(segment_many(texts, language="en", max_len=5, length_fn=lambda t: len(t.split()), overlap=0))
+    assert got == plain
+    assert len(counting.primed) == 1  # one batch of documents, one call
+    # every sentence, before any is cut into windows; none of the empty document
+    assert counting.primed[0] == ["First one here.", "And a second, longer sentence follows it.", "Alone",
+                                  "A b c d e f g h i j k l."]
+
+
+def test_token_counts_measure_each_text_once():
+    from instructie.inference.extractor import TokenCounts
+
+    calls = []
+
+    def tokenizer(texts, add_special_tokens=False):
+        calls.append(texts)
+        batch = [texts] if isinstance(texts, str) else texts
+        ids = [[0] * len(t.split()) for t in batch]
+        return {"input_ids": ids[0] if isinstance(texts, str) else ids}
+
+    counts = TokenCounts(tokenizer)
+    counts.prime(["a b", "c d e", "a b"])
+    assert counts("a b") == 2 and counts("c d e") == 3
+    assert counts("f") == 1 and counts("f") == 1
+    assert calls == [["a b", "c d e"], "f"]  # one batched call, then one for the text not primed

@@ -328,19 +328,19 @@ def segment_many(
             pieces = ((docs[d][s:e], (d, s)) for d, s, e in items)
             for doc, (d, s) in nlp.pipe(pieces, as_tuples=True, batch_size=batch_size):
                 split[(d, s)] = [(s + x.start_char, s + x.end_char) for x in doc.sents]
+        sentences = [
+            [(ss, se) for s, e in blocks[d] for ss, se in (_strip(text, a, b) for a, b in split.get((d, s), [(s, e)]))
+             if ss < se]
+            for d, text in enumerate(docs)
+        ]
+        prime = getattr(length_fn, "prime", None)
+        if prime is not None:  # a length function that measures many texts at once: the batch's sentences
+            prime([text[ss:se] for text, spans in zip(docs, sentences) for ss, se in spans])
         for d, text in enumerate(docs):
             out: list[Segment] = []
-            si = 0
-            for s, e in blocks[d]:
-                for ss, se in split.get((d, s), [(s, e)]):
-                    ss, se = _strip(text, ss, se)
-                    if ss >= se:
-                        continue
-                    for wi, (ws, we) in enumerate(
-                        _windows(text, ss, se, max_len, length_fn, overlap)
-                    ):
-                        out.append(Segment(base + d, ws, we, text[ws:we], si, wi))
-                    si += 1
+            for si, (ss, se) in enumerate(sentences[d]):
+                for wi, (ws, we) in enumerate(_windows(text, ss, se, max_len, length_fn, overlap)):
+                    out.append(Segment(base + d, ws, we, text[ws:we], si, wi))
             yield out
         base += len(docs)
 

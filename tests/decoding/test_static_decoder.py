@@ -189,3 +189,22 @@ def test_each_prompts_metadata_reaches_its_own_processor_row(tiny, decoder):
     # the model may write special tokens, which answers leave out: at most the wanted length
     assert all(len(g.token_ids) <= k for g, k in zip(out, want))
     assert sum(len(g.token_ids) == k for g, k in zip(out, want)) >= len(srcs) - 3
+
+
+def test_a_model_let_go_takes_its_decoder_with_it(tiny_model_dir):
+    """The buffers and graphs kept for a model must not keep the model alive: a process that loads one model
+    after another (checkpoints, several extractors) frees each one's memory when it lets the model go."""
+    import gc
+    import weakref
+
+    from instructie.decoding.static_decoder import _DECODERS
+    from instructie.model.loading import load_trained
+
+    model, tok = load_trained(tiny_model_dir, device="cpu")
+    model.eval()
+    run(model, tok, prompts(1), "static", max_new_tokens=4)
+    assert model in _DECODERS
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None

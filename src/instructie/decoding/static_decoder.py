@@ -93,7 +93,8 @@ class StaticT5Decoder:
 
     def __init__(self, model, slots: int, src_cap: int, steps: int, use_graphs: bool):
         cfg = model.config
-        self.model = model
+        # weakly: the decoder is kept per model (``_DECODERS``, keyed weakly) and must not keep the model alive
+        self.model = weakref.proxy(model)
         dec = model.get_decoder()
         self.blocks = list(dec.block)
         self.embed = dec.embed_tokens

@@ -46,16 +46,12 @@ PAIRED = [
     ("option-order-s13/oo13_seed2_vs_schema.json", "options shuffled (seed 2) vs schema order, 600 steps", "β = 0"),
 ]
 
-# Training throughput (eval/bench_train.py on one H100), two calls of the same command.
-BENCH_TRAIN = [("bench/bench_train_call1.jsonl", "1"), ("bench/bench_train_call2.jsonl", "2")]
-VARIANTS = {"instructie_constrained": "instructie, vocab-constrained",
-            "naive": "naive: one generate per sentence"}
-# Extraction throughput (eval/bench_extract.py on one H100): (file, the model it decoded).
-BENCH_EXTRACT = [
-    ("bench/bench_extract_base.json", "T5-base shape, copy head, 30 steps"),
-    ("bench/bench_extract_copy.json", "T5-small, copy head"),
-    ("bench/bench_extract.json", "T5-small, no copy head"),
-]
+# Training throughput (eval/bench_train.py run, one H100, one call): Flan-T5 shapes at InstructUIE's lengths, and
+# the random-init recipe's T5-small.
+BENCH_TRAIN = ["bench/train_flan.json", "bench/train_small.json"]
+# Extraction (eval/bench_extract.py --extract, one H100, one call): Extractor.extract against the bare loop.
+BENCH_EXTRACT = "bench/extract_e2e.json"
+ANSWERS = {"gold": "gold (forced)", "short": "≤ 3 tokens", "long": "≤ 49 tokens"}
 
 
 def load(rel: str):
@@ -127,29 +123,36 @@ def paired() -> str:
 
 def bench_train() -> str:
     rows = []
-    for rel, call in BENCH_TRAIN:
-        lines = load(rel)
-        plain = {r["size"]: r["examples_per_s"] for r in lines if r["variant"] == "plain"}
-        for r in lines:
-            rows.append([call, r["size"], r["variant"], str(r["batch_size"]), f"{r['examples_per_s']:.1f}",
-                         f"{r['target_tokens_per_s']:.0f}", f"{r['peak_mem_gib']:.2f}", f"{100 * r['mfu']:.1f}%",
-                         f"{r['examples_per_s'] / plain[r['size']]:.2f}"])
-    return table(["call", "size", "variant", "batch", "examples/s", "target tokens/s", "peak GiB", "MFU",
-                  "× plain (same call)"], rows)
+    for rel in BENCH_TRAIN:
+        res = [r for r in load(rel)["results"] if "examples_per_s" in r]
+        for r in res:
+            hf = max((x["examples_per_s"] for x in res if x["size"] == r["size"] and x["variant"] == "hf"),
+                     default=None)
+            main = max((x["examples_per_s"] for x in res if x["size"] == r["size"] and x["variant"] == "main"),
+                       default=None)
+            rows.append([r["size"], r["variant"], str(r["batch"]) + (" rows" if r["variant"].startswith("packed")
+                                                                       else ""),
+                         f"{r['examples_per_step']:g}", f"{r['examples_per_s']:g}", f"{r['useful_tflops']:g}",
+                         f"{100 * r['mfu']:.1f}%", f"{100 * r['padding']:.0f}%", f"{r['peak_mem_gib']:g}",
+                         f"{r['first_step_s']:g}", f"{r['examples_per_s'] / hf:.2f}" if hf else "—",
+                         f"{r['examples_per_s'] / main:.2f}" if main else "—", f"`{rel}`"])
+    return table(["size", "variant", "batch", "examples/step", "examples/s", "useful TFLOP/s", "MFU", "padding",
+                  "peak GiB", "first step s", "× Seq2SeqTrainer (best)", "× unpacked", "file (under eval/runs/)"],
+                 rows)
 
 
 def bench_extract() -> str:
     rows = []
-    for rel, model in BENCH_EXTRACT:
-        d = load(rel)
-        for name, v in d["variants"].items():
-            sentences = f"{v['sentences']:,}" + (" (extrapolated)" if v.get("extrapolated") else "")
-            rows.append([model, VARIANTS.get(name, name), v["dtype"].replace("bfloat16", "bf16").replace("float32", "fp32"),
-                         str(v["batch_size"]), sentences, f"{v['sentences_per_s']:g}",
-                         f"{v['peak_memory_mib']:,.0f}",
-                         f"{d['speedup_sentences_per_s']:.1f}" if name == "instructie" else "—", f"`{rel}`"])
-    return table(["model", "variant", "dtype", "batch", "sentences", "sentences/s", "peak MiB",
-                  "× naive", "file (under eval/runs/)"], rows)
+    for s in load(BENCH_EXTRACT)["sizes"]:
+        for key, (ex, bare) in s["extract"].items():
+            mode, _, chunk = key.partition(" docs_per_chunk=")
+            if chunk != "256":  # extract's default
+                continue
+            rows.append([f"{s['size']} ({s['params_m']:g}M)", ANSWERS[mode], f"{ex['prompts']:,}",
+                         f"{bare['sentences_per_s']:g}", f"{ex['sentences_per_s']:g}", f"{ex['vs_bare']:.2f}",
+                         f"{100 * ex['decoding_share']:.0f}%"])
+    return table(["shape", "answers", "prompts", "bare loop, sentences/s", "Extractor.extract, sentences/s",
+                  "× bare loop", "extract's time in decoding"], rows)
 
 
 SECTIONS = {"headline": headline, "paired": paired, "bench-train": bench_train, "bench-extract": bench_extract}

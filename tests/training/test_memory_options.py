@@ -92,11 +92,14 @@ def test_kahan_adamw_buckets_do_not_change_the_step():
 
 
 # ---------------------------------------------------------------- instructie train on packed rows
-def test_packed_training_logs_its_rows_and_resumes_at_the_exact_batch(tmp_path, capsys):
+@pytest.mark.parametrize("bf16_weights", [False, True])
+def test_packed_training_logs_its_rows_and_resumes_at_the_exact_batch(tmp_path, capsys, bf16_weights):
+    """... with either optimizer: a resumed KahanAdamW keeps its fp32 moments (torch casts loaded state to the
+    weights' dtype)."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     # rows of 512/96 tokens hold several of the tiny config's examples (cut at 128/48)
     options = dict(packing=True, pack_source_length=512, pack_target_length=96, batch_size=2, max_steps=12,
-                   save_every=0)
+                   save_every=0, bf16_weights=bf16_weights)
     assert cli_main(["train", "--config", str(tiny_config(tmp_path, full, **options))]) == 0
     log = capsys.readouterr().out
     assert "packed rows of 512/96 source/target tokens" in log and "examples per row" in log

@@ -77,12 +77,23 @@ class KahanAdamW(torch.optim.Optimizer):
 
     State per weight: fp32 first and second moments, and a compensation buffer in the weight's dtype. With fp32
     weights it is plain AdamW (the compensation stays ~0). Weights are updated in buckets of about
-    ``bucket_elements`` values, which bounds the fp32 temporaries (a few times 4 bytes per value of a bucket)."""
+    ``bucket_elements`` values, which bounds the fp32 temporaries (~12 bytes per value of a bucket at most)."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
                  bucket_elements: int = 2**26):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
         self.bucket_elements = bucket_elements
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch loads it, except the moments stay fp32 (torch casts a loaded state's floating tensors to
+        their weight's dtype: bf16 moments would lose what the compensation keeps)."""
+        super().load_state_dict(state_dict)
+        saved = state_dict["state"]
+        for saved_group, group in zip(state_dict["param_groups"], self.param_groups):
+            for pid, p in zip(saved_group["params"], group["params"]):
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in saved.get(pid, {}):
+                        self.state[p][key] = saved[pid][key].to(device=p.device, dtype=torch.float32)
 
     @torch.no_grad()
     def step(self, closure=None):

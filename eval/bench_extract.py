@@ -304,11 +304,12 @@ def step_ms_graph(model, batch_size: int, max_new_tokens: int, src_len: int, rep
 
 def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int, device: str,
                 gold: dict[str, str] | None = None, profile: Path | None = None,
-                docs_per_chunk: int | None = None) -> list[dict]:
+                docs_per_chunk: int | None = None, repeats: int = 3) -> list[dict]:
     """``Extractor.extract`` on ``texts`` (NER, the card's labels, every default on) against the bare
     loop over the prompts extract sends to ``generate`` (recorded in an untimed pass). With ``gold``
     (sentence -> answer), both sides write each prompt's gold answer (``ForcedAnswer``): realistic
-    answers, parsed and grounded. ``profile``: a cProfile of one more extract pass, written there."""
+    answers, parsed and grounded. ``profile``: a cProfile of one more extract pass, written there. Each side
+    is timed ``repeats`` times, alternating; the median run is reported (all times in ``seconds_each``)."""
     from instructie.decoding import generation
     from instructie.decoding.constraints import chain_factories
     from instructie.inference.extractor import Extractor
@@ -351,14 +352,25 @@ def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int
                 forced[tuple(ids)] = tok(gold.get(text, "None"), add_special_tokens=False)["input_ids"]
         run(4 * batch_size)  # warm-up, answers as timed
         run()
+        factory = (lambda ids, mask: force(ids, mask)) if force is not None else None  # noqa: E731
+        bare = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, max_source_length=msl, factory=factory)
+        bare_loop(ex.model, tok, prompts, **bare)  # warm-up
         calls.clear()
-        stats.clear()
-        _reset_peak(device)
-        t0 = time.perf_counter()
-        n_docs = run()
-        _sync(device)
-        secs = time.perf_counter() - t0
-        in_model, n_tokens = stats.get("seconds_decoding", 0.0), stats.get("tokens")
+        # the sides alternate, ``repeats`` times each: a slow spell of the machine falls on both; medians reported
+        ex_runs, bare_runs, peaks = [], [], {}
+        for r in range(repeats):
+            stats.clear()
+            _reset_peak(device)
+            t0 = time.perf_counter()
+            n_docs = run()
+            _sync(device)
+            secs = time.perf_counter() - t0
+            ex_runs.append((secs, stats.get("seconds_decoding", 0.0), stats.get("tokens")))
+            peaks.setdefault("extract", _peak_mib(device))
+            _reset_peak(device)
+            _, m = bare_loop(ex.model, tok, prompts, **bare)
+            bare_runs.append((m["seconds"], m["seconds_decoding"], m["tokens"]))
+            peaks.setdefault("bare", _peak_mib(device))
         if profile is not None:
             import cProfile
             import io
@@ -370,26 +382,20 @@ def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int
             profile.write_text(buf.getvalue(), encoding="utf-8")
     finally:
         generation.generate = real
-    rows = [{"variant": "Extractor.extract" + (f" (docs_per_chunk={docs_per_chunk})" if docs_per_chunk else ""),
-             "sentences": n_docs, "prompts": len(prompts), "answers":
-             "gold (forced)" if gold is not None else f"random, <= {max_new_tokens} tokens",
-             "seconds": round(secs, 3), "sentences_per_s": round(n_docs / secs, 1),
-             "decoding_share": round(in_model / secs, 3), "tokens": n_tokens,
-             "peak_mib": _peak_mib(device)}]
+
+    def row(variant: str, runs: list, n: int, peak) -> dict:
+        secs, in_loop, tokens = sorted(runs)[len(runs) // 2]  # the median run
+        return {"variant": variant, "sentences": n, "prompts": len(prompts), "answers":
+                "gold (forced)" if gold is not None else f"random, <= {max_new_tokens} tokens",
+                "seconds": round(secs, 3), "seconds_each": [round(x[0], 3) for x in runs],
+                "sentences_per_s": round(n / secs, 1), "decoding_share": round(in_loop / secs, 3),
+                "tokens": tokens, "peak_mib": peak}
+
+    rows = [row("Extractor.extract" + (f" (docs_per_chunk={docs_per_chunk})" if docs_per_chunk else ""), ex_runs,
+                n_docs, peaks.get("extract")),
+            row("bare loop over extract's prompts", bare_runs, len(texts), peaks.get("bare"))]
     if missing:
         rows[0]["prompts_without_gold"] = missing
-    _reset_peak(device)
-    factory = (lambda ids, mask: force(ids, mask)) if force is not None else None  # noqa: E731
-    bare_loop(ex.model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-              max_source_length=msl, factory=factory)  # warm-up
-    _reset_peak(device)
-    _, m = bare_loop(ex.model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                     max_source_length=msl, factory=factory)
-    rows.append({"variant": "bare loop over extract's prompts", "sentences": len(texts), "prompts": len(prompts),
-                 "answers": rows[0]["answers"], "seconds": round(m["seconds"], 3),
-                 "sentences_per_s": round(len(texts) / m["seconds"], 1),
-                 "decoding_share": round(m["seconds_decoding"] / m["seconds"], 3), "tokens": m["tokens"],
-                 "peak_mib": _peak_mib(device)})
     rows[0]["vs_bare"] = round(rows[0]["sentences_per_s"] / rows[1]["sentences_per_s"], 2)
     del ex
     return rows
@@ -430,7 +436,7 @@ def bench_size(size: str, args, tokenizer, texts: dict[str, list[str]], device: 
                 out.setdefault("extract", {})[key] = run_extract(
                     model, tokenizer, texts[mode], batch_size=args.batch_size, device=device, profile=prof,
                     max_new_tokens=64 if mode == "gold" else MODES[mode], gold=args.gold if mode == "gold" else None,
-                    docs_per_chunk=chunk)
+                    docs_per_chunk=chunk, repeats=args.repeats)
                 print(json.dumps({size: {"extract " + key: out["extract"][key]}}), flush=True)
     except Exception as e:  # noqa: BLE001
         import traceback
@@ -538,6 +544,7 @@ def main(argv=None) -> int:
                     "comma-separated short, long (random, at most 3 / 49 tokens), gold (each sentence's gold answer)")
     ap.add_argument("--docs-per-chunk", default="", help="comma-separated values of extract's docs_per_chunk to "
                     "time (default: its own)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes of each side of an --extract run")
     ap.add_argument("--profile-dir", default=None, help="a cProfile of each extract run (one more pass) written here")
     ap.add_argument("--tokenizer-vocab", type=int, default=32000, help="byte-level BPE trained on the sentences")
     ap.add_argument("--device", default=None)

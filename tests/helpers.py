@@ -1,6 +1,7 @@
 """Helpers shared by test modules (the tests directory is on sys.path through its conftest)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -56,3 +57,17 @@ def fixture_records():
     dsets.append(DatasetConfig("duie", str(FIXTURES / "duie" / "duie_train_excerpt.json"),
                                options={"schema": str(FIXTURES / "duie" / "duie_schema.json")}))
     return [r for d in dsets for r in load_records(d)]
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``instructie ARGV...`` in this process: (exit status, stdout, stderr)."""
+    from instructie.cli.main import main
+
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every line of a JSON-lines file, parsed (a blank line is an error, as in the files the CLI writes)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

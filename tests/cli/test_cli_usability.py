@@ -7,15 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from instructie.cli.main import build_parser, main
+from instructie.cli.main import build_parser
+
+from helpers import run_cli as run
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
-
-
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

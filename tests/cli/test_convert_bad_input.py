@@ -20,6 +20,8 @@ import pytest
 from instructie.cli.main import main
 from instructie.core import io as core_io
 
+from helpers import read_jsonl as rows
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 DUIE_SCHEMA = FIX / "duie/duie_schema.json"
 DUIE_ROWS = [json.loads(x) for x in (FIX / "duie/duie_train_excerpt.json").read_text(encoding="utf-8").splitlines()]
@@ -36,10 +38,6 @@ def error_line(err: str) -> str:
     lines = [x for x in err.splitlines() if x.startswith("instructie convert: error: ")]
     assert len(lines) == 1, err
     return lines[0]
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
 
 
 def jsonl(path: Path, lines: list[str]) -> Path:

@@ -17,6 +17,8 @@ import pytest
 
 from instructie.cli.main import main
 
+from helpers import read_jsonl as rows, run_cli as run
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 BAD = FIX / "bad_inputs"
 DUIE = ["--input", FIX / "duie/duie_train_excerpt.json", "--schema", FIX / "duie/duie_schema.json"]
@@ -25,19 +27,9 @@ IEI = FIX / "ie_instructions"
 FIN = FIX / "fin_negative"
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def convert(capsys, dataset: str, out: Path, *args) -> tuple[int, str]:
     rc, _, err = run(capsys, "convert", "--dataset", dataset, *args, "-o", out)
     return rc, err
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write_jsonl(path: Path, items) -> Path:

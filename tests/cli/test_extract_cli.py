@@ -13,20 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from instructie.cli.main import main
 from instructie.decoding import generation
 from instructie.decoding.generation import Generated
 from instructie.inference import segment as seg_mod
 
-
-def cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+from helpers import read_jsonl as rows, run_cli as cli
 
 
 def _field(source: str, name: str) -> str:

@@ -15,17 +15,17 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from instructie.decoding import generation
-from instructie.cli.main import main
 from instructie.decoding.tokens import _token_char_ends, item_confidences
 from instructie.inference.extractor import Extractor, Schema
 from instructie.model.card import ModelCard
 from instructie.decoding.generation import Generated
 from instructie.core.io import ConfigError
+
+from helpers import read_jsonl, run_cli as cli
 
 # ------------------------------------------------------------------ helpers
 
@@ -446,16 +446,6 @@ def test_real_tiny_model_end_to_end(ex):
 
 
 # ------------------------------------------------------------------ CLI
-
-def cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
 
 def obama_script(task, text, opts):
     return mentions(text, NAMES) if task == "NER" else "None"

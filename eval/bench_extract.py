@@ -96,6 +96,19 @@ def random_model(size: str, tokenizer, device: str, dtype: torch.dtype):
     return model.to(dtype).eval()
 
 
+def save_ner_model(model, tokenizer, path, *, max_source_length: int, max_target_length: int,
+                   labels: list[str] = LABELS) -> None:
+    """A model directory ``Extractor.from_pretrained`` reads: the model, its tokenizer, and the card of an NER
+    model trained on CoNLL2003's four labels (asked in the order of ``labels``)."""
+    from instructie.model.card import ModelCard
+    from instructie.model.loading import save_model
+
+    save_model(model, tokenizer, path)
+    ModelCard(instructie_version="bench", tasks=["NER"], labels={"CoNLL2003": {"NER": list(labels)}},
+              languages={"CoNLL2003": "en"}, max_source_length=max_source_length,
+              max_target_length=max_target_length).save(path)
+
+
 class ForcedLength:
     """Ends each answer after k tokens (1..48, read from its prompt's ids), writing ordinary
     tokens before: a logits processor that both sides run."""
@@ -313,13 +326,9 @@ def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int
     from instructie.decoding import generation
     from instructie.decoding.constraints import chain_factories
     from instructie.inference.extractor import Extractor
-    from instructie.model.loading import save_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        save_model(model, tokenizer, tmp)
-        card = {"instructie_version": "bench", "tasks": ["NER"], "labels": {"CoNLL2003": {"NER": LABELS}},
-                "languages": {"CoNLL2003": "en"}, "max_source_length": 512, "max_target_length": max_new_tokens}
-        Path(tmp, "instructie.json").write_text(json.dumps(card), encoding="utf-8")
+        save_ner_model(model, tokenizer, tmp, max_source_length=512, max_target_length=max_new_tokens)
         ex = Extractor.from_pretrained(tmp, device=device, dtype="bfloat16" if device.startswith("cuda") else None)
     calls, stats = [], {}
     forced: dict = {}  # prompt ids -> answer ids (filled below, once the prompts are known)
@@ -397,7 +406,6 @@ def run_extract(model, tokenizer, texts, *, batch_size: int, max_new_tokens: int
     if missing:
         rows[0]["prompts_without_gold"] = missing
     rows[0]["vs_bare"] = round(rows[0]["sentences_per_s"] / rows[1]["sentences_per_s"], 2)
-    del ex
     return rows
 
 

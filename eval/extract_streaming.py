@@ -25,7 +25,7 @@ def tiny_model(out: Path, texts: list[str]) -> None:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from instructie.model.loading import save_model
+    from bench_extract import LABELS, save_ner_model  # eval/, beside this script
     from instructie.model.tokenizer import train_tokenizer
 
     tok = train_tokenizer(texts, vocab_size=2000)
@@ -33,11 +33,8 @@ def tiny_model(out: Path, texts: list[str]) -> None:
                       d_kv=16, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                       decoder_start_token_id=tok.pad_token_id)
     torch.manual_seed(0)
-    save_model(T5ForConditionalGeneration(config).eval(), tok, out)
-    card = {"instructie_version": "bench", "tasks": ["NER"],
-            "labels": {"CoNLL2003": {"NER": ["location", "miscellaneous", "organization", "person"]}},
-            "languages": {"CoNLL2003": "en"}, "max_source_length": 256, "max_target_length": 16}
-    (out / "instructie.json").write_text(json.dumps(card), encoding="utf-8")
+    save_ner_model(T5ForConditionalGeneration(config).eval(), tok, out, max_source_length=256, max_target_length=16,
+                   labels=sorted(LABELS))
 
 
 def rss_mib(pid: int) -> float | None:

@@ -25,6 +25,7 @@ from ..data.packing import collate_packed, fill, pack_rows
 from ..data.sources import Source, build_epoch, collate, epoch_batches, load_sources, seq_lengths, training_texts
 from ..hints.memory import training_memory
 from ..hints.plugin import Hints, HintSettings, hint_budget
+from ..model.card import ModelCard
 from ..model.loading import ModelSpec, load_model_and_tokenizer, save_model
 from ..prompts.instructions import load_templates
 from .checkpoint import (check_output_dir, check_same_model, find_resume, resume_epoch, write_run_files)
@@ -122,7 +123,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     # 6. the model directory
     if main:
         save_model(trained_model(accelerator, model), tokenizer, out)
-        write_json(out / "instructie.json", model_card(cfg, templates, train_sources, state))
+        model_card(cfg, templates, train_sources, state).save(out)
         write_json(out / "metrics.json", {"step": state["step"], "train_time_s": state["train_time_s"],
                                           "examples": state["examples"], "target_tokens": state["target_tokens"],
                                           **final})
@@ -249,7 +250,7 @@ def record_eval(out: Path, state: dict, rep: dict, main: bool) -> None:
         log(f"eval at step {state['step']}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()))
 
 
-def model_card(cfg: RunConfig, templates: dict, sources: list[Source], state: dict) -> dict:
+def model_card(cfg: RunConfig, templates: dict, sources: list[Source], state: dict) -> ModelCard:
     """What ``Extractor.from_pretrained`` needs besides weights and tokenizer."""
     labels: dict[str, dict[str, list[str]]] = {}
     roles: dict[str, dict[str, list[str]]] = {}
@@ -267,18 +268,17 @@ def model_card(cfg: RunConfig, templates: dict, sources: list[Source], state: di
             if r.roles:
                 roles.setdefault(r.dataset, {}).update(r.roles)
             languages[r.dataset] = r.language
-    return {
-        "instructie_version": __version__,
-        "tasks": sorted({t for d in labels.values() for t in d} | set(cfg.data.tasks or [])),
-        "labels": labels,
-        "roles": roles,
-        "languages": languages,
-        "templates": templates,
-        "max_options": cfg.data.max_options,
-        "option_order": cfg.eval.option_order,  # as its tests asked; extract asks so too
-        "max_source_length": cfg.data.max_source_length,
-        "max_target_length": cfg.data.max_target_length,
-        "memory_hints": cfg.hints.memory,  # memory.json holds the memory
-        "steps": state["step"],
-        "train_config": cfg.to_dict(),
-    }
+    return ModelCard(
+        instructie_version=__version__,
+        tasks=sorted({t for d in labels.values() for t in d} | set(cfg.data.tasks or [])),
+        labels=labels,
+        roles=roles,
+        languages=languages,
+        templates=templates,
+        max_options=cfg.data.max_options,
+        option_order=cfg.eval.option_order,  # as its tests asked; extract asks so too
+        max_source_length=cfg.data.max_source_length,
+        max_target_length=cfg.data.max_target_length,
+        memory_hints=cfg.hints.memory,  # memory.json holds the memory
+        extra={"steps": state["step"], "train_config": cfg.to_dict()},
+    )

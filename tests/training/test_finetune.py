@@ -733,3 +733,24 @@ def test_collect_run_files_a_three_call_run_under_the_names_earlier_runs_keep(tm
     assert mod.main(["r1", str(fetched), "--dest", str(dest), "--force"]) == 0
     with pytest.raises(SystemExit, match="no r2_"):
         mod.main(["r2", str(fetched), "--dest", str(tmp_path / "r2")])
+
+
+def test_the_decoder_kept_for_evaluation_is_let_go_before_training_goes_on(tmp_path, monkeypatch):
+    """Dev evaluation decodes with the static decoder, which keeps buffers (and on a GPU graphs) per model:
+    none of them may stay allocated through the training steps after it."""
+    from transformers import T5ForConditionalGeneration
+
+    from instructie.decoding.static_decoder import _DECODERS
+
+    real = T5ForConditionalGeneration.forward
+    held = []
+
+    def forward(self, *a, **k):
+        if self.training and k.get("labels") is not None:
+            held.append(self in _DECODERS)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(T5ForConditionalGeneration, "forward", forward)
+    cfg = tiny_config(tmp_path, tmp_path / "run", max_steps=6, save_every=0, eval_every=2)
+    assert cli_main(["train", "--config", str(cfg)]) == 0
+    assert len(held) >= 6 and not any(held)

@@ -23,6 +23,7 @@ from ..config import RunConfig
 from ..core.io import ConfigError, write_json, write_jsonl
 from ..data.packing import collate_packed, fill, pack_rows
 from ..data.sources import Source, build_epoch, collate, epoch_batches, load_sources, seq_lengths, training_texts
+from ..decoding.static_decoder import release
 from ..hints.memory import training_memory
 from ..hints.plugin import Hints, HintSettings, hint_budget
 from ..model.card import ModelCard
@@ -93,6 +94,7 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
         unwrapped.eval()
         rep = evaluate_sources(unwrapped, tokenizer, sources, cfg, templates, limit=(
             cfg.data.max_eval_records if name == "dev" else None), hints=eval_hints, keep_predictions=name == "test")
+        release(unwrapped)  # the decoder's buffers and graphs (GBs at large sizes) must not stay through training
         unwrapped.train()
         return rep
 

@@ -34,6 +34,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..model.loading import scales_decoder_output
+
 # Source lengths are padded up to one of these, so that a few graphs serve a whole run
 _BUCKET_STEPS = ((256, 32), (512, 64), (1 << 30, 128))
 # Refill once a quarter of the rows (1/_REFILL_SHARE) is free, or no row is live: a refill runs the encoder
@@ -103,8 +105,7 @@ class StaticT5Decoder:
         self.rel_emb = att0.relative_attention_bias
         self.B, self.S, self.T = slots, src_cap, steps
         self.H, self.dk, self.d = cfg.num_heads, cfg.d_kv, cfg.d_model
-        scale = getattr(cfg, "scale_decoder_outputs", None)
-        self.scale = bool(cfg.tie_word_embeddings if scale is None else scale)
+        self.scale = scales_decoder_output(cfg)
         self.copy = bool(getattr(cfg, "copy_head", False)) and hasattr(model, "mix")
         self.device = dev = self.embed.weight.device
         kv_dtype = att0.k.weight.dtype

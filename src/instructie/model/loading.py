@@ -50,6 +50,13 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+def scales_decoder_output(config) -> bool:
+    """Whether T5 scales the decoder's output by d_model**-0.5 before lm_head: transformers 5 names it
+    ``scale_decoder_outputs``; earlier versions scaled whenever the head was tied to the embeddings."""
+    scale = getattr(config, "scale_decoder_outputs", None)
+    return bool(config.tie_word_embeddings if scale is None else scale)
+
+
 @dataclass
 class ModelSpec:
     name_or_path: str | None = None  # hub id (google/flan-t5-base) or local dir; required for "pretrained"

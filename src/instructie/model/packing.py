@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .loading import scales_decoder_output
+
 ATTENTION = ("sdpa", "eager")
 
 
@@ -109,20 +111,13 @@ def _attend(attn, x, kv, bias, attention: str):
 
 def _loss(model, dec, enc, input_ids, labels, decoder_input_ids, source_segments, target_segments):
     """Mean token loss of the batch: lm_head (and the copy head's mixture) over the decoder's states."""
-    seq = dec * (model.config.d_model ** -0.5) if _scales_decoder_output(model.config) else dec
+    seq = dec * (model.config.d_model ** -0.5) if scales_decoder_output(model.config) else dec
     logits = model.lm_head(seq)
     if getattr(model.config, "copy_head", False):
         log_p = model.mix(logits, dec, enc, input_ids, None, decoder_input_ids, source_segments=source_segments,
                           target_segments=target_segments)
         return F.nll_loss(log_p.reshape(-1, log_p.size(-1)), labels.reshape(-1), ignore_index=-100)
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
-
-
-def _scales_decoder_output(config) -> bool:
-    """Whether T5 scales the decoder's output by d_model**-0.5 before lm_head: transformers 5 names it
-    ``scale_decoder_outputs``; earlier versions scaled whenever the head was tied to the embeddings."""
-    scale = getattr(config, "scale_decoder_outputs", None)
-    return bool(config.tie_word_embeddings if scale is None else scale)
 
 
 def _allowed(query_segments, key_segments, causal: bool = False):

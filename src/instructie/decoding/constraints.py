@@ -600,14 +600,14 @@ def copy_factory(tokenizer, vocab_size: int, *, roles: Sequence[str] | None = No
     if none_ids:
         segs.append((none_ids, NONE_BITS))
 
-    def make(ids: torch.Tensor, mask: torch.Tensor, rows=None) -> CopyProcessor:
-        rows = []
+    def make(ids: torch.Tensor, mask: torch.Tensor, rows=None) -> CopyProcessor:  # rows: not needed here
+        sources = []  # each prompt's token ids, without padding and its closing </s>
         for row, m in zip(ids.cpu().tolist(), mask.cpu().tolist()):
             toks = [x for x, k in zip(row, m) if k]
             while toks and toks[-1] == vocab.eos:
                 toks.pop()
-            rows.append([x if 0 <= x < vocab_size else vocab.pad for x in toks])
-        lays, policies = _layout(vocab, tokenizer, rows, segs, task_of, cache)
+            sources.append([x if 0 <= x < vocab_size else vocab.pad for x in toks])
+        lays, policies = _layout(vocab, tokenizer, sources, segs, task_of, cache)
         L = max(1, max(len(l[0]) for l in lays))
         B = len(lays)
         A = torch.full((B, L), vocab_size, dtype=torch.long)

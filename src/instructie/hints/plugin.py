@@ -112,9 +112,6 @@ class Hints:
                                  row_is_rc=lambda p: p.task == "RC")
 
     # ------------------------------------------------------------ keep-filter hook
-    def floor_of(self, task: str, dataset: str = "") -> float:
-        return floor_for(self.settings.floor, task, dataset)
-
     def keeps(self, task: str, dataset: str, hint: Sequence[tuple[str, ...]], item: str, confidence: float,
               floor: float | dict | None = None) -> bool:
         """Whether an answer item (its text) stays: the hint proposed it, or the model's confidence in it

@@ -478,11 +478,10 @@ def validate(cfg: RunConfig, src: str) -> None:
     if d.template != "random" and (not isinstance(d.template, int) or isinstance(d.template, bool)):
         bad(f"data.template must be an index or 'random', got {d.template!r}")
     if isinstance(d.template, int) and not isinstance(d.template, bool):
-        from .prompts.instructions import load_templates
-        fewest = min(len(v) for v in load_templates(d.templates).values())
-        if not 0 <= d.template < fewest:  # an index past a task's templates would wrap round to another one
-            bad(f"data.template {d.template}: the templates are numbered 0 to {fewest - 1} (every task has at least "
-                f"{fewest}), or 'random'")
+        from .prompts.instructions import load_templates, template_index_problem
+        problem = template_index_problem(load_templates(d.templates), d.template)
+        if problem:
+            bad(f"data.template {d.template}: {problem}")
     t = cfg.train
     _validate_train(t, bad)
     e = cfg.eval

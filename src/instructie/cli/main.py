@@ -35,7 +35,7 @@ def _tasks(s: str | None) -> list[str] | None:
 def cmd_convert(a) -> int:
     from instructie.data_adapters import get_adapter
 
-    from ..prompts.instructions import expand_tasks, load_templates, to_instance
+    from ..prompts.instructions import expand_tasks, load_templates, template_index_problem, to_instance
     from ..core.io import SkipCounter, atomic_write
 
     opts = _kv(a.option)
@@ -59,11 +59,9 @@ def cmd_convert(a) -> int:
     if Path(a.output).resolve() in {Path(x).resolve() for x in (a.input, a.schema, a.pid2name) if x}:
         raise ConfigError(f"output {a.output} is one of the input files")
     templates = load_templates(a.templates)
-    if a.template != "random":  # an index past a task's templates would wrap round to another one
-        fewest = min(len(v) for v in templates.values())
-        if not 0 <= int(a.template) < fewest:
-            raise ConfigError(f"--template {a.template}: the templates are numbered 0 to {fewest - 1} (every task has "
-                              f"at least {fewest}), or 'random'")
+    problem = template_index_problem(templates, int(a.template)) if a.template != "random" else None
+    if problem:
+        raise ConfigError(f"--template {a.template}: {problem}")
     errors, stats = SkipCounter(a.skip_invalid), Counter()
     template = a.template if a.template == "random" else int(a.template)
     counts, splits = Counter(), Counter()

@@ -158,6 +158,15 @@ def build_source(record: Record, instruction: str, options: list[str] | None = N
     return "\n".join(lines)
 
 
+def template_index_problem(templates: dict[str, list[str]], index: int) -> str | None:
+    """Why a fixed template ``index`` cannot be used (None when it can): an index past a task's templates would
+    wrap round to another one (``pick_template``)."""
+    fewest = min(len(v) for v in templates.values())
+    if 0 <= index < fewest:
+        return None
+    return f"the templates are numbered 0 to {fewest - 1} (every task has at least {fewest}), or 'random'"
+
+
 def pick_template(templates: dict[str, list[str]], task: str, template: int | str, seed: int, key: str) -> str:
     choices = templates.get(task)
     if not choices:

@@ -39,16 +39,13 @@ entities, negative=0 with key entities, wrong column count) go to ``on_error``.
 from __future__ import annotations
 
 import bisect
-import csv
 import zlib
-import io
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from instructie.core.io import ConfigError, InputError, SkipCounter, read_text
+from instructie.core.io import ConfigError, InputError, SkipCounter, csv_reader
 from instructie.core.records import Entity, Record, find_all, unique
 
 from . import check_options, register
@@ -112,21 +109,8 @@ def _split_of(p: Path) -> str:
     return "train" if "train" in name else "test" if "test" in name else ""
 
 
-def _no_field_size_limit() -> None:
-    """Lift the csv module's field size limit (131,072 characters): a long text is data, not an error.
-    The limit is a C long: ``sys.maxsize`` is too large for it where a long has 32 bits."""
-    limit = sys.maxsize
-    while True:
-        try:
-            csv.field_size_limit(limit)
-            return
-        except OverflowError:
-            limit //= 2
-
-
 def _read_file(path: Path, split: str, labeled: bool | None, max_chars: int, on_error, stats: Counter) -> Iterator[Record]:
-    _no_field_size_limit()
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    reader = csv_reader(path)
     header = next(reader, None)
     has_labels = header == COLUMNS + LABEL_COLUMNS
     if header != COLUMNS and not has_labels:

@@ -119,6 +119,10 @@ def test_read_texts_formats_filters_and_errors(tmp_path):
                          "a jsonl text of some length", "a csv text,\nover two lines", "another csv text here"]
     per = {Path(s["source"]).name: s for s in got.report["sources"]}
     assert per["a.txt"]["too_short"] == 1 and per["b.jsonl"]["duplicates"] == 1
+    # a CSV field longer than the csv module's default limit (131,072 characters) is a text, not an error
+    long = "a long csv text " * 10_000
+    (tmp_path / "long.csv").write_text(f'id,text\n1,"{long}"\n', encoding="utf-8")
+    assert read_texts(PretrainDataConfig(files=[str(tmp_path / "long.csv")], min_chars=10)).texts == [long.strip()]
     # the folder form and the adapters
     d = PretrainDataConfig(files=[str(tmp_path)], min_chars=10, max_texts=3)
     assert len(read_texts(d).texts) == 3

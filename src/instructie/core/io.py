@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import gzip
+import io
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 import zlib
@@ -59,6 +62,19 @@ class SkipCounter:
         if self.count > len(self.examples):
             lines.append(f"  ... and {self.count - len(self.examples)} more")
         return "\n".join(lines)
+
+
+def csv_reader(path: str | os.PathLike):
+    """A ``csv.reader`` over the file's text (``read_text``), without the csv module's field size limit
+    (131,072 characters): a long text is data, not an error."""
+    limit = sys.maxsize  # the limit is a C long: sys.maxsize is too large for it where a long has 32 bits
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            break
+        except OverflowError:
+            limit //= 2
+    return csv.reader(io.StringIO(read_text(path), newline=""))
 
 
 def read_text(path: str | os.PathLike) -> str:

@@ -3,15 +3,13 @@ with that column; globs and folders allowed) and ``data.adapters`` (the ``text``
 reads). Short texts are dropped, duplicates kept once."""
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..config import PretrainDataConfig, pretrain_files
-from ..core.io import ConfigError, InputError, SkipCounter, _decoded_lines, iter_jsonl, read_text
+from ..core.io import ConfigError, InputError, SkipCounter, _decoded_lines, csv_reader, iter_jsonl
 from .sources import load_records
 
 
@@ -88,7 +86,7 @@ def _read_file(path: Path, field: str, on_error: Callable[[InputError], None]) -
                 continue
             yield text
     elif suffix == ".csv":
-        reader = csv.reader(io.StringIO(read_text(path), newline=""))
+        reader = csv_reader(path)
         header = next(reader, None) or []
         if field not in header:
             raise InputError(path, 1, f"no column {field!r} (data.text_field) in the header {header}")

@@ -172,7 +172,7 @@ def test_a_length_function_that_primes_is_given_each_batch_sentences_at_once():
 
 
 def test_token_counts_measure_each_text_once():
-    from instructie.inference.extractor import TokenCounts
+    from instructie.inference.predict import TokenCounts
 
     calls = []
 

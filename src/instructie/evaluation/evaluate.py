@@ -14,7 +14,7 @@ from typing import Sequence
 from ..core.io import InputError, SkipCounter, iter_jsonl
 from ..core.records import MAIN_TASKS, Entity, Event, Record, Relation, item_spans
 from ..model.tokenizer import UnrepresentableChars
-from ..inference.predict import Answer, Decoding, generate_for, read_answer, record_prompts
+from ..inference.predict import Answer, Decoding, TokenCounts, generate_for, read_answer, record_prompts
 from ..prompts.offsets import ground_for
 from ..prompts.targets import ParseResult, parse
 from .gold import check_offsets, read_scored_gold
@@ -45,7 +45,7 @@ def predict(model, tokenizer, records: Sequence[Record], templates: dict, decodi
     chunk) answered in one generation, then read once per unhinted floor of ``floors`` (None: the hints
     plug-in's own) -- the floor only filters answers. Per floor: predictions aligned with ``records`` and
     the raw answers (chunks joined by ' || ')."""
-    tok_len = (lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])) if hints is not None else None
+    tok_len = TokenCounts(tokenizer) if hints is not None else None
     owner, prompts = [], []
     for i, r in enumerate(records):
         for p in record_prompts(r, templates, max_options, option_order, hints, tok_len):

@@ -29,7 +29,7 @@ from ..hints.plugin import Hints, HintSettings, hint_budget
 from ..model.card import ModelCard
 from ..model.tokenizer import MOSTLY_UNREPRESENTABLE, UnrepresentableChars
 from ..prompts.instructions import asked_order, build_source, option_chunks
-from .predict import Decoding, Prompt, answer_prompts, make_prompt
+from .predict import Decoding, Prompt, TokenCounts, answer_prompts, make_prompt
 
 log = logging.getLogger("instructie")
 
@@ -418,28 +418,6 @@ class Extractor:
             d.stats["segments"] = len(seg_of.get(i, []))
             d.stats["windows"] = sum(1 for s in seg_of.get(i, []) if s.window_index > 0)
             yield d
-
-
-class TokenCounts:
-    """Token counts of texts (no special tokens), each text measured once: planning asks for a sentence's
-    length to segment it, to fit it in a prompt and to cut its hint line. ``prime`` measures many texts in
-    one batched tokenizer call (``segment_many`` hands it every sentence of its batch)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.known: dict[str, int] = {}
-
-    def prime(self, texts: Sequence[str]) -> None:
-        new = [t for t in dict.fromkeys(texts) if t not in self.known]
-        if new:
-            for t, ids in zip(new, self.tokenizer(new, add_special_tokens=False)["input_ids"]):
-                self.known[t] = len(ids)
-
-    def __call__(self, text: str) -> int:
-        n = self.known.get(text)
-        if n is None:
-            n = self.known[text] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return n
 
 
 def _keep_found(store: dict, item, conf: float, offset: int) -> None:

@@ -69,6 +69,28 @@ class Decoding:
 
 
 # ---------------------------------------------------------------------------------------------- prompts
+class TokenCounts:
+    """Token counts of texts (no special tokens), each text measured once: planning asks for a sentence's
+    length to segment it, to fit it in a prompt and to cut its hint line. ``prime`` measures many texts in
+    one batched tokenizer call (``segment.segment_many`` hands it every sentence of its batch)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.known: dict[str, int] = {}
+
+    def prime(self, texts: Sequence[str]) -> None:
+        new = [t for t in dict.fromkeys(texts) if t not in self.known]
+        if new:
+            for t, ids in zip(new, self.tokenizer(new, add_special_tokens=False)["input_ids"]):
+                self.known[t] = len(ids)
+
+    def __call__(self, text: str) -> int:
+        n = self.known.get(text)
+        if n is None:
+            n = self.known[text] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return n
+
+
 def make_prompt(task: str, text: str, options: Sequence[str], instruction: str, *, dataset: str = "",
                 language: str = "en", record: Record | None = None, hints=None,
                 length: Callable[[str], int] | None = None) -> Prompt:

@@ -158,6 +158,7 @@ class InstructionEpochs:
         self.n_instances = len(probe.source_ids)
         self.rows_note = ""
         items = self.n_instances
+        rows = None
         if t.packing:  # the loop's items are rows
             self.row_shape = (t.pack_source_length or self.data.max_source_length,
                               t.pack_target_length or self.data.max_target_length)
@@ -182,14 +183,14 @@ class InstructionEpochs:
                     f"trains")
             if resume_epoch != probe_epoch:  # the epoch to resume in: built there meanwhile
                 self.prefetcher.request(resume_epoch)
-        # epochs are deterministic in (seed, epoch): the probe is used once and then let go
-        self._first = {probe_epoch: probe}
+        # epochs are deterministic in (seed, epoch): the probe (and its packed rows) is used once and then let go
+        self._first = {probe_epoch: (probe, rows)}
 
     def _build(self, epoch: int):
         return build_epoch(self.sources, self.data, self.templates, self.t.seed, epoch, self.memory, self.tokenizer)
 
     def make(self, epoch: int) -> Epoch:
-        tok = self._first.pop(epoch, None)
+        tok, rows = self._first.pop(epoch, (None, None))
         self._first.clear()
         if tok is None and self.prefetcher is not None:
             tok = self.prefetcher.get(epoch)
@@ -207,7 +208,7 @@ class InstructionEpochs:
                                self.data.max_target_length)
         pad_id = self.tokenizer.pad_token_id
         if t.packing:
-            return self._packed_epoch(tok, epoch, note)
+            return self._packed_epoch(tok, epoch, note, rows)
         batches = epoch_batches(tok, t.batch_size * self.n_proc, t.seed, epoch, t.length_grouping)
         return Epoch(batches, lambda idx: collate(idx, tok, pad_id, t.pad_to_multiple), seq_lengths(tok.target_ids),
                      note)
@@ -216,10 +217,10 @@ class InstructionEpochs:
         return pack_rows(seq_lengths(tok.source_ids), seq_lengths(tok.target_ids), *self.row_shape,
                          random.Random(f"{self.t.seed}:rows:{epoch}"))
 
-    def _packed_epoch(self, tok, epoch: int, note: str) -> Epoch:
-        """Batches of ``batch_size`` packed rows per process; the last one is filled up with empty rows, so that
-        every batch has the one shape the step was compiled for."""
-        rows = self._rows(tok, epoch)
+    def _packed_epoch(self, tok, epoch: int, note: str, rows: list[list[int]] | None = None) -> Epoch:
+        """Batches of ``batch_size`` packed rows per process (``rows``: the epoch's, when already packed); the last
+        one is filled up with empty rows, so that every batch has the one shape the step was compiled for."""
+        rows = self._rows(tok, epoch) if rows is None else rows
         per_batch = self.t.batch_size * self.n_proc
         real = len(rows)
         rows.append([])  # the empty row: all padding, no loss

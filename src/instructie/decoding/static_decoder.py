@@ -368,9 +368,11 @@ class _Cohort:
         self.all_slots_t = torch.tensor(self.slots, dtype=torch.long, device=dev)
         self.own_t = torch.tensor(self.owned, dtype=torch.bool, device=dev)
 
-    def release(self, row: int, dev) -> bool:
-        """Row ``row``'s prompt is done; True when the cohort owns no row any more."""
-        self.owned[row] = False
+    def release(self, rows: list[int], dev) -> bool:
+        """The prompts of ``rows`` are done (re-indexed once for all of them); True when the cohort owns no row
+        any more."""
+        for row in rows:
+            self.owned[row] = False
         self.identity = False
         if any(self.owned):
             self._index(dev)
@@ -465,12 +467,15 @@ def generate_ids(model, enc: Sequence[list[int]], *, batch_size: int, max_new_to
         out_tok.index_copy_(0, prompts_t, dec.hist.index_select(0, done_t)[:, 1: T + 1])
         out_lp.index_copy_(0, prompts_t, dec.lps.index_select(0, done_t)[:, :T])
         slot_prompt[done] = -1
+        ended: dict[_Cohort, list[int]] = {}  # each cohort's rows done this step
         for s in done.tolist():
             if cohort_of[s] is not None:
                 c, r = cohort_of[s]
                 cohort_of[s] = None
-                if c.release(r, dev):
-                    cohorts.remove(c)
+                ended.setdefault(c, []).append(r)
+        for c, rs in ended.items():
+            if c.release(rs, dev):
+                cohorts.remove(c)
         free += done.tolist()
         live -= len(done)
         if live:

@@ -42,7 +42,7 @@ def reconstruct(inputs: list[int], targets: list[int]) -> list[int]:
 
 
 def test_span_corruption_is_t5s_and_reversible():
-    from instructie.training.pretrain import corrupted_lengths, example_rng, noise_counts, span_corrupt
+    from instructie.data.span_corruption import corrupted_lengths, example_rng, noise_counts, span_corrupt
 
     rng = np.random.default_rng(0)
     noise = total = spans = 0
@@ -77,7 +77,7 @@ def test_span_corruption_is_t5s_and_reversible():
 
 
 def test_chunk_length_fills_max_source_length():
-    from instructie.training.pretrain import chunk_length, corrupted_lengths
+    from instructie.data.span_corruption import chunk_length, corrupted_lengths
 
     for max_src, density, mean in ((512, 0.15, 3.0), (256, 0.15, 3.0), (128, 0.3, 2.0), (64, 0.15, 3.0)):
         n = chunk_length(max_src, density, mean)
@@ -87,7 +87,7 @@ def test_chunk_length_fills_max_source_length():
 
 
 def test_packed_chunks_cover_the_stream_and_split_long_texts():
-    from instructie.training.pretrain import Corpus, make_chunks
+    from instructie.data.span_corruption import Corpus, make_chunks
     import random
 
     corpus = Corpus(np.arange(100, dtype=np.int32), np.array([0, 10, 11, 70, 100]))
@@ -103,7 +103,7 @@ def test_packed_chunks_cover_the_stream_and_split_long_texts():
 # ---------------------------------------------------------------- reading texts
 def test_read_texts_formats_filters_and_errors(tmp_path):
     from instructie.config import PretrainDataConfig
-    from instructie.training.pretrain import read_texts
+    from instructie.data.texts import read_texts
 
     (tmp_path / "a.txt").write_text("first text is long enough\n\nshort\nsecond text, 第二个文本也够长了吗\n",
                                     encoding="utf-8")
@@ -180,7 +180,7 @@ def test_pretrain_writes_a_base_model_directory(pretrained):
     from transformers import AutoTokenizer
 
     from instructie.model.loading import load_trained
-    from instructie.training.pretrain import SENTINEL, sentinel_ids
+    from instructie.data.span_corruption import SENTINEL, sentinel_ids
 
     out = pretrained
     for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "instructie.json",
@@ -234,7 +234,7 @@ def test_resume_after_max_time_stop_continues_to_max_steps(pretrained, tmp_path,
 def test_train_starts_from_the_pretrained_directory(pretrained, tmp_path):
     from transformers import AutoTokenizer
 
-    from instructie.training.pretrain import sentinel_ids
+    from instructie.data.span_corruption import sentinel_ids
 
     out = tmp_path / "ft"
     cfg = {
@@ -267,7 +267,7 @@ def test_continued_pretraining_adds_missing_sentinels(tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 
     from instructie.model.loading import load_trained
-    from instructie.training.pretrain import sentinel_ids
+    from instructie.data.span_corruption import sentinel_ids
 
     base_tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     assert sentinel_ids(base_tok, 1) is None

@@ -165,7 +165,8 @@ def cmd_train(a) -> int:
 
 
 def cmd_pretrain(a) -> int:
-    from ..training.pretrain import load_pretrain_config, pretrain
+    from ..config import load_pretrain_config
+    from ..training.pretrain import pretrain
 
     cfg = load_pretrain_config(a.config, _run_overrides(a))
     _clear_for_overwrite(a, cfg.train.output_dir)

@@ -28,24 +28,18 @@ from pathlib import Path
 import torch
 
 from .._version import __version__
-from ..config import PretrainConfig, load_pretrain_config
+from ..config import PretrainConfig
 from ..core.io import ConfigError, write_json
 from ..data.epochs import Epoch
-from ..data.span_corruption import (EVAL_EPOCH, SENTINEL, Corpus, add_sentinels, chunk_length, corrupt_array,
-                                    corrupted_epoch, corrupted_lengths, example_rng, make_chunks, noise_counts,
-                                    random_spans_noise_mask, sentinel_ids, span_corrupt)
-from ..data.texts import Texts, read_texts
+from ..data.span_corruption import (EVAL_EPOCH, Corpus, add_sentinels, chunk_length, corrupted_epoch,
+                                    corrupted_lengths, noise_counts, sentinel_ids)
+from ..data.texts import read_texts
 from ..model.loading import ModelSpec, load_model_and_tokenizer, resize_embeddings, save_model
 from ..model.tokenizer import train_tokenizer
 from ..prompts.instructions import load_templates
 from .checkpoint import check_output_dir, find_resume, write_run_files
 from .logs import log, plot_history
 from .loop import make_accelerator, run_loop, trained_model
-
-# what tests and callers import from here
-__all__ = ["pretrain", "load_pretrain_config", "span_corrupt", "corrupt_array", "random_spans_noise_mask",
-           "noise_counts", "corrupted_lengths", "chunk_length", "read_texts", "Texts", "Corpus", "add_sentinels",
-           "sentinel_ids", "SENTINEL", "example_rng", "make_chunks", "EVAL_EPOCH"]
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = False) -> dict:

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 from ..config import check_bias, check_floor
 from ..core.io import ConfigError
 from ..core.records import Record
+from ..model.card import ModelCard
 from ..prompts.targets import NONE, split_items
 from .bias import FLOORLESS_TASKS, floor_for, hint_bias_factory, is_hinted, setting_for
 from .memory import HINT_PREFIX, HINT_TASKS, Memory
@@ -75,10 +76,10 @@ class Hints:
         self.budget = budget  # tokens a hint line may take in a prompt (``hint_budget``; None: no limit)
 
     @classmethod
-    def load(cls, model_dir: str | Path, card: dict, settings: HintSettings | None = None,
+    def load(cls, model_dir: str | Path, card: ModelCard, settings: HintSettings | None = None,
              budget: int | None = None) -> "Hints | None":
         """The plug-in of a model directory: None for a model trained without hints."""
-        if not card.get("memory_hints"):
+        if not card.memory_hints:
             return None
         path = Path(model_dir) / "memory.json"
         if not path.exists():

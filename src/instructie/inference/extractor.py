@@ -187,7 +187,7 @@ class Extractor:
             if bar:
                 hf_logging.enable_progress_bar()
         model.eval()
-        hints = Hints.load(p, card.to_dict(), HintSettings.resolve(card=card.tuned(), has_memory=card.memory_hints))
+        hints = Hints.load(p, card, HintSettings.resolve(card=card.tuned(), has_memory=card.memory_hints))
         ex = cls(model, tok, card, device, hints)
         if option_order is not None:
             ex.option_order = option_order

@@ -113,7 +113,7 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                 compiled = True
                 if main:
                     log(f"the first step, compiling the training step, took {time.time() - started:.1f} s")
-            losses.add(loss)
+            losses.add(loss, sum(data.target_tokens[i] for i in rank_batch))
             state["batch_in_epoch"] = b + 1
             state["examples"] += data.count_examples(batches[b])
             state["target_tokens"] += sum(data.target_tokens[i] for i in batches[b])
@@ -328,16 +328,20 @@ class Clock:
 
 
 class LossWindow:
-    """The finite batch losses since the last log line; their mean over all ranks is what is logged."""
+    """The finite batch losses since the last log line; their mean over all ranks and target tokens is what is
+    logged. Weighted by tokens, the logged loss means the same for length-grouped and packed batches: a mean of
+    batch means weighs a batch of short answers like one of long ones, which length-grouped batches keep apart
+    (eval/experiments/loss_weighting.py measures how far the two means differ)."""
 
     def __init__(self):
         self.total, self.n = 0.0, 0
 
-    def add(self, loss: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, tokens: int) -> None:
+        """``loss``: the batch's mean token loss; ``tokens``: its target tokens."""
         value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
-        if math.isfinite(value):  # a non-finite batch (its update skipped) is left out
-            self.total += value
-            self.n += 1
+        if math.isfinite(value) and tokens > 0:  # a non-finite batch (its update skipped) is left out
+            self.total += value * tokens
+            self.n += tokens
 
     def flush(self, accelerator) -> float | None:
         totals = accelerator.reduce(torch.tensor([self.total, self.n], dtype=torch.float64,

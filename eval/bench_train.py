@@ -20,7 +20,9 @@ Variants (all bf16, dropout 0.1 as Flan-T5's config, grad-norm clipping 1.0, Ada
   AdamW, not compiled (``train.compile`` recompiles per padded shape);
 * ``packed``: packed rows (``train.packing``), compiled block by block, bf16 autocast, fused AdamW;
 * ``packed-bf16w``: the same with bf16 weights and Kahan-compensated AdamW (``train.bf16_weights``);
-* ``packed-bf16w-ckpt``: and gradient checkpointing (``train.gradient_checkpointing``).
+* ``packed-bf16w-ckpt``: and gradient checkpointing (``train.gradient_checkpointing``);
+* ``main-adafactor``, ``packed-adafactor``: the random-init recipe's optimizer (``optimizer: adafactor``, lr 5e-3)
+  instead of AdamW; ``packed-hfadafactor``: transformers' Adafactor, which it computes the same updates as.
 """
 from __future__ import annotations
 
@@ -45,7 +47,8 @@ SHAPES = {
 }
 FLAN_VOCAB = 32128
 DEVICE = "cuda"  # "cpu" (``variant --device cpu``): a smoke run of the code path, timings meaningless
-VARIANTS = ("hf", "main", "packed", "packed-bf16w", "packed-bf16w-ckpt")
+VARIANTS = ("hf", "main", "packed", "packed-bf16w", "packed-bf16w-ckpt", "main-adafactor", "packed-adafactor",
+            "packed-hfadafactor")
 
 
 # ---------------------------------------------------------------- prepare (CPU)
@@ -61,7 +64,7 @@ def prepare(a) -> None:
     sources = load_sources(cfg.data.train)
     spec = ModelSpec(init="random", vocab_size=cfg.model.vocab_size)  # a trained tokenizer: no weights needed
     tok, _ = load_tokenizer(spec, list(training_texts(sources, templates)))
-    fold_memory, _ = training_memory(sources, cfg.data)
+    fold_memory, _ = training_memory(sources, cfg.hints)
     epoch = build_epoch(sources, cfg.data, templates, cfg.train.seed, 0, fold_memory, tok)
     keep = random.Random(0).sample(range(len(epoch.source_ids)), min(a.n, len(epoch.source_ids)))
     src = [np.asarray(epoch.source_ids[i]) for i in keep]
@@ -230,8 +233,14 @@ def run_instructie(model, src, tgt, meta, a, steps: int):
     t = TrainConfig(lr=5e-5, schedule="constant", warmup_steps=0, packing=packed, compile=packed,
                     bf16_weights="bf16w" in a.variant, gradient_checkpointing="ckpt" in a.variant,
                     attention=a.attention)
+    if "adafactor" in a.variant:
+        t.optimizer, t.lr = "adafactor", 5e-3
     model = training_model(model, t)
-    opt = build_optimizer(model, t)
+    if a.variant.endswith("hfadafactor"):
+        from transformers.optimization import Adafactor
+        opt = Adafactor(model.parameters(), lr=t.lr, scale_parameter=True, relative_step=False, warmup_init=False)
+    else:
+        opt = build_optimizer(model, t)
     rng = random.Random(0)
     if packed:
         S, T = a.pack_source or meta["max_source"], a.pack_target or meta["max_target"]

@@ -134,12 +134,15 @@ def bench_train() -> str:
     rows = []
     for rel in BENCH_TRAIN:
         res = [r for r in load(rel)["results"] if "examples_per_s" in r]  # the failed ones: eval/bench_train.md
-        order = {v: i for i, v in enumerate(("hf", "main", "packed", "packed-bf16w", "packed-bf16w-ckpt"))}
+        order = {v: i for i, v in enumerate(("hf", "main", "packed", "packed-bf16w", "packed-bf16w-ckpt",
+                                             "main-adafactor", "packed-adafactor", "packed-hfadafactor"))}
         for r in sorted(res, key=lambda r: (["small", "base", "large", "xl"].index(r["size"]), order[r["variant"]],
                                             r["batch"])):
             hf = max((x["examples_per_s"] for x in res if x["size"] == r["size"] and x["variant"] == "hf"),
                      default=None)
-            main = max((x["examples_per_s"] for x in res if x["size"] == r["size"] and x["variant"] == "main"),
+            # unpacked with the same optimizer: "main" for AdamW's variants, "main-adafactor" for Adafactor's
+            unpacked = "main-adafactor" if "adafactor" in r["variant"] else "main"
+            main = max((x["examples_per_s"] for x in res if x["size"] == r["size"] and x["variant"] == unpacked),
                        default=None)
             rows.append([r["size"], r["variant"], str(r["batch"]) + (" rows" if r["variant"].startswith("packed")
                                                                        else ""),

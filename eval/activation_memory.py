@@ -7,9 +7,12 @@ length, and scales it to ``train.batch_size`` rows. Parameters, gradients and op
 the share that grows with the square of the source length (attention) makes long prompts cost
 more per token.
 
-    python eval/activation_memory.py --config configs/multitask-small.yaml --json eval/runs/activation_memory.json
-    python eval/activation_memory.py --config configs/multitask-small.yaml --set model.size=base --lengths 512 1024 \
-        --json eval/runs/activation_memory_base.json
+    python eval/activation_memory.py --config configs/multitask-small.yaml --set train.batch_size=128 \
+        --json eval/runs/activation_memory.json
+    python eval/activation_memory.py --config configs/multitask-small.yaml --set train.batch_size=128 \
+        --set model.size=base --lengths 512 1024 --json eval/runs/activation_memory_base.json
+
+(128: the unpacked recipe's batch of examples; the config's ``train.batch_size`` counts packed rows.)
 """
 from __future__ import annotations
 

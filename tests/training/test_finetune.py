@@ -669,6 +669,24 @@ def test_max_batch_tokens_is_refused_under_deepspeed(tmp_path):
         run_loop(acc, None, TrainConfig(max_batch_tokens=4096), tmp_path, 10, lambda epoch: None)
 
 
+def test_adafactor_is_refused_under_fsdp_before_the_data_is_read(tmp_path, monkeypatch):
+    """Adafactor's factored moments average whole rows and columns, which FSDP's shards do not hold: the run
+    stops with a clear error at once, not at its first step after minutes of data and tokenizer work."""
+    from types import SimpleNamespace
+
+    from instructie.config import load_config
+    from instructie.core.io import ConfigError
+    from instructie.training import finetune
+
+    fake = SimpleNamespace(is_main_process=True, distributed_type="FSDP", num_processes=2)
+    monkeypatch.setattr(finetune, "make_accelerator", lambda t: (fake, "bf16"))
+    monkeypatch.setattr(finetune, "load_sources", lambda *a: pytest.fail("the data was read first"))
+    cfg = load_config(None, ["model.init=random", f"train.output_dir={tmp_path / 'run'}", "train.optimizer=adafactor",
+                             f"data.train=[{{adapter: duie, path: {FIXTURES / 'duie' / 'duie_train_excerpt.json'}}}]"])
+    with pytest.raises(ConfigError, match="adafactor does not run on FSDP"):
+        finetune.train(cfg)
+
+
 def test_steps_per_second_leaves_out_a_slow_start(tmp_path, capsys):
     """eval/experiments/steps_per_second.py (eval/experiments/throughput_probe.sh): the rate of the last half of the logged steps, so a
     compile's or start-up's slow first steps do not count; a history too short for a rate is a clear error."""

@@ -65,10 +65,7 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
     from tqdm.auto import tqdm
 
     main = accelerator.is_main_process
-    if t.max_batch_tokens and accelerator.distributed_type == "DEEPSPEED":
-        # DeepSpeed's engine steps the optimizer after every backward: parts would be separate updates
-        raise ConfigError("train.max_batch_tokens does not work under DeepSpeed: leave it unset and use a smaller "
-                          "train.batch_size with train.grad_accum")
+    check_distributed(accelerator, t)
     model = training_model(model, t)
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, total_steps))
@@ -220,6 +217,18 @@ def resume(accelerator, resume_from: Path, total_steps: int) -> dict:
         log(f"resumed from {resume_from.name}: step {state['step']}, epoch {state['epoch']}, "
             f"batch {state['batch_in_epoch']}")
     return state
+
+
+def check_distributed(accelerator, t: TrainConfig) -> None:
+    """Settings the distributed setup cannot run, as a ConfigError before any work."""
+    if t.max_batch_tokens and accelerator.distributed_type == "DEEPSPEED":
+        # DeepSpeed's engine steps the optimizer after every backward: parts would be separate updates
+        raise ConfigError("train.max_batch_tokens does not work under DeepSpeed: leave it unset and use a smaller "
+                          "train.batch_size with train.grad_accum")
+    if t.optimizer == "adafactor" and accelerator.distributed_type == "FSDP":
+        # its factored moments average whole rows and columns of a weight: FSDP holds each process's shard only
+        raise ConfigError("train.optimizer adafactor does not run on FSDP's sharded weights: use "
+                          "configs/accelerate/ddp.yaml, or train.optimizer: adamw")
 
 
 def train_batch(accelerator, model, forward, optimizer, scheduler, batch: dict[str, torch.Tensor], t: TrainConfig,

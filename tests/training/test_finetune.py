@@ -669,21 +669,23 @@ def test_max_batch_tokens_is_refused_under_deepspeed(tmp_path):
         run_loop(acc, None, TrainConfig(max_batch_tokens=4096), tmp_path, 10, lambda epoch: None)
 
 
-def test_adafactor_is_refused_under_fsdp_before_the_data_is_read(tmp_path, monkeypatch):
-    """Adafactor's factored moments average whole rows and columns, which FSDP's shards do not hold: the run
-    stops with a clear error at once, not at its first step after minutes of data and tokenizer work."""
+@pytest.mark.parametrize("sharding", ["FSDP", "DEEPSPEED"])
+def test_adafactor_is_refused_under_sharding_before_the_data_is_read(tmp_path, monkeypatch, sharding):
+    """Adafactor's factored moments average whole rows and columns, which sharded weights do not hold (FSDP: the
+    step fails; DeepSpeed: flat shards, silently unfactored): the run stops with a clear error at once, not after
+    minutes of data and tokenizer work."""
     from types import SimpleNamespace
 
     from instructie.config import load_config
     from instructie.core.io import ConfigError
     from instructie.training import finetune
 
-    fake = SimpleNamespace(is_main_process=True, distributed_type="FSDP", num_processes=2)
+    fake = SimpleNamespace(is_main_process=True, distributed_type=sharding, num_processes=2)
     monkeypatch.setattr(finetune, "make_accelerator", lambda t: (fake, "bf16"))
     monkeypatch.setattr(finetune, "load_sources", lambda *a: pytest.fail("the data was read first"))
     cfg = load_config(None, ["model.init=random", f"train.output_dir={tmp_path / 'run'}", "train.optimizer=adafactor",
                              f"data.train=[{{adapter: duie, path: {FIXTURES / 'duie' / 'duie_train_excerpt.json'}}}]"])
-    with pytest.raises(ConfigError, match="adafactor does not run on FSDP"):
+    with pytest.raises(ConfigError, match=f"adafactor does not run on {sharding}'s sharded weights"):
         finetune.train(cfg)
 
 

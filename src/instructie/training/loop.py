@@ -225,10 +225,11 @@ def check_distributed(accelerator, t: TrainConfig) -> None:
         # DeepSpeed's engine steps the optimizer after every backward: parts would be separate updates
         raise ConfigError("train.max_batch_tokens does not work under DeepSpeed: leave it unset and use a smaller "
                           "train.batch_size with train.grad_accum")
-    if t.optimizer == "adafactor" and accelerator.distributed_type == "FSDP":
+    if t.optimizer == "adafactor" and accelerator.distributed_type in ("FSDP", "DEEPSPEED"):
         # its factored moments average whole rows and columns of a weight: FSDP holds each process's shard only
-        raise ConfigError("train.optimizer adafactor does not run on FSDP's sharded weights: use "
-                          "configs/accelerate/ddp.yaml, or train.optimizer: adamw")
+        # (the step fails), DeepSpeed hands it flat 1-D shards (it would run unfactored, one RMS per shard)
+        raise ConfigError(f"train.optimizer adafactor does not run on {accelerator.distributed_type}'s sharded "
+                          f"weights: use configs/accelerate/ddp.yaml, or train.optimizer: adamw")
 
 
 def train_batch(accelerator, model, forward, optimizer, scheduler, batch: dict[str, torch.Tensor], t: TrainConfig,

@@ -143,8 +143,9 @@ class Adafactor(torch.optim.Optimizer):
     Per weight, as transformers computes it: step size ``lr * max(eps[1], RMS(weight))``; second moments
     factored into row and column means for weights of 2 or more dimensions (decay ``1 - step ** decay_rate``);
     the update clipped to RMS ``clip_threshold``. State per weight has transformers' names and shapes, so
-    checkpoints of either load into the other. Stacks hold at most ``bucket_elements`` values (the fp32
-    temporaries of a step are a few times that)."""
+    checkpoints of either load into the other. A stack holds up to ``bucket_elements`` values (a larger weight
+    is a stack of its own); a step's fp32 temporaries are ~16 bytes per value of its largest stack (weights,
+    gradients, their squares, the update), against ~8 per value of the largest weight in transformers'."""
 
     def __init__(self, params, lr: float, eps=(1e-30, 1e-3), clip_threshold: float = 1.0,
                  decay_rate: float = -0.8, weight_decay: float = 0.0, bucket_elements: int = 2**26):
@@ -153,6 +154,15 @@ class Adafactor(torch.optim.Optimizer):
                                       weight_decay=weight_decay, beta1=None, scale_parameter=True,
                                       relative_step=False, warmup_init=False))
         self.bucket_elements = bucket_elements
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch loads it, except the moments stay fp32 (torch casts a loaded state's floating tensors to
+        their weight's dtype: bf16 weights would get bf16 moments)."""
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            for key in ("exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"):
+                if key in state:
+                    state[key] = state[key].float()
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -1,7 +1,8 @@
 """A linear-chain CRF with hand features on the NER datasets: the bar a model trained from scratch should clear.
 
-No pretraining and no gazetteers: per token its lower-cased form, prefixes and suffixes (2-4 characters), shape
-(letters and digits as X, x and d, runs cut to two: "Xxx", "dd", "X.X."), case and digit flags, and the same of its neighbours (two each side), BIO tags, trained
+No pretraining and no gazetteers: per token and its two neighbours each side, the lower-cased form, shape
+(letters and digits as X, x and d, runs cut to two: "Xxx", "dd", "X.X.") and case flags; for the token and its
+next neighbours also prefixes and suffixes (2-4 characters) and digit and hyphen flags. BIO tags, trained
 with L-BFGS (elastic net c1 0.1, c2 0.1, 100 iterations) on each dataset's training split as the config reads it,
 one CRF per dataset. Tokens are the text's whitespace-separated words (the IE INSTRUCTIONS sentences are
 tokenized so). Writes the test predictions as `instructie` writes them, so the model's and the CRF's scores come

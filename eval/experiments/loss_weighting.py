@@ -1,12 +1,12 @@
-"""How much of the gap between a packed and an unpacked run's logged training loss is the batches, not the model.
+"""How far a mean of batch means of the training loss moves with the batching, at the same weights.
 
-Both runs log the mean over steps of each batch's mean token loss. Length-grouped batches (unpacked) hold
-examples of one length, so a batch of few target tokens weighs as much in the logged mean as one of many;
-packed rows mix lengths, so every batch's mean is close to the epoch's token mean. With the per-example
-losses of one model on one epoch's instances, this computes the three means at the same weights:
+Averaged batch by batch, length-grouped batches (unpacked) weigh a batch of few target tokens as much as one of
+many, since each holds examples of one length; packed rows mix lengths, so each packed batch's mean is close to
+the epoch's token mean (which training logs, for either kind of batch). With the per-example losses of one model
+on one epoch's instances, this computes the three means at the same weights:
 
-* grouped: the mean over the epoch's length-grouped batches (``train.batch_size`` examples) of each batch's
-  token mean, as an unpacked run logs it;
+* grouped: the mean over the epoch's length-grouped batches (``--batch`` examples, default 128: the unpacked
+  recipe's) of each batch's token mean;
 * packed: the same over batches of ``--rows`` packed rows;
 * tokens: the epoch's token mean.
 
@@ -14,7 +14,7 @@ With ``--sample N`` the losses are of N instances drawn from the epoch (seeded),
 made from them alone as training makes them from the whole epoch (a CPU can score a few thousand).
 
     python eval/experiments/loss_weighting.py --model runs/X --config configs/multitask-small.yaml \\
-        [--set KEY.PATH=VALUE ...] [--epoch 0] [--rows 26] [--sample N] [--json out.json]
+        [--set KEY.PATH=VALUE ...] [--epoch 0] [--rows 26] [--batch 128] [--sample N] [--json out.json]
 """
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     ap.add_argument("--epoch", type=int, default=0)
     ap.add_argument("--rows", type=int, default=26, help="packed rows per batch")
+    ap.add_argument("--batch", type=int, default=128, help="examples per length-grouped batch")
     ap.add_argument("--sample", type=int, help="score this many of the epoch's instances, drawn at random")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -90,12 +91,12 @@ def main(argv=None) -> int:
         keep = sorted(random.Random(f"{t.seed}:sample").sample(range(len(tok.source_ids)), a.sample))
         tok = Sample([tok.source_ids[i] for i in keep], [tok.target_ids[i] for i in keep])
     losses = example_losses(model, tok, tokenizer.pad_token_id)
-    grouped = epoch_batches(tok, t.batch_size, t.seed, a.epoch, t.length_grouping)
+    grouped = epoch_batches(tok, a.batch, t.seed, a.epoch, True)
     rows = pack_rows(seq_lengths(tok.source_ids), seq_lengths(tok.target_ids),
                      t.pack_source_length or d.max_source_length, t.pack_target_length or d.max_target_length,
                      random.Random(f"{t.seed}:rows:{a.epoch}"))
     packed = [[i for row in rows[s : s + a.rows] for i in row] for s in range(0, len(rows), a.rows)]
-    result = {"model": a.model, "instances": len(losses), "grouped_batch": t.batch_size, "packed_rows": a.rows,
+    result = {"model": a.model, "instances": len(losses), "grouped_batch": a.batch, "packed_rows": a.rows,
               "grouped": round(mean_of_batch_means(grouped, losses), 4),
               "packed": round(mean_of_batch_means(packed, losses), 4),
               "tokens": round(sum(s for s, _ in losses) / sum(n for _, n in losses), 4)}

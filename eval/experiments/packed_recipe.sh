@@ -29,7 +29,8 @@ if [ "$stage" != 1 ]; then
     exec bash eval/gpu_run.sh "$name" "$stage" "${packed[@]}" "train.max_steps=$(cat $steps_file)"
 fi
 start=$SECONDS
-TRAIN_S=${CHECK_S:-240} bash eval/gpu_run.sh check 1 "${packed[@]}" train.eval_every=0 train.save_every=0
+TRAIN_S=${CHECK_S:-240} bash eval/gpu_run.sh check 1 "${packed[@]}" train.max_steps=4400 train.eval_every=0 \
+    train.save_every=0
 state=$(ls -d runs/check/checkpoints/step-* 2>/dev/null | sort -V | tail -1)
 [ -n "$state" ] || { echo "packed_recipe: the check left no checkpoint"; exit 1; }
 cp "$state/trainer_state.json" "$OUT/check_state.json"
@@ -38,6 +39,7 @@ print(steady_rate(json.load(open('$state/trainer_state.json'))['history'])['step
 # seconds of training: this call's rest less a process start (~80 s), stage 2's 440 and ~200 of stage 3 (whose
 # other ~360 s hold the test and the tuning); evaluations and saves take ~8% of the steady rate
 first=$(( ${CALL_S:-560} - (SECONDS - start) - 80 ))
+[ "$first" -ge 60 ] || { echo "packed_recipe: only $first s of this call left for training: lower CHECK_S"; exit 1; }
 steps=$(python3 -c "print(int($rate * 0.92 * ($first + 440 + 200)) // 50 * 50)")
 echo "$steps" > "$steps_file"
 echo "check: $rate steps/s steady; $name: $steps steps, stage 1 trains $first s" | tee "$OUT/${name}_plan.txt"

@@ -89,8 +89,8 @@ class TrainConfig:
     pack_target_length: int | None = None  # a packed row's target tokens (null: data.max_target_length)
     attention: str = "sdpa"           # packed rows: sdpa | eager (model/packing.py)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~1/3 more compute
-    bf16_weights: bool = False        # weights in bf16 (no autocast casts, half the weight memory); AdamW keeps the
-                                      # updates bf16 rounds away (Kahan summation, training/optim.py)
+    bf16_weights: bool = False        # weights in bf16 (no autocast casts, half the weight memory); AdamW and
+                                      # Adafactor keep the updates bf16 rounds away (Kahan summation, training/optim.py)
     eval_every: int = 0               # steps; 0 -> only at the end
     save_every: int = 500
     keep_checkpoints: int = 2
@@ -407,9 +407,6 @@ def _validate_train(t: TrainConfig, bad) -> None:
         bad(f"train.precision must be auto, bf16 or fp32 (fp16 overflows in T5), got {t.precision!r}")
     if t.attention not in ("sdpa", "eager"):
         bad(f"train.attention must be sdpa or eager, got {t.attention!r}")
-    if t.bf16_weights and t.optimizer != "adamw":
-        bad("train.bf16_weights needs optimizer: adamw (its Kahan-compensated form keeps the small updates bf16 "
-            f"weights would lose), got {t.optimizer!r}")
     if t.bf16_weights and t.precision == "fp32":
         bad("train.bf16_weights computes in bf16: leave train.precision auto or bf16, or turn bf16_weights off")
 

@@ -3,7 +3,7 @@
 * ``adamw``: torch's AdamW (fused on a GPU), on fp32 weights.
 * ``adafactor``: steps scaled by each tensor's RMS (random-init T5, see the shared notes on nanoT5); transformers'
   Adafactor computed on stacks of same-shape weights (``Adafactor`` below).
-* ``adamw`` with ``train.bf16_weights``: ``KahanAdamW``. Weights held in bf16 have 8 significant bits: an update
+* ``adamw`` with ``train.bf16_weights``: ``KahanAdamW`` (``adafactor`` compensates bf16 weights alike). Weights held in bf16 have 8 significant bits: an update
   smaller than half the spacing between neighbouring bf16 values is rounded away (a weight of 1.0 ignores any
   step under 0.004, and fine-tuning steps at lr 5e-5 are ~1e-5). Kahan summation keeps, per weight, the part
   of the update that rounding lost (a bf16 buffer) and adds it to the next update, so small updates accumulate
@@ -143,7 +143,10 @@ class Adafactor(torch.optim.Optimizer):
     Per weight, as transformers computes it: step size ``lr * max(eps[1], RMS(weight))``; second moments
     factored into row and column means for weights of 2 or more dimensions (decay ``1 - step ** decay_rate``);
     the update clipped to RMS ``clip_threshold``. State per weight has transformers' names and shapes, so
-    checkpoints of either load into the other. A stack holds up to ``bucket_elements`` values (a larger weight
+    checkpoints of either load into the other. Weights held in bf16 (``train.bf16_weights``) get a Kahan
+    compensation buffer, as ``KahanAdamW``'s, where transformers' rounds each step's update away when it is under
+    half a bf16 spacing: 6 bytes per weight in all (weight, gradient, compensation; the factored moments are
+    small) against KahanAdamW's 14. A stack holds up to ``bucket_elements`` values (a larger weight
     is a stack of its own); a step's fp32 temporaries are ~16 bytes per value of its largest stack (weights,
     gradients, their squares, the update), against ~8 per value of the largest weight in transformers'."""
 
@@ -185,6 +188,8 @@ class Adafactor(torch.optim.Optimizer):
                         state["exp_avg_sq_col"] = torch.zeros(p.shape[:-2] + p.shape[-1:], device=p.device)
                     else:
                         state["exp_avg_sq"] = torch.zeros(p.shape, device=p.device)
+                if p.dtype != torch.float32 and "compensation" not in state:
+                    state["compensation"] = torch.zeros_like(p)
                 state["step"] += 1
                 lists = stacks.setdefault((tuple(p.shape), p.device, p.dtype, state["step"]), [[]])
                 if lists[-1] and (len(lists[-1]) + 1) * p.numel() > self.bucket_elements:
@@ -223,4 +228,13 @@ class Adafactor(torch.optim.Optimizer):
         if group["weight_decay"]:
             weights.sub_(weights * (group["weight_decay"] * lr))
         weights.sub_(update)
-        torch._foreach_copy_(ps, list(weights.unbind(0)))
+        del update
+        if ps[0].dtype == torch.float32:
+            torch._foreach_copy_(ps, list(weights.unbind(0)))
+            return
+        # low-precision weights: add what rounding lost before, round, keep what rounding loses now
+        comps = [s["compensation"] for s in st]
+        weights.add_(torch.stack(comps).float())
+        rounded = weights.to(ps[0].dtype)
+        torch._foreach_copy_(comps, list(weights.sub_(rounded.float()).unbind(0)))
+        torch._foreach_copy_(ps, list(rounded.unbind(0)))

@@ -135,7 +135,8 @@ def bench_train() -> str:
     for rel in BENCH_TRAIN:
         res = [r for r in load(rel)["results"] if "examples_per_s" in r]  # the failed ones: eval/bench_train.md
         order = {v: i for i, v in enumerate(("hf", "main", "packed", "packed-bf16w", "packed-bf16w-ckpt",
-                                             "main-adafactor", "packed-adafactor", "packed-hfadafactor"))}
+                                             "main-adafactor", "packed-adafactor", "packed-hfadafactor",
+                                             "packed-bf16w-adafactor", "packed-bf16w-ckpt-adafactor"))}
         for r in sorted(res, key=lambda r: (["small", "base", "large", "xl"].index(r["size"]), order[r["variant"]],
                                             r["batch"])):
             hf = max((x["examples_per_s"] for x in res if x["size"] == r["size"] and x["variant"] == "hf"),

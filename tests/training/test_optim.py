@@ -101,6 +101,10 @@ def test_a_resumed_run_keeps_fp32_moments_for_bf16_weights():
     resumed.load_state_dict(copy.deepcopy(opt.state_dict()))
     moments = [v for st in resumed.state.values() for k, v in st.items() if k.startswith("exp_avg_sq")]
     assert moments and all(m.dtype == torch.float32 for m in moments)
+    for p in ps:  # as saved, not rounded to the weights' bf16 on the way
+        for key, value in opt.state[p].items():
+            if key.startswith("exp_avg_sq"):
+                assert torch.equal(resumed.state[p][key], value), key
     for p in ps:  # the compensation comes back as saved
         assert torch.equal(resumed.state[p]["compensation"], opt.state[p]["compensation"])
 

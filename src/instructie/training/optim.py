@@ -72,6 +72,19 @@ def _kahan_adamw_update(params, grads, exp_avgs, exp_avg_sqs, compensations, *, 
     torch._foreach_copy_(params, rounded)
 
 
+def _load_with_fp32_moments(optimizer: torch.optim.Optimizer, state_dict: dict, keys) -> None:
+    """``optimizer.load_state_dict`` as torch does it, except the moments ``keys`` are taken from the saved state as
+    fp32: torch casts a loaded state's floating tensors to their weight's dtype, and bf16 moments would lose what the
+    compensation of bf16 weights keeps."""
+    torch.optim.Optimizer.load_state_dict(optimizer, state_dict)
+    saved = state_dict["state"]
+    for saved_group, group in zip(state_dict["param_groups"], optimizer.param_groups):
+        for pid, p in zip(saved_group["params"], group["params"]):
+            for key in keys:
+                if key in saved.get(pid, {}):
+                    optimizer.state[p][key] = saved[pid][key].to(device=p.device, dtype=torch.float32)
+
+
 class KahanAdamW(torch.optim.Optimizer):
     """AdamW (decoupled weight decay) for low-precision weights, with Kahan-compensated updates.
 
@@ -85,15 +98,7 @@ class KahanAdamW(torch.optim.Optimizer):
         self.bucket_elements = bucket_elements
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """As torch loads it, except the moments stay fp32 (torch casts a loaded state's floating tensors to
-        their weight's dtype: bf16 moments would lose what the compensation keeps)."""
-        super().load_state_dict(state_dict)
-        saved = state_dict["state"]
-        for saved_group, group in zip(state_dict["param_groups"], self.param_groups):
-            for pid, p in zip(saved_group["params"], group["params"]):
-                for key in ("exp_avg", "exp_avg_sq"):
-                    if key in saved.get(pid, {}):
-                        self.state[p][key] = saved[pid][key].to(device=p.device, dtype=torch.float32)
+        _load_with_fp32_moments(self, state_dict, ("exp_avg", "exp_avg_sq"))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -159,13 +164,7 @@ class Adafactor(torch.optim.Optimizer):
         self.bucket_elements = bucket_elements
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """As torch loads it, except the moments stay fp32 (torch casts a loaded state's floating tensors to
-        their weight's dtype: bf16 weights would get bf16 moments)."""
-        super().load_state_dict(state_dict)
-        for state in self.state.values():
-            for key in ("exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"):
-                if key in state:
-                    state[key] = state[key].float()
+        _load_with_fp32_moments(self, state_dict, ("exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"))
 
     @torch.no_grad()
     def step(self, closure=None):

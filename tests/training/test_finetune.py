@@ -662,11 +662,11 @@ def test_max_batch_tokens_is_refused_under_deepspeed(tmp_path):
 
     from instructie.config import TrainConfig
     from instructie.core.io import ConfigError
-    from instructie.training.loop import run_loop
+    from instructie.training.loop import check_distributed
 
     acc = SimpleNamespace(is_main_process=True, distributed_type="DEEPSPEED")
     with pytest.raises(ConfigError, match="max_batch_tokens does not work under DeepSpeed"):
-        run_loop(acc, None, TrainConfig(max_batch_tokens=4096), tmp_path, 10, lambda epoch: None)
+        check_distributed(acc, TrainConfig(max_batch_tokens=4096))
 
 
 @pytest.mark.parametrize("sharding", ["FSDP", "DEEPSPEED"])
@@ -680,8 +680,11 @@ def test_adafactor_is_refused_under_sharding_before_the_data_is_read(tmp_path, m
     from instructie.core.io import ConfigError
     from instructie.training import finetune
 
-    fake = SimpleNamespace(is_main_process=True, distributed_type=sharding, num_processes=2)
-    monkeypatch.setattr(finetune, "make_accelerator", lambda t: (fake, "bf16"))
+    import accelerate
+
+    # the Accelerator that make_accelerator builds, as a launch with a sharding config would give it
+    monkeypatch.setattr(accelerate, "Accelerator",
+                        lambda **kw: SimpleNamespace(is_main_process=True, distributed_type=sharding, num_processes=2))
     monkeypatch.setattr(finetune, "load_sources", lambda *a: pytest.fail("the data was read first"))
     cfg = load_config(None, ["model.init=random", f"train.output_dir={tmp_path / 'run'}", "train.optimizer=adafactor",
                              f"data.train=[{{adapter: duie, path: {FIXTURES / 'duie' / 'duie_train_excerpt.json'}}}]"])

@@ -31,7 +31,7 @@ from ..model.loading import ModelSpec, load_model_and_tokenizer, save_model
 from ..prompts.instructions import load_templates
 from .checkpoint import (check_output_dir, check_same_model, find_resume, resume_epoch, write_run_files)
 from .logs import log, plot_history
-from .loop import Epoch, check_distributed, make_accelerator, run_loop, trained_model
+from .loop import Epoch, make_accelerator, run_loop, trained_model
 from .prefetch import EpochPrefetcher
 
 
@@ -48,7 +48,6 @@ def train(cfg: RunConfig, resume: bool = False, skip_invalid: bool = False) -> d
     out = Path(t.output_dir)
     check_output_dir(out, resume)
     accelerator, precision = make_accelerator(t)
-    check_distributed(accelerator, t)  # before the data and the tokenizer take their minutes
     main = accelerator.is_main_process
     resume_from = find_resume(out, resume, main)
     if resume_from is not None:

@@ -32,7 +32,8 @@ MAX_SKIPPED_IN_A_ROW = 10  # non-finite updates in a row that end a run (fewer a
 
 # ---------------------------------------------------------------- accelerate
 def make_accelerator(t: TrainConfig) -> tuple[Any, str]:
-    """(Accelerator, precision actually used); seeds every RNG with ``t.seed``."""
+    """(Accelerator, precision actually used); seeds every RNG with ``t.seed``. Settings the distributed setup
+    cannot run are a ConfigError here."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -50,6 +51,7 @@ def make_accelerator(t: TrainConfig) -> tuple[Any, str]:
         precision = "bf16 weights"
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if precision == "bf16" else "no",
                               gradient_accumulation_steps=t.grad_accum, step_scheduler_with_optimizer=False)
+    check_distributed(accelerator, t)  # before a recipe reads its data
     set_seed(t.seed)
     return accelerator, precision
 
@@ -65,7 +67,6 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
     from tqdm.auto import tqdm
 
     main = accelerator.is_main_process
-    check_distributed(accelerator, t)
     model = training_model(model, t)
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, total_steps))

@@ -39,7 +39,7 @@ from ..model.tokenizer import train_tokenizer
 from ..prompts.instructions import load_templates
 from .checkpoint import check_output_dir, find_resume, write_run_files
 from .logs import log, plot_history
-from .loop import check_distributed, make_accelerator, run_loop, trained_model
+from .loop import make_accelerator, run_loop, trained_model
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = False) -> dict:
@@ -49,7 +49,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, skip_invalid: bool = Fal
     out = Path(t.output_dir)
     check_output_dir(out, resume)
     accelerator, precision = make_accelerator(t)
-    check_distributed(accelerator, t)  # before the corpus is read and tokenized
     main = accelerator.is_main_process
 
     # 1. texts

@@ -19,7 +19,6 @@ made from them alone as training makes them from the whole epoch (a CPU can scor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import statistics
@@ -30,17 +29,10 @@ import torch.nn.functional as F
 
 from instructie.config import load_config
 from instructie.data.packing import pack_rows
-from instructie.data.sources import build_epoch, collate, epoch_batches, load_sources, seq_lengths
+from instructie.data.sources import Tokenized, build_epoch, collate, epoch_batches, load_sources, seq_lengths
 from instructie.hints.memory import training_memory
 from instructie.model.loading import load_trained
 from instructie.prompts.instructions import load_templates
-
-
-@dataclasses.dataclass
-class Sample:
-    """Some of an epoch's instances: what batching and collate read of a tokenized epoch."""
-    source_ids: list
-    target_ids: list
 
 
 @torch.no_grad()
@@ -89,7 +81,7 @@ def main(argv=None) -> int:
     tok = build_epoch(sources, d, load_templates(d.templates), t.seed, a.epoch, fold_memory, tokenizer)
     if a.sample and a.sample < len(tok.source_ids):
         keep = sorted(random.Random(f"{t.seed}:sample").sample(range(len(tok.source_ids)), a.sample))
-        tok = Sample([tok.source_ids[i] for i in keep], [tok.target_ids[i] for i in keep])
+        tok = Tokenized([tok.source_ids[i] for i in keep], [tok.target_ids[i] for i in keep], 0, 0)
     losses = example_losses(model, tok, tokenizer.pad_token_id)
     grouped = epoch_batches(tok, a.batch, t.seed, a.epoch, True)
     rows = pack_rows(seq_lengths(tok.source_ids), seq_lengths(tok.target_ids),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -342,21 +341,24 @@ class LossWindow:
     """The finite batch losses since the last log line; their mean over all ranks and target tokens is what is
     logged. Weighted by tokens, the logged loss means the same for length-grouped and packed batches: a mean of
     batch means weighs a batch of short answers like one of long ones, which length-grouped batches keep apart
-    (eval/experiments/loss_weighting.py measures how far the two means differ)."""
+    (eval/experiments/loss_weighting.py measures how far the two means differ). The sums stay on the loss's
+    device until a log line reads them: reading a GPU loss every step would make the host wait for the GPU."""
 
     def __init__(self):
-        self.total, self.n = 0.0, 0
+        self.total, self.n = 0.0, 0.0
 
-    def add(self, loss: torch.Tensor, tokens: int) -> None:
+    def add(self, loss: torch.Tensor | float, tokens: int) -> None:
         """``loss``: the batch's mean token loss; ``tokens``: its target tokens."""
-        value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
-        if math.isfinite(value) and tokens > 0:  # a non-finite batch (its update skipped) is left out
-            self.total += value * tokens
-            self.n += tokens
+        loss = loss.detach() if torch.is_tensor(loss) else torch.tensor(float(loss))
+        loss = loss.to(torch.float64)
+        finite = torch.isfinite(loss) & (tokens > 0)  # a non-finite batch (its update skipped) is left out
+        self.total = self.total + torch.where(finite, loss * tokens, 0.0)
+        self.n = self.n + torch.where(finite, float(tokens), 0.0)
 
     def flush(self, accelerator) -> float | None:
-        totals = accelerator.reduce(torch.tensor([self.total, self.n], dtype=torch.float64,
-                                                 device=accelerator.device), reduction="sum")
-        total, n = totals[0].item(), int(totals[1].item())
-        self.total, self.n = 0.0, 0
+        sums = torch.stack([torch.as_tensor(self.total, dtype=torch.float64),
+                            torch.as_tensor(self.n, dtype=torch.float64)]).to(accelerator.device)
+        totals = accelerator.reduce(sums, reduction="sum")
+        total, n = totals.tolist()
+        self.total, self.n = 0.0, 0.0
         return total / n if n else None

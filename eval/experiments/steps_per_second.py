@@ -1,6 +1,8 @@
 """Steady training rate of a run from its trainer_state.json (the loss history `instructie train` logs every
 ``train.log_every`` steps, each with its training time): steps per second over the last half of the logged
-steps, so start-up and a compile's first steps are left out; and the time to the first logged step.
+steps, so start-up and a compile's first steps are left out; and the time to the first logged step. A history
+without times (as older versions of the trainer wrote) gives the rate over the whole run instead (steps / training
+time), start-up included.
 
     python eval/experiments/steps_per_second.py runs/X/checkpoints/step-N/trainer_state.json [--json]
 """
@@ -31,8 +33,13 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     a = ap.parse_args(argv)
     try:
-        r = steady_rate(json.loads(Path(a.state).read_text(encoding="utf-8"))["history"])
-    except (OSError, ValueError, KeyError) as e:
+        state = json.loads(Path(a.state).read_text(encoding="utf-8"))
+        if state["history"] and "time_s" not in state["history"][-1]:
+            print(f"{state['step'] / state['train_time_s']:.3f} steps/s over the whole run ({state['step']} steps "
+                  f"in {state['train_time_s']:.1f} s of training; no times in its history)")
+            return 0
+        r = steady_rate(state["history"])
+    except (OSError, ValueError, KeyError, ZeroDivisionError) as e:
         print(f"steps_per_second: {a.state}: {e}", file=sys.stderr)
         return 2
     print(json.dumps(r) if a.json else

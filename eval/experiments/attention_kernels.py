@@ -5,7 +5,7 @@ random packed rows (segments of 40-250 tokens filling ~94% of a row, as packed t
 For each option: the time of one forward+backward (median of 20), the error of the output and of the gradients
 (queries, the bias table) against an fp32 reference, and, where SDPA refuses a forced kernel, its reasons.
 
-    python eval/experiments/attention_kernels.py [--size large] [--dropout 0.1] [--out FILE.json]
+    python eval/experiments/attention_kernels.py [--size large] [--dropout 0.1] [--which encoder] [--out FILE.json]
 
 Options: ``sdpa`` (what F.scaled_dot_product_attention picks), ``sdpa-efficient`` / ``sdpa-cudnn`` /
 ``sdpa-math`` (forced), ``eager`` (matmul, fp32 softmax, matmul: model/packing.py's ``attention="eager"``),
@@ -148,6 +148,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, help="rows a batch (default: the size's)")
     ap.add_argument("--options", help="comma-separated options to run (default: all)")
     ap.add_argument("--eager-too", action="store_true", help="time each SDPA option uncompiled as well")
+    ap.add_argument("--which", choices=("encoder", "decoder", "both"), default="both",
+                    help="encoder self-attention (bidirectional, source rows), decoder self-attention (causal)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     heads, d, src, tgt, rows = SHAPES[a.size]
@@ -158,6 +160,8 @@ def main(argv=None) -> int:
     results = {"size": a.size, "rows": rows, "heads": heads, "torch": torch.__version__,
                "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "cases": []}
     for causal, n in ((False, src), (True, tgt)):
+        if a.which != "both" and causal != (a.which == "decoder"):
+            continue
         seg = packed_segments(rows, n, gen).to(dev)
         if causal:  # target segments are shorter: rescale
             seg = packed_segments(rows, n * 8, gen)[:, ::8].contiguous().to(dev)

@@ -87,7 +87,7 @@ class TrainConfig:
                                       # no padding; batch_size then counts rows
     pack_source_length: int | None = None  # a packed row's source tokens (null: data.max_source_length)
     pack_target_length: int | None = None  # a packed row's target tokens (null: data.max_target_length)
-    attention: str = "sdpa"           # packed rows: sdpa | eager (model/packing.py)
+    attention: str = "sdpa"           # packed rows: sdpa | efficient | eager | flex (model/packing.py)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~1/3 more compute
     bf16_weights: bool = False        # weights in bf16 (no autocast casts, half the weight memory); AdamW and
                                       # Adafactor keep the updates bf16 rounds away (Kahan summation, training/optim.py)
@@ -405,8 +405,8 @@ def _validate_train(t: TrainConfig, bad) -> None:
         bad(f"train.schedule must be constant, linear or cosine, got {t.schedule!r}")
     if t.precision not in ("auto", "bf16", "fp32"):
         bad(f"train.precision must be auto, bf16 or fp32 (fp16 overflows in T5), got {t.precision!r}")
-    if t.attention not in ("sdpa", "eager"):
-        bad(f"train.attention must be sdpa or eager, got {t.attention!r}")
+    if t.attention not in ("sdpa", "efficient", "eager", "flex"):
+        bad(f"train.attention must be sdpa, efficient, eager or flex, got {t.attention!r}")
     if t.bf16_weights and t.precision == "fp32":
         bad("train.bf16_weights computes in bf16: leave train.precision auto or bf16, or turn bf16_weights off")
 

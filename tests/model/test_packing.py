@@ -104,8 +104,12 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # on a GPU:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("copy_head", [False, True])
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "efficient", "eager", "flex"])
 def test_a_packed_batch_has_the_loss_and_gradients_of_its_examples_unpacked(copy_head, attention, device):
+    if attention == "flex" and device == "cpu":
+        pytest.skip("flex_attention's backward needs a GPU (its CPU forward: the test below)")
+    if attention == "efficient" and device == "cpu":
+        pytest.skip("SDPA's memory-efficient kernel is a GPU kernel")
     torch.manual_seed(0)
     model = build_random_t5("tiny", VOCAB, copy_head=copy_head).to(device)
     model.eval()  # no dropout: both passes must see the same network
@@ -123,6 +127,20 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_its_examples_unpacked(copy
     assert grads_packed.keys() == grads_plain.keys()
     for name, g in grads_plain.items():
         torch.testing.assert_close(grads_packed[name], g, rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=name)
+
+
+@pytest.mark.parametrize("copy_head", [False, True])
+def test_flex_attention_gives_the_loss_of_the_examples_unpacked(copy_head):
+    """The bias looked up inside the kernel and the segments as a block mask: the loss of the examples alone."""
+    torch.manual_seed(0)
+    model = build_random_t5("tiny", VOCAB, copy_head=copy_head).eval()
+    srcs, tgts = examples(9)
+    rows = pack_rows([len(s) for s in srcs], [len(t) for t in tgts], 64, 20, random.Random(0))
+    packed = collate_packed(rows, srcs, tgts, 64, 20, pad_id=0, decoder_start_id=0)
+    plain = collate(list(range(9)), Tokenized(srcs, tgts, 0, 0), pad_id=0, pad_multiple=1)
+    with torch.no_grad():
+        flex = float(PackedSeq2Seq(model, attention="flex")(**packed).loss)
+        assert flex == pytest.approx(float(model(**plain).loss), rel=LOSS_RTOL)
 
 
 def test_a_model_that_scales_its_decoder_output_is_packed_alike():

@@ -146,7 +146,7 @@ def test_bad_memory_and_packing_settings_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train.pack_source_length 64 is shorter than data.max_source_length 128" in err
     assert cli_main(["train", "--config", str(cfg), "--set", "train.attention=flash"]) == 2
-    assert "train.attention must be sdpa or eager" in capsys.readouterr().err
+    assert "train.attention must be sdpa, efficient, eager or flex" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the Flan-T5-large and XL configs

@@ -17,18 +17,25 @@ empty. The loss is the mean over every target token of the batch, as T5's own lo
 
 Attention runs through ``F.scaled_dot_product_attention`` with the bias and mask as one additive tensor (T5
 scales no query-key product: scale 1), or, with ``attention="eager"``, as explicit matrix products (what
-``torch.compile`` fuses best on some GPUs). Both give the same numbers up to rounding.
+``torch.compile`` fuses best on some GPUs). Both give the same numbers up to rounding. ``attention="efficient"`` holds SDPA to
+its memory-efficient kernel, which takes the bias's gradient and drops attention probabilities in the kernel
+(SDPA's own choice may be its math path, which makes the scores in fp32). With ``attention="flex"``
+it runs through ``flex_attention``: the bias is looked up per query-key pair from T5's bucket table inside the
+kernel and the segments are a block mask, so no (B, H, L, L) tensor is made and blocks of keys outside a query
+block's segments are skipped. flex_attention has no attention dropout: attention probabilities are not dropped
+(every other dropout is), and its backward needs a GPU.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 from .loading import scales_decoder_output
 
-ATTENTION = ("sdpa", "eager")
+ATTENTION = ("sdpa", "efficient", "eager", "flex")
 
 
 class PackedSeq2Seq(nn.Module):
@@ -72,8 +79,14 @@ class PackedSeq2Seq(nn.Module):
         """One T5 stack (encoder, or decoder with ``enc``) over packed rows; its final hidden states."""
         h = stack.dropout(stack.embed_tokens(ids))
         decoder = enc is not None
-        self_bias = _self_bias(stack.block[0].layer[0].SelfAttention, segments, causal=decoder, dtype=h.dtype)
-        cross_bias = _mask_bias(segments, enc_segments, h.dtype) if decoder else None
+        first = stack.block[0].layer[0].SelfAttention
+        if self.attention == "flex":
+            self_bias = _FlexBias(_block_mask(segments, segments, decoder), first.relative_attention_bias.weight,
+                                  _bucket_of_distance(first, segments.shape[1], causal=decoder, device=ids.device))
+            cross_bias = _FlexBias(_block_mask(segments, enc_segments)) if decoder else None
+        else:
+            self_bias = _self_bias(first, segments, causal=decoder, dtype=h.dtype)
+            cross_bias = _mask_bias(segments, enc_segments, h.dtype) if decoder else None
         for block in stack.block:
             args = (block, h, self_bias, enc, cross_bias, self.attention)
             if self.checkpointing and torch.is_grad_enabled():
@@ -101,8 +114,13 @@ def _attend(attn, x, kv, bias, attention: str):
     k = attn.k(kv).view(b, kv.shape[1], heads, d).transpose(1, 2)
     v = attn.v(kv).view(b, kv.shape[1], heads, d).transpose(1, 2)
     p = attn.dropout if attn.training else 0.0
-    if attention == "sdpa":
+    if attention == "flex":
+        out = bias.attend(q, k, v)
+    elif attention == "sdpa":
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
+    elif attention == "efficient":
+        with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
     else:
         scores = torch.matmul(q, k.transpose(-1, -2)).float() + bias.float()
         out = torch.matmul(F.dropout(torch.softmax(scores, dim=-1).to(q.dtype), p=p), v)
@@ -128,6 +146,45 @@ def _allowed(query_segments, key_segments, causal: bool = False):
         n = query_segments.shape[1]
         allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril()
     return allowed | (query_segments == 0)[:, :, None]
+
+
+class _FlexBias:
+    """What flex_attention needs for one attention of a stack: the segments' block mask and, for self-attention,
+    T5's bias table (num_buckets, H) with the bucket of every key - query distance."""
+
+    def __init__(self, block_mask, table=None, buckets=None):
+        self.block_mask, self.table, self.buckets = block_mask, table, buckets
+
+    def attend(self, q, k, v):
+        from torch.nn.attention.flex_attention import flex_attention
+
+        score_mod = None
+        if self.table is not None:
+            table, buckets, last = self.table, self.buckets, q.shape[2] - 1
+
+            def score_mod(score, b, h, qi, ki):
+                return score + table[buckets[ki - qi + last], h].to(score.dtype)
+        out = flex_attention(q, k, v, score_mod=score_mod, block_mask=self.block_mask, scale=1.0)
+        return out.to(q.dtype)
+
+
+def _block_mask(query_segments, key_segments, causal: bool = False):
+    """The segments as a flex_attention block mask: a query sees the keys of its own segment (padding, segment 0,
+    sees padding; a padding query with no padding key gets zeros, and its output is never used)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def mask_mod(b, h, qi, ki):
+        same = query_segments[b, qi] == key_segments[b, ki]
+        return same & (ki <= qi) if causal else same
+    return create_block_mask(mask_mod, B=query_segments.shape[0], H=None, Q_LEN=query_segments.shape[1],
+                             KV_LEN=key_segments.shape[1], device=query_segments.device)
+
+
+def _bucket_of_distance(attn, n: int, causal: bool, device):
+    """T5's bucket of every distance key - query in [-(n-1), n-1], at index distance + n - 1."""
+    return attn._relative_position_bucket(torch.arange(-(n - 1), n, device=device), bidirectional=not causal,
+                                          num_buckets=attn.relative_attention_num_buckets,
+                                          max_distance=attn.relative_attention_max_distance)
 
 
 def _mask_bias(query_segments, key_segments, dtype, causal: bool = False):

@@ -484,7 +484,29 @@ def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(tmp_path, capsys):
     assert ckpt.exists()
 
 
-def test_an_update_with_a_non_finite_gradient_norm_is_skipped_and_counted(tmp_path, capsys, monkeypatch):
+def fused_adamw(monkeypatch):
+    """Training builds torch's fused AdamW, as it does on a GPU (fused AdamW runs on the CPU too)."""
+    import torch
+    from instructie.training import loop
+
+    real = loop.build_optimizer
+
+    def build(model, cfg):
+        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in real(model, cfg).param_groups]
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True)
+
+    monkeypatch.setattr(loop, "build_optimizer", build)
+
+
+# adamw (unfused, as on a CPU) skips on the host: the step's norm is read and logged; adafactor and fused AdamW
+# are told to skip by a device flag, and the skips are counted when the loop next reads them
+@pytest.mark.parametrize("optimizer, skipped_line", [
+    ("adamw", "step 3: gradient norm inf: update skipped (1 so far)"),
+    ("adafactor", "step 3: 1 update(s) skipped for a non-finite gradient norm (1 so far)"),
+    ("fused adamw", "step 3: 1 update(s) skipped for a non-finite gradient norm (1 so far)"),
+])
+def test_an_update_with_a_non_finite_gradient_norm_is_skipped_and_counted(tmp_path, capsys, monkeypatch, optimizer,
+                                                                          skipped_line):
     # A NaN/inf gradient norm would turn every weight into NaN (clipping scales by clip/inf): that step's
     # update is skipped, counted in the state, and the run goes on to a finite model.
     from accelerate import Accelerator
@@ -506,17 +528,28 @@ def test_an_update_with_a_non_finite_gradient_norm_is_skipped_and_counted(tmp_pa
         return norm
 
     monkeypatch.setattr(Accelerator, "clip_grad_norm_", flaky)
+    if optimizer == "fused adamw":
+        fused_adamw(monkeypatch)
     out = tmp_path / "run"
-    cfg = tiny_config(tmp_path, out, max_steps=5, save_every=5)
+    cfg = tiny_config(tmp_path, out, max_steps=5, save_every=5, optimizer=optimizer.split()[-1])
     assert cli_main(["train", "--config", str(cfg)]) == 0
-    assert "step 3: gradient norm inf: update skipped (1 so far)" in capsys.readouterr().out
+    assert skipped_line in capsys.readouterr().out
     state = state_of(out, 5)
     assert state["skipped_steps"] == 1 and state["step"] == 5
     weights = load_file(str(out / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch):
+# Skips on the host are read every step, so the run stops at the step the tenth skip in a row is made; on the
+# device (adafactor), at the next step the counts are read: a logged step or a checkpoint, which every step is with
+# log_every 1. A checkpoint holds the skips up to its step either way.
+@pytest.mark.parametrize("optimizer, log_every, in_a_row, stop, logged, skipped_line", [
+    ("adamw", 1, 10, 14, [1, 2, 3, 4], "step 14: gradient norm nan: update skipped (10 so far)"),
+    ("adafactor", 1, 10, 14, [1, 2, 3, 4], "step 14: 1 update(s) skipped for a non-finite gradient norm (10 so far)"),
+    ("adafactor", 5, 11, 15, [5], "steps 13-15: 3 update(s) skipped for a non-finite gradient norm (11 so far)"),
+])
+def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch, optimizer,
+                                                                  log_every, in_a_row, stop, logged, skipped_line):
     # A diverged model (every batch's loss NaN from step 5 on) ends the run after MAX_SKIPPED_IN_A_ROW
     # skipped updates with one clear line (exit 1), not a traceback; the NaN updates were skipped, so the
     # checkpoints stay usable and the NaN batches stay out of the logged loss.
@@ -536,14 +569,16 @@ def test_a_loss_gone_nan_stops_with_one_line_naming_the_checkpoint(tmp_path, cap
 
     monkeypatch.setattr(T5ForConditionalGeneration, "forward", nan_after_four)
     out = tmp_path / "run"
-    cfg = tiny_config(tmp_path, out, max_steps=30, save_every=4)
+    cfg = tiny_config(tmp_path, out, max_steps=30, save_every=4, optimizer=optimizer, log_every=log_every)
     assert cli_main(["train", "--config", str(cfg)]) == 1
-    err = capsys.readouterr().err
-    last = 4 + MAX_SKIPPED_IN_A_ROW
-    assert f"error: loss or gradients not finite for {MAX_SKIPPED_IN_A_ROW} updates in a row (up to step {last})" in err
+    captured = capsys.readouterr()
+    err = captured.err
+    assert in_a_row >= MAX_SKIPPED_IN_A_ROW
+    assert f"error: loss or gradients not finite for {in_a_row} updates in a row (up to step {stop})" in err
     assert "the last checkpoint is step-12: continue with --resume" in err and "Traceback" not in err
+    assert skipped_line in captured.out
     state = state_of(out, 12)
-    assert state["skipped_steps"] == 8 and [h["step"] for h in state["history"]] == [1, 2, 3, 4]
+    assert state["skipped_steps"] == 8 and [h["step"] for h in state["history"]] == logged
     from safetensors.torch import load_file
     import torch
     w = load_file(str(out / "checkpoints" / "step-12" / "model.safetensors"))

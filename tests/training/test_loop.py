@@ -1,9 +1,14 @@
-"""The logged training loss: the token mean of the window's finite batches."""
+"""The logged training loss: the token mean of the window's finite batches. Skipped updates: counted on the
+device where the optimizer skips them itself, and read only when the loop settles the counts."""
 import math
+from types import SimpleNamespace
 
+import pytest
+import torch
 from accelerate import Accelerator
 
-from instructie.training.loop import LossWindow
+from instructie.training.loop import LossWindow, SkippedUpdates, skips_on_device
+from instructie.training.optim import Adafactor, KahanAdamW
 
 
 def test_logged_loss_is_the_token_mean_of_finite_batches():
@@ -43,3 +48,55 @@ def test_training_weighs_each_logged_batch_by_its_target_tokens(tmp_path, monkey
         state = json.loads((out / "checkpoints" / "step-4" / "trainer_state.json").read_text())
         assert len(seen) == 4 and min(seen) > 0
         assert sum(seen) == state["target_tokens"]
+
+
+def test_skips_flagged_on_the_device_are_counted_once_when_settled():
+    s = SkippedUpdates()
+    for flag in (0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0):  # 1.0: the optimizer skipped that update
+        s.add(torch.tensor(flag))
+    assert s.settle() == (5, 3)
+    assert s.settle() == (0, 3)  # nothing new since; the run of skips goes on
+    s.add(torch.tensor(1.0))
+    assert s.settle() == (1, 4)
+    s.add(torch.tensor(0.0))  # an update made ends the run
+    assert s.settle() == (0, 0)
+
+
+def test_adding_device_flags_reads_none_of_them():
+    """Flags on a device whose values cannot be read (meta): adding them needs no value, only settling does."""
+    s = SkippedUpdates()
+    for _ in range(3):
+        s.add(torch.ones((), device="meta"))
+    assert s.on_device
+
+
+def test_skips_decided_on_the_host_count_in_a_row_and_are_not_counted_again():
+    s = SkippedUpdates()
+    s.add(False)
+    s.add(False)
+    assert not s.on_device
+    assert s.settle() == (0, 2)  # train_batch counted them in the state when it skipped them
+    s.add(True)
+    assert s.settle() == (0, 0)
+
+
+def _params():
+    return [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3))]
+
+
+@pytest.mark.parametrize("make, distributed, able", [
+    (lambda ps: Adafactor(ps, lr=1e-3), "NO", True),
+    (lambda ps: Adafactor(ps, lr=1e-3), "MULTI_GPU", True),
+    (lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True), "NO", True),
+    (lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True), "MULTI_GPU", True),
+    (lambda ps: torch.optim.AdamW(ps, lr=1e-3), "NO", False),  # its step refuses found_inf
+    (lambda ps: KahanAdamW(ps, lr=1e-3), "NO", False),  # its step ignores found_inf
+    (lambda ps: Adafactor(ps, lr=1e-3), "FSDP", False),
+    (lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True), "DEEPSPEED", False),
+])
+def test_only_optimizers_that_skip_on_the_device_are_handed_the_flag(make, distributed, able):
+    inner = make(_params())
+    wrapped = SimpleNamespace(optimizer=inner)  # as accelerate's prepared optimizer holds it
+    assert skips_on_device(SimpleNamespace(distributed_type=distributed), wrapped) is able
+    assert skips_on_device(SimpleNamespace(distributed_type=distributed), inner) is able
+

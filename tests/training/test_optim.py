@@ -129,3 +129,55 @@ def test_checkpoints_load_into_the_other(saved_by):
     run(ref_opt, reference, range(6))
     for a, b in zip(resumed, reference):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and torch.equal(a.detach().view(torch.uint8), b.detach().view(torch.uint8))
+
+
+def snapshot(opt, ps) -> list:
+    """Each weight and its state tensors, copied."""
+    return [(p.detach().clone(), {k: v.clone() for k, v in opt.state[p].items() if torch.is_tensor(v)}) for p in ps]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_step_flagged_found_inf_leaves_weights_and_state_as_they_were(dtype):
+    """With ``found_inf`` 1.0 (set as GradScaler sets it), a step with NaN and inf gradients changes no bit of the
+    weights, the factored and unfactored moments, or the bf16 compensation; the next step trains on."""
+    ps = weights(dtype=dtype)
+    opt = Adafactor(groups(ps, weight_decay=0.1), lr=2e-3)
+    run(opt, ps, range(3))
+    before = snapshot(opt, ps)
+    keys = {k for _, st in before for k in st}
+    assert {"exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"} <= keys
+    if dtype == torch.bfloat16:  # what the skipped step must keep: compensations that are not all zero
+        assert any(st["compensation"].any() for _, st in before)
+    for i, p in enumerate(ps):
+        p.grad = torch.full_like(p, float("nan") if i % 2 else float("inf"))
+    opt.found_inf = torch.tensor(1.0)
+    opt.step()
+    del opt.found_inf
+    for p, (w, st) in zip(ps, before):
+        assert same_bits(p, w)
+        assert st.keys() == {k for k, v in opt.state[p].items() if torch.is_tensor(v)}
+        for k, v in st.items():
+            assert same_bits(opt.state[p][k], v), k
+    run(opt, ps, range(3, 4))
+    assert all(torch.isfinite(p).all() for p in ps)
+    assert all(not same_bits(p, w) for p, (w, _) in zip(ps, before) if p.ndim >= 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_step_flagged_finite_is_the_step_made_without_the_flag(dtype):
+    plain, flagged = weights(dtype=dtype), weights(dtype=dtype)
+    opt_plain = Adafactor(groups(plain, weight_decay=0.1), lr=2e-3)
+    opt_flagged = Adafactor(groups(flagged, weight_decay=0.1), lr=2e-3)
+    run(opt_plain, plain, range(4))
+    opt_flagged.found_inf = torch.tensor(0.0)
+    run(opt_flagged, flagged, range(4))
+    del opt_flagged.found_inf
+    for (w, st), (w2, st2) in zip(snapshot(opt_plain, plain), snapshot(opt_flagged, flagged)):
+        assert same_bits(w, w2)
+        assert st.keys() == st2.keys()
+        for k in st:
+            assert same_bits(st[k], st2[k]), k

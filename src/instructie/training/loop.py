@@ -24,7 +24,7 @@ from ..data.sources import round_up
 from ..model.packing import PackedSeq2Seq
 from .checkpoint import STATE_FILE, last_checkpoint_hint, save_checkpoint
 from .logs import log
-from .optim import build_optimizer, lr_lambda
+from .optim import Adafactor, build_optimizer, lr_lambda
 
 MAX_SKIPPED_IN_A_ROW = 10  # non-finite updates in a row that end a run (fewer are skipped and counted)
 
@@ -84,9 +84,31 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     clock = Clock(t.max_time_s, state["train_time_s"], accelerator)
     losses = LossWindow()
-    skipped_in_a_row = 0  # updates skipped for a non-finite gradient norm, since the last one made
+    skipped = SkippedUpdates()
+    settled_at = state["step"]  # skips up to this step are counted in the state
     stopped_early = False
     compiled = False  # with train.compile: the first step compiles (its time is logged)
+
+    def settle() -> None:
+        """Reads the skip counts (one host-device wait where the optimizer skips on the device): skips counted
+        on the device go into the state and one log line, and too many in a row end the run."""
+        nonlocal settled_at
+        new, in_a_row = skipped.settle()
+        if new:
+            state["skipped_steps"] = state.get("skipped_steps", 0) + new
+            if main:
+                steps = f"step {state['step']}" if settled_at + 1 == state["step"] \
+                    else f"steps {settled_at + 1}-{state['step']}"
+                log(f"{steps}: {new} update(s) skipped for a non-finite gradient norm "
+                    f"({state['skipped_steps']} so far)")
+        settled_at = state["step"]
+        if in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            # A NaN loss on any rank gives NaN all-reduced gradients, so this count is the same on every
+            # rank. This many non-finite updates in a row: the model is broken, not unlucky.
+            raise TrainingError(f"loss or gradients not finite for {in_a_row} updates in a row (up to "
+                                f"step {state['step']}): lower train.lr or use optimizer: adafactor "
+                                f"(random-init T5 diverges with a high AdamW rate). " + last_checkpoint_hint(out))
+
     model.train()
     # epochs of batches; a resumed run rebuilds its epoch and skips the batches already done
     while state["step"] < total_steps:
@@ -116,24 +138,23 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
             state["target_tokens"] += sum(data.target_tokens[i] for i in batches[b])
             if update is None:  # inside an accumulation: no optimizer step yet
                 continue
-            skipped_in_a_row = 0 if update else skipped_in_a_row + 1
+            skipped.add(update)
             state["step"] += 1
             bar.update(1)
             elapsed = clock.elapsed()
-            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                # A NaN loss on any rank gives NaN all-reduced gradients, so this count is the same on every
-                # rank. This many non-finite updates in a row: the model is broken, not unlucky.
-                raise TrainingError(f"loss or gradients not finite for {skipped_in_a_row} updates in a row (up to "
-                                    f"step {state['step']}): lower train.lr or use optimizer: adafactor "
-                                    f"(random-init T5 diverges with a high AdamW rate). " + last_checkpoint_hint(out))
+            evaluating = on_eval is not None and t.eval_every and state["step"] % t.eval_every == 0 \
+                and state["step"] < total_steps
+            # skips decided on the host are read every step; on the device, when a line is logged, before an
+            # evaluation (its failure saves a checkpoint) and before a checkpoint (below)
+            if not skipped.on_device or state["step"] % t.log_every == 0 or evaluating:
+                settle()
             if state["step"] % t.log_every == 0 or state["step"] == total_steps:
                 avg = losses.flush(accelerator)
                 if avg is not None:  # a window of only non-finite batches logs nothing
                     state["history"].append({"step": state["step"], "loss": avg, "lr": scheduler.get_last_lr()[0],
                                              "time_s": round(elapsed, 2)})
                     bar.set_postfix(loss=f"{avg:.4f}")
-            if on_eval is not None and t.eval_every and state["step"] % t.eval_every == 0 \
-                    and state["step"] < total_steps:
+            if evaluating:
                 try:
                     on_eval(model, state)
                 except BaseException:
@@ -145,6 +166,7 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
                     raise
             out_of_time = clock.out_of_time() and state["step"] < total_steps
             if (t.save_every and state["step"] % t.save_every == 0) or out_of_time:
+                settle()
                 state["train_time_s"] = elapsed
                 save_checkpoint(accelerator, out, state, t.keep_checkpoints)
             if out_of_time:
@@ -158,6 +180,7 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     bar.close()
+    settle()
     state["train_time_s"] = clock.elapsed()
     if stopped_early:
         if main:
@@ -232,11 +255,22 @@ def check_distributed(accelerator, t: TrainConfig) -> None:
                           f"weights: use configs/accelerate/ddp.yaml, or train.optimizer: adamw")
 
 
+def skips_on_device(accelerator, optimizer) -> bool:
+    """Whether ``optimizer`` (as prepared by accelerate) can skip an update itself, told by a device flag as
+    torch's GradScaler tells it (``found_inf``), so that the host need not read the gradient norm: the stacked
+    Adafactor and fused AdamW can, on one process or DDP (FSDP and DeepSpeed step their own way)."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    able = isinstance(inner, Adafactor) or (isinstance(inner, torch.optim.AdamW) and bool(inner.defaults.get("fused")))
+    return able and accelerator.distributed_type in ("NO", "MULTI_GPU")
+
+
 def train_batch(accelerator, model, forward, optimizer, scheduler, batch: dict[str, torch.Tensor], t: TrainConfig,
-                state: dict, out: Path) -> tuple[torch.Tensor, bool | None]:
+                state: dict, out: Path) -> tuple[torch.Tensor, bool | torch.Tensor | None]:
     """Forward and backward of one rank's batch (in parts of at most ``t.max_batch_tokens``), then, at the end of
     an accumulation, the optimizer step. Returns (the batch's loss, whether an update was made: None inside an
-    accumulation, False when its gradient norm was not finite and the update was skipped)."""
+    accumulation, False when its gradient norm was not finite and the update was skipped; where the optimizer
+    skips on the device (``skips_on_device``), a 0-dim device tensor instead, 1.0 when the update was skipped,
+    read by nobody here, counted by ``SkippedUpdates``)."""
     # split on the CPU (no device sync), then moved part by part
     parts = micro_batches(batch, t.max_batch_tokens, t.pad_to_multiple)
     update = None
@@ -262,8 +296,19 @@ def train_batch(accelerator, model, forward, optimizer, scheduler, batch: dict[s
                 # the all-reduced gradients, so every rank decides alike; with grad_clip 0 it is still
                 # measured (max_norm inf scales nothing).
                 norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
-                update = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
-            if update is not False:
+                if norm is not None and skips_on_device(accelerator, optimizer):
+                    # the optimizer reads the flag on the device: no wait for the norm here
+                    update = (~torch.isfinite(torch.as_tensor(norm, device=accelerator.device))).float()
+                else:
+                    update = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
+            if torch.is_tensor(update):
+                inner = getattr(optimizer, "optimizer", optimizer)
+                inner.found_inf = update
+                try:
+                    optimizer.step()
+                finally:
+                    del inner.found_inf
+            elif update is not False:
                 optimizer.step()
             else:
                 state["skipped_steps"] = state.get("skipped_steps", 0) + 1
@@ -335,6 +380,38 @@ class Clock:
             flag = torch.tensor([1.0 if out else 0.0], device=self.accelerator.device)
             out = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
         return out
+
+
+class SkippedUpdates:
+    """Updates skipped for a non-finite gradient norm: how many in a row up to the last step, and how many the
+    optimizer skipped on the device since the last ``settle`` (a skip decided on the host is counted and logged
+    by ``train_batch``). A step's outcome is ``train_batch``'s: a bool decided on the host, or a device flag
+    (1.0 = skipped), which is added up on the device and read only when settled."""
+
+    def __init__(self):
+        self.in_a_row: int | torch.Tensor = 0
+        self.new: int | torch.Tensor = 0
+
+    def add(self, update: bool | torch.Tensor) -> None:
+        if torch.is_tensor(update):
+            self.in_a_row = (self.in_a_row + 1) * update  # a step made (flag 0) ends the run of skips
+            self.new = self.new + update
+        else:
+            self.in_a_row = 0 if update else self.in_a_row + 1
+
+    @property
+    def on_device(self) -> bool:
+        return torch.is_tensor(self.in_a_row) or torch.is_tensor(self.new)
+
+    def settle(self) -> tuple[int, int]:
+        """(skipped on the device since the last settle, skipped in a row), read in one host-device wait."""
+        if self.on_device:
+            device = (self.new if torch.is_tensor(self.new) else self.in_a_row).device
+            both = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device)
+                                for v in (self.new, self.in_a_row)])
+            self.new, self.in_a_row = (int(v) for v in both.tolist())
+        new, self.new = self.new, 0
+        return new, self.in_a_row
 
 
 class LossWindow:

@@ -153,7 +153,12 @@ class Adafactor(torch.optim.Optimizer):
     half a bf16 spacing: 6 bytes per weight in all (weight, gradient, compensation; the factored moments are
     small) against KahanAdamW's 14. A stack holds up to ``bucket_elements`` values (a larger weight
     is a stack of its own); a step's fp32 temporaries are ~16 bytes per value of its largest stack (weights,
-    gradients, their squares, the update), against ~8 per value of the largest weight in transformers'."""
+    gradients, their squares, the update), against ~8 per value of the largest weight in transformers'.
+
+    A step can be skipped on the device, as torch's ``GradScaler`` has fused AdamW skip one: with ``found_inf`` set
+    on the optimizer (a 0-dim float tensor, 1.0 = skip), a step where it is 1.0 leaves weights and state exactly as
+    they were (the gradients may be NaN), and the host never reads the flag. The second-moment decay's step count
+    counts a skipped update."""
 
     def __init__(self, params, lr: float, eps=(1e-30, 1e-3), clip_threshold: float = 1.0,
                  decay_rate: float = -0.8, weight_decay: float = 0.0, bucket_elements: int = 2**26):
@@ -172,6 +177,7 @@ class Adafactor(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        found_inf = getattr(self, "found_inf", None)
         for group in self.param_groups:
             stacks: dict = {}  # (shape, device, dtype, step) -> lists of weights, each one stack
             for p in group["params"]:
@@ -194,13 +200,17 @@ class Adafactor(torch.optim.Optimizer):
                 if lists[-1] and (len(lists[-1]) + 1) * p.numel() > self.bucket_elements:
                     lists.append([])
                 lists[-1].append(p)
-            for (_, _, _, n), lists in stacks.items():
+            for (_, device, _, n), lists in stacks.items():
+                skip = found_inf.to(device) != 0 if torch.is_tensor(found_inf) else None
                 for ps in lists:
-                    self._update(ps, group, n)
+                    self._update(ps, group, n, skip)
         return loss
 
-    def _update(self, ps: list, group: dict, n: int) -> None:
-        """One step of the weights ``ps`` (one shape, dtype and step count), stacked along a new first dim."""
+    def _update(self, ps: list, group: dict, n: int, skip: torch.Tensor | None = None) -> None:
+        """One step of the weights ``ps`` (one shape, dtype and step count), stacked along a new first dim.
+        ``skip``: a 0-dim bool tensor; where true, weights and state keep their values (selected, not multiplied:
+        the update may be NaN)."""
+        keep = (lambda old, new: new) if skip is None else (lambda old, new: torch.where(skip, old, new))  # noqa: E731
         k, factored = len(ps), ps[0].ndim >= 2
         eps1, eps2 = group["eps"]
         weights = torch.stack(ps).float()
@@ -212,28 +222,34 @@ class Adafactor(torch.optim.Optimizer):
         sq = grad.square().add_(eps1)
         st = [self.state[p] for p in ps]
         if factored:
-            row = torch.stack([s["exp_avg_sq_row"] for s in st]).mul_(beta2t).add_(sq.mean(dim=-1), alpha=1 - beta2t)
-            col = torch.stack([s["exp_avg_sq_col"] for s in st]).mul_(beta2t).add_(sq.mean(dim=-2), alpha=1 - beta2t)
-            torch._foreach_copy_([s["exp_avg_sq_row"] for s in st], list(row.unbind(0)))
-            torch._foreach_copy_([s["exp_avg_sq_col"] for s in st], list(col.unbind(0)))
+            row0 = torch.stack([s["exp_avg_sq_row"] for s in st])
+            col0 = torch.stack([s["exp_avg_sq_col"] for s in st])
+            row = row0.mul(beta2t).add_(sq.mean(dim=-1), alpha=1 - beta2t)
+            col = col0.mul(beta2t).add_(sq.mean(dim=-2), alpha=1 - beta2t)
+            torch._foreach_copy_([s["exp_avg_sq_row"] for s in st], list(keep(row0, row).unbind(0)))
+            torch._foreach_copy_([s["exp_avg_sq_col"] for s in st], list(keep(col0, col).unbind(0)))
             r_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
             update = r_factor.mul(col.unsqueeze(-2).rsqrt()).mul_(grad)
         else:
-            v = torch.stack([s["exp_avg_sq"] for s in st]).mul_(beta2t).add_(sq, alpha=1 - beta2t)
-            torch._foreach_copy_([s["exp_avg_sq"] for s in st], list(v.unbind(0)))
+            v0 = torch.stack([s["exp_avg_sq"] for s in st])
+            v = v0.mul(beta2t).add_(sq, alpha=1 - beta2t)
+            torch._foreach_copy_([s["exp_avg_sq"] for s in st], list(keep(v0, v).unbind(0)))
             update = v.rsqrt().mul_(grad)
         del sq, grad
         update.div_((rms(update) / group["clip_threshold"]).clamp_(min=1.0).reshape(lead)).mul_(lr)
+        # ``weights`` stays the weights as they were (what a skipped step keeps)
         if group["weight_decay"]:
-            weights.sub_(weights * (group["weight_decay"] * lr))
-        weights.sub_(update)
+            new = weights.sub(weights * (group["weight_decay"] * lr)).sub_(update)
+        else:
+            new = weights.sub(update)
         del update
         if ps[0].dtype == torch.float32:
-            torch._foreach_copy_(ps, list(weights.unbind(0)))
+            torch._foreach_copy_(ps, list(keep(weights, new).unbind(0)))
             return
         # low-precision weights: add what rounding lost before, round, keep what rounding loses now
         comps = [s["compensation"] for s in st]
-        weights.add_(torch.stack(comps).float())
-        rounded = weights.to(ps[0].dtype)
-        torch._foreach_copy_(comps, list(weights.sub_(rounded.float()).unbind(0)))
-        torch._foreach_copy_(ps, list(rounded.unbind(0)))
+        comp0 = torch.stack(comps)
+        new.add_(comp0.float())
+        rounded = new.to(ps[0].dtype)
+        torch._foreach_copy_(comps, list(keep(comp0, new.sub_(rounded.float())).unbind(0)))
+        torch._foreach_copy_(ps, list(keep(weights, rounded).unbind(0)))

@@ -278,7 +278,7 @@ def train_batch(accelerator, model, forward, optimizer, scheduler, batch: dict[s
         try:
             loss = 0.0
             for k, (part, share) in enumerate(parts):
-                inputs = {key: v.to(accelerator.device) for key, v in part.items()}
+                inputs = {key: to_device(v, accelerator.device) for key, v in part.items()}
                 # gradients of all parts are summed locally and all-reduced once, after the last; inside a
                 # non-final accumulation step accumulate() has already turned syncing off
                 last = k == len(parts) - 1
@@ -328,6 +328,15 @@ def train_batch(accelerator, model, forward, optimizer, scheduler, batch: dict[s
         scheduler.step() if accelerator.sync_gradients else None
         optimizer.zero_grad(set_to_none=True)
     return loss, update
+
+
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """``tensor`` on ``device`` without waiting for the GPU: a blocking copy to the GPU returns only once the GPU
+    has run everything queued before it (every step, the previous step's optimizer); a non-blocking copy from
+    pinned memory is queued like a kernel, so the host prepares the next step while the GPU runs this one."""
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def micro_batches(batch: dict[str, torch.Tensor], max_tokens: int | None,

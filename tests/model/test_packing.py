@@ -143,6 +143,27 @@ def test_flex_attention_gives_the_loss_of_the_examples_unpacked(copy_head):
         assert flex == pytest.approx(float(model(**plain).loss), rel=LOSS_RTOL)
 
 
+def test_compiled_flex_attention_compiles_once_for_every_batch():
+    """Compiled, flex attention's blocks take the block mask and bias table as values: new batches of the one row
+    shape reuse the graphs compiled for the first (one encoder block, one decoder block, the loss)."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    counters.clear()
+    model = build_random_t5("tiny", VOCAB).eval()
+    compiled, plain = PackedSeq2Seq(model, attention="flex", compile=True), PackedSeq2Seq(model)
+    srcs, tgts = examples(12)
+    rows = pack_rows([len(s) for s in srcs], [len(t) for t in tgts], 64, 20, random.Random(0))
+    assert len(rows) >= 4
+    with torch.no_grad():
+        for first in range(0, 4, 2):
+            batch = collate_packed(rows[first:first + 2], srcs, tgts, 64, 20, pad_id=0, decoder_start_id=0)
+            assert float(compiled(**batch).loss) == pytest.approx(float(plain(**batch).loss), rel=LOSS_RTOL)
+    assert counters["stats"]["unique_graphs"] == 3
+    torch._dynamo.reset()
+
+
 def test_a_model_that_scales_its_decoder_output_is_packed_alike():
     """T5 v1.0 (tied head) scales the decoder output by d_model**-0.5 before lm_head; Flan-T5 does not."""
     from transformers import T5Config, T5ForConditionalGeneration

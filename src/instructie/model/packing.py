@@ -27,6 +27,8 @@ block's segments are skipped. flex_attention has no attention dropout: attention
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -148,12 +150,14 @@ def _allowed(query_segments, key_segments, causal: bool = False):
     return allowed | (query_segments == 0)[:, :, None]
 
 
-class _FlexBias:
+class _FlexBias(NamedTuple):
     """What flex_attention needs for one attention of a stack: the segments' block mask and, for self-attention,
-    T5's bias table (num_buckets, H) with the bucket of every key - query distance."""
+    T5's bias table (num_buckets, H) with the bucket of every key - query distance. (A named tuple: compiled
+    blocks take it as plain values, with no guard on a new object each step.)"""
 
-    def __init__(self, block_mask, table=None, buckets=None):
-        self.block_mask, self.table, self.buckets = block_mask, table, buckets
+    block_mask: Any
+    table: torch.Tensor | None = None
+    buckets: torch.Tensor | None = None
 
     def attend(self, q, k, v):
         from torch.nn.attention.flex_attention import flex_attention
@@ -164,6 +168,8 @@ class _FlexBias:
 
             def score_mod(score, b, h, qi, ki):
                 return score + table[buckets[ki - qi + last], h].to(score.dtype)
+        # 4-D buffers of their own: inductor's flex kernels (its CPU one at least) take no views of the projections
+        q, k, v = (x.contiguous() for x in (q, k, v))
         out = flex_attention(q, k, v, score_mod=score_mod, block_mask=self.block_mask, scale=1.0)
         return out.to(q.dtype)
 

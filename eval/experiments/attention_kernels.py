@@ -9,8 +9,8 @@ For each option: the time of one forward+backward (median of 20), the error of t
 
 Options: ``sdpa`` (what F.scaled_dot_product_attention picks), ``sdpa-efficient`` / ``sdpa-cudnn`` /
 ``sdpa-math`` (forced), ``eager`` (matmul, fp32 softmax, matmul: model/packing.py's ``attention="eager"``),
-each eager and compiled; ``flex`` (``flex_attention``, the bias looked up per query-key pair from the bucket
-table in a score_mod and the segments as a block mask; no attention dropout, so timed at dropout 0 only).
+each eager and compiled; ``flex`` (``flex_attention``, the bias looked up per query-key pair from each head's bias by
+distance in a score_mod and the segments as a block mask; no attention dropout, so timed at dropout 0 only).
 """
 from __future__ import annotations
 
@@ -90,9 +90,10 @@ def flex_call(block_masks):
 
     def f(q, k, v, table, buckets, seg, causal, p):
         n = q.shape[2]
+        bias = table[:, buckets]  # (H, 2L-1): every head's bias by distance, as model/packing.py passes it
 
         def score_mod(score, b, h, qi, ki):
-            return score + table[h, buckets[ki - qi + n - 1]].to(score.dtype)
+            return score + bias[h, ki - qi + n - 1].to(score.dtype)
         return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_masks[causal], scale=1.0)
     return f
 

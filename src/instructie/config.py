@@ -407,6 +407,9 @@ def _validate_train(t: TrainConfig, bad) -> None:
         bad(f"train.precision must be auto, bf16 or fp32 (fp16 overflows in T5), got {t.precision!r}")
     if t.attention not in ("sdpa", "efficient", "eager", "flex"):
         bad(f"train.attention must be sdpa, efficient, eager or flex, got {t.attention!r}")
+    if t.attention == "flex" and t.packing and not t.compile:
+        bad("train.attention flex needs train.compile: true (uncompiled, flex_attention makes the full score "
+            "tensors it exists to avoid)")
     if t.bf16_weights and t.precision == "fp32":
         bad("train.bf16_weights computes in bf16: leave train.precision auto or bf16, or turn bf16_weights off")
 

@@ -147,6 +147,9 @@ def test_bad_memory_and_packing_settings_are_refused(tmp_path, capsys):
     assert "train.pack_source_length 64 is shorter than data.max_source_length 128" in err
     assert cli_main(["train", "--config", str(cfg), "--set", "train.attention=flash"]) == 2
     assert "train.attention must be sdpa, efficient, eager or flex" in capsys.readouterr().err
+    assert cli_main(["train", "--config", str(cfg), "--set", "train.packing=true", "--set", "train.attention=flex",
+                     "--set", "train.compile=false"]) == 2
+    assert "train.attention flex needs train.compile: true" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the Flan-T5-large and XL configs

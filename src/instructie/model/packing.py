@@ -23,7 +23,7 @@ its memory-efficient kernel, which takes the bias's gradient and drops attention
 it runs through ``flex_attention``: the bias is looked up per query-key pair from T5's bucket table inside the
 kernel and the segments are a block mask, so no (B, H, L, L) tensor is made and blocks of keys outside a query
 block's segments are skipped. flex_attention has no attention dropout: attention probabilities are not dropped
-(every other dropout is), and its backward needs a GPU.
+(every other dropout is); it is fast only compiled (``train.compile``), and its backward needs a GPU.
 """
 from __future__ import annotations
 
@@ -83,8 +83,12 @@ class PackedSeq2Seq(nn.Module):
         decoder = enc is not None
         first = stack.block[0].layer[0].SelfAttention
         if self.attention == "flex":
-            self_bias = _FlexBias(_block_mask(segments, segments, decoder), first.relative_attention_bias.weight,
-                                  _bucket_of_distance(first, segments.shape[1], causal=decoder, device=ids.device))
+            # made once a stack, outside the compiled blocks: its gradient reaches the (num_buckets, H) table by
+            # autograd, where a score_mod reading the table itself would have every query-key pair of every layer
+            # add into those few values at once
+            buckets = _bucket_of_distance(first, segments.shape[1], causal=decoder, device=ids.device)
+            self_bias = _FlexBias(_block_mask(segments, segments, decoder),
+                                  first.relative_attention_bias.weight[buckets].t().contiguous())
             cross_bias = _FlexBias(_block_mask(segments, enc_segments)) if decoder else None
         else:
             self_bias = _self_bias(first, segments, causal=decoder, dtype=h.dtype)
@@ -152,22 +156,21 @@ def _allowed(query_segments, key_segments, causal: bool = False):
 
 class _FlexBias(NamedTuple):
     """What flex_attention needs for one attention of a stack: the segments' block mask and, for self-attention,
-    T5's bias table (num_buckets, H) with the bucket of every key - query distance. (A named tuple: compiled
-    blocks take it as plain values, with no guard on a new object each step.)"""
+    T5's bias of every head and key - query distance, (H, 2L-1), at index distance + L - 1. (A named tuple:
+    compiled blocks take it as plain values, with no guard on a new object each step.)"""
 
     block_mask: Any
-    table: torch.Tensor | None = None
-    buckets: torch.Tensor | None = None
+    distance_bias: torch.Tensor | None = None
 
     def attend(self, q, k, v):
         from torch.nn.attention.flex_attention import flex_attention
 
         score_mod = None
-        if self.table is not None:
-            table, buckets, last = self.table, self.buckets, q.shape[2] - 1
+        if self.distance_bias is not None:
+            bias, last = self.distance_bias, q.shape[2] - 1
 
             def score_mod(score, b, h, qi, ki):
-                return score + table[buckets[ki - qi + last], h].to(score.dtype)
+                return score + bias[h, ki - qi + last].to(score.dtype)
         # 4-D buffers of their own: inductor's flex kernels (its CPU one at least) take no views of the projections
         q, k, v = (x.contiguous() for x in (q, k, v))
         out = flex_attention(q, k, v, score_mod=score_mod, block_mask=self.block_mask, scale=1.0)

@@ -145,8 +145,10 @@ def run_loop(accelerator, model, t: TrainConfig, out: Path, total_steps: int, ma
             evaluating = on_eval is not None and t.eval_every and state["step"] % t.eval_every == 0 \
                 and state["step"] < total_steps
             # skips decided on the host are read every step; on the device, when a line is logged, before an
-            # evaluation (its failure saves a checkpoint) and before a checkpoint (below)
-            if not skipped.on_device or state["step"] % t.log_every == 0 or evaluating:
+            # evaluation (its failure saves a checkpoint), before a checkpoint (below) and every
+            # MAX_SKIPPED_IN_A_ROW steps
+            if not skipped.on_device or state["step"] % t.log_every == 0 or evaluating \
+                    or state["step"] % MAX_SKIPPED_IN_A_ROW == 0:  # a diverged run stops within that many steps
                 settle()
             if state["step"] % t.log_every == 0 or state["step"] == total_steps:
                 avg = losses.flush(accelerator)
@@ -261,7 +263,8 @@ def skips_on_device(accelerator, optimizer) -> bool:
     Adafactor and fused AdamW can, on one process or DDP (FSDP and DeepSpeed step their own way)."""
     inner = getattr(optimizer, "optimizer", optimizer)
     able = isinstance(inner, Adafactor) or (isinstance(inner, torch.optim.AdamW) and bool(inner.defaults.get("fused")))
-    return able and accelerator.distributed_type in ("NO", "MULTI_GPU")
+    # a GradScaler (fp16) sets and clears found_inf itself
+    return able and accelerator.distributed_type in ("NO", "MULTI_GPU") and getattr(accelerator, "scaler", None) is None
 
 
 def train_batch(accelerator, model, forward, optimizer, scheduler, batch: dict[str, torch.Tensor], t: TrainConfig,

@@ -6,6 +6,11 @@ For each option: the time of one forward+backward (median of 20), the error of t
 (queries, the bias table) against an fp32 reference, and, where SDPA refuses a forced kernel, its reasons.
 
     python eval/experiments/attention_kernels.py [--size large] [--dropout 0.1] [--which encoder] [--out FILE.json]
+    python eval/experiments/attention_kernels.py --density .devdata/bench_small.npz --rows 1024 128   (CPU)
+
+``--density``: of the real instances in a prepared benchmark file (eval/bench_train.py prepare), packed into rows
+as training packs them, the share of flex_attention's 128 x 128 blocks that hold a query-key pair of one segment
+(the blocks it computes; the dense kernels compute every block) and the share of such pairs, padding left out.
 
 Options: ``sdpa`` (what F.scaled_dot_product_attention picks), ``sdpa-efficient`` / ``sdpa-cudnn`` /
 ``sdpa-math`` (forced), ``eager`` (matmul, fp32 softmax, matmul: model/packing.py's ``attention="eager"``),
@@ -152,7 +157,11 @@ def main(argv=None) -> int:
     ap.add_argument("--which", choices=("encoder", "decoder", "both"), default="both",
                     help="encoder self-attention (bidirectional, source rows), decoder self-attention (causal)")
     ap.add_argument("--out")
+    ap.add_argument("--density", metavar="NPZ", help="measure flex's block density on this file's packed rows")
+    ap.add_argument("--row", nargs=2, type=int, default=(1024, 128), metavar=("SOURCE", "TARGET"))
     a = ap.parse_args(argv)
+    if a.density:
+        return block_density(a.density, *a.row)
     heads, d, src, tgt, rows = SHAPES[a.size]
     rows = a.rows or rows
     dev = a.device
@@ -233,6 +242,41 @@ def main(argv=None) -> int:
     if a.out:
         with open(a.out, "w") as fh:
             json.dump(results, fh, indent=1)
+    return 0
+
+
+def block_density(path: str, source: int, target: int, rows: int = 256) -> int:
+    import random
+
+    import numpy as np
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from instructie.data.packing import pack_rows
+
+    z = np.load(path)
+    lengths = {"source": [min(int(x), source) for x in z["src_len"]],
+               "target": [min(int(x), target) for x in z["tgt_len"]]}
+    packed = pack_rows(lengths["source"], lengths["target"], source, target, random.Random(0))[:rows]
+    for side, n, causal in (("source", source, False), ("target", target, True)):
+        seg = torch.zeros(len(packed), n, dtype=torch.long)
+        for r, row in enumerate(packed):
+            at = 0
+            for s, i in enumerate(row, 1):
+                seg[r, at:at + lengths[side][i]] = s
+                at += lengths[side][i]
+
+        def mask_mod(b, h, qi, ki):
+            same = seg[b, qi] == seg[b, ki]
+            return same & (ki <= qi) if causal else same
+        blocks = create_block_mask(mask_mod, B=len(packed), H=None, Q_LEN=n, KV_LEN=n, device="cpu")
+        q, k = torch.arange(n)[:, None], torch.arange(n)[None, :]
+        pairs = torch.stack([mask_mod(b, 0, q, k) & (seg[b, q] != 0) for b in range(len(packed))]).float().mean()
+        per_row = (-(-n // 128)) ** 2
+        kept = blocks.kv_num_blocks.sum() + (blocks.full_kv_num_blocks.sum() if blocks.full_kv_num_blocks is not None
+                                             else 0)
+        print(f"{side} rows of {n} ({'causal' if causal else 'bidirectional'}), {len(packed)} rows: flex computes "
+              f"{int(kept) / (len(packed) * per_row):.2f} of the 128 x 128 blocks (a dense kernel: all); pairs "
+              f"within a segment {float(pairs):.2f} of all")
     return 0
 
 

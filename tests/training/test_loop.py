@@ -100,3 +100,27 @@ def test_only_optimizers_that_skip_on_the_device_are_handed_the_flag(make, distr
     assert skips_on_device(SimpleNamespace(distributed_type=distributed), wrapped) is able
     assert skips_on_device(SimpleNamespace(distributed_type=distributed), inner) is able
 
+
+def test_several_processes_agree_on_the_time_budget_at_few_steps():
+    """Agreeing to stop waits for every rank's GPU: ranks agree at the call's first step (a budget shorter than a
+    step stops after it) and every Clock.AGREE_EVERY steps, not at every step."""
+    from instructie.training.loop import Clock
+
+    class TwoRanks:
+        num_processes, device = 2, "cpu"
+
+        def __init__(self):
+            self.agreed_at = []
+
+        def reduce(self, flag, reduction):
+            self.agreed_at.append(step)
+            return flag * 2
+
+    ranks = TwoRanks()
+    clock = Clock(0.0, 0.0, ranks)  # out of time from the start
+    stops = []
+    for step in range(7, 31):  # a resumed call's steps
+        if clock.out_of_time(step):
+            stops.append(step)
+    assert ranks.agreed_at == [7, 10, 20, 30] and stops == [7, 10, 20, 30]
+    assert Clock(None, 0.0, ranks).out_of_time(10) is False and ranks.agreed_at[-1] == 30

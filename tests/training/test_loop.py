@@ -124,3 +124,41 @@ def test_several_processes_agree_on_the_time_budget_at_few_steps():
             stops.append(step)
     assert ranks.agreed_at == [7, 10, 20, 30] and stops == [7, 10, 20, 30]
     assert Clock(None, 0.0, ranks).out_of_time(10) is False and ranks.agreed_at[-1] == 30
+
+
+def test_the_loop_reads_no_device_value_between_log_lines(tmp_path, monkeypatch, one_thread):
+    """On a GPU each value the host reads from a tensor waits for all queued GPU work. Packed rows with the stacked
+    Adafactor: the loop reads tensors only when it logs the loss (every log_every steps) or counts skipped updates
+    (there and every MAX_SKIPPED_IN_A_ROW steps), not at every step."""
+    import sys
+
+    import torch
+    import yaml
+
+    from instructie.config import load_config
+    from instructie.training import finetune, loop
+    from tests.helpers import tiny_config
+
+    reads = []  # (step, function) of each read made by loop.py's own code
+    step = {"now": 0}
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        real = getattr(torch.Tensor, name)
+
+        def reading(self, *a, _real=real, **k):
+            caller = sys._getframe(1).f_code
+            if caller.co_filename.endswith("training/loop.py") and self.numel() <= 2:
+                reads.append((step["now"], caller.co_name))
+            return _real(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, reading)
+    add = loop.SkippedUpdates.add
+    monkeypatch.setattr(loop.SkippedUpdates, "add",
+                        lambda self, update: (step.__setitem__("now", step["now"] + 1), add(self, update)))
+    out = tmp_path / "run"
+    path = tiny_config(tmp_path, out, packing=True, pack_source_length=128, pack_target_length=48, batch_size=2,
+                       optimizer="adafactor", lr=1e-3, max_steps=12, log_every=6, save_every=0)
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cfg["data"].update(eval=[], test=[])
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    finetune.train(load_config(path))
+    assert reads and {s for s, _ in reads} <= {6, 10, 12}
+    assert {f for _, f in reads} <= {"flush", "settle"}

@@ -1,7 +1,8 @@
 """Host-side work of one optimizer step at a model size (CPU, random weights and gradients): the aten calls
 ``torch.profiler`` records at the top level of a step, for transformers' Adafactor and for ``optimizer:
-adafactor``'s stacked one. On a GPU each call is at least a kernel launch's worth of host time, and
-transformers' also waits for the GPU once per weight (``max(eps, RMS)`` of a tensor in Python).
+adafactor``'s stacked one (also as training runs it, handed the device flag that skips a non-finite update). On
+a GPU each call is at least a kernel launch's worth of host time, and transformers' also waits for the GPU once
+per weight (``max(eps, RMS)`` of a tensor in Python).
 
     python eval/experiments/optimizer_ops.py [--size small]
 """
@@ -40,6 +41,9 @@ def main(argv=None) -> int:
     print("transformers' Adafactor:", top_level_calls(TransformersAdafactor(
         groups(), lr=5e-3, scale_parameter=True, relative_step=False, warmup_init=False)), "aten calls a step")
     print("stacked Adafactor:", top_level_calls(Adafactor(groups(), lr=5e-3)), "aten calls a step")
+    told = Adafactor(groups(), lr=5e-3)
+    told.found_inf = torch.zeros(())  # as training runs it: told on the device whether to skip the update
+    print("stacked Adafactor, told whether to skip:", top_level_calls(told), "aten calls a step")
     return 0
 
 

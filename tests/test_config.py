@@ -333,3 +333,17 @@ def test_a_merge_may_still_override_keys(tmp_path):
     p = tmp_path / "merge.yaml"
     p.write_text("defaults: &d {max_steps: 2, lr: 0.01}\ntrain:\n  <<: *d\n  lr: 0.02\n", encoding="utf-8")
     assert read_yaml(p)["train"] == {"max_steps": 2, "lr": 0.02}
+
+
+def test_the_zero_shot_recipe_is_the_recipe_without_crossner_training():
+    """configs/multitask-small-zeroshot.yaml measures transfer to CrossNER: it must train as the recipe does in
+    everything else, or its scores compare two recipes, not seen against unseen."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    recipe, zero = (yaml.safe_load((root / name).read_text(encoding="utf-8"))
+                    for name in ("multitask-small.yaml", "multitask-small-zeroshot.yaml"))
+    crossner = [d for d in recipe["data"]["train"] if any(n.startswith("CrossNER")
+                                                         for n in (d.get("options") or {}).get("datasets", []))]
+    assert crossner and not any("CrossNER" in json.dumps(d) for d in zero["data"]["train"])
+    recipe["data"]["train"] = [d for d in recipe["data"]["train"] if d not in crossner]
+    recipe["train"]["output_dir"] = zero["train"]["output_dir"]
+    assert zero == recipe

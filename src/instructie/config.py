@@ -496,6 +496,9 @@ def validate(cfg: RunConfig, src: str) -> None:
         if t.packing and row is not None and row < longest:
             bad(f"train.{key} {row} is shorter than data.max_{key[5:]} {longest}: a packed row must hold the "
                 f"longest example")
+        if t.packing and t.attention == "efficient" and (row or longest) % 16:
+            bad(f"train.attention efficient needs rows of a multiple of 16 tokens, got train.{key} "
+                f"{row or longest} (the kernel pads other lengths, a path that has crashed compiled)")
     if not 0.0 <= d.mention_replacement <= 1.0:
         bad(f"data.mention_replacement is a probability (0 to 1), got {d.mention_replacement}")
     if not 0.0 <= d.mention_novel <= 1.0:

@@ -114,9 +114,11 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_its_examples_unpacked(copy
     model = build_random_t5("tiny", VOCAB, copy_head=copy_head).to(device)
     model.eval()  # no dropout: both passes must see the same network
     srcs, tgts = examples(9)
-    rows = pack_rows([len(s) for s in srcs], [len(t) for t in tgts], 64, 20, random.Random(0))
+    # row lengths that are multiples of 16, as the configs' are (the memory-efficient kernel pads a bias that is
+    # not, a path that has crashed compiled)
+    rows = pack_rows([len(s) for s in srcs], [len(t) for t in tgts], 64, 32, random.Random(0))
     assert max(len(r) for r in rows) >= 3 and len(rows) < 9  # several examples share a row
-    packed = collate_packed(rows, srcs, tgts, 64, 20, pad_id=0, decoder_start_id=0)
+    packed = collate_packed(rows, srcs, tgts, 64, 32, pad_id=0, decoder_start_id=0)
     plain = collate(list(range(9)), Tokenized(srcs, tgts, 0, 0), pad_id=0, pad_multiple=1)
     packed, plain = ({k: v.to(device) for k, v in b.items()} for b in (packed, plain))
     # flex trains compiled only (uncompiled it is a slow reference); on a GPU, compiled kernels are what trains

@@ -150,6 +150,10 @@ def test_bad_memory_and_packing_settings_are_refused(tmp_path, capsys):
     assert cli_main(["train", "--config", str(cfg), "--set", "train.packing=true", "--set", "train.attention=flex",
                      "--set", "train.compile=false"]) == 2
     assert "train.attention flex needs train.compile: true" in capsys.readouterr().err
+    assert cli_main(["train", "--config", str(cfg), "--set", "train.packing=true", "--set", "train.attention=efficient",
+                     "--set", "train.pack_target_length=50"]) == 2
+    assert "train.attention efficient needs rows of a multiple of 16 tokens, got train.pack_target_length 50" \
+        in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the Flan-T5-large and XL configs

@@ -17,16 +17,18 @@ empty. The loss is the mean over every target token of the batch, as T5's own lo
 
 Attention runs through ``F.scaled_dot_product_attention`` with the bias and mask as one additive tensor (T5
 scales no query-key product: scale 1), or, with ``attention="eager"``, as explicit matrix products (what
-``torch.compile`` fuses best on some GPUs). Both give the same numbers up to rounding. ``attention="efficient"`` holds SDPA to
-its memory-efficient kernel, which takes the bias's gradient and drops attention probabilities in the kernel
-(SDPA's own choice may be its math path, which makes the scores in fp32). With ``attention="flex"``
-it runs through ``flex_attention``: the bias is looked up per query-key pair from T5's bucket table inside the
-kernel and the segments are a block mask, so no (B, H, L, L) tensor is made and blocks of keys outside a query
-block's segments are skipped. flex_attention has no attention dropout: attention probabilities are not dropped
-(every other dropout is); it is fast only compiled (``train.compile``), and its backward needs a GPU.
+``torch.compile`` fuses best on some GPUs). Both give the same numbers up to rounding. ``attention="efficient"``
+holds SDPA to its memory-efficient kernel, which takes the bias's gradient and drops attention probabilities in
+the kernel (SDPA's own choice may be its math path, which makes the scores in fp32). With ``attention="flex"`` it
+runs through ``flex_attention``: the bias is looked up per query-key pair from each head's bias by distance
+(gathered once a stack) inside the kernel and the segments are a block mask, so no (B, H, L, L) tensor is made
+and blocks of keys outside a query block's segments are skipped. flex_attention has no attention dropout:
+attention probabilities are not dropped (every other dropout is); it is fast only compiled (``train.compile``),
+and its backward needs a GPU.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import torch
@@ -86,9 +88,8 @@ class PackedSeq2Seq(nn.Module):
             # made once a stack, outside the compiled blocks: its gradient reaches the (num_buckets, H) table by
             # autograd, where a score_mod reading the table itself would have every query-key pair of every layer
             # add into those few values at once
-            buckets = _bucket_of_distance(first, segments.shape[1], causal=decoder, device=ids.device)
             self_bias = _FlexBias(_block_mask(segments, segments, decoder),
-                                  first.relative_attention_bias.weight[buckets].t().contiguous())
+                                  _distance_bias(first, segments.shape[1], decoder, ids.device).contiguous())
             cross_bias = _FlexBias(_block_mask(segments, enc_segments)) if decoder else None
         else:
             self_bias = _self_bias(first, segments, causal=decoder, dtype=h.dtype)
@@ -122,10 +123,9 @@ def _attend(attn, x, kv, bias, attention: str):
     p = attn.dropout if attn.training else 0.0
     if attention == "flex":
         out = bias.attend(q, k, v)
-    elif attention == "sdpa":
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
-    elif attention == "efficient":
-        with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):
+    elif attention in ("sdpa", "efficient"):
+        kernels = sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]) if attention == "efficient" else nullcontext()
+        with kernels:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
     else:
         scores = torch.matmul(q, k.transpose(-1, -2)).float() + bias.float()
@@ -189,11 +189,12 @@ def _block_mask(query_segments, key_segments, causal: bool = False):
                              KV_LEN=key_segments.shape[1], device=query_segments.device)
 
 
-def _bucket_of_distance(attn, n: int, causal: bool, device):
-    """T5's bucket of every distance key - query in [-(n-1), n-1], at index distance + n - 1."""
-    return attn._relative_position_bucket(torch.arange(-(n - 1), n, device=device), bidirectional=not causal,
-                                          num_buckets=attn.relative_attention_num_buckets,
-                                          max_distance=attn.relative_attention_max_distance)
+def _distance_bias(attn, n: int, causal: bool, device):
+    """T5's bias of every head and key - query distance in [-(n-1), n-1]: (H, 2n-1), at index distance + n - 1."""
+    buckets = attn._relative_position_bucket(torch.arange(-(n - 1), n, device=device), bidirectional=not causal,
+                                             num_buckets=attn.relative_attention_num_buckets,
+                                             max_distance=attn.relative_attention_max_distance)
+    return attn.relative_attention_bias(buckets).t()
 
 
 def _mask_bias(query_segments, key_segments, dtype, causal: bool = False):
@@ -207,8 +208,5 @@ def _self_bias(attn, segments, causal: bool, dtype):
     """T5's relative position bias (1, H, L, L) plus the segment mask: (B, H, L, L)."""
     n = segments.shape[1]
     pos = torch.arange(n, device=segments.device)
-    buckets = attn._relative_position_bucket(pos[None, :] - pos[:, None], bidirectional=not causal,
-                                             num_buckets=attn.relative_attention_num_buckets,
-                                             max_distance=attn.relative_attention_max_distance)
-    position = attn.relative_attention_bias(buckets).permute(2, 0, 1)[None]  # (1, H, L, L)
+    position = _distance_bias(attn, n, causal, segments.device)[:, pos[None, :] - pos[:, None] + n - 1][None]
     return position.to(dtype) + _mask_bias(segments, segments, dtype, causal)

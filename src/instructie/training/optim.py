@@ -7,7 +7,8 @@
   held in bf16 have 8 significant bits: an update smaller than half the spacing between neighbouring bf16 values
   is rounded away (a weight of 1.0 ignores any step under 0.004, and fine-tuning steps at lr 5e-5 are ~1e-5).
   Kahan summation keeps, per weight, the part of the update that rounding lost (a bf16 buffer) and adds it to
-  the next update, so small updates accumulate as they would in fp32. Moments stay fp32. eval/bench_train.md measures what each choice keeps.
+  the next update, so small updates accumulate as they would in fp32. Moments stay fp32. eval/bench_train.md
+  measures what each choice keeps.
 """
 from __future__ import annotations
 

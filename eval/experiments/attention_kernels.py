@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from instructie.model.packing import _block_mask, _distance_bias, _FlexBias, _self_bias
+
 SHAPES = {  # heads, head dim, source row, target row, rows a batch
     "small": (8, 64, 1024, 128, 26),
     "base": (12, 64, 512, 64, 32),
@@ -52,31 +54,22 @@ def packed_segments(rows: int, length: int, gen: torch.Generator) -> torch.Tenso
     return seg
 
 
-def bucket_table(length: int, causal: bool, num_buckets: int = 32, max_distance: int = 128) -> torch.Tensor:
-    """T5's bucket of every distance key - query in [-(length-1), length-1], at index distance + length - 1."""
+def t5_attention(heads: int, d: int, table: torch.Tensor, device) -> torch.nn.Module:
+    """A T5 self-attention whose relative position bias table is ``table`` (num_buckets, H): the model's own
+    module, so that the biases below are built by model/packing.py's code."""
+    from transformers import T5Config
     from transformers.models.t5.modeling_t5 import T5Attention
 
-    rel = torch.arange(-(length - 1), length)
-    return T5Attention._relative_position_bucket(rel, bidirectional=not causal, num_buckets=num_buckets,
-                                                 max_distance=max_distance)
-
-
-def dense_bias(table, buckets, seg, causal: bool, dtype):
-    """(B, H, L, L): the bias from the bucket table plus the segment mask, as model/packing.py builds it."""
-    n = seg.shape[1]
-    pos = torch.arange(n, device=seg.device)
-    position = table[:, buckets[pos[None, :] - pos[:, None] + n - 1]][None]  # (1, H, L, L)
-    allowed = seg[:, :, None] == seg[:, None, :]
-    if causal:
-        allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=seg.device).tril()
-    allowed = allowed | (seg == 0)[:, :, None]
-    mask = torch.where(allowed, torch.zeros((), dtype=dtype, device=seg.device), torch.finfo(dtype).min)
-    return position.to(dtype) + mask[:, None]
+    config = T5Config(num_heads=heads, d_kv=d, d_model=heads * d, relative_attention_num_buckets=table.shape[0])
+    attn = T5Attention(config, has_relative_attention_bias=True).to(device)
+    with torch.no_grad():
+        attn.relative_attention_bias.weight.copy_(table)
+    return attn
 
 
 def sdpa_call(forced):
-    def f(q, k, v, table, buckets, seg, causal, p):
-        bias = dense_bias(table, buckets, seg, causal, q.dtype)
+    def f(q, k, v, attn, seg, causal, p):
+        bias = _self_bias(attn, seg, causal, q.dtype)
         if forced is None:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, scale=1.0)
         with sdpa_kernel([forced]):
@@ -84,39 +77,23 @@ def sdpa_call(forced):
     return f
 
 
-def eager_call(q, k, v, table, buckets, seg, causal, p):
-    bias = dense_bias(table, buckets, seg, causal, q.dtype)
+def eager_call(q, k, v, attn, seg, causal, p):
+    bias = _self_bias(attn, seg, causal, q.dtype)
     scores = torch.matmul(q, k.transpose(-1, -2)).float() + bias.float()
     return torch.matmul(F.dropout(torch.softmax(scores, dim=-1).to(q.dtype), p=p), v)
 
 
 def flex_call(block_masks):
-    from torch.nn.attention.flex_attention import flex_attention
-
-    def f(q, k, v, table, buckets, seg, causal, p):
-        n = q.shape[2]
-        bias = table[:, buckets]  # (H, 2L-1): every head's bias by distance, as model/packing.py passes it
-
-        def score_mod(score, b, h, qi, ki):
-            return score + bias[h, ki - qi + n - 1].to(score.dtype)
-        return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_masks[causal], scale=1.0)
+    def f(q, k, v, attn, seg, causal, p):
+        bias = _distance_bias(attn, q.shape[2], causal, q.device).contiguous()
+        return _FlexBias(block_masks[causal], bias).attend(q, k, v)
     return f
 
 
-def make_block_mask(seg, causal):
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    def mask_mod(b, h, qi, ki):
-        same = seg[b, qi] == seg[b, ki]
-        return (same & (ki <= qi)) if causal else same
-    b, n = seg.shape
-    return create_block_mask(mask_mod, B=b, H=None, Q_LEN=n, KV_LEN=n, device=seg.device)
-
-
-def run_once(fn, q, k, v, table, buckets, seg, causal, p, grad):
-    for t in (q, table):
+def run_once(fn, q, k, v, attn, seg, causal, p, grad):
+    for t in (q, attn.relative_attention_bias.weight):
         t.grad = None
-    out = fn(q, k, v, table, buckets, seg, causal, p)
+    out = fn(q, k, v, attn, seg, causal, p)
     out.backward(grad)
     return out
 
@@ -139,6 +116,11 @@ def measure(fn, inputs, p, grad, device, reps=20, warm=5):
         if i >= warm:
             times.append(ms)
     return statistics.median(times)
+
+
+def dtable(inputs):
+    """The gradient of the bias table, of a case's inputs."""
+    return inputs[3].relative_attention_bias.weight.grad
 
 
 def rel_err(a, b):
@@ -175,20 +157,18 @@ def main(argv=None) -> int:
         seg = packed_segments(rows, n, gen).to(dev)
         if causal:  # target segments are shorter: rescale
             seg = packed_segments(rows, n * 8, gen)[:, ::8].contiguous().to(dev)
-        buckets = bucket_table(n, causal).to(dev)
         base = [torch.randn(rows, heads, n, d, generator=gen) for _ in range(3)]
-        table0 = torch.randn(heads, 32, generator=gen) * 2
+        table0 = torch.randn(32, heads, generator=gen) * 2
         grad = torch.randn(rows, heads, n, d, generator=gen).to(dev, dtype)
         real = (seg != 0)[:, None, :, None]
 
         def inputs(dt):
             q, k, v = (x.to(dev, dt).requires_grad_(True) for x in base)
-            table = table0.to(dev, torch.float32).requires_grad_(True)
-            return q, k, v, table, buckets, seg, causal
+            return q, k, v, t5_attention(heads, d, table0, dev), seg, causal
 
         ref_in = inputs(torch.float32)
         ref = run_once(sdpa_call(SDPBackend.MATH), *ref_in, 0.0, grad.float())
-        ref_out, ref_dq, ref_dt = (ref * real).detach(), ref_in[0].grad * real, ref_in[3].grad
+        ref_out, ref_dq, ref_dt = (ref * real).detach(), ref_in[0].grad * real, dtable(ref_in)
         options = {"sdpa": sdpa_call(None), **{k: sdpa_call(v) for k, v in FORCED.items()}, "eager": eager_call}
         if not a.eager_too:  # forced kernels uncompiled: the refusal reasons SDPA prints
             for name in FORCED:
@@ -207,7 +187,7 @@ def main(argv=None) -> int:
         block_masks = None
         if dev == "cuda":
             try:
-                block_masks = {causal: make_block_mask(seg, causal)}
+                block_masks = {causal: _block_mask(seg, seg, causal)}
                 options["flex"] = flex_call(block_masks)
             except Exception as e:  # noqa: BLE001 - report, go on
                 results["cases"].append({"causal": causal, "option": "flex", "error": repr(e)[:500]})
@@ -227,7 +207,7 @@ def main(argv=None) -> int:
                         if p == 0.0:
                             case["err_out"] = rel_err(out * real, ref_out)
                             case["err_dq"] = rel_err(ins[0].grad * real, ref_dq)
-                            case["err_dtable"] = rel_err(ins[3].grad, ref_dt)
+                            case["err_dtable"] = rel_err(dtable(ins), ref_dt)
                         case["ms"] = measure(f, ins, p, grad, dev)
                         if caught:
                             case["warnings"] = sorted({str(w.message)[:300] for w in caught})
@@ -249,7 +229,6 @@ def block_density(path: str, source: int, target: int, rows: int = 256) -> int:
     import random
 
     import numpy as np
-    from torch.nn.attention.flex_attention import create_block_mask
 
     from instructie.data.packing import pack_rows
 
@@ -265,12 +244,10 @@ def block_density(path: str, source: int, target: int, rows: int = 256) -> int:
                 seg[r, at:at + lengths[side][i]] = s
                 at += lengths[side][i]
 
-        def mask_mod(b, h, qi, ki):
-            same = seg[b, qi] == seg[b, ki]
-            return same & (ki <= qi) if causal else same
-        blocks = create_block_mask(mask_mod, B=len(packed), H=None, Q_LEN=n, KV_LEN=n, device="cpu")
+        blocks = _block_mask(seg, seg, causal)
         q, k = torch.arange(n)[:, None], torch.arange(n)[None, :]
-        pairs = torch.stack([mask_mod(b, 0, q, k) & (seg[b, q] != 0) for b in range(len(packed))]).float().mean()
+        pairs = torch.stack([(seg[b, q] == seg[b, k]) & ((k <= q) | (not causal)) & (seg[b, q] != 0)
+                             for b in range(len(packed))]).float().mean()
         per_row = (-(-n // 128)) ** 2
         kept = blocks.kv_num_blocks.sum() + (blocks.full_kv_num_blocks.sum() if blocks.full_kv_num_blocks is not None
                                              else 0)

@@ -333,6 +333,21 @@ def run_all(a) -> None:
     print(table(out))
 
 
+def join(out_path: str, parts: list[str]) -> None:
+    """One file from several ``run`` outputs of one machine (a call runs at most a few variants): their results in
+    order, each with the bf16 peak measured in its own call, against which its MFU was computed."""
+    runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in parts]
+    for key in ("device", "torch", "transformers", "tokens", "steps", "warmup"):
+        if len({json.dumps(r[key]) for r in runs}) > 1:
+            sys.exit(f"bench_train.py join: the files differ in {key!r}; only runs of one setup join")
+    first = runs[0]
+    out = {k: first[k] for k in ("device", "torch", "transformers", "tokens", "steps", "warmup")}
+    out["peak_bf16_tflops"] = [r["peak_bf16_tflops"] for r in runs]
+    out["results"] = [dict(res, peak_bf16_tflops=r["peak_bf16_tflops"]) for r in runs for res in r["results"]]
+    Path(out_path).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(table(out))
+
+
 def table(out: dict) -> str:
     lines = ["| size | variant | batch | examples/step | examples/s | useful tokens/s | useful TFLOP/s | MFU | padding "
              "| peak GiB | first step s | vs hf |", "|" + "---|" * 12]
@@ -372,6 +387,9 @@ def main() -> None:
     run.add_argument("--budget", type=float, default=1e9, help="seconds for the whole plan: later variants are skipped")
     run.add_argument("--log-dir", help="where a failing variant's output is kept")
     run.add_argument("--out", required=True)
+    j = sub.add_parser("join", help="one file from several run outputs of one machine")
+    j.add_argument("out")
+    j.add_argument("parts", nargs="+")
     var = sub.choices["variant"]
     var.add_argument("--size", required=True, choices=SHAPES)
     var.add_argument("--variant", required=True, choices=VARIANTS)
@@ -384,6 +402,8 @@ def main() -> None:
     DEVICE = getattr(a, "device", DEVICE)
     if a.cmd == "prepare":
         prepare(a)
+    elif a.cmd == "join":
+        join(a.out, a.parts)
     elif a.cmd == "run":
         run_all(a)
     else:

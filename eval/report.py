@@ -141,19 +141,14 @@ def bench_train() -> str:
                                             r["batch"])):
             hf = max((x["examples_per_s"] for x in res if x["size"] == r["size"] and x["variant"] == "hf"),
                      default=None)
-            # unpacked with the same optimizer: "main" for AdamW's variants, "main-adafactor" for Adafactor's
-            unpacked = "main-adafactor" if "adafactor" in r["variant"] else "main"
-            main = max((x["examples_per_s"] for x in res if x["size"] == r["size"] and x["variant"] == unpacked),
-                       default=None)
-            rows.append([r["size"], r["variant"], str(r["batch"]) + (" rows" if r["variant"].startswith("packed")
-                                                                       else ""),
+            packed = r["variant"].startswith("packed")
+            rows.append([r["size"], r["variant"], str(r["batch"]) + (" rows" if packed else ""),
+                         r.get("attention", "sdpa") if packed else "—",
                          f"{r['examples_per_step']:g}", f"{r['examples_per_s']:g}", f"{r['useful_tflops']:g}",
                          f"{100 * r['mfu']:.1f}%", f"{100 * r['padding']:.0f}%", f"{r['peak_mem_gib']:g}",
-                         f"{r['first_step_s']:g}", f"{r['examples_per_s'] / hf:.2f}" if hf else "—",
-                         f"{r['examples_per_s'] / main:.2f}" if main else "—", f"`{rel}`"])
-    return table(["size", "variant", "batch", "examples/step", "examples/s", "useful TFLOP/s", "MFU", "padding",
-                  "peak GiB", "first step s", "× Seq2SeqTrainer (best)", "× unpacked", "file (under eval/runs/)"],
-                 rows)
+                         f"{r['first_step_s']:g}", f"{r['examples_per_s'] / hf:.2f}" if hf else "—", f"`{rel}`"])
+    return table(["size", "variant", "batch", "attention", "examples/step", "examples/s", "useful TFLOP/s", "MFU",
+                  "padding", "peak GiB", "first step s", "× Seq2SeqTrainer (best)", "file (under eval/runs/)"], rows)
 
 
 def bench_extract() -> str:

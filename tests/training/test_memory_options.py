@@ -158,7 +158,7 @@ def test_bad_memory_and_packing_settings_are_refused(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the Flan-T5-large and XL configs
 @pytest.mark.parametrize("name", ["flan-t5-large", "flan-t5-xl"])
-def test_the_large_model_configs_train_on_a_tiny_stand_in(name, tiny_model_dir, tmp_path, capsys):
+def test_the_large_model_configs_train_on_a_tiny_stand_in(name, tiny_model_dir, tmp_path, capsys, monkeypatch):
     """The config as shipped (packed rows; XL with bf16 weights, the compensated Adafactor and flex_attention), its
     model and data swapped for a tiny saved T5 and the test fixtures, a few steps, uncompiled with SDPA attention
     (flex_attention's backward needs a GPU: tests/model/test_packing.py checks it there)."""
@@ -186,7 +186,12 @@ def test_the_large_model_configs_train_on_a_tiny_stand_in(name, tiny_model_dir, 
              max_steps=3, save_every=0, log_every=1)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    import instructie.training.loop as loop
+    from instructie.training.optim import build_optimizer
+    built = []  # the optimizer the run trains with
+    monkeypatch.setattr(loop, "build_optimizer", lambda *a: built.append(build_optimizer(*a)) or built[-1])
     assert cli_main(["train", "--config", str(path)]) == 0
+    assert [type(o).__name__ for o in built] == (["Adafactor"] if xl else ["AdamW"])
     log = capsys.readouterr().out
     assert "packed rows of 512/64" in log
     assert ("precision bf16 weights" in log) == (name == "flan-t5-xl")

@@ -334,14 +334,14 @@ def run_all(a) -> None:
 
 
 def join(out_path: str, parts: list[str]) -> None:
-    """One file from several ``run`` outputs of one machine (a call runs at most a few variants): their results in
-    order, each with the bf16 peak measured in its own call, against which its MFU was computed."""
+    """One file from several ``run`` outputs of one machine, all of one setup: their results in order, each with
+    the bf16 peak measured by its own run, against which its MFU was computed."""
     runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in parts]
-    for key in ("device", "torch", "transformers", "tokens", "steps", "warmup"):
+    setup = ("device", "torch", "transformers", "tokens", "steps", "warmup")
+    for key in setup:
         if len({json.dumps(r[key]) for r in runs}) > 1:
             sys.exit(f"bench_train.py join: the files differ in {key!r}; only runs of one setup join")
-    first = runs[0]
-    out = {k: first[k] for k in ("device", "torch", "transformers", "tokens", "steps", "warmup")}
+    out = {key: runs[0][key] for key in setup}
     out["peak_bf16_tflops"] = [r["peak_bf16_tflops"] for r in runs]
     out["results"] = [dict(res, peak_bf16_tflops=r["peak_bf16_tflops"]) for r in runs for res in r["results"]]
     Path(out_path).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
